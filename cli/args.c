@@ -1,0 +1,97 @@
+#include "cli/args.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int cli_fail(const char *command, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fprintf(stderr, "vqgpt %s: ", command);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+  return 1;
+}
+
+bool cli_require(const char *command, const char *name, const char *value) {
+  if (value && value[0]) return true;
+  cli_fail(command, "missing required option --%s (see --help)", name);
+  return false;
+}
+
+static void print_help(const char *command, const char *summary, const cli_opt *opts, int n) {
+  printf("usage: vqgpt %s [options]\n%s\n\noptions:\n", command, summary);
+  for (int i = 0; i < n; i++) {
+    const cli_opt *o = &opts[i];
+    char def[64] = "";
+    switch (o->kind) {
+      case OPT_STRING:
+        if (*(const char **)o->dest) snprintf(def, sizeof def, " (default %s)", *(const char **)o->dest);
+        break;
+      case OPT_INT: snprintf(def, sizeof def, " (default %ld)", *(long *)o->dest); break;
+      case OPT_FLOAT: snprintf(def, sizeof def, " (default %g)", *(double *)o->dest); break;
+      case OPT_FLAG: break;
+    }
+    printf("  --%-16s %s%s\n", o->name, o->help, def);
+  }
+  printf("  --%-16s %s\n", "help", "show this help");
+}
+
+static bool parse_value(const char *command, const cli_opt *o, const char *text) {
+  char *end = NULL;
+  errno = 0;
+  if (o->kind == OPT_INT) {
+    long v = strtol(text, &end, 10);
+    if (errno || end == text || *end) {
+      cli_fail(command, "--%s expects an integer, got '%s'", o->name, text);
+      return false;
+    }
+    *(long *)o->dest = v;
+  } else if (o->kind == OPT_FLOAT) {
+    double v = strtod(text, &end);
+    if (errno || end == text || *end || !isfinite(v)) {
+      cli_fail(command, "--%s expects a number, got '%s'", o->name, text);
+      return false;
+    }
+    *(double *)o->dest = v;
+  } else {
+    *(const char **)o->dest = text;
+  }
+  return true;
+}
+
+cli_status cli_parse(const char *command, const char *summary, int argc, char **argv,
+                     const cli_opt *opts, int n_opts) {
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+      print_help(command, summary, opts, n_opts);
+      return CLI_HELP;
+    }
+    if (strncmp(a, "--", 2) != 0) {
+      cli_fail(command, "unexpected argument '%s' (see --help)", a);
+      return CLI_ERROR;
+    }
+    const cli_opt *o = NULL;
+    for (int j = 0; j < n_opts; j++)
+      if (!strcmp(a + 2, opts[j].name)) o = &opts[j];
+    if (!o) {
+      cli_fail(command, "unknown option '%s' (see --help)", a);
+      return CLI_ERROR;
+    }
+    if (o->kind == OPT_FLAG) {
+      *(bool *)o->dest = true;
+      continue;
+    }
+    if (i + 1 >= argc) {
+      cli_fail(command, "option --%s needs a value", o->name);
+      return CLI_ERROR;
+    }
+    if (!parse_value(command, o, argv[++i])) return CLI_ERROR;
+  }
+  return CLI_OK;
+}

@@ -1,0 +1,30 @@
+// Option parsing shared by the subcommands: "--name value" and "--flag", with typed,
+// checked conversion and a generated --help.
+#ifndef VQGPT_CLI_ARGS_H
+#define VQGPT_CLI_ARGS_H
+
+#include <stdbool.h>
+
+typedef enum { OPT_STRING, OPT_INT, OPT_FLOAT, OPT_FLAG } cli_opt_kind;
+
+typedef struct {
+  const char *name;  // without the leading "--"
+  cli_opt_kind kind;
+  void *dest;        // const char **, long *, double *, or bool *
+  const char *help;  // one line; the default is the value already in *dest
+} cli_opt;
+
+typedef enum { CLI_OK, CLI_HELP, CLI_ERROR } cli_status;
+
+// Parses argv[1..argc) against opts. On CLI_HELP the help text has been printed to stdout;
+// on CLI_ERROR one line "vqgpt <command>: <problem>" has been printed to stderr.
+cli_status cli_parse(const char *command, const char *summary, int argc, char **argv,
+                     const cli_opt *opts, int n_opts);
+
+// Prints "vqgpt <command>: <message>" to stderr and returns 1, the exit status for errors.
+int cli_fail(const char *command, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+// Requires a string option to have been given; prints the error otherwise.
+bool cli_require(const char *command, const char *name, const char *value);
+
+#endif

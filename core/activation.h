@@ -1,0 +1,18 @@
+// Element-wise activations. Forward may run in place (out == in); backward may run in place
+// (din == dout). Input gradients are overwritten (=).
+#ifndef VQGPT_ACTIVATION_H
+#define VQGPT_ACTIVATION_H
+
+#include <stddef.h>
+
+// swish(x) = x * sigmoid(x) (the reference's "nonlinearity").
+void swish_forward(float *out, const float *in, size_t n);
+void swish_backward(float *din, const float *dout, const float *in, size_t n);
+
+void leaky_relu_forward(float *out, const float *in, size_t n, float slope);
+void leaky_relu_backward(float *din, const float *dout, const float *in, size_t n, float slope);
+
+void relu_forward(float *out, const float *in, size_t n);
+void relu_backward(float *din, const float *dout, const float *in, size_t n);
+
+#endif

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Installs the Debian packages vqgpt builds against (needs root or sudo).
+set -euo pipefail
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends \
+  build-essential cmake pkg-config libopenblas-openmp-dev libomp-dev \
+  libsentencepiece-dev libstb-dev python3 >/dev/null

@@ -1,0 +1,61 @@
+// safetensors files: read (mmap, every header field validated before use) and write
+// (to a temporary file, then renamed, so a crash never leaves a half-written model).
+#ifndef VQGPT_SAFETENSORS_H
+#define VQGPT_SAFETENSORS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define ST_MAX_DIMS 8
+
+typedef enum { ST_F32, ST_F16, ST_BF16, ST_I32, ST_I64, ST_U8, ST_I8, ST_F64, ST_BOOL } st_dtype;
+
+typedef struct {
+  char *name;
+  st_dtype dtype;
+  int ndim;
+  int64_t shape[ST_MAX_DIMS];
+  size_t numel;
+  const uint8_t *data;  // points into the mapping
+  size_t nbytes;
+} st_tensor;
+
+typedef struct {
+  char *path;
+  void *map;
+  size_t map_size;
+  st_tensor *tensors;
+  size_t n_tensors;
+  char **meta_keys, **meta_values;  // __metadata__ (string values only, per the format)
+  size_t n_meta;
+} st_file;
+
+// Opens and validates: header length within the file, JSON well-formed, every tensor with a
+// known dtype, shape product matching its byte range, offsets inside the data section and
+// not overlapping. On failure returns -1, *f is left empty, and the error names the path.
+int st_open(st_file *f, const char *path);
+void st_close(st_file *f);
+
+const st_tensor *st_find(const st_file *f, const char *name);
+const char *st_meta(const st_file *f, const char *key);  // NULL if absent
+size_t st_dtype_size(st_dtype t);
+const char *st_dtype_name(st_dtype t);
+
+// Copies tensor `name` into dst as float32 (from F32/F16/BF16/F64), checking that it exists
+// and has exactly the given shape. Errors read "<path>: tensor '<name>' ...".
+int st_read_f32(const st_file *f, const char *name, float *dst, int ndim, const int64_t *shape);
+// As above for integers (I32/I64 into int32, range-checked); shape may be NULL to accept any
+// shape whose element count is `numel`.
+int st_read_i32(const st_file *f, const char *name, int32_t *dst, int ndim, const int64_t *shape);
+
+// Writer: collects tensors (data is referenced, not copied, until st_writer_save returns) and
+// metadata, then writes header + data to "<path>.tmp.<pid>", fsyncs, and renames onto path.
+typedef struct st_writer st_writer;
+st_writer *st_writer_new(void);
+int st_writer_add(st_writer *w, const char *name, st_dtype dtype, int ndim, const int64_t *shape,
+                  const void *data);
+int st_writer_meta(st_writer *w, const char *key, const char *value);
+int st_writer_save(st_writer *w, const char *path);
+void st_writer_free(st_writer *w);
+
+#endif
