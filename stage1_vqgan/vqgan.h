@@ -1,0 +1,50 @@
+// The VQGAN of the reference (taming.models.vqgan.VQModel): encoder -> quant_conv -> nearest
+// codebook entry -> post_quant_conv -> decoder. Inference API; training lives in vqgan_train.h.
+#ifndef VQGPT_VQGAN_H
+#define VQGPT_VQGAN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define VQGAN_MAX_LEVELS 8
+
+// The reference constructor parameters (VQModel: embed_dim, n_embed, ddconfig).
+typedef struct {
+  int embed_dim, n_embed;
+  int ch, out_ch, in_channels, z_channels, resolution;
+  int ch_mult[VQGAN_MAX_LEVELS];
+  int n_levels;  // len(ch_mult)
+  int num_res_blocks;
+  int attn_resolutions[VQGAN_MAX_LEVELS];
+  int n_attn;
+  bool double_z;
+} vqgan_config;
+
+typedef struct vqgan vqgan;
+
+// Parses the config JSON of a taming-vqgan file and checks it is self-consistent.
+// `source` names the file in error messages.
+int vqgan_config_parse(vqgan_config *cfg, const char *json, const char *source);
+// The spatial downsampling factor, 2^(n_levels-1).
+int vqgan_config_factor(const vqgan_config *cfg);
+
+// Loads a taming-vqgan safetensors file (every tensor checked against the config). NULL on
+// error, with vqgpt_last_error() naming the file and the problem.
+vqgan *vqgan_load(const char *path);
+// A model with the reference's default initialisation, for training and benchmarks.
+vqgan *vqgan_create(const vqgan_config *cfg, uint64_t *rng);
+void vqgan_free(vqgan *m);
+const vqgan_config *vqgan_get_config(const vqgan *m);
+int vqgan_factor(const vqgan *m);
+// Writes the model (reference names, format and config metadata) atomically.
+int vqgan_save(const vqgan *m, const char *path);
+
+// x: (B, in_channels, H, W) in [-1, 1], H and W multiples of the factor.
+// indices: (B, H/f, W/f) nearest-code indices. z (may be NULL): (B, embed_dim, H/f, W/f), the
+// quant_conv output. qloss (may be NULL): codebook + commitment loss (reference legacy form).
+int vqgan_encode(vqgan *m, const float *x, int B, int H, int W, int32_t *indices, float *z,
+                 float *qloss);
+// indices: (B, h, w), each in [0, n_embed). x: (B, out_ch, h*f, w*f).
+int vqgan_decode(vqgan *m, const int32_t *indices, int B, int h, int w, float *x);
+
+#endif
