@@ -14,6 +14,7 @@ typedef struct {
   vqgan *m;
   size_t cap_params, cap_convs;
   int failed;
+  bool decoder;  // the part being built
 } builder;
 
 static size_t add_param(builder *b, int ndim, const int64_t *shape, const char *fmt, ...)
@@ -51,6 +52,7 @@ static void add_conv(builder *b, vqgan_conv *c, int c_in, int c_out, int k, int 
                      const char *prefix) {
   c->s = conv2d_same(c_in, c_out, k);
   c->level = level;
+  c->decoder = b->decoder;
   int64_t ws[4] = {c_out, c_in, k, k}, bs[1] = {c_out};
   c->w = add_param(b, 4, ws, "%s.weight", prefix);
   c->b = add_param(b, 1, bs, "%s.bias", prefix);
@@ -237,10 +239,11 @@ static vqgan *build(const vqgan_config *cfg) {
   }
   m->cfg = *cfg;
   builder b = {.m = m};
-  build_encoder(&b, cfg);
-  build_decoder(&b, cfg);
   int top = cfg->n_levels - 1;
+  build_encoder(&b, cfg);
   add_conv(&b, &m->quant_conv, cfg->z_channels, cfg->embed_dim, 1, top, "quant_conv");
+  b.decoder = true;
+  build_decoder(&b, cfg);
   add_conv(&b, &m->post_quant_conv, cfg->embed_dim, cfg->z_channels, 1, top, "post_quant_conv");
   int64_t es[2] = {cfg->n_embed, cfg->embed_dim};
   m->embedding = add_param(&b, 2, es, "quantize.embedding.weight");
