@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/rng.h"
 #include "stage1_vqgan/vqgan_layers.h"
 #include "weights/safetensors.h"
 
@@ -256,17 +257,8 @@ static vqgan *build(const vqgan_config *cfg) {
   return m;
 }
 
-static double uniform01(uint64_t *rng) {
-  // splitmix64: a full-period, well-mixed 64-bit stream from one word of state.
-  uint64_t z = (*rng += 0x9E3779B97F4A7C15ULL);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  z ^= z >> 31;
-  return (double)(z >> 11) / 9007199254740992.0;
-}
-
 static void fill_uniform_range(float *x, size_t n, float bound, uint64_t *rng) {
-  for (size_t i = 0; i < n; i++) x[i] = (float)((2.0 * uniform01(rng) - 1.0) * bound);
+  for (size_t i = 0; i < n; i++) x[i] = (float)((2.0 * rng_uniform_double(rng) - 1.0) * bound);
 }
 
 // PyTorch's defaults: conv weight and bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)); GroupNorm
