@@ -23,7 +23,7 @@ void image_from_tensor(image_rgb *img, const float *x);
 // x (3, size_h, size_w) from the window at (x0, y0), optionally mirrored left-right.
 void image_crop_to_tensor(const image_rgb *img, int x0, int y0, int size_w, int size_h, int flip,
                           float *x);
-// A new image resized (bilinear, area-averaging when shrinking) to w x h.
+// A new image resampled to w x h (stb_image_resize, its default filters).
 int image_resize(image_rgb *out, const image_rgb *in, int w, int h);
 // Tiles n images (3, h, w) into a grid of `cols` columns with a 2-pixel white border.
 int image_grid(image_rgb *out, const float *xs, int n, int h, int w, int cols);

@@ -1,0 +1,19 @@
+#include "core/dropout.h"
+
+#include <string.h>
+
+#include "core/rng.h"
+
+void dropout_forward(float *out, const float *in, size_t n, float p, uint64_t seed) {
+  if (p <= 0.0f) {
+    if (out != in) memmove(out, in, n * sizeof(float));
+    return;
+  }
+  float keep = 1.0f / (1.0f - p);
+#pragma omp parallel for schedule(static) if (n >= 16384)
+  for (size_t i = 0; i < n; i++) out[i] = rng_hash_uniform(seed, i) < p ? 0.0f : in[i] * keep;
+}
+
+void dropout_backward(float *din, const float *dout, size_t n, float p, uint64_t seed) {
+  dropout_forward(din, dout, n, p, seed);
+}

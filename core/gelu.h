@@ -1,0 +1,12 @@
+// GELU in the exact erf form of nn.GELU(): gelu(x) = 0.5 x (1 + erf(x / sqrt(2))).
+// Forward may run in place (out == in); backward may run in place (din == dout).
+#ifndef VQGPT_GELU_H
+#define VQGPT_GELU_H
+
+#include <stddef.h>
+
+void gelu_forward(float *out, const float *in, size_t n);
+// din (n) is overwritten (=).
+void gelu_backward(float *din, const float *dout, const float *in, size_t n);
+
+#endif

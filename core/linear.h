@@ -1,0 +1,21 @@
+// Fully connected layer in the PyTorch nn.Linear layout: weight (OC, C), bias (OC) or NULL.
+//   out[n, o] = sum_c in[n, c] * weight[o, c] + bias[o]
+#ifndef VQGPT_LINEAR_H
+#define VQGPT_LINEAR_H
+
+#include <stddef.h>
+
+// out: (N, OC), in: (N, C). Large N goes to sgemm; small N (incremental decoding) to a
+// row-parallel kernel that reads each weight row once for all N inputs.
+void linear_forward(float *out, const float *in, const float *weight, const float *bias, int N,
+                    int C, int OC);
+
+// din (N, C) is overwritten (=) and may be NULL; dweight (OC, C) and dbias (OC, may be NULL)
+// accumulate (+=).
+void linear_backward(float *din, float *dweight, float *dbias, const float *dout, const float *in,
+                     const float *weight, int N, int C, int OC);
+
+// Dot product with a fixed summation order (independent of thread count).
+float linear_dot(const float *a, const float *b, int n);
+
+#endif

@@ -1,0 +1,90 @@
+// The reference VQModel constructor parameters, parsed from a file's config metadata.
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "stage1_vqgan/vqgan.h"
+#include "weights/json.h"
+
+#define CONFIG_MAX_CHANNELS 65536
+
+static int get_positive(const json_value *obj, const char *key, int *out, const char *source,
+                        int max) {
+  int64_t v;
+  if (!json_get_int(obj, key, &v)) return vqgpt_error("%s: config: missing integer '%s'", source, key);
+  if (v < 1 || v > max) return vqgpt_error("%s: config: '%s' = %lld is out of range", source, key, (long long)v);
+  *out = (int)v;
+  return 0;
+}
+
+static int get_int_list(const json_value *obj, const char *key, int *out, int *n, int min_count,
+                        const char *source) {
+  int64_t v[VQGAN_MAX_LEVELS];
+  int count = json_get_int_array(obj, key, v, VQGAN_MAX_LEVELS);
+  if (count < min_count)
+    return vqgpt_error("%s: config: '%s' must be a list of 1 to %d integers", source, key, VQGAN_MAX_LEVELS);
+  for (int i = 0; i < count; i++) {
+    if (v[i] < 1 || v[i] > CONFIG_MAX_CHANNELS)
+      return vqgpt_error("%s: config: '%s' has an out-of-range entry", source, key);
+    out[i] = (int)v[i];
+  }
+  *n = count;
+  return 0;
+}
+
+// GroupNorm(32) needs every normalised channel count to be a multiple of 32.
+static int check_consistent(const vqgan_config *c, const char *source) {
+  for (int i = 0; i < c->n_levels; i++)
+    if ((c->ch * c->ch_mult[i]) % 32)
+      return vqgpt_error("%s: config: ch * ch_mult[%d] = %d is not a multiple of 32 (GroupNorm)",
+                         source, i, c->ch * c->ch_mult[i]);
+  if (c->ch % 32) return vqgpt_error("%s: config: ch = %d is not a multiple of 32 (GroupNorm)", source, c->ch);
+  if ((long long)c->ch * c->ch_mult[c->n_levels - 1] > CONFIG_MAX_CHANNELS)
+    return vqgpt_error("%s: config: channel count too large", source);
+  if (c->double_z)
+    return vqgpt_error("%s: config: double_z is true, which a VQGAN's quant_conv cannot take", source);
+  return 0;
+}
+
+int vqgan_config_parse(vqgan_config *cfg, const char *json, const char *source) {
+  memset(cfg, 0, sizeof *cfg);
+  if (!json) return vqgpt_error("%s: no 'config' in the metadata", source);
+  json_value *root = json_parse(json, strlen(json));
+  if (!root) return vqgpt_error("%s: config is not valid JSON (%s)", source, vqgpt_last_error());
+  int rc = -1;
+  const json_value *dd = json_get(root, "ddconfig");
+  if (root->type != JSON_OBJECT || !dd || dd->type != JSON_OBJECT) {
+    vqgpt_error("%s: config: expected an object with 'ddconfig'", source);
+    goto done;
+  }
+  if (get_positive(root, "embed_dim", &cfg->embed_dim, source, CONFIG_MAX_CHANNELS) ||
+      get_positive(root, "n_embed", &cfg->n_embed, source, 1 << 24) ||
+      get_positive(dd, "ch", &cfg->ch, source, CONFIG_MAX_CHANNELS) ||
+      get_positive(dd, "out_ch", &cfg->out_ch, source, 64) ||
+      get_positive(dd, "in_channels", &cfg->in_channels, source, 64) ||
+      get_positive(dd, "z_channels", &cfg->z_channels, source, CONFIG_MAX_CHANNELS) ||
+      get_positive(dd, "resolution", &cfg->resolution, source, 1 << 16) ||
+      get_int_list(dd, "ch_mult", cfg->ch_mult, &cfg->n_levels, 1, source))
+    goto done;
+  int64_t nrb;
+  if (!json_get_int(dd, "num_res_blocks", &nrb) || nrb < 0 || nrb > 64) {
+    vqgpt_error("%s: config: 'num_res_blocks' missing or out of range", source);
+    goto done;
+  }
+  cfg->num_res_blocks = (int)nrb;
+  const json_value *attn = json_get(dd, "attn_resolutions");
+  if (attn && attn->count > 0 &&
+      get_int_list(dd, "attn_resolutions", cfg->attn_resolutions, &cfg->n_attn, 1, source))
+    goto done;
+  if (!attn || attn->type != JSON_ARRAY) {
+    vqgpt_error("%s: config: 'attn_resolutions' must be a list", source);
+    goto done;
+  }
+  json_get_bool(dd, "double_z", &cfg->double_z);
+  rc = check_consistent(cfg, source);
+done:
+  json_free(root);
+  return rc;
+}
+
+int vqgan_config_factor(const vqgan_config *cfg) { return 1 << (cfg->n_levels - 1); }
