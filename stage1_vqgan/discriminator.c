@@ -95,7 +95,7 @@ static patchgan *pg_build(const patchgan_config *cfg, int B, int H, int W, int n
   for (int l = 0; l < d->n_layers; l++) {
     pg_layer *L = &d->layer[l];
     const bool last = l == d->n_layers - 1;
-    const int stride = (l == 0 || l < cfg->n_layers) ? 2 : 1;
+    const int stride = l < cfg->n_layers ? 2 : 1;
     int c_out;
     if (l == 0) c_out = cfg->ndf;
     else if (last) c_out = 1;
@@ -114,22 +114,22 @@ static patchgan *pg_build(const patchgan_config *cfg, int B, int H, int W, int n
     c = c_out, h = L->h_out, w = L->w_out;
   }
 
-  // Sizes in floats, each rounded to 16 for alignment.
-  size_t n_params = 0, n_buf = 0, n_slot = 0, g_max = (size_t)cfg->input_nc * H * W, scr = 0;
+  // Sizes in floats. Activations are rounded to 16 for alignment; parameters are packed, so
+  // that the block holds exactly the model's parameters.
+  size_t n_params = 0, n_buf = 0, n_slot = 0, g_max = 0, scr = 0;
   for (int l = 0; l < d->n_layers; l++) {
     const pg_layer *L = &d->layer[l];
     const size_t co = (size_t)L->s.c_out, act = (size_t)B * co * L->h_out * L->w_out;
-    n_params += pad16(co * L->s.c_in * 16);
-    if (!L->bn) n_params += pad16(co);            // conv bias
-    else n_params += 2 * pad16(co), n_buf += 2 * pad16(co);
+    n_params += co * L->s.c_in * 16 + (L->bn ? 2 * co : co);  // conv weight + bias or BN affine
+    if (L->bn) n_buf += 2 * pad16(co);
     n_slot += pad16(act) + (L->bn ? pad16(act) + 2 * pad16(co) : 0);
     if (act > g_max) g_max = act;
     const size_t s = conv2d_scratch_size(&L->s, L->h_in, L->w_in);
     if (s > scr) scr = s;
   }
   n_slot += pad16((size_t)B * cfg->input_nc * H * W);
-  g_max = pad16(g_max > (size_t)B * cfg->input_nc * H * W ? g_max : (size_t)B * cfg->input_nc * H * W);
-  const size_t total = 2 * n_params + n_buf + (size_t)n_slots * n_slot + 2 * g_max + pad16(scr);
+  g_max = pad16(g_max);  // layer outputs only: the input's gradient goes to the caller's dx
+  const size_t total = 2 * pad16(n_params) + n_buf + (size_t)n_slots * n_slot + 2 * g_max + pad16(scr);
   d->slots = calloc((size_t)n_slots, sizeof *d->slots);
   d->arena = calloc(total, sizeof(float));
   if (!d->slots || !d->arena) {
@@ -140,19 +140,19 @@ static patchgan *pg_build(const patchgan_config *cfg, int B, int H, int W, int n
     return NULL;
   }
   float *p = d->arena;
-  d->params = p, p += n_params;
-  d->grads = p, p += n_params;
+  d->params = p, p += pad16(n_params);
+  d->grads = p, p += pad16(n_params);
   d->n_params = n_params;
   float *pp = d->params, *gp = d->grads;
   for (int l = 0; l < d->n_layers; l++) {
     pg_layer *L = &d->layer[l];
     const size_t co = (size_t)L->s.c_out, nw = co * L->s.c_in * 16;
-    L->w = pp, L->dw = gp, pp += pad16(nw), gp += pad16(nw);
+    L->w = pp, L->dw = gp, pp += nw, gp += nw;
     if (!L->bn) {
-      L->b = pp, L->db = gp, pp += pad16(co), gp += pad16(co);
+      L->b = pp, L->db = gp, pp += co, gp += co;
     } else {
-      L->gamma = pp, L->dgamma = gp, pp += pad16(co), gp += pad16(co);
-      L->beta = pp, L->dbeta = gp, pp += pad16(co), gp += pad16(co);
+      L->gamma = pp, L->dgamma = gp, pp += co, gp += co;
+      L->beta = pp, L->dbeta = gp, pp += co, gp += co;
       L->running_mean = p, p += pad16(co);
       L->running_var = p, p += pad16(co);
       for (size_t i = 0; i < co; i++) L->running_var[i] = 1.0f;
@@ -224,7 +224,7 @@ typedef struct {
 
 // The idx-th float tensor in state_dict order (a conv's weight [and bias], then its norm's
 // weight, bias, running_mean, running_var); false past the end.
-static bool pg_tensor_at(patchgan *d, int idx, pg_tensor *t) {
+static bool pg_tensor_at(const patchgan *d, int idx, pg_tensor *t) {
   int l = 0;
   for (; l < d->n_layers; l++) {
     const int n = d->layer[l].bn ? 5 : 2;
@@ -232,7 +232,7 @@ static bool pg_tensor_at(patchgan *d, int idx, pg_tensor *t) {
     idx -= n;
   }
   if (l == d->n_layers) return false;
-  pg_layer *L = &d->layer[l];
+  const pg_layer *L = &d->layer[l];
   const int64_t co = L->s.c_out;
   t->ndim = 1;
   t->shape[0] = co;
@@ -332,8 +332,7 @@ fail:
   return NULL;
 }
 
-int patchgan_save(const patchgan *dc, const char *path) {
-  patchgan *d = (patchgan *)dc;  // the writer only reads
+int patchgan_save(const patchgan *d, const char *path) {
   st_writer *w = st_writer_new();
   if (!w) return vqgpt_error("%s: out of memory", path);
   char config[128];

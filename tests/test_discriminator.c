@@ -53,6 +53,8 @@ static void parity(void) {
   const patchgan_config *cfg = patchgan_get_config(d);
   CHECK(cfg->input_nc == 3 && cfg->ndf == 8 && cfg->n_layers == 2);
   CHECK(patchgan_out_h(d) == 6 && patchgan_out_w(d) == 6);
+  // conv weights and biases, BN affine: exactly the trainable parameters
+  CHECK(patchgan_num_params(d) == 8 * 3 * 16 + 8 + 16 * 8 * 16 + 2 * 16 + 32 * 16 * 16 + 2 * 32 + 32 * 16 + 1);
   const size_t NL = B * 6 * 6;
   const int64_t nbt0 = patchgan_num_batches_tracked(d, 3);
   float *real = read_io(&io, "real", NX), *fake = read_io(&io, "fake", NX);
