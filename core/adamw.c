@@ -1,6 +1,8 @@
 #include "core/adamw.h"
 
 #include <math.h>
+
+#include "core/parallel.h"
 #include <stdlib.h>
 
 #define NORM_BLOCK 65536
@@ -11,7 +13,7 @@ void adamw_update(float *param, const float *grad, float *m, float *v, size_t n,
   float bc2_sqrt = sqrtf(1.0f - powf(beta2, (float)step));
   float step_size = lr / bc1;
   float decay = 1.0f - lr * weight_decay;
-#pragma omp parallel for schedule(static) if (n >= 16384)
+#pragma omp parallel for schedule(static) if (n >= VQGPT_PAR_MIN)
   for (size_t i = 0; i < n; i++) {
     float g = grad[i];
     float mi = m[i] + (1.0f - beta1) * (g - m[i]);
@@ -30,7 +32,7 @@ double adamw_global_norm(const float *grad, size_t n) {
   for (size_t b0 = 0; b0 < nb; b0 += 256) {
     double part[256];
     size_t cnt = nb - b0 < 256 ? nb - b0 : 256;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (cnt > 1)
     for (size_t k = 0; k < cnt; k++) {
       size_t i0 = (b0 + k) * NORM_BLOCK, i1 = i0 + NORM_BLOCK < n ? i0 + NORM_BLOCK : n;
       double s = 0;
@@ -45,7 +47,7 @@ double adamw_global_norm(const float *grad, size_t n) {
 float adamw_clip(float *grad, size_t n, double norm, double max_norm) {
   if (!(max_norm > 0) || !(norm > max_norm)) return 1.0f;
   float f = (float)(max_norm / (norm + 1e-6));
-#pragma omp parallel for schedule(static) if (n >= 16384)
+#pragma omp parallel for schedule(static) if (n >= VQGPT_PAR_MIN)
   for (size_t i = 0; i < n; i++) grad[i] *= f;
   return f;
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/linear.h"
+#include "core/parallel.h"
 #include "core/rng.h"
 
 // Softmax of s[0..n) in place, with the max subtracted first as torch.softmax does.
@@ -30,7 +31,8 @@ void causal_attention_forward(float *out, float *att, const float *qkv, int B, i
   int hs = C / H;
   float scale = 1.0f / sqrtf((float)hs);
   size_t C3 = (size_t)3 * C;
-#pragma omp parallel for collapse(2) schedule(static)
+  size_t work = (size_t)B * T * T * C;
+#pragma omp parallel for collapse(2) schedule(static) if (work >= VQGPT_PAR_MIN)
   for (int bh = 0; bh < B * H; bh++) {
     for (int i = 0; i < T; i++) {
       int b = bh / H, h = bh % H;
@@ -60,7 +62,7 @@ void causal_attention_backward(float *dqkv, const float *dout, const float *qkv,
   size_t C3 = (size_t)3 * C;
   // One (batch, head) per iteration: it owns its columns of dqkv, so there are no races and
   // every sum keeps one order.
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)B * T * T * C >= VQGPT_PAR_MIN)
   for (int bh = 0; bh < B * H; bh++) {
     int b = bh / H, h = bh % H;
     const float *base = qkv + (size_t)b * T * C3;   // (T, 3C)
@@ -106,7 +108,7 @@ void causal_attention_step(float *out, const float *q, const float *k_cache, con
                            int B, int T, int Tmax, int C, int H, float *scratch) {
   int hs = C / H;
   float scale = 1.0f / sqrtf((float)hs);
-#pragma omp parallel for schedule(static) if (B * H * T >= 2048)
+#pragma omp parallel for schedule(static) if ((size_t)B * T * C >= VQGPT_PAR_MIN)
   for (int bh = 0; bh < B * H; bh++) {
     int b = bh / H, h = bh % H;
     const float *qh = q + (size_t)b * C + (size_t)h * hs;          // (hs)

@@ -1,6 +1,7 @@
 #include "core/linear.h"
 
 #include "core/blas.h"
+#include "core/parallel.h"
 
 // Below this many rows, one pass over the weights with every row's dot products beats sgemm,
 // which packs the (large) weight matrix for a product it cannot amortise.
@@ -20,7 +21,7 @@ float linear_dot(const float *a, const float *b, int n) {
 
 static void linear_rows(float *out, const float *in, const float *weight, const float *bias,
                         int N, int C, int OC) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)N * C * OC >= 8 * VQGPT_PAR_MIN)
   for (int o = 0; o < OC; o++) {
     const float *w = weight + (size_t)o * C;  // (C)
     float b = bias ? bias[o] : 0.0f;
@@ -36,7 +37,7 @@ void linear_forward(float *out, const float *in, const float *weight, const floa
   }
   vqgpt_sgemm(false, true, N, OC, C, 1.0f, in, C, weight, C, 0.0f, out, OC);
   if (!bias) return;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)N * OC >= VQGPT_PAR_MIN)
   for (int n = 0; n < N; n++) {
     float *o = out + (size_t)n * OC;  // (OC)
     for (int j = 0; j < OC; j++) o[j] += bias[j];
@@ -49,7 +50,7 @@ void linear_backward(float *din, float *dweight, float *dbias, const float *dout
   vqgpt_sgemm(true, false, OC, C, N, 1.0f, dout, OC, in, C, 1.0f, dweight, C);
   if (!dbias) return;
   // Columns split across threads; each thread sums its columns over all rows in order.
-#pragma omp parallel
+#pragma omp parallel if ((size_t)N * OC >= VQGPT_PAR_MIN)
   {
 #pragma omp for schedule(static)
     for (int j0 = 0; j0 < OC; j0 += 64) {

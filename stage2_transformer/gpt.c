@@ -11,6 +11,7 @@
 #include "core/gelu.h"
 #include "core/layernorm.h"
 #include "core/linear.h"
+#include "core/parallel.h"
 #include "core/rng.h"
 #include "core/softmax_ce.h"
 #include "weights/json.h"
@@ -602,7 +603,7 @@ int gpt_backward(gpt *m) {
   }
   // Rows of tok_emb split across threads by id; each thread scans the tokens in order, so
   // repeated ids accumulate in a fixed order.
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (BT * C >= VQGPT_PAR_MIN)
   for (int r0 = 0; r0 < V; r0 += 64) {
     for (size_t i = 0; i < BT; i++) {
       int id = a->inputs[i];
