@@ -2,6 +2,12 @@
 #ifndef VQGPT_BENCH_H
 #define VQGPT_BENCH_H
 
+#include "stage1_vqgan/vqgan.h"
+
 int bench_vqgan(int argc, char **argv);
+
+// The released f16 VQGAN architecture (ch_mult [1,1,2,2,4], 2 res blocks, attention at 16)
+// with the given base channels and codebook size.
+vqgan_config bench_f16_config(int ch, int n_embed);
 
 #endif

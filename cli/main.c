@@ -12,6 +12,10 @@ typedef struct {
 } command;
 
 static const command commands[] = {
+    {"encode", cmd_encode, "image -> codebook indices (.npy)"},
+    {"decode", cmd_decode, "codebook indices (.npy) -> image"},
+    {"reconstruct", cmd_reconstruct, "image -> codes -> image, with PSNR"},
+    {"bench", cmd_bench, "benchmarks (vqgan, ...)"},
     {"version", NULL, "print the version and the BLAS core in use"},
 };
 

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/rng.h"
 #include "stage1_vqgan/vqgan_layers.h"
 #include "weights/safetensors.h"
 
@@ -14,6 +15,7 @@ typedef struct {
   vqgan *m;
   size_t cap_params, cap_convs;
   int failed;
+  bool decoder;  // the part being built
 } builder;
 
 static size_t add_param(builder *b, int ndim, const int64_t *shape, const char *fmt, ...)
@@ -51,6 +53,7 @@ static void add_conv(builder *b, vqgan_conv *c, int c_in, int c_out, int k, int 
                      const char *prefix) {
   c->s = conv2d_same(c_in, c_out, k);
   c->level = level;
+  c->decoder = b->decoder;
   int64_t ws[4] = {c_out, c_in, k, k}, bs[1] = {c_out};
   c->w = add_param(b, 4, ws, "%s.weight", prefix);
   c->b = add_param(b, 1, bs, "%s.bias", prefix);
@@ -237,10 +240,11 @@ static vqgan *build(const vqgan_config *cfg) {
   }
   m->cfg = *cfg;
   builder b = {.m = m};
-  build_encoder(&b, cfg);
-  build_decoder(&b, cfg);
   int top = cfg->n_levels - 1;
+  build_encoder(&b, cfg);
   add_conv(&b, &m->quant_conv, cfg->z_channels, cfg->embed_dim, 1, top, "quant_conv");
+  b.decoder = true;
+  build_decoder(&b, cfg);
   add_conv(&b, &m->post_quant_conv, cfg->embed_dim, cfg->z_channels, 1, top, "post_quant_conv");
   int64_t es[2] = {cfg->n_embed, cfg->embed_dim};
   m->embedding = add_param(&b, 2, es, "quantize.embedding.weight");
@@ -253,17 +257,8 @@ static vqgan *build(const vqgan_config *cfg) {
   return m;
 }
 
-static double uniform01(uint64_t *rng) {
-  // splitmix64: a full-period, well-mixed 64-bit stream from one word of state.
-  uint64_t z = (*rng += 0x9E3779B97F4A7C15ULL);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  z ^= z >> 31;
-  return (double)(z >> 11) / 9007199254740992.0;
-}
-
 static void fill_uniform_range(float *x, size_t n, float bound, uint64_t *rng) {
-  for (size_t i = 0; i < n; i++) x[i] = (float)((2.0 * uniform01(rng) - 1.0) * bound);
+  for (size_t i = 0; i < n; i++) x[i] = (float)((2.0 * rng_uniform_double(rng) - 1.0) * bound);
 }
 
 // PyTorch's defaults: conv weight and bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)); GroupNorm

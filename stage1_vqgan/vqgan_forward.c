@@ -141,6 +141,7 @@ static void attn_sizes(const vqgan_attnblock *a, int B, int H, int W, vqgan_size
   size_t n = (size_t)(H >> a->level) * (W >> a->level);
   s->attn_cn = max_z(s->attn_cn, (size_t)B * a->c * n);
   s->attn_nn = max_z(s->attn_nn, (size_t)B * n * n);
+  s->attn_n = max_z(s->attn_n, n);
 }
 
 static void coder_attn_sizes(const vqgan *m, const vqgan_coder *cd, int B, int H, int W,
@@ -151,7 +152,7 @@ static void coder_attn_sizes(const vqgan *m, const vqgan_coder *cd, int B, int H
 }
 
 vqgan_sizes vqgan_forward_sizes(const vqgan *m, int B, int H, int W) {
-  vqgan_sizes s = {0, 0, 0, 0};
+  vqgan_sizes s = {0, 0, 0, 0, 0};
   for (size_t i = 0; i < m->n_convs; i++) {
     const vqgan_conv *c = m->convs[i];
     int h = H >> c->level, w = W >> c->level;

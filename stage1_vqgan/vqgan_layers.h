@@ -26,6 +26,7 @@ typedef struct {
   conv2d_shape s;
   size_t w, b;    // offsets of weight (c_out, c_in, k_h, k_w) and bias (c_out)
   int level;      // input resolution is (H >> level, W >> level)
+  bool decoder;   // on the decode path (post_quant_conv and decoder.*)
 } vqgan_conv;
 
 typedef struct {
@@ -122,8 +123,9 @@ int vqgan_quantize(const vqgan *m, const float *z, int B, int h, int w, int32_t 
 void vqgan_lookup(const vqgan *m, const int32_t *indices, int B, int h, int w, float *zq);
 
 // Sizes, in floats, that a forward pass over a (B, *, H, W) input needs: the largest activation,
-// the largest conv scratch, the largest attention (B, C, N) and probs (B, N, N) buffers.
+// the largest conv scratch, the largest attention (B, C, N) and probs (B, N, N) buffers, and
+// the largest attention length N.
 typedef struct {
-  size_t act, scratch, attn_cn, attn_nn;
+  size_t act, scratch, attn_cn, attn_nn, attn_n;
 } vqgan_sizes;
 vqgan_sizes vqgan_forward_sizes(const vqgan *m, int B, int H, int W);

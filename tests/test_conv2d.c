@@ -1,0 +1,212 @@
+// conv2d forward and backward against a naive double-precision convolution, backward also
+// against central finite differences, over every convolution variant the models use.
+#include "core/conv2d.h"
+
+#include "core/blas.h"
+#include "test_util.h"
+
+typedef struct {
+  const char *name;
+  conv2d_shape s;
+  int B, H, W;
+  int fd;  // small enough for finite differences
+} conv_case;
+
+static float *alloc_f(size_t n) {
+  float *p = malloc((n ? n : 1) * sizeof *p);
+  if (!p) {
+    fprintf(stderr, "out of memory\n");
+    exit(2);
+  }
+  return p;
+}
+
+// out (B, c_out, Ho, Wo) in double.
+static void naive_forward(double *out, const float *in, const float *w, const float *bias,
+                          const conv2d_shape *s, int B, int H, int W) {
+  int ho = conv2d_out_h(s, H), wo = conv2d_out_w(s, W);
+  for (int b = 0; b < B; b++)
+    for (int co = 0; co < s->c_out; co++)
+      for (int y = 0; y < ho; y++)
+        for (int x = 0; x < wo; x++) {
+          double acc = bias ? bias[co] : 0.0;
+          for (int ci = 0; ci < s->c_in; ci++)
+            for (int ki = 0; ki < s->k_h; ki++)
+              for (int kj = 0; kj < s->k_w; kj++) {
+                int iy = y * s->stride - s->pad_top + ki, ix = x * s->stride - s->pad_left + kj;
+                if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+                acc += (double)in[(((size_t)b * s->c_in + ci) * H + iy) * W + ix] *
+                       w[(((size_t)co * s->c_in + ci) * s->k_h + ki) * s->k_w + kj];
+              }
+          out[(((size_t)b * s->c_out + co) * ho + y) * wo + x] = acc;
+        }
+}
+
+// The exact gradients of sum(out * g) in double.
+static void naive_backward(double *din, double *dw, double *db, const float *g, const float *in,
+                           const float *w, const conv2d_shape *s, int B, int H, int W) {
+  int ho = conv2d_out_h(s, H), wo = conv2d_out_w(s, W);
+  memset(din, 0, (size_t)B * s->c_in * H * W * sizeof *din);
+  memset(dw, 0, (size_t)s->c_out * s->c_in * s->k_h * s->k_w * sizeof *dw);
+  memset(db, 0, (size_t)s->c_out * sizeof *db);
+  for (int b = 0; b < B; b++)
+    for (int co = 0; co < s->c_out; co++)
+      for (int y = 0; y < ho; y++)
+        for (int x = 0; x < wo; x++) {
+          double gv = g[(((size_t)b * s->c_out + co) * ho + y) * wo + x];
+          db[co] += gv;
+          for (int ci = 0; ci < s->c_in; ci++)
+            for (int ki = 0; ki < s->k_h; ki++)
+              for (int kj = 0; kj < s->k_w; kj++) {
+                int iy = y * s->stride - s->pad_top + ki, ix = x * s->stride - s->pad_left + kj;
+                if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+                size_t ii = (((size_t)b * s->c_in + ci) * H + iy) * W + ix;
+                size_t wi = (((size_t)co * s->c_in + ci) * s->k_h + ki) * s->k_w + kj;
+                din[ii] += gv * w[wi];
+                dw[wi] += gv * in[ii];
+              }
+        }
+}
+
+static double rel_err_d(const float *a, const double *ref, size_t n) {
+  double md = 0, mr = 0;
+  for (size_t i = 0; i < n; i++) {
+    double d = fabs(a[i] - ref[i]);
+    if (d > md || d != d) md = d != d ? INFINITY : d;
+    if (fabs(ref[i]) > mr) mr = fabs(ref[i]);
+  }
+  return md / (mr + 1e-6);
+}
+
+typedef struct {
+  const conv_case *c;
+  float *in, *w, *bias, *g, *out, *scratch;
+} loss_ctx;
+
+// sum(conv(in) * g), summed in double.
+static double conv_loss(void *p) {
+  loss_ctx *l = p;
+  const conv_case *c = l->c;
+  conv2d_forward(l->out, l->in, l->w, l->bias, &c->s, c->B, c->H, c->W, l->scratch);
+  size_t n = (size_t)c->B * c->s.c_out * conv2d_out_h(&c->s, c->H) * conv2d_out_w(&c->s, c->W);
+  double acc = 0;
+  for (size_t i = 0; i < n; i++) acc += (double)l->out[i] * l->g[i];
+  return acc;
+}
+
+static void run_case(const conv_case *c, uint64_t *rng) {
+  const conv2d_shape *s = &c->s;
+  int ho = conv2d_out_h(s, c->H), wo = conv2d_out_w(s, c->W);
+  size_t n_in = (size_t)c->B * s->c_in * c->H * c->W;
+  size_t n_out = (size_t)c->B * s->c_out * ho * wo;
+  size_t n_w = (size_t)s->c_out * s->c_in * s->k_h * s->k_w;
+  float *in = alloc_f(n_in), *w = alloc_f(n_w), *bias = alloc_f(s->c_out);
+  float *out = alloc_f(n_out), *g = alloc_f(n_out);
+  float *scratch = alloc_f(conv2d_scratch_size(s, c->H, c->W));
+  fill_uniform(in, n_in, rng, 1.0f);
+  fill_uniform(w, n_w, rng, 0.5f);
+  fill_uniform(bias, s->c_out, rng, 0.5f);
+  fill_uniform(g, n_out, rng, 1.0f);
+
+  // Forward, with and without bias.
+  double *ref = malloc(n_out * sizeof *ref);
+  for (int with_bias = 0; with_bias < 2; with_bias++) {
+    const float *bp = with_bias ? bias : NULL;
+    naive_forward(ref, in, w, bp, s, c->B, c->H, c->W);
+    for (size_t i = 0; i < n_out; i++) out[i] = NAN;  // every output must be written
+    conv2d_forward(out, in, w, bp, s, c->B, c->H, c->W, scratch);
+    double e = rel_err_d(out, ref, n_out);
+    CHECKF(e < 1e-5, "%s forward%s: relative error %.3g", c->name, with_bias ? "" : " (no bias)",
+           e);
+  }
+
+  // Backward against the exact double gradients: din overwritten, dweight/dbias accumulated.
+  double *rdin = malloc(n_in * sizeof *rdin), *rdw = malloc(n_w * sizeof *rdw);
+  double *rdb = malloc(s->c_out * sizeof *rdb);
+  naive_backward(rdin, rdw, rdb, g, in, w, s, c->B, c->H, c->W);
+  float *din = alloc_f(n_in), *dw = alloc_f(n_w), *db = alloc_f(s->c_out);
+  for (size_t i = 0; i < n_in; i++) din[i] = 1e6f;  // stale values must be overwritten
+  for (size_t i = 0; i < n_w; i++) dw[i] = 0.0f;
+  for (int i = 0; i < s->c_out; i++) db[i] = 0.0f;
+  conv2d_backward(din, dw, db, g, in, w, s, c->B, c->H, c->W, scratch);
+  double e_in = rel_err_d(din, rdin, n_in), e_w = rel_err_d(dw, rdw, n_w);
+  double e_b = rel_err_d(db, rdb, s->c_out);
+  CHECKF(e_in < 1e-5, "%s din: relative error %.3g", c->name, e_in);
+  CHECKF(e_w < 1e-5, "%s dweight: relative error %.3g", c->name, e_w);
+  CHECKF(e_b < 1e-5, "%s dbias: relative error %.3g", c->name, e_b);
+
+  // Second call: parameter gradients now hold twice the gradient, din still once.
+  conv2d_backward(din, dw, db, g, in, w, s, c->B, c->H, c->W, scratch);
+  for (size_t i = 0; i < n_w; i++) rdw[i] *= 2;
+  for (int i = 0; i < s->c_out; i++) rdb[i] *= 2;
+  CHECKF(rel_err_d(din, rdin, n_in) < 1e-5, "%s din does not overwrite", c->name);
+  CHECKF(rel_err_d(dw, rdw, n_w) < 1e-5, "%s dweight does not accumulate", c->name);
+  CHECKF(rel_err_d(db, rdb, s->c_out) < 1e-5, "%s dbias does not accumulate", c->name);
+
+  // Each gradient alone (others NULL) gives the same values.
+  float *dw2 = alloc_f(n_w), *din2 = alloc_f(n_in);
+  memset(dw2, 0, n_w * sizeof *dw2);
+  conv2d_backward(NULL, dw2, NULL, g, in, w, s, c->B, c->H, c->W, scratch);
+  for (size_t i = 0; i < n_w; i++) rdw[i] /= 2;
+  CHECKF(rel_err_d(dw2, rdw, n_w) < 1e-5, "%s dweight alone", c->name);
+  conv2d_backward(din2, NULL, NULL, g, in, w, s, c->B, c->H, c->W, scratch);
+  CHECKF(rel_err_d(din2, rdin, n_in) < 1e-5, "%s din alone", c->name);
+
+  if (c->fd) {
+    // Central differences of the float implementation; the loss is linear in each input so
+    // a large step adds no truncation error and keeps rounding small.
+    memset(dw, 0, n_w * sizeof *dw);
+    memset(db, 0, s->c_out * sizeof *db);
+    conv2d_backward(din, dw, db, g, in, w, s, c->B, c->H, c->W, scratch);
+    loss_ctx l = {c, in, w, bias, g, out, scratch};
+    double fi = fd_check(conv_loss, &l, in, din, n_in, 97, 0.05f);
+    double fw = fd_check(conv_loss, &l, w, dw, n_w, 97, 0.05f);
+    double fb = fd_check(conv_loss, &l, bias, db, s->c_out, 97, 0.05f);
+    CHECKF(fi < 1e-4, "%s din vs finite differences: %.3g", c->name, fi);
+    CHECKF(fw < 1e-4, "%s dweight vs finite differences: %.3g", c->name, fw);
+    CHECKF(fb < 1e-4, "%s dbias vs finite differences: %.3g", c->name, fb);
+  }
+
+  free(in), free(w), free(bias), free(out), free(g), free(scratch), free(ref);
+  free(rdin), free(rdw), free(rdb), free(din), free(dw), free(db), free(dw2), free(din2);
+}
+
+int main(int argc, char **argv) {
+  (void)argc;
+  vqgpt_blas_setup(argv);
+  // Downsample's asymmetric padding: F.pad(x, (0, 1, 0, 1)) then a 3x3 stride-2 conv.
+  conv2d_shape down = {5, 6, 3, 3, 2, 0, 1, 0, 1};
+  conv2d_shape disc_s2 = {3, 8, 4, 4, 2, 1, 1, 1, 1};
+  conv2d_shape disc_s1 = {7, 1, 4, 4, 1, 1, 1, 1, 1};
+  conv2d_shape odd = {4, 3, 3, 2, 3, 2, 0, 1, 3};  // unequal kernel sides, stride 3
+  const conv_case cases[] = {
+      {"3x3 same", conv2d_same(5, 7, 3), 2, 9, 13, 1},
+      {"3x3 same 1x1 image", conv2d_same(3, 2, 3), 1, 1, 1, 1},
+      {"1x1", conv2d_same(11, 6, 1), 2, 7, 5, 1},
+      {"1x1 stride 2", {6, 5, 1, 1, 2, 0, 0, 0, 0}, 2, 7, 6, 1},
+      {"downsample 3x3 s2 pad(0,1,0,1)", down, 2, 10, 8, 1},
+      {"downsample odd size", down, 1, 9, 11, 1},
+      {"patchgan 4x4 s2 p1", disc_s2, 2, 16, 12, 1},
+      {"patchgan 4x4 s1 p1", disc_s1, 2, 7, 9, 1},
+      {"3x2 kernel s3 asymmetric pad", odd, 2, 11, 10, 1},
+      {"vgg 3x3, c_in 67", conv2d_same(67, 19, 3), 1, 12, 10, 0},
+      // Wide enough that the columns are processed in several row tiles.
+      {"3x3 tiled rows", conv2d_same(64, 4, 3), 1, 20, 520, 0},
+      {"3x3 s2 tiled rows", {96, 3, 3, 3, 2, 0, 1, 0, 1}, 2, 14, 1100, 0},
+  };
+  uint64_t rng = 12345;
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(&cases[i], &rng);
+
+  // Output sizes of the variants.
+  CHECK(conv2d_out_h(&down, 256) == 128 && conv2d_out_w(&down, 255) == 127);
+  CHECK(conv2d_out_h(&disc_s2, 32) == 16 && conv2d_out_h(&disc_s1, 8) == 7);
+  conv2d_shape same3 = conv2d_same(128, 128, 3);
+  CHECK(conv2d_out_h(&same3, 37) == 37 && conv2d_out_w(&same3, 64) == 64);
+  // Scratch stays bounded for a 512x1024 image at 128 and 512 channels.
+  CHECK(conv2d_scratch_size(&same3, 512, 1024) * sizeof(float) <= ((size_t)64 << 20));
+  conv2d_shape same512 = conv2d_same(512, 512, 3);
+  CHECK(conv2d_scratch_size(&same512, 512, 1024) * sizeof(float) <= ((size_t)64 << 20));
+  conv2d_shape pw = conv2d_same(128, 128, 1);
+  CHECK(conv2d_scratch_size(&pw, 512, 1024) * sizeof(float) <= ((size_t)64 << 20));
+  return test_finish("test_conv2d");
+}
