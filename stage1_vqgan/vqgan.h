@@ -4,6 +4,7 @@
 #define VQGPT_VQGAN_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define VQGAN_MAX_LEVELS 8
@@ -25,6 +26,8 @@ typedef struct vqgan vqgan;
 // Parses the config JSON of a taming-vqgan file and checks it is self-consistent.
 // `source` names the file in error messages.
 int vqgan_config_parse(vqgan_config *cfg, const char *json, const char *source);
+// The config as the JSON vqgan_config_parse reads (the reference's constructor parameters).
+int vqgan_config_json(const vqgan_config *cfg, char *buf, size_t cap);
 // The spatial downsampling factor, 2^(n_levels-1).
 int vqgan_config_factor(const vqgan_config *cfg);
 

@@ -329,8 +329,7 @@ static int append_list(char *buf, size_t cap, size_t *len, const int *v, int n) 
   return rc ? rc : append(buf, cap, len, "]");
 }
 
-// The reference constructor parameters as JSON, the form vqgan_config_parse reads.
-static int config_json(const vqgan_config *c, char *buf, size_t cap) {
+int vqgan_config_json(const vqgan_config *c, char *buf, size_t cap) {
   size_t len = 0;
   int rc = append(buf, cap, &len,
                   "{\"embed_dim\": %d, \"n_embed\": %d, \"ddconfig\": {\"double_z\": false, "
@@ -344,16 +343,21 @@ static int config_json(const vqgan_config *c, char *buf, size_t cap) {
   return rc ? rc : append(buf, cap, &len, ", \"dropout\": 0.0}}");
 }
 
-int vqgan_save(const vqgan *m, const char *path) {
+int vqgan_write_tensors(const vqgan *m, st_writer *w) {
   char cfg[1024];
-  if (config_json(&m->cfg, cfg, sizeof cfg)) return vqgpt_error("%s: config too long", path);
-  st_writer *w = st_writer_new();
-  if (!w) return vqgpt_error("%s: out of memory", path);
+  if (vqgan_config_json(&m->cfg, cfg, sizeof cfg)) return vqgpt_error("VQGAN config too long");
   int rc = st_writer_meta(w, "format", "taming-vqgan") || st_writer_meta(w, "config", cfg);
   for (size_t i = 0; i < m->n_params && !rc; i++) {
     const vqgan_param *p = &m->params[i];
     rc = st_writer_add(w, p->name, ST_F32, p->ndim, p->shape, m->w + p->offset);
   }
+  return rc ? -1 : 0;
+}
+
+int vqgan_save(const vqgan *m, const char *path) {
+  st_writer *w = st_writer_new();
+  if (!w) return vqgpt_error("%s: out of memory", path);
+  int rc = vqgan_write_tensors(m, w);
   if (!rc) rc = st_writer_save(w, path);
   st_writer_free(w);
   return rc ? -1 : 0;

@@ -10,6 +10,7 @@
 
 #include "core/conv2d.h"
 #include "stage1_vqgan/vqgan.h"
+#include "weights/safetensors.h"
 
 #define VQGAN_GROUPS 32
 #define VQGAN_GN_EPS 1e-6f
@@ -82,6 +83,9 @@ struct vqgan {
 };
 
 #endif
+
+// Adds the model's tensors and its format/config metadata to a writer (checkpoints add more).
+int vqgan_write_tensors(const vqgan *m, st_writer *w);
 
 // ---- Layer forwards shared by inference and training (vqgan_forward.c) ----
 // Buffers are the caller's: inference passes the same temporaries for every block, training

@@ -357,7 +357,8 @@ static void backward_range(vqgan_tape *t, size_t lo, size_t hi, float **g, float
   }
 }
 
-int vqgan_tape_backward(vqgan_tape *t, const float *dxrec, float qloss_weight, float *grad) {
+int vqgan_tape_backward(vqgan_tape *t, const float *dxrec, float qloss_weight, bool legacy,
+                        float *grad) {
   const vqgan *m = t->m;
   size_t nx = (size_t)t->B * m->cfg.out_ch * t->H * t->W;
   float *g = t->g_a, *spare = t->g_b;
@@ -365,18 +366,19 @@ int vqgan_tape_backward(vqgan_tape *t, const float *dxrec, float qloss_weight, f
   backward_range(t, t->n_enc, t->n_ops, &g, &spare, grad);
   // Straight-through: the decoder's gradient w.r.t. zq passes to z unchanged. The legacy loss
   // mean((sg[zq]-z)^2) + beta * mean((zq-sg[z])^2) adds 2(z-zq)/N to z and
-  // 2 beta (zq-z)/N to the chosen codebook rows.
+  // 2 beta (zq-z)/N to the chosen codebook rows; the corrected form swaps the two weights.
   const int C = m->cfg.embed_dim, N = t->h * t->w;
   size_t nz = (size_t)t->B * C * N;
   float scale = 2.0f * qloss_weight / (float)nz;
+  float w_commit = legacy ? 1.0f : VQGAN_BETA, w_book = legacy ? VQGAN_BETA : 1.0f;
   float *demb = grad + m->embedding;
   for (int b = 0; b < t->B; b++)
     for (int c = 0; c < C; c++)
       for (int n = 0; n < N; n++) {
         size_t i = ((size_t)b * C + c) * N + n;
         float diff = t->z[i] - t->zq[i];
-        g[i] += scale * diff;
-        demb[(size_t)t->indices[(size_t)b * N + n] * C + c] -= scale * VQGAN_BETA * diff;
+        g[i] += scale * w_commit * diff;
+        demb[(size_t)t->indices[(size_t)b * N + n] * C + c] -= scale * w_book * diff;
       }
   backward_range(t, 0, t->n_enc, &g, &spare, grad);
   return 0;

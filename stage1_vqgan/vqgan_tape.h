@@ -27,7 +27,10 @@ const float *vqgan_tape_last_input(const vqgan_tape *t);
 
 // Accumulates (+=) into grad (the model's parameter layout) the gradient of
 //   L = sum(dxrec * xrec) + qloss_weight * qloss
-// with the straight-through estimator, as the reference's VQModel backward.
-int vqgan_tape_backward(vqgan_tape *t, const float *dxrec, float qloss_weight, float *grad);
+// with the straight-through estimator, as the reference's VQModel backward. legacy: the
+// reference's default loss mean((sg[zq]-z)^2) + beta * mean((zq-sg[z])^2); otherwise the
+// corrected beta * mean((sg[zq]-z)^2) + mean((zq-sg[z])^2) (same value, other gradients).
+int vqgan_tape_backward(vqgan_tape *t, const float *dxrec, float qloss_weight, bool legacy,
+                        float *grad);
 
 #endif

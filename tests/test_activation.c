@@ -96,9 +96,11 @@ static void run(int a, size_t n, float scale, uint64_t *rng) {
   bwd(a, tmp, tmp, in, n);
   CHECKF(rel_err_d(tmp, ref, n) < 1e-5, "%s backward in place n=%zu", name, n);
 
-  loss_ctx l = {a, n, in, out, g};
-  double f = fd_check(act_loss, &l, in, din, n, 211, 1e-2f);
-  CHECKF(f < 1e-3, "%s backward vs finite differences n=%zu: %.3g", name, n, f);
+  if (n <= 4096) {  // each sample re-runs the whole forward
+    loss_ctx l = {a, n, in, out, g};
+    double f = fd_check(act_loss, &l, in, din, n, 211, 1e-2f);
+    CHECKF(f < 1e-3, "%s backward vs finite differences n=%zu: %.3g", name, n, f);
+  }
   free(in), free(out), free(g), free(din), free(tmp), free(ref);
 }
 

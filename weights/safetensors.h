@@ -32,7 +32,9 @@ typedef struct {
 
 // Opens and validates: header length within the file, JSON well-formed, every tensor with a
 // known dtype, shape product matching its byte range, offsets inside the data section and
-// not overlapping. On failure returns -1, *f is left empty, and the error names the path.
+// not overlapping, no duplicate names, __metadata__ an object of strings. Tensors keep the
+// header's order. On failure returns -1, *f is left empty (st_close on it is harmless), and
+// the error reads "<path>: <problem>".
 int st_open(st_file *f, const char *path);
 void st_close(st_file *f);
 
@@ -44,8 +46,9 @@ const char *st_dtype_name(st_dtype t);
 // Copies tensor `name` into dst as float32 (from F32/F16/BF16/F64), checking that it exists
 // and has exactly the given shape. Errors read "<path>: tensor '<name>' ...".
 int st_read_f32(const st_file *f, const char *name, float *dst, int ndim, const int64_t *shape);
-// As above for integers (I32/I64 into int32, range-checked); shape may be NULL to accept any
-// shape whose element count is `numel`.
+// As above for integers (I32/I64 into int32, range-checked).
+// For both readers, shape may be NULL to accept any shape: `ndim` is then the element count
+// that dst holds, and the tensor must have exactly that many elements.
 int st_read_i32(const st_file *f, const char *name, int32_t *dst, int ndim, const int64_t *shape);
 
 // Writer: collects tensors (data is referenced, not copied, until st_writer_save returns) and

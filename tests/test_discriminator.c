@@ -1,0 +1,205 @@
+// PatchGAN discriminator: parity with the reference on disc_tiny (the d step's two train-mode
+// passes and hinge loss, an eval pass, the g step's train-mode pass, every parameter gradient
+// and the running statistics), save/load round trip, and the reference initialisation.
+#include "core/blas.h"
+#include "core/error.h"
+#include "core/loss.h"
+#include "stage1_vqgan/discriminator.h"
+#include "test_util.h"
+#include "weights/safetensors.h"
+
+#include <unistd.h>
+
+enum { B = 2, C = 3, H = 32, W = 32, NX = B * C * H * W };
+
+static float *read_io(const st_file *io, const char *name, size_t numel) {
+  const st_tensor *t = st_find(io, name);
+  CHECKF(t && t->numel == numel, "fixture tensor %s", name);
+  if (!t || t->numel != numel) return NULL;
+  float *v = malloc(numel * sizeof *v);
+  if (v && st_read_f32(io, name, v, t->ndim, t->shape)) {
+    fprintf(stderr, "%s\n", vqgpt_last_error());
+    free(v);
+    v = NULL;
+  }
+  return v;
+}
+
+static void check_against(const st_file *io, const char *name, const float *got, size_t n,
+                          double tol) {
+  float *ref = read_io(io, name, n);
+  if (!ref) return;
+  CHECK_CLOSE(got, ref, n, tol, name);
+  free(ref);
+}
+
+static const char *bn_modules[] = {"3", "6"};
+static const char *param_names[] = {"main.0.weight", "main.0.bias", "main.2.weight",
+                                    "main.3.weight", "main.3.bias", "main.5.weight",
+                                    "main.6.weight", "main.6.bias", "main.8.weight",
+                                    "main.8.bias"};
+enum { N_PARAMS = sizeof param_names / sizeof *param_names };
+
+static void parity(void) {
+  patchgan *d = patchgan_load(fixture_path("disc_tiny.safetensors"), B, H, W, 2);
+  CHECKF(d != NULL, "load: %s", vqgpt_last_error());
+  st_file io;
+  int rc = st_open(&io, fixture_path("disc_tiny_io.safetensors"));
+  CHECKF(rc == 0, "open io: %s", vqgpt_last_error());
+  if (!d || rc) {
+    patchgan_free(d);
+    return;
+  }
+  const patchgan_config *cfg = patchgan_get_config(d);
+  CHECK(cfg->input_nc == 3 && cfg->ndf == 8 && cfg->n_layers == 2);
+  CHECK(patchgan_out_h(d) == 6 && patchgan_out_w(d) == 6);
+  // conv weights and biases, BN affine: exactly the trainable parameters
+  CHECK(patchgan_num_params(d) == 8 * 3 * 16 + 8 + 16 * 8 * 16 + 2 * 16 + 32 * 16 * 16 + 2 * 32 + 32 * 16 + 1);
+  const size_t NL = B * 6 * 6;
+  const int64_t nbt0 = patchgan_num_batches_tracked(d, 3);
+  float *real = read_io(&io, "real", NX), *fake = read_io(&io, "fake", NX);
+  float lr[B * 36], lf[B * 36], dr[B * 36], df[B * 36];  // (B, 1, 6, 6)
+  static float dx[NX];                                  // (B, C, H, W)
+  if (!real || !fake) goto done;
+
+  // The d step: D(real) and D(fake) as two train-mode passes, each with its batch statistics.
+  patchgan_zero_grad(d);
+  CHECK(patchgan_forward(d, 0, real, B, true, lr) == 0);
+  CHECK(patchgan_forward(d, 1, fake, B, true, lf) == 0);
+  check_against(&io, "logits_real", lr, NL, 1e-4);
+  check_against(&io, "logits_fake", lf, NL, 1e-4);
+  float dloss = loss_d_hinge(dr, df, lr, NL, lf, NL);
+  check_against(&io, "d_loss", &dloss, 1, 1e-4);
+  CHECK(patchgan_backward(d, 0, dr, NULL, true) == 0);
+  CHECK(patchgan_backward(d, 1, df, dx, true) == 0);
+  check_against(&io, "grad_fake", dx, NX, 1e-3);
+  CHECK(patchgan_num_batches_tracked(d, 3) == nbt0 + 2 && patchgan_num_batches_tracked(d, 6) == nbt0 + 2);
+  CHECK(patchgan_num_batches_tracked(d, 2) == -1);
+
+  // Eval mode uses the running statistics of the two passes so far; it has no backward.
+  CHECK(patchgan_forward(d, 1, fake, B, false, lf) == 0);
+  check_against(&io, "eval_logits_fake", lf, NL, 1e-4);
+  CHECK(patchgan_backward(d, 1, df, dx, true) != 0);
+
+  // The g step: a third train-mode pass. The generator needs the input gradient only, so the
+  // parameter gradients stay as they are.
+  float *g0 = malloc(patchgan_num_params(d) * sizeof *g0);
+  if (g0) memcpy(g0, patchgan_grads(d), patchgan_num_params(d) * sizeof *g0);
+  CHECK(patchgan_forward(d, 0, fake, B, true, lf) == 0);
+  float gloss = loss_g(df, lf, NL);
+  check_against(&io, "g_loss", &gloss, 1, 1e-4);
+  CHECK(patchgan_backward(d, 0, df, dx, false) == 0);
+  check_against(&io, "grad_fake_g", dx, NX, 1e-3);
+  if (g0) CHECK(memcmp(g0, patchgan_grads(d), patchgan_num_params(d) * sizeof *g0) == 0);
+  free(g0);
+
+  // The fixture's parameter gradients are those of d_loss and g_loss together (the reference
+  // run called backward on both without zeroing), and its running statistics are those after
+  // all three train-mode passes. A second backward of the same pass adds g_loss's share.
+  CHECK(patchgan_backward(d, 0, df, NULL, true) == 0);
+  for (int i = 0; i < N_PARAMS; i++) {
+    size_t n = 0;
+    float *g = NULL;
+    CHECKF(patchgan_tensor(d, param_names[i], &n, &g) && g, "tensor %s", param_names[i]);
+    if (!g) continue;
+    char name[64];
+    snprintf(name, sizeof name, "grad.%s", param_names[i]);
+    check_against(&io, name, g, n, 1e-3);
+  }
+  for (int i = 0; i < 2; i++)
+    for (int k = 0; k < 2; k++) {
+      char name[64], ref[80];
+      snprintf(name, sizeof name, "main.%s.running_%s", bn_modules[i], k ? "var" : "mean");
+      snprintf(ref, sizeof ref, "after.%s", name);
+      size_t n = 0;
+      float *g = (float *)1;
+      float *v = patchgan_tensor(d, name, &n, &g);
+      CHECKF(v && g == NULL, "running statistic %s", name);
+      if (v) check_against(&io, ref, v, n, 1e-4);
+    }
+
+  // Save and load back: every tensor and counter survives.
+  char path[64];
+  snprintf(path, sizeof path, "/tmp/test_disc_%d.safetensors", (int)getpid());
+  CHECKF(patchgan_save(d, path) == 0, "save: %s", vqgpt_last_error());
+  patchgan *e = patchgan_load(path, 1, H, W, 1);
+  CHECKF(e != NULL, "reload: %s", vqgpt_last_error());
+  if (e) {
+    CHECK(patchgan_num_params(e) == patchgan_num_params(d) &&
+          memcmp(patchgan_params(e), patchgan_params(d), patchgan_num_params(d) * sizeof(float)) == 0);
+    CHECK(patchgan_num_batches_tracked(e, 6) == nbt0 + 3);
+    size_t n1, n2;
+    float *a = patchgan_tensor(d, "main.6.running_var", &n1, NULL);
+    float *b = patchgan_tensor(e, "main.6.running_var", &n2, NULL);
+    CHECK(a && b && n1 == n2 && memcmp(a, b, n1 * sizeof *a) == 0);
+    // A smaller batch than built, and a batch larger than built is refused.
+    CHECK(patchgan_forward(e, 0, fake, 1, false, lf) == 0);
+    CHECK(patchgan_forward(e, 0, fake, 2, false, lf) != 0);
+    patchgan_free(e);
+  }
+  st_file saved;
+  if (st_open(&saved, path) == 0) {
+    const st_tensor *t = st_find(&saved, "main.3.num_batches_tracked");
+    CHECK(t && t->dtype == ST_I64);
+    const char *fmt = st_meta(&saved, "format");
+    CHECK(fmt && !strcmp(fmt, "taming-patchgan"));
+    st_close(&saved);
+  }
+  unlink(path);
+done:
+  free(real);
+  free(fake);
+  st_close(&io);
+  patchgan_free(d);
+}
+
+static void init(void) {
+  patchgan_config cfg = {3, 16, 3};
+  uint64_t rng = 1234, rng2 = 1234;
+  patchgan *d = patchgan_create(&cfg, 1, 64, 64, 1, &rng);
+  patchgan *e = patchgan_create(&cfg, 1, 64, 64, 1, &rng2);
+  CHECKF(d && e, "create: %s", vqgpt_last_error());
+  if (!d || !e) goto out;
+  CHECK(memcmp(patchgan_params(d), patchgan_params(e), patchgan_num_params(d) * sizeof(float)) == 0);
+  CHECK(patchgan_out_h(d) == 6);  // 64 -> 32 -> 16 -> 8 -> 7 -> 6
+  size_t n;
+  float *w = patchgan_tensor(d, "main.8.weight", &n, NULL);  // (128, 64, 4, 4)
+  CHECK(w && n == 128 * 64 * 16);
+  if (w) {
+    double s = 0, s2 = 0;
+    for (size_t i = 0; i < n; i++) s += w[i], s2 += (double)w[i] * w[i];
+    const double m = s / n, sd = sqrt(s2 / n - m * m);
+    CHECKF(fabs(m) < 1e-3 && fabs(sd - 0.02) < 1e-3, "conv init mean %g std %g", m, sd);
+  }
+  float *gamma = patchgan_tensor(d, "main.9.weight", &n, NULL), *beta = patchgan_tensor(d, "main.9.bias", NULL, NULL);
+  float *rv = patchgan_tensor(d, "main.9.running_var", NULL, NULL);
+  CHECK(gamma && beta && rv && n == 128);
+  if (gamma && beta && rv) {
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) bad += fabsf(gamma[i] - 1) > 0.1f || beta[i] != 0 || rv[i] != 1;
+    CHECK(bad == 0);
+  }
+  float *b0 = patchgan_tensor(d, "main.0.bias", &n, NULL);  // default conv bias: U(+-1/sqrt(48))
+  CHECK(b0 && n == 16);
+  if (b0) {
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) bad += fabsf(b0[i]) > 1 / sqrtf(48.0f) || b0[i] == 0;
+    CHECK(bad == 0);
+  }
+  CHECK(patchgan_tensor(d, "main.2.bias", NULL, NULL) == NULL);  // convs before a norm: no bias
+  // Inputs too small for the layers are refused.
+  CHECK(patchgan_create(&cfg, 1, 8, 8, 1, &rng) == NULL);
+  patchgan_config bad = {3, 8, 0};
+  CHECK(patchgan_create(&bad, 1, 64, 64, 1, &rng) == NULL);
+out:
+  patchgan_free(d);
+  patchgan_free(e);
+}
+
+int main(int argc, char **argv) {
+  (void)argc;
+  vqgpt_blas_setup(argv);
+  parity();
+  init();
+  return test_finish("discriminator");
+}
