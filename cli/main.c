@@ -15,7 +15,9 @@ static const command commands[] = {
     {"encode", cmd_encode, "image -> codebook indices (.npy)"},
     {"decode", cmd_decode, "codebook indices (.npy) -> image"},
     {"reconstruct", cmd_reconstruct, "image -> codes -> image, with PSNR"},
-    {"bench", cmd_bench, "benchmarks (vqgan, ...)"},
+    {"sample", cmd_sample, "draw code grids from a GPT; decode them with a VQGAN"},
+    {"train-gpt", cmd_train_gpt, "train the GPT on the VQGAN codes of an image folder"},
+    {"bench", cmd_bench, "benchmarks (vqgan, gpt)"},
     {"version", NULL, "print the version and the BLAS core in use"},
 };
 
