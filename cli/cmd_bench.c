@@ -6,12 +6,25 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 
+typedef struct {
+  const char *name;
+  int (*run)(int argc, char **argv);
+  const char *summary;
+} bench_entry;
+
+static const bench_entry benches[] = {
+    {"vqgan", bench_vqgan, "f16 VQGAN encode 256x256 and decode 16x16 (--grid HxW: peak memory)"},
+    {"gpt", bench_gpt, "55M-parameter GPT: sampling 256 tokens at batch 1 and 8, a training step"},
+};
+
 int cmd_bench(int argc, char **argv) {
-  if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-    printf("usage: vqgpt bench <vqgan|gpt> [options]   (vqgpt bench <what> --help)\n");
-    return argc < 2 ? 1 : 0;
-  }
-  if (!strcmp(argv[1], "vqgan")) return bench_vqgan(argc - 1, argv + 1);
-  if (!strcmp(argv[1], "gpt")) return bench_gpt(argc - 1, argv + 1);
-  return cli_fail("bench", "unknown benchmark '%s' (vqgan or gpt)", argv[1]);
+  size_t n = sizeof benches / sizeof benches[0];
+  if (argc >= 2)
+    for (size_t i = 0; i < n; i++)
+      if (!strcmp(argv[1], benches[i].name)) return benches[i].run(argc - 1, argv + 1);
+  int help = argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"));
+  FILE *f = help ? stdout : stderr;
+  fprintf(f, "usage: vqgpt bench <what> [options]\n\nbenchmarks:\n");
+  for (size_t i = 0; i < n; i++) fprintf(f, "  %-12s %s\n", benches[i].name, benches[i].summary);
+  return help ? 0 : 1;
 }

@@ -82,7 +82,6 @@ struct vqgan {
   size_t n_convs;
 };
 
-#endif
 
 // Adds the model's tensors and its format/config metadata to a writer (checkpoints add more).
 int vqgan_write_tensors(const vqgan *m, st_writer *w);
@@ -133,3 +132,5 @@ typedef struct {
   size_t act, scratch, attn_cn, attn_nn, attn_n;
 } vqgan_sizes;
 vqgan_sizes vqgan_forward_sizes(const vqgan *m, int B, int H, int W);
+
+#endif

@@ -203,8 +203,6 @@ bad "train: resume with other conditioning" "class-conditional" "$VQGPT" train-g
 ok "bench gpt" "$VQGPT" bench gpt --layers 1 --embd 16 --heads 2 --vocab 32 --tokens 8 --train-steps 1
 grep -q "sample  batch 1" out.txt && grep -q "sample  batch 8" out.txt && grep -q "train   batch 4" out.txt ||
   fail "bench gpt output: $(cat out.txt)"
-NOFILES=""
-bad "bench: unknown benchmark" "unknown benchmark" "$VQGPT" bench nothing
 
 echo "cli_gpt: $((checks - failures)) passed, $failures failed"
 [ $failures -eq 0 ]

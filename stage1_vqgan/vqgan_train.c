@@ -1,0 +1,338 @@
+#include "stage1_vqgan/vqgan_train.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/adamw.h"
+#include "core/error.h"
+#include "core/loss.h"
+#include "core/rng.h"
+#include "stage1_vqgan/vqgan_layers.h"
+#include "stage1_vqgan/vqgan_tape.h"
+#include "weights/safetensors.h"
+
+#define ADAM_BETA1 0.5f
+#define ADAM_BETA2 0.9f
+#define ADAM_EPS 1e-8f
+
+struct vqgan_trainer {
+  vqgan *g;
+  patchgan *d;
+  lpips *lp;
+  vqgan_train_opts o;
+  vqgan_tape *tape;
+  size_t n_img, n_logits, n_gl, n_d;
+  float *g_grad, *g_m, *g_v;  // generator parameter layout
+  float *d_m, *d_v;           // discriminator parameter layout
+  float *drec, *dgan, *lp_dx;                          // (B, 3, S, S)
+  float *logits_real, *logits_fake, *dreal, *dfake;    // (B, 1, oh, ow)
+  float *gl_rec, *gl_gan, *gl_scratch;                 // decoder.conv_out.weight gradients
+  float *lp_values, *lp_dvalues;                       // (B)
+  long g_steps, d_steps;                               // Adam's own step counters
+};
+
+void vqgan_train_defaults(vqgan_train_opts *o) {
+  *o = (vqgan_train_opts){.batch = 4, .size = 64, .base_lr = 4.5e-6, .disc_weight = 1.0,
+                          .disc_factor = 1.0, .disc_start = 10000, .codebook_weight = 1.0,
+                          .perceptual_weight = 1.0, .hinge = true, .legacy_quant = true,
+                          .disc = {.input_nc = 3, .ndf = 64, .n_layers = 3}};
+}
+
+void vqgan_trainer_free(vqgan_trainer *t) {
+  if (!t) return;
+  vqgan_tape_free(t->tape);
+  float *bufs[] = {t->g_grad, t->g_m,    t->g_v,         t->d_m,        t->d_v,
+                   t->drec,   t->dgan,   t->lp_dx,       t->logits_real, t->logits_fake,
+                   t->dreal,  t->dfake,  t->gl_rec,      t->gl_gan,     t->gl_scratch,
+                   t->lp_values, t->lp_dvalues};
+  for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+  free(t);
+}
+
+vqgan_trainer *vqgan_trainer_new(vqgan *g, patchgan *d, lpips *lp, const vqgan_train_opts *o) {
+  vqgan_trainer *t = calloc(1, sizeof *t);
+  if (!t) {
+    vqgpt_error("out of memory");
+    return NULL;
+  }
+  t->g = g;
+  t->d = d;
+  t->lp = lp;
+  t->o = *o;
+  if (!lp) t->o.perceptual_weight = 0;
+  int B = o->batch, S = o->size;
+  t->tape = vqgan_tape_new(g, B, S, S);
+  if (!t->tape) {
+    vqgan_trainer_free(t);
+    return NULL;
+  }
+  const vqgan_conv *last = &g->dec.conv_out;
+  t->n_img = (size_t)B * 3 * S * S;
+  t->n_logits = (size_t)B * patchgan_out_h(d) * patchgan_out_w(d);
+  t->n_gl = (size_t)last->s.c_out * last->s.c_in * last->s.k_h * last->s.k_w;
+  t->n_d = patchgan_num_params(d);
+  size_t n_g = g->n_floats;
+  struct {
+    float **p;
+    size_t n;
+  } want[] = {{&t->g_grad, n_g},        {&t->g_m, n_g},          {&t->g_v, n_g},
+              {&t->d_m, t->n_d},        {&t->d_v, t->n_d},       {&t->drec, t->n_img},
+              {&t->dgan, t->n_img},     {&t->lp_dx, t->n_img},   {&t->logits_real, t->n_logits},
+              {&t->logits_fake, t->n_logits}, {&t->dreal, t->n_logits}, {&t->dfake, t->n_logits},
+              {&t->gl_rec, t->n_gl},    {&t->gl_gan, t->n_gl},
+              {&t->gl_scratch, conv2d_scratch_size(&last->s, S, S) + 1},
+              {&t->lp_values, (size_t)B}, {&t->lp_dvalues, (size_t)B}};
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+    *want[i].p = calloc(want[i].n ? want[i].n : 1, sizeof(float));
+    if (!*want[i].p) {
+      vqgan_trainer_free(t);
+      vqgpt_error("out of memory for VQGAN training state");
+      return NULL;
+    }
+  }
+  return t;
+}
+
+const int32_t *vqgan_trainer_indices(const vqgan_trainer *t) { return vqgan_tape_indices(t->tape); }
+
+static double norm2(const float *x, size_t n) {
+  double s = 0;
+  for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+  return sqrt(s);
+}
+
+// |grad_GL of a loss| where dxrec is that loss's gradient w.r.t. the reconstruction.
+static double last_layer_grad_norm(vqgan_trainer *t, const float *dxrec, float *gl) {
+  const vqgan_conv *last = &t->g->dec.conv_out;
+  memset(gl, 0, t->n_gl * sizeof *gl);
+  conv2d_backward(NULL, gl, NULL, dxrec, vqgan_tape_last_input(t->tape), t->g->w + last->w,
+                  &last->s, t->o.batch, t->o.size, t->o.size, t->gl_scratch);
+  return norm2(gl, t->n_gl);
+}
+
+// The reconstruction loss mean|x - xrec| + pw * mean_b LPIPS and its gradient in t->drec.
+static int reconstruction_loss(vqgan_trainer *t, const float *x, vqgan_step_stats *s) {
+  const float *xrec = vqgan_tape_xrec(t->tape);
+  s->l1 = loss_l1_mean(t->drec, xrec, x, t->n_img);
+  s->lpips = 0;
+  if (t->o.perceptual_weight > 0) {
+    int B = t->o.batch;
+    if (lpips_forward(t->lp, xrec, x, B, t->lp_values)) return -1;
+    for (int b = 0; b < B; b++) {
+      s->lpips += t->lp_values[b] / B;
+      t->lp_dvalues[b] = (float)(t->o.perceptual_weight / B);
+    }
+    if (lpips_backward(t->lp, t->lp_dvalues, t->lp_dx)) return -1;
+    for (size_t i = 0; i < t->n_img; i++) t->drec[i] += t->lp_dx[i];
+  }
+  return 0;
+}
+
+static int generator_step(vqgan_trainer *t, const float *x, double disc_factor,
+                          vqgan_step_stats *s) {
+  double qloss;
+  memset(t->g_grad, 0, t->g->n_floats * sizeof *t->g_grad);
+  if (vqgan_tape_forward(t->tape, x, &qloss)) return -1;
+  s->qloss = qloss;
+  if (reconstruction_loss(t, x, s)) return -1;
+  double nll = s->l1 + t->o.perceptual_weight * s->lpips;
+  s->g_loss = s->d_weight = 0;
+  if (disc_factor > 0) {
+    const float *xrec = vqgan_tape_xrec(t->tape);
+    if (patchgan_forward(t->d, 0, xrec, t->o.batch, true, t->logits_fake)) return -1;
+    s->g_loss = loss_g(t->dfake, t->logits_fake, t->n_logits);
+    if (patchgan_backward(t->d, 0, t->dfake, t->dgan, false)) return -1;
+    double rec_norm = last_layer_grad_norm(t, t->drec, t->gl_rec);
+    double gan_norm = last_layer_grad_norm(t, t->dgan, t->gl_gan);
+    double w = rec_norm / (gan_norm + 1e-4);
+    w = w < 0 ? 0 : (w > 1e4 ? 1e4 : w);
+    s->d_weight = w * t->o.disc_weight;
+    float k = (float)(s->d_weight * disc_factor);
+    for (size_t i = 0; i < t->n_img; i++) t->drec[i] += k * t->dgan[i];
+  }
+  s->loss = nll + s->d_weight * disc_factor * s->g_loss + t->o.codebook_weight * qloss;
+  if (vqgan_tape_backward(t->tape, t->drec, (float)t->o.codebook_weight, t->o.legacy_quant,
+                          t->g_grad))
+    return -1;
+  float lr = (float)(t->o.base_lr * t->o.batch);
+  adamw_update(t->g->w, t->g_grad, t->g_m, t->g_v, t->g->n_floats, lr, ADAM_BETA1, ADAM_BETA2,
+               ADAM_EPS, 0.0f, ++t->g_steps);
+  return 0;
+}
+
+static double mean(const float *x, size_t n) {
+  double s = 0;
+  for (size_t i = 0; i < n; i++) s += x[i];
+  return s / n;
+}
+
+static int discriminator_step(vqgan_trainer *t, const float *x, double disc_factor,
+                              vqgan_step_stats *s) {
+  const float *xrec = vqgan_tape_xrec(t->tape);
+  int B = t->o.batch;
+  patchgan_zero_grad(t->d);
+  if (patchgan_forward(t->d, 0, x, B, true, t->logits_real) ||
+      patchgan_forward(t->d, 1, xrec, B, true, t->logits_fake))
+    return -1;
+  float l = t->o.hinge ? loss_d_hinge(t->dreal, t->dfake, t->logits_real, t->n_logits,
+                                      t->logits_fake, t->n_logits)
+                       : loss_d_vanilla(t->dreal, t->dfake, t->logits_real, t->n_logits,
+                                        t->logits_fake, t->n_logits);
+  s->d_loss = disc_factor * l;
+  s->logits_real = mean(t->logits_real, t->n_logits);
+  s->logits_fake = mean(t->logits_fake, t->n_logits);
+  for (size_t i = 0; i < t->n_logits; i++) {
+    t->dreal[i] *= (float)disc_factor;
+    t->dfake[i] *= (float)disc_factor;
+  }
+  if (patchgan_backward(t->d, 0, t->dreal, NULL, true) ||
+      patchgan_backward(t->d, 1, t->dfake, NULL, true))
+    return -1;
+  float lr = (float)(t->o.base_lr * t->o.batch);
+  adamw_update(patchgan_params(t->d), patchgan_grads(t->d), t->d_m, t->d_v, t->n_d, lr,
+               ADAM_BETA1, ADAM_BETA2, ADAM_EPS, 0.0f, ++t->d_steps);
+  return 0;
+}
+
+int vqgan_trainer_step(vqgan_trainer *t, const float *x, long step, vqgan_step_stats *s) {
+  memset(s, 0, sizeof *s);
+  // adopt_weight: the GAN terms are off before disc_start. Their gradients would be zero, so
+  // the discriminator is not run at all then.
+  double disc_factor = step >= t->o.disc_start ? t->o.disc_factor : 0.0;
+  s->disc_factor = disc_factor;
+  if (generator_step(t, x, disc_factor, s)) return -1;
+  if (disc_factor > 0 && discriminator_step(t, x, disc_factor, s)) return -1;
+  return 0;
+}
+
+int vqgan_trainer_reinit_codes(vqgan_trainer *t, const bool *dead, uint64_t *rng) {
+  const vqgan *g = t->g;
+  int K = g->cfg.n_embed, C = g->cfg.embed_dim, f = vqgan_factor(g);
+  int N = (t->o.size / f) * (t->o.size / f), B = t->o.batch;
+  const float *z = vqgan_tape_z(t->tape);  // (B, C, N)
+  float *E = g->w + g->embedding;
+  int replaced = 0;
+  for (int k = 0; k < K; k++) {
+    if (!dead[k]) continue;
+    size_t pick = rng_below(rng, (uint64_t)B * N);
+    size_t b = pick / N, n = pick % N;
+    for (int c = 0; c < C; c++) {
+      size_t row = g->embedding + (size_t)k * C + c;
+      E[(size_t)k * C + c] = z[(b * C + c) * N + n];
+      t->g_m[row] = t->g_v[row] = 0;
+    }
+    replaced++;
+  }
+  return replaced;
+}
+
+// Discriminator tensors are found by probing the reference's module indices.
+#define DISC_MAX_MODULES (3 * PATCHGAN_MAX_N_LAYERS + 4)
+static const char *const DISC_SUFFIXES[] = {"weight", "bias", "running_mean", "running_var"};
+
+typedef int (*disc_tensor_fn)(void *ctx, const char *name, float *data, size_t numel);
+
+static int for_each_disc_tensor(patchgan *d, disc_tensor_fn fn, void *ctx) {
+  for (int i = 0; i < DISC_MAX_MODULES; i++)
+    for (int j = 0; j < 4; j++) {
+      char name[64];
+      size_t numel;
+      snprintf(name, sizeof name, "main.%d.%s", i, DISC_SUFFIXES[j]);
+      float *x = patchgan_tensor(d, name, &numel, NULL);
+      if (x && fn(ctx, name, x, numel)) return -1;
+    }
+  return 0;
+}
+
+typedef struct {
+  st_writer *w;
+  char (*names)[96];
+  size_t n;
+} save_ctx;
+
+static int add_disc_tensor(void *p, const char *name, float *data, size_t numel) {
+  save_ctx *c = p;
+  snprintf(c->names[c->n], sizeof c->names[0], "loss.discriminator.%s", name);
+  int64_t shape[1] = {(int64_t)numel};
+  return st_writer_add(c->w, c->names[c->n++], ST_F32, 1, shape, data);
+}
+
+int vqgan_trainer_save(const vqgan_trainer *t, const char *path, const char *train_state) {
+  st_writer *w = st_writer_new();
+  char (*names)[96] = calloc(DISC_MAX_MODULES * 4, sizeof *names);
+  if (!w || !names) {
+    st_writer_free(w);
+    free(names);
+    return vqgpt_error("%s: out of memory", path);
+  }
+  int64_t ng[1] = {(int64_t)t->g->n_floats}, nd[1] = {(int64_t)t->n_d};
+  char disc_cfg[128], steps[64];
+  const patchgan_config *dc = patchgan_get_config(t->d);
+  snprintf(disc_cfg, sizeof disc_cfg, "{\"input_nc\": %d, \"ndf\": %d, \"n_layers\": %d}",
+           dc->input_nc, dc->ndf, dc->n_layers);
+  snprintf(steps, sizeof steps, "{\"g\": %ld, \"d\": %ld}", t->g_steps, t->d_steps);
+  save_ctx ctx = {w, names, 0};
+  int rc = vqgan_write_tensors(t->g, w) || st_writer_meta(w, "disc_config", disc_cfg) ||
+           st_writer_meta(w, "adam_steps", steps) ||
+           st_writer_meta(w, "train_state", train_state ? train_state : "{}") ||
+           st_writer_add(w, "opt.g.m", ST_F32, 1, ng, t->g_m) ||
+           st_writer_add(w, "opt.g.v", ST_F32, 1, ng, t->g_v) ||
+           st_writer_add(w, "opt.d.m", ST_F32, 1, nd, t->d_m) ||
+           st_writer_add(w, "opt.d.v", ST_F32, 1, nd, t->d_v) ||
+           for_each_disc_tensor(t->d, add_disc_tensor, &ctx);
+  if (!rc) rc = st_writer_save(w, path);
+  st_writer_free(w);
+  free(names);
+  return rc ? -1 : 0;
+}
+
+typedef struct {
+  const st_file *f;
+} load_ctx;
+
+static int read_disc_tensor(void *p, const char *name, float *data, size_t numel) {
+  load_ctx *c = p;
+  char full[96];
+  snprintf(full, sizeof full, "loss.discriminator.%s", name);
+  int64_t shape[1] = {(int64_t)numel};
+  return st_read_f32(c->f, full, data, 1, shape);
+}
+
+char *vqgan_trainer_load(vqgan_trainer *t, const char *path) {
+  st_file f;
+  if (st_open(&f, path)) return NULL;
+  char *state = NULL;
+  vqgan_config cfg;
+  const char *disc_cfg = st_meta(&f, "disc_config");
+  const char *steps = st_meta(&f, "adam_steps");
+  const char *ts = st_meta(&f, "train_state");
+  patchgan_config dc;
+  char want[1024], got[1024];
+  int rc = vqgan_config_parse(&cfg, st_meta(&f, "config"), path);
+  if (!rc && (vqgan_config_json(&cfg, got, sizeof got) ||
+              vqgan_config_json(&t->g->cfg, want, sizeof want) || strcmp(got, want) != 0))
+    rc = vqgpt_error("%s: the checkpoint's VQGAN config differs from this run's", path);
+  if (!rc && (!disc_cfg || !steps || !ts))
+    rc = vqgpt_error("%s: not a training checkpoint (no optimizer state)", path);
+  if (!rc) rc = patchgan_config_parse(&dc, disc_cfg, path);
+  const patchgan_config *have = patchgan_get_config(t->d);
+  if (!rc && (dc.input_nc != have->input_nc || dc.ndf != have->ndf || dc.n_layers != have->n_layers))
+    rc = vqgpt_error("%s: the checkpoint's discriminator config differs from this run's", path);
+  if (!rc && sscanf(steps, "{\"g\": %ld, \"d\": %ld}", &t->g_steps, &t->d_steps) != 2)
+    rc = vqgpt_error("%s: malformed adam_steps metadata", path);
+  for (size_t i = 0; i < t->g->n_params && !rc; i++) {
+    const vqgan_param *p = &t->g->params[i];
+    rc = st_read_f32(&f, p->name, t->g->w + p->offset, p->ndim, p->shape);
+  }
+  int64_t ng[1] = {(int64_t)t->g->n_floats}, nd[1] = {(int64_t)t->n_d};
+  load_ctx ctx = {&f};
+  if (!rc)
+    rc = st_read_f32(&f, "opt.g.m", t->g_m, 1, ng) || st_read_f32(&f, "opt.g.v", t->g_v, 1, ng) ||
+         st_read_f32(&f, "opt.d.m", t->d_m, 1, nd) || st_read_f32(&f, "opt.d.v", t->d_v, 1, nd) ||
+         for_each_disc_tensor(t->d, read_disc_tensor, &ctx);
+  if (!rc && !(state = strdup(ts))) vqgpt_error("out of memory");
+  st_close(&f);
+  return state;
+}

@@ -1,0 +1,62 @@
+// One training step of the reference's VQGAN objective (VQModel + VQLPIPSWithDiscriminator):
+//   generator: mean|x - xrec| + perceptual_weight * LPIPS + codebook_weight * qloss
+//              + lambda * disc_factor * (-mean D(xrec)),
+//   lambda = clamp(|grad_GL L_rec| / (|grad_GL L_gan| + 1e-4), 0, 1e4) * disc_weight with GL
+//   the decoder's last conv weight, disc_factor 0 before disc_start;
+//   discriminator: disc_factor * hinge (or vanilla) loss on D(x) and D(xrec).
+// Two Adam optimizers, betas (0.5, 0.9), lr = base_lr * batch, the generator step first.
+// The discriminator step reuses the reconstruction of the generator step (the reference
+// recomputes it after the generator update; the difference is one step of staleness).
+#ifndef VQGPT_VQGAN_TRAIN_H
+#define VQGPT_VQGAN_TRAIN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "stage1_vqgan/discriminator.h"
+#include "stage1_vqgan/lpips.h"
+#include "stage1_vqgan/vqgan.h"
+
+typedef struct {
+  int batch, size;               // images per step, square crop side
+  double base_lr;                // reference: 4.5e-6; lr = base_lr * batch
+  double disc_weight;            // reference default 1.0 (ImageNet configs use 0.8)
+  double disc_factor;            // 1.0
+  long disc_start;               // step at which the GAN losses switch on
+  double codebook_weight;        // 1.0
+  double perceptual_weight;      // 1.0; forced to 0 without LPIPS weights
+  bool hinge;                    // hinge (default) or vanilla discriminator loss
+  bool legacy_quant;             // the reference's legacy codebook/commitment form (default)
+  patchgan_config disc;          // reference: input_nc 3, ndf 64, n_layers 3
+} vqgan_train_opts;
+
+void vqgan_train_defaults(vqgan_train_opts *o);
+
+typedef struct {
+  double loss, l1, lpips, qloss, g_loss, d_loss, d_weight, disc_factor;
+  double logits_real, logits_fake;  // means
+} vqgan_step_stats;
+
+typedef struct vqgan_trainer vqgan_trainer;
+
+// Takes ownership of neither model. lp may be NULL (no perceptual loss).
+vqgan_trainer *vqgan_trainer_new(vqgan *g, patchgan *d, lpips *lp, const vqgan_train_opts *o);
+void vqgan_trainer_free(vqgan_trainer *t);
+
+// One generator + discriminator step on x (batch, 3, size, size); step counts from 0.
+int vqgan_trainer_step(vqgan_trainer *t, const float *x, long step, vqgan_step_stats *s);
+// Codebook indices chosen in the last step, (batch, size/f, size/f).
+const int32_t *vqgan_trainer_indices(const vqgan_trainer *t);
+// Replaces the codebook rows flagged in dead (n_embed) by encoder outputs of the last step
+// drawn at random, and clears their optimizer moments. Returns how many were replaced.
+int vqgan_trainer_reinit_codes(vqgan_trainer *t, const bool *dead, uint64_t *rng);
+
+// Checkpoint: the VQGAN (plain model tensors and metadata, loadable by vqgan_load), the
+// discriminator as loss.discriminator.*, both Adam states as opt.{g,d}.{m,v}, and the
+// caller's train_state JSON in the metadata. Written atomically.
+int vqgan_trainer_save(const vqgan_trainer *t, const char *path, const char *train_state);
+// Restores what vqgan_trainer_save wrote into this trainer's models and optimizers; returns a
+// malloc'd copy of the train_state JSON (caller frees), NULL on error.
+char *vqgan_trainer_load(vqgan_trainer *t, const char *path);
+
+#endif

@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""Writes hostile variants of a good safetensors model into a directory, one per failure mode.
+
+usage: make_bad_models.py GOOD.safetensors OUTDIR
+Prints one line per file: "<file name> <substring the error message must contain>".
+"""
+import json
+import struct
+import sys
+
+
+def load(path):
+    raw = open(path, "rb").read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    return json.loads(raw[8:8 + n]), raw[8 + n:]
+
+
+def pack(header, data, header_bytes=None):
+    h = header_bytes if header_bytes is not None else json.dumps(header).encode()
+    h += b" " * (-len(h) % 8)
+    return struct.pack("<Q", len(h)) + h + data
+
+
+def main():
+    good, outdir = sys.argv[1], sys.argv[2]
+    header, data = load(good)
+    raw = open(good, "rb").read()
+    names = sorted(k for k in header if k != "__metadata__")
+    first = names[0]
+    cases = {}
+
+    cases["truncated_header"] = (raw[:100], "")
+    cases["truncated_data"] = (raw[: len(raw) - 1000], "")
+    cases["tiny"] = (raw[:5], "")
+    cases["header_past_end"] = (struct.pack("<Q", len(raw) * 4) + raw[8:], "header")
+    cases["malformed_json"] = (pack(None, data, json.dumps(header).encode()[:-7] + b"!!"), "JSON")
+
+    h = json.loads(json.dumps(header))
+    h[first]["data_offsets"] = [len(data) - 4, len(data) + 1000]
+    cases["offsets_out_of_range"] = (pack(h, data), first)
+
+    h = json.loads(json.dumps(header))
+    a, b = names[0], names[1]
+    begin = h[a]["data_offsets"][0]
+    size_b = h[b]["data_offsets"][1] - h[b]["data_offsets"][0]
+    h[b]["data_offsets"] = [begin, begin + size_b]
+    if h[b]["data_offsets"][1] > len(data):
+        h[b]["data_offsets"] = [0, size_b]
+    cases["overlapping"] = (pack(h, data), "overlap")
+
+    h = json.loads(json.dumps(header))
+    h[first]["dtype"] = "X99"
+    cases["unknown_dtype"] = (pack(h, data), "X99")
+
+    h = json.loads(json.dumps(header))
+    victim = "decoder.conv_out.weight"
+    del h[victim]
+    cases["missing_tensor"] = (pack(h, data), victim)
+
+    h = json.loads(json.dumps(header))
+    victim = "encoder.conv_in.bias"
+    off = h[victim]["data_offsets"]
+    n = (off[1] - off[0]) // 4
+    # same byte count, different shape: only the shape check can catch it
+    h[victim]["shape"] = [n // 2, 2]
+    cases["wrong_shape"] = (pack(h, data), victim)
+
+    h = json.loads(json.dumps(header))
+    del h["__metadata__"]["config"]
+    cases["config_missing"] = (pack(h, data), "config")
+
+    h = json.loads(json.dumps(header))
+    cfg = json.loads(h["__metadata__"]["config"])
+    cfg["ddconfig"]["ch"] = 64
+    h["__metadata__"]["config"] = json.dumps(cfg)
+    cases["config_inconsistent"] = (pack(h, data), "shape")
+
+    h = json.loads(json.dumps(header))
+    h["__metadata__"]["config"] = "{not json"
+    cases["config_bad_json"] = (pack(h, data), "config")
+
+    h = json.loads(json.dumps(header))
+    h["__metadata__"]["format"] = "taming-gpt"
+    cases["wrong_format"] = (pack(h, data), "taming-gpt")
+
+    for name, (blob, needle) in cases.items():
+        open(f"{outdir}/{name}.safetensors", "wb").write(blob)
+        print(name, needle)
+
+
+if __name__ == "__main__":
+    main()
