@@ -14,6 +14,7 @@ typedef struct {
 
 static const bench_entry benches[] = {
     {"vqgan", bench_vqgan, "f16 VQGAN encode 256x256 and decode 16x16 (--grid HxW: peak memory)"},
+    {"gpt", bench_gpt, "55M-parameter GPT: sampling 256 tokens at batch 1 and 8, a training step"},
 };
 
 int cmd_bench(int argc, char **argv) {

@@ -16,7 +16,9 @@ static const command commands[] = {
     {"decode", cmd_decode, "codebook indices (.npy) -> image"},
     {"reconstruct", cmd_reconstruct, "image -> codes -> image, with PSNR"},
     {"train-vqgan", cmd_train_vqgan, "train a VQGAN on an image folder"},
-    {"bench", cmd_bench, "benchmarks (vqgan, ...)"},
+    {"sample", cmd_sample, "draw code grids from a GPT; decode them with a VQGAN"},
+    {"train-gpt", cmd_train_gpt, "train the GPT on the VQGAN codes of an image folder"},
+    {"bench", cmd_bench, "benchmarks (vqgan, gpt)"},
     {"version", NULL, "print the version and the BLAS core in use"},
 };
 

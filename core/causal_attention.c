@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/linear.h"
+#include "core/parallel.h"
 #include "core/rng.h"
 
 // Softmax of s[0..n) in place, with the max subtracted first as torch.softmax does.
@@ -30,14 +31,15 @@ void causal_attention_forward(float *out, float *att, const float *qkv, int B, i
   int hs = C / H;
   float scale = 1.0f / sqrtf((float)hs);
   size_t C3 = (size_t)3 * C;
-#pragma omp parallel for collapse(2) schedule(static)
+  size_t work = (size_t)B * T * T * C;
+#pragma omp parallel for collapse(2) schedule(static) if (work >= VQGPT_PAR_MIN)
   for (int bh = 0; bh < B * H; bh++) {
     for (int i = 0; i < T; i++) {
       int b = bh / H, h = bh % H;
       const float *base = qkv + (size_t)b * T * C3;              // (T, 3C)
       const float *q = base + (size_t)i * C3 + (size_t)h * hs;   // (hs)
       float *a = att + ((size_t)bh * T + i) * T;                 // (T)
-      for (int j = 0; j <= i; j++) a[j] = linear_dot(q, base + (size_t)j * C3 + C + h * hs, hs) * scale;
+      for (int j = 0; j <= i; j++) a[j] = linear_dot_inline(q, base + (size_t)j * C3 + C + h * hs, hs) * scale;
       softmax_inplace(a, i + 1);
       for (int j = i + 1; j < T; j++) a[j] = 0.0f;
       float *y = out + ((size_t)b * T + i) * C + (size_t)h * hs;  // (hs)
@@ -60,7 +62,7 @@ void causal_attention_backward(float *dqkv, const float *dout, const float *qkv,
   size_t C3 = (size_t)3 * C;
   // One (batch, head) per iteration: it owns its columns of dqkv, so there are no races and
   // every sum keeps one order.
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)B * T * T * C >= VQGPT_PAR_MIN)
   for (int bh = 0; bh < B * H; bh++) {
     int b = bh / H, h = bh % H;
     const float *base = qkv + (size_t)b * T * C3;   // (T, 3C)
@@ -81,7 +83,7 @@ void causal_attention_backward(float *dqkv, const float *dout, const float *qkv,
         float m = pdrop > 0.0f ? drop_scale(seed, ((size_t)bh * T + i) * T + j, pdrop) : 1.0f;
         float pd = a[j] * m;
         for (int d = 0; d < hs; d++) dv[d] += pd * dy[d];
-        ds[j] = linear_dot(dy, v, hs) * m;
+        ds[j] = linear_dot_inline(dy, v, hs) * m;
       }
       // Softmax backward: dS_j = P_j (dP_j - sum_k P_k dP_k), then the 1/sqrt(hs) scale.
       float dot = 0;
@@ -106,14 +108,14 @@ void causal_attention_step(float *out, const float *q, const float *k_cache, con
                            int B, int T, int Tmax, int C, int H, float *scratch) {
   int hs = C / H;
   float scale = 1.0f / sqrtf((float)hs);
-#pragma omp parallel for schedule(static) if (B * H * T >= 2048)
+#pragma omp parallel for schedule(static) if ((size_t)B * T * C >= VQGPT_PAR_MIN)
   for (int bh = 0; bh < B * H; bh++) {
     int b = bh / H, h = bh % H;
     const float *qh = q + (size_t)b * C + (size_t)h * hs;          // (hs)
     const float *K = k_cache + (size_t)b * Tmax * C + (size_t)h * hs;  // (T, C) strided
     const float *V = v_cache + (size_t)b * Tmax * C + (size_t)h * hs;
     float *s = scratch + (size_t)bh * T;  // (T)
-    for (int j = 0; j < T; j++) s[j] = linear_dot(qh, K + (size_t)j * C, hs) * scale;
+    for (int j = 0; j < T; j++) s[j] = linear_dot_inline(qh, K + (size_t)j * C, hs) * scale;
     softmax_inplace(s, T);
     float *y = out + (size_t)b * C + (size_t)h * hs;  // (hs)
     memset(y, 0, sizeof(float) * hs);

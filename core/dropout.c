@@ -2,6 +2,8 @@
 
 #include <string.h>
 
+#include "core/parallel.h"
+
 #include "core/rng.h"
 
 void dropout_forward(float *out, const float *in, size_t n, float p, uint64_t seed) {
@@ -10,7 +12,7 @@ void dropout_forward(float *out, const float *in, size_t n, float p, uint64_t se
     return;
   }
   float keep = 1.0f / (1.0f - p);
-#pragma omp parallel for schedule(static) if (n >= 16384)
+#pragma omp parallel for schedule(static) if (n >= VQGPT_PAR_MIN)
   for (size_t i = 0; i < n; i++) out[i] = rng_hash_uniform(seed, i) < p ? 0.0f : in[i] * keep;
 }
 

@@ -2,10 +2,11 @@
 
 #include <math.h>
 
-#define GELU_PARALLEL_MIN 4096
+#include "core/parallel.h"
+
 
 void gelu_forward(float *out, const float *in, size_t n) {
-#pragma omp parallel for schedule(static) if (n >= GELU_PARALLEL_MIN)
+#pragma omp parallel for schedule(static) if (n >= VQGPT_PAR_MIN / 4)
   for (size_t i = 0; i < n; i++) {
     float x = in[i];
     out[i] = 0.5f * x * (1.0f + erff(x * (float)M_SQRT1_2));
@@ -14,7 +15,7 @@ void gelu_forward(float *out, const float *in, size_t n) {
 
 void gelu_backward(float *din, const float *dout, const float *in, size_t n) {
   const float inv_sqrt_2pi = 0.3989422804014327f;
-#pragma omp parallel for schedule(static) if (n >= GELU_PARALLEL_MIN)
+#pragma omp parallel for schedule(static) if (n >= VQGPT_PAR_MIN / 4)
   for (size_t i = 0; i < n; i++) {
     float x = in[i];
     float cdf = 0.5f * (1.0f + erff(x * (float)M_SQRT1_2));

@@ -3,9 +3,11 @@
 #include <math.h>
 #include <stddef.h>
 
+#include "core/parallel.h"
+
 void layernorm_forward(float *out, float *mean, float *rstd, const float *in, const float *weight,
                        const float *bias, int N, int C, float eps) {
-#pragma omp parallel for schedule(static) if (N > 1)
+#pragma omp parallel for schedule(static) if ((size_t)N * C >= VQGPT_PAR_MIN)
   for (int n = 0; n < N; n++) {
     const float *x = in + (size_t)n * C;  // (C)
     float *y = out + (size_t)n * C;       // (C)
@@ -29,7 +31,7 @@ void layernorm_backward(float *din, float *dweight, float *dbias, const float *d
                         const float *weight, int N, int C) {
   // Rows in parallel for the input gradient; then columns in parallel for the parameter
   // gradients, so that every sum has one fixed order whatever the thread count.
-#pragma omp parallel
+#pragma omp parallel if ((size_t)N * C >= VQGPT_PAR_MIN)
   {
 #pragma omp for schedule(static)
     for (int n = 0; n < N; n++) {

@@ -3,9 +3,11 @@
 #include <math.h>
 #include <stddef.h>
 
+#include "core/parallel.h"
+
 double softmax_ce_forward(float *probs, float *losses, const float *logits,
                           const int32_t *targets, int N, int V, int *n_valid) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)N * V >= VQGPT_PAR_MIN)
   for (int n = 0; n < N; n++) {
     const float *x = logits + (size_t)n * V;  // (V)
     float *p = probs + (size_t)n * V;         // (V)
@@ -36,7 +38,7 @@ double softmax_ce_forward(float *probs, float *losses, const float *logits,
 void softmax_ce_backward(float *dlogits, const float *probs, const int32_t *targets, int N, int V,
                          int n_valid, float dloss) {
   float s = n_valid > 0 ? dloss / (float)n_valid : 0.0f;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)N * V >= VQGPT_PAR_MIN)
   for (int n = 0; n < N; n++) {
     const float *p = probs + (size_t)n * V;
     float *d = dlogits + (size_t)n * V;

@@ -305,6 +305,28 @@ static void test_adamw(void) {
     }
   }
   CHECKF(fabs(p[0] - P[0]) < 1e-6 && fabs(p[1] - P[1]) < 1e-6, "adamw %g %g vs %g %g", p[0], p[1], P[0], P[1]);
+  // A longer vector exercises the vectorized path (8 at a time) and its scalar tail.
+  enum { NL = 37 };
+  float pl[NL], ml[NL], vl[NL], gl[NL];
+  double Pl[NL], Ml[NL], Vl[NL];
+  uint64_t st = 61;
+  fill_uniform(pl, NL, &st, 1);
+  fill_uniform(ml, NL, &st, 0.1f);
+  fill_uniform(gl, NL, &st, 1);
+  for (int i = 0; i < NL; i++) {
+    vl[i] = 0.01f * (float)(i + 1);
+    Pl[i] = pl[i], Ml[i] = ml[i], Vl[i] = vl[i];
+  }
+  adamw_update(pl, gl, ml, vl, NL, 0.01f, 0.9f, 0.95f, 1e-8f, 0.1f, 5);
+  double worst = 0;
+  for (int i = 0; i < NL; i++) {
+    Pl[i] *= 1 - 0.01 * 0.1;
+    Ml[i] = 0.9 * Ml[i] + 0.1 * gl[i];
+    Vl[i] = 0.95 * Vl[i] + 0.05 * (double)gl[i] * gl[i];
+    Pl[i] -= 0.01 / (1 - pow(0.9, 5)) * Ml[i] / (sqrt(Vl[i] / (1 - pow(0.95, 5))) + 1e-8);
+    worst = fmax(worst, fabs(Pl[i] - pl[i]) + fabs(Ml[i] - ml[i]) + fabs(Vl[i] - vl[i]));
+  }
+  CHECKF(worst < 1e-6, "adamw on 37 values: %g", worst);
   float g[3] = {3, 4, 0};
   double norm = adamw_global_norm(g, 3);
   CHECK(fabs(norm - 5) < 1e-12);

@@ -1,0 +1,120 @@
+// `vqgpt bench gpt`: the reference-sized GPT (12 layers, 512 wide, 8 heads, 16384
+// codes, random init) timed on sampling 256 tokens at batch 1 and 8 through the KV cache, and
+// on training steps at batch 4 x 256 tokens with AdamW.
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "bench/bench.h"
+#include "cli/args.h"
+#include "core/blas.h"
+#include "core/error.h"
+#include "core/rng.h"
+#include "sampling/sampler.h"
+#include "stage2_transformer/gpt_train.h"
+
+static double now_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int bench_sample(const gpt *m, int B, int n_tokens) {
+  sampling_params sp;
+  sampling_params_default(&sp);
+  int32_t *cond = calloc((size_t)B, sizeof(int32_t));
+  int32_t *out = malloc((size_t)B * n_tokens * sizeof(int32_t));
+  if (!cond || !out) {
+    free(cond);
+    free(out);
+    return cli_fail("bench gpt", "out of memory");
+  }
+  uint64_t rng = 1;
+  double t0 = now_s();
+  int rc = sampler_raster(m, cond, B, n_tokens, m->cfg.vocab_size, &sp, &rng, out, NULL, NULL);
+  double dt = now_s() - t0;
+  free(cond);
+  free(out);
+  if (rc) return cli_fail("bench gpt", "%s", vqgpt_last_error());
+  printf("sample  batch %d: %d tokens in %.3f s = %.1f tokens/s (%.2f ms per step)\n", B,
+         B * n_tokens, dt, B * n_tokens / dt, 1e3 * dt / n_tokens);
+  return 0;
+}
+
+static int bench_train(gpt *m, int B, int T, int steps) {
+  int n = 2 * B;
+  int32_t *codes = malloc((size_t)n * T * sizeof(int32_t));
+  if (!codes) return cli_fail("bench gpt", "out of memory");
+  uint64_t rng = 2;
+  for (size_t i = 0; i < (size_t)n * T; i++) codes[i] = (int32_t)rng_below(&rng, (uint64_t)m->cfg.n_codes);
+  gpt_dataset d = {codes, NULL, n, 1, T};
+  gpt_train_options o;
+  gpt_train_options_default(&o);
+  o.batch_size = B;
+  o.steps = steps + 1;
+  o.warmup = 0;
+  o.val_fraction = 0;
+  gpt_trainer tr;
+  if (gpt_trainer_init(&tr, m, &d, &o)) {
+    free(codes);
+    return cli_fail("bench gpt", "%s", vqgpt_last_error());
+  }
+  int rc = 0;
+  gpt_step_stats st;
+  // The first step also faults in the activation and optimizer memory: timed separately.
+  double t0 = now_s();
+  if (gpt_trainer_step(&tr, &st)) rc = cli_fail("bench gpt", "%s", vqgpt_last_error());
+  double first = now_s() - t0, best = 1e30, total = 0;
+  for (int s = 0; s < steps && !rc; s++) {
+    t0 = now_s();
+    if (gpt_trainer_step(&tr, &st)) rc = cli_fail("bench gpt", "%s", vqgpt_last_error());
+    double dt = now_s() - t0;
+    total += dt;
+    if (dt < best) best = dt;
+  }
+  if (!rc)
+    printf("train   batch %d x %d tokens: %.3f s per step (mean of %d; best %.3f; first %.3f) = "
+           "%.0f tokens/s, loss %.3f\n",
+           B, T, total / steps, steps, best, first, B * T / (total / steps), st.loss);
+  gpt_trainer_free(&tr);
+  free(codes);
+  return rc;
+}
+
+int bench_gpt(int argc, char **argv) {
+  long layers = 12, embd = 512, heads = 8, vocab = 16384, tokens = 256, train_steps = 3;
+  bool no_sample = false, no_train = false;
+  cli_opt opts[] = {
+      {"layers", OPT_INT, &layers, "transformer blocks"},
+      {"embd", OPT_INT, &embd, "embedding width"},
+      {"heads", OPT_INT, &heads, "attention heads"},
+      {"vocab", OPT_INT, &vocab, "vocabulary (codebook) size"},
+      {"tokens", OPT_INT, &tokens, "tokens sampled per sequence; training sequence length"},
+      {"train-steps", OPT_INT, &train_steps, "timed training steps (after one untimed)"},
+      {"no-sample", OPT_FLAG, &no_sample, "skip the sampling benchmark"},
+      {"no-train", OPT_FLAG, &no_train, "skip the training benchmark"},
+  };
+  cli_status s = cli_parse("bench gpt", "Times GPT sampling (KV cache) and training steps.", argc,
+                           argv, opts, sizeof opts / sizeof opts[0]);
+  if (s != CLI_OK) return s == CLI_HELP ? 0 : 1;
+  if (layers < 1 || embd < 1 || heads < 1 || vocab < 2 || tokens < 1 || train_steps < 1 ||
+      layers > 256 || embd > 16384 || vocab > (1 << 20) || tokens > 16384)
+    return cli_fail("bench gpt", "sizes out of range");
+  gpt_config cfg = {.vocab_size = (int)vocab, .block_size = (int)tokens, .n_layer = (int)layers,
+                    .n_head = (int)heads, .n_embd = (int)embd};
+  gpt_config_defaults(&cfg);
+  uint64_t rng = 0;
+  gpt *m = gpt_create(&cfg, &rng);
+  if (!m) return cli_fail("bench gpt", "%s", vqgpt_last_error());
+  printf("GPT %ld layers x %ld wide, %ld heads, %ld codes: %.1fM parameters (%d threads, "
+         "OpenBLAS core %s)\n",
+         layers, embd, heads, vocab, m->n_params / 1e6, omp_get_max_threads(),
+         vqgpt_blas_corename());
+  int rc = 0;
+  if (!no_sample) rc = bench_sample(m, 1, (int)tokens);
+  if (!no_sample && !rc) rc = bench_sample(m, 8, (int)tokens);
+  if (!no_train && !rc) rc = bench_train(m, 4, (int)tokens, (int)train_steps);
+  gpt_free(m);
+  return rc;
+}

@@ -1,0 +1,487 @@
+// vqgpt train-gpt: encodes an image folder once with a frozen VQGAN (random crops and flips at
+// the VQGAN's training size, cached as .npy beside the output) and trains the GPT on the code
+// grids, with progress on stderr, validation loss, checkpoints and exact resume.
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "core/rng.h"
+#include "data/dataset.h"
+#include "data/npy.h"
+#include "stage1_vqgan/vqgan.h"
+#include "stage2_transformer/gpt_train.h"
+
+#define CMD "train-gpt"
+#define ENCODE_BATCH 8
+
+static double now_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static void fmt_duration(char *buf, size_t n, double s) {
+  if (!(s >= 0) || s > 1e7) snprintf(buf, n, "?");
+  else if (s < 60) snprintf(buf, n, "%.0fs", s);
+  else if (s < 3600) snprintf(buf, n, "%dm%02ds", (int)s / 60, (int)s % 60);
+  else snprintf(buf, n, "%dh%02dm", (int)s / 3600, ((int)s % 3600) / 60);
+}
+
+static bool file_exists(const char *path) {
+  struct stat sb;
+  return stat(path, &sb) == 0;
+}
+
+// 64-bit hash of a file's bytes (word-wise FNV-1a variant): the cache key names the exact VQGAN.
+static int hash_file(const char *path, uint64_t *out) {
+  FILE *fp = fopen(path, "rb");
+  if (!fp) return vqgpt_error("%s: cannot read", path);
+  uint64_t h = 0xcbf29ce484222325ULL;
+  static uint8_t buf[1 << 16];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, fp)) > 0) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      uint64_t w;
+      memcpy(&w, buf + i, 8);
+      h = (h ^ w) * 0x100000001b3ULL;
+    }
+    for (; i < n; i++) h = (h ^ buf[i]) * 0x100000001b3ULL;
+  }
+  int err = ferror(fp);
+  fclose(fp);
+  if (err) return vqgpt_error("%s: read error", path);
+  *out = h;
+  return 0;
+}
+
+// Everything the cached codes depend on, as one line of text.
+static char *cache_key(const char *vqgan_path, const image_folder *f, bool classes, long crops,
+                       uint64_t seed, int size) {
+  uint64_t vh = 0, lh = 0xcbf29ce484222325ULL;
+  if (hash_file(vqgan_path, &vh)) return NULL;
+  for (size_t i = 0; i < f->n_images; i++) {
+    struct stat sb;
+    if (stat(f->paths[i], &sb)) {
+      vqgpt_error("%s: cannot stat", f->paths[i]);
+      return NULL;
+    }
+    char line[64];
+    snprintf(line, sizeof line, "|%lld|%lld|%d", (long long)sb.st_size, (long long)sb.st_mtime,
+             f->labels[i]);
+    for (const char *p = f->paths[i]; *p; p++) lh = (lh ^ (uint8_t)*p) * 0x100000001b3ULL;
+    for (const char *p = line; *p; p++) lh = (lh ^ (uint8_t)*p) * 0x100000001b3ULL;
+  }
+  char *key = malloc(512);
+  if (!key) {
+    vqgpt_error("out of memory");
+    return NULL;
+  }
+  snprintf(key, 512,
+           "vqgpt-codes 1 vqgan=%016" PRIx64 " images=%zu list=%016" PRIx64
+           " classes=%d crops=%ld seed=%" PRIu64 " size=%d\n",
+           vh, f->n_images, lh, classes ? f->n_classes : 0, crops, seed, size);
+  return key;
+}
+
+static char *read_text(const char *path) {
+  FILE *fp = fopen(path, "rb");
+  if (!fp) return NULL;
+  char *s = calloc(1, 1024);
+  if (s && fread(s, 1, 1023, fp) == 0) s[0] = '\0';
+  fclose(fp);
+  return s;
+}
+
+static int write_text(const char *path, const char *text) {
+  atomic_file af;
+  if (atomic_file_open(&af, path)) return -1;
+  fputs(text, af.fp);
+  return atomic_file_commit(&af);
+}
+
+typedef struct {
+  int32_t *codes;   // (n, h, w)
+  int32_t *labels;  // (n) or NULL
+  int n, h, w, n_classes;
+} code_set;
+
+static void code_set_free(code_set *cs) {
+  free(cs->codes);
+  free(cs->labels);
+  memset(cs, 0, sizeof *cs);
+}
+
+// Loads the cached codes if their key matches; returns 1 when loaded, 0 when absent or stale.
+static int load_cache(code_set *cs, const char *key, const char *key_path, const char *codes_path,
+                      const char *labels_path, int h, int w, int n_expected) {
+  char *old = read_text(key_path);
+  bool match = old && !strcmp(old, key);
+  free(old);
+  if (!match) return 0;
+  int ndim;
+  int64_t shape[NPY_MAX_DIMS];
+  if (npy_read_i32(codes_path, &cs->codes, &ndim, shape)) return 0;
+  if (ndim != 3 || shape[0] != n_expected || shape[1] != h || shape[2] != w) {
+    code_set_free(cs);
+    return 0;
+  }
+  if (labels_path) {
+    if (npy_read_i32(labels_path, &cs->labels, &ndim, shape) || ndim != 1 ||
+        shape[0] != n_expected) {
+      code_set_free(cs);
+      return 0;
+    }
+  }
+  cs->n = n_expected;
+  cs->h = h;
+  cs->w = w;
+  return 1;
+}
+
+// Crops, flips and encodes every image `crops` times; writes the cache (codes, labels, then
+// the key last, so an interrupted write is never mistaken for a valid cache).
+static int encode_folder(code_set *cs, vqgan *vq, const char *dir, bool classes, long crops,
+                         uint64_t seed, const char *key, const char *key_path,
+                         const char *codes_path, const char *labels_path) {
+  const vqgan_config *vc = vqgan_get_config(vq);
+  int size = vc->resolution, f = vqgan_factor(vq), h = size / f, w = size / f;
+  image_dataset ds;
+  fprintf(stderr, "loading images from %s ...\n", dir);
+  if (image_dataset_load(&ds, dir, size)) return -1;
+  size_t n = ds.n * (size_t)crops;
+  if (n > INT32_MAX / ((size_t)h * w)) {
+    image_dataset_free(&ds);
+    return vqgpt_error("too many crops (%zu)", n);
+  }
+  cs->codes = malloc(n * h * w * sizeof(int32_t));
+  cs->labels = classes ? malloc(n * sizeof(int32_t)) : NULL;
+  float *x = malloc((size_t)ENCODE_BATCH * 3 * size * size * sizeof(float));  // (B, 3, S, S)
+  int rc = -1;
+  if (!cs->codes || (classes && !cs->labels) || !x) {
+    vqgpt_error("out of memory for %zu code grids", n);
+    goto done;
+  }
+  uint64_t rng = rng_hash(seed, 0xC0DE);
+  double t0 = now_s();
+  bool tty = isatty(STDERR_FILENO) != 0;
+  for (size_t i0 = 0; i0 < n; i0 += ENCODE_BATCH) {
+    int B = (int)(n - i0 < ENCODE_BATCH ? n - i0 : ENCODE_BATCH);
+    for (int b = 0; b < B; b++) {
+      size_t img = (i0 + b) / (size_t)crops;
+      image_dataset_random_crop(&ds, img, &rng, x + (size_t)b * 3 * size * size);
+      if (classes) cs->labels[i0 + b] = ds.folder.labels[img];
+    }
+    if (vqgan_encode(vq, x, B, size, size, cs->codes + i0 * h * w, NULL, NULL)) goto done;
+    if (tty || i0 + B == n)
+      fprintf(stderr, "%sencoding: %zu/%zu crops (%.1f/s)%s", tty ? "\r" : "", i0 + B, n,
+              (i0 + B) / (now_s() - t0), i0 + B == n ? "\n" : "");
+  }
+  int64_t shape[3] = {(int64_t)n, h, w}, lshape[1] = {(int64_t)n};
+  if (npy_write_i32(codes_path, cs->codes, 3, shape)) goto done;
+  if (classes && npy_write_i32(labels_path, cs->labels, 1, lshape)) goto done;
+  if (write_text(key_path, key)) goto done;
+  cs->n = (int)n;
+  cs->h = h;
+  cs->w = w;
+  rc = 0;
+done:
+  if (rc) code_set_free(cs);
+  free(x);
+  image_dataset_free(&ds);
+  return rc;
+}
+
+// The directory that will receive path exists and is writable (checked before long work).
+static bool dir_writable(const char *path) {
+  const char *slash = strrchr(path, '/');
+  if (!slash) return access(".", W_OK) == 0;
+  size_t n = (size_t)(slash - path);
+  char *dir = malloc(n + 2);
+  if (!dir) return false;
+  memcpy(dir, path, n);
+  dir[n ? n : 1] = '\0';
+  if (!n) dir[0] = '/';
+  bool ok = access(dir, W_OK) == 0;
+  free(dir);
+  return ok;
+}
+
+static char *with_suffix(const char *path, const char *suffix) {
+  size_t n = strlen(path) + strlen(suffix) + 1;
+  char *s = malloc(n);
+  if (s) snprintf(s, n, "%s%s", path, suffix);
+  return s;
+}
+
+int cmd_train_gpt(int argc, char **argv) {
+  const char *vqgan_path = NULL, *data = NULL, *out = NULL;
+  bool classes = false, resume = false, overwrite = false;
+  long steps = 1000, batch = 8, warmup = 100, seed = 0, crops = 1, n_layer = 8, n_head = 8,
+       n_embd = 256, ckpt_every = 500, eval_every = 250, log_every = 10;
+  double lr = 3e-4, min_lr = 3e-5, weight_decay = 0.01, grad_clip = 1.0, pkeep = 1.0,
+         val_fraction = 0.05, embd_pdrop = 0, resid_pdrop = 0, attn_pdrop = 0;
+  cli_opt opts[] = {
+      {"vqgan", OPT_STRING, &vqgan_path, "frozen VQGAN that encodes the images, required"},
+      {"data", OPT_STRING, &data, "image folder (PNG/JPEG, searched recursively), required"},
+      {"out", OPT_STRING, &out, "GPT model and checkpoint (.safetensors), required"},
+      {"classes", OPT_FLAG, &classes, "class-conditional: labels are the first-level sub-folders"},
+      {"resume", OPT_FLAG, &resume, "continue training the checkpoint at --out"},
+      {"overwrite", OPT_FLAG, &overwrite, "start afresh even if --out exists"},
+      {"steps", OPT_INT, &steps, "total optimizer steps"},
+      {"batch", OPT_INT, &batch, "sequences per step"},
+      {"lr", OPT_FLOAT, &lr, "peak learning rate"},
+      {"min-lr", OPT_FLOAT, &min_lr, "learning rate at the end of the cosine decay"},
+      {"warmup", OPT_INT, &warmup, "linear warm-up steps"},
+      {"weight-decay", OPT_FLOAT, &weight_decay, "AdamW weight decay on Linear weights"},
+      {"grad-clip", OPT_FLOAT, &grad_clip, "max global gradient norm (0: off)"},
+      {"pkeep", OPT_FLOAT, &pkeep, "probability of keeping each input code (reference pkeep)"},
+      {"embd-pdrop", OPT_FLOAT, &embd_pdrop, "embedding dropout (new models)"},
+      {"resid-pdrop", OPT_FLOAT, &resid_pdrop, "residual dropout (new models)"},
+      {"attn-pdrop", OPT_FLOAT, &attn_pdrop, "attention dropout (new models)"},
+      {"val-fraction", OPT_FLOAT, &val_fraction, "share of the crops held out for validation"},
+      {"seed", OPT_INT, &seed, "random seed (init, crops, split, order, corruption, dropout)"},
+      {"crops", OPT_INT, &crops, "random crops encoded per image"},
+      {"n-layer", OPT_INT, &n_layer, "transformer blocks (new models)"},
+      {"n-head", OPT_INT, &n_head, "attention heads (new models)"},
+      {"n-embd", OPT_INT, &n_embd, "embedding width (new models)"},
+      {"checkpoint-every", OPT_INT, &ckpt_every, "steps between checkpoints (0: only at the end)"},
+      {"eval-every", OPT_INT, &eval_every, "steps between validation passes (0: only at the end)"},
+      {"log-every", OPT_INT, &log_every, "steps between progress lines"},
+  };
+  cli_status st = cli_parse(CMD, "Trains the GPT on the VQGAN codes of an image folder.", argc,
+                            argv, opts, sizeof opts / sizeof opts[0]);
+  if (st != CLI_OK) return st == CLI_HELP ? 0 : 1;
+  if (!cli_require(CMD, "vqgan", vqgan_path) || !cli_require(CMD, "data", data) ||
+      !cli_require(CMD, "out", out))
+    return 1;
+  if (crops < 1 || crops > 1000) return cli_fail(CMD, "--crops must be in [1, 1000]");
+  if (n_layer < 1 || n_layer > 256 || n_head < 1 || n_embd < 1 || n_embd > 16384 ||
+      n_embd % n_head)
+    return cli_fail(CMD, "--n-layer/--n-head/--n-embd invalid (n-head must divide n-embd)");
+  if (ckpt_every < 0 || eval_every < 0 || log_every < 1)
+    return cli_fail(CMD, "--checkpoint-every/--eval-every must be >= 0, --log-every >= 1");
+  if (resume && overwrite) return cli_fail(CMD, "give --resume or --overwrite, not both");
+  if (batch > 65536 || batch < 1) return cli_fail(CMD, "--batch must be in [1, 65536] (got %ld)", batch);
+  gpt_train_options o;
+  gpt_train_options_default(&o);
+  o.batch_size = (int)batch;
+  o.steps = steps;
+  o.lr = (float)lr;
+  o.min_lr = (float)min_lr;
+  o.warmup = warmup;
+  o.weight_decay = (float)weight_decay;
+  o.grad_clip = (float)grad_clip;
+  o.pkeep = (float)pkeep;
+  o.val_fraction = (float)val_fraction;
+  o.seed = (uint64_t)seed;
+  if (gpt_train_options_check(&o)) return cli_fail(CMD, "%s", vqgpt_last_error());
+  if (!(embd_pdrop >= 0 && embd_pdrop < 1) || !(resid_pdrop >= 0 && resid_pdrop < 1) ||
+      !(attn_pdrop >= 0 && attn_pdrop < 1))
+    return cli_fail(CMD, "dropout probabilities must be in [0, 1)");
+  if (!dir_writable(out)) return cli_fail(CMD, "%s: directory missing or not writable", out);
+  if (resume && !file_exists(out)) return cli_fail(CMD, "--resume: %s does not exist", out);
+  if (!resume && !overwrite && file_exists(out))
+    return cli_fail(CMD, "%s exists: pass --resume to continue it or --overwrite to replace it", out);
+
+  int rc = 1;
+  vqgan *vq = NULL;
+  gpt *m = NULL;
+  code_set cs = {0};
+  gpt_trainer tr;
+  bool tr_init = false;
+  char *key = NULL;
+  char *codes_path = with_suffix(out, ".codes.npy"), *labels_path = with_suffix(out, ".labels.npy"),
+       *key_path = with_suffix(out, ".codes.key");
+  if (!codes_path || !labels_path || !key_path) {
+    cli_fail(CMD, "out of memory");
+    goto done;
+  }
+  vq = vqgan_load(vqgan_path);
+  if (!vq) {
+    cli_fail(CMD, "%s", vqgpt_last_error());
+    goto done;
+  }
+  const vqgan_config *vc = vqgan_get_config(vq);
+  int f = vqgan_factor(vq), h = vc->resolution / f, w = vc->resolution / f;
+
+  // A resumed model must fit this VQGAN and this kind of data before any encoding starts.
+  if (resume) {
+    m = gpt_load(out);
+    if (!m) {
+      cli_fail(CMD, "%s", vqgpt_last_error());
+      goto done;
+    }
+    const gpt_config *c = &m->cfg;
+    if ((c->cond == GPT_COND_CLASS) != classes) {
+      cli_fail(CMD, "%s is %s but --classes was %s", out,
+               c->cond == GPT_COND_CLASS ? "class-conditional" : "unconditional",
+               classes ? "given" : "not given");
+      goto done;
+    }
+    if (c->vocab_size < vc->n_embed || c->n_codes < vc->n_embed) {
+      cli_fail(CMD, "the GPT's vocabulary (%d tokens) does not cover the VQGAN codebook (%d codes)",
+               c->vocab_size, vc->n_embed);
+      goto done;
+    }
+  }
+
+  // The code cache.
+  image_folder folder;
+  if (image_folder_scan(&folder, data)) {
+    cli_fail(CMD, "%s", vqgpt_last_error());
+    goto done;
+  }
+  int n_classes = folder.n_classes;
+  if (folder.n_images == 0) {
+    image_folder_free(&folder);
+    cli_fail(CMD, "%s: no images found", data);
+    goto done;
+  }
+  if (classes && n_classes < 2) {
+    image_folder_free(&folder);
+    cli_fail(CMD, "--classes needs images in at least two sub-folders of %s", data);
+    goto done;
+  }
+  if (resume && classes && m->cfg.n_classes < n_classes) {
+    image_folder_free(&folder);
+    cli_fail(CMD, "%s has %d classes but %s has %d sub-folders", out, m->cfg.n_classes, data,
+             n_classes);
+    goto done;
+  }
+  key = cache_key(vqgan_path, &folder, classes, crops, o.seed, vc->resolution);
+  int n_expected = (int)(folder.n_images * (size_t)crops);
+  image_folder_free(&folder);
+  if (!key) {
+    cli_fail(CMD, "%s", vqgpt_last_error());
+    goto done;
+  }
+  int cached = load_cache(&cs, key, key_path, codes_path, classes ? labels_path : NULL, h, w,
+                          n_expected);
+  if (cached) {
+    fprintf(stderr, "reusing cached codes %s (%d grids of %dx%d)\n", codes_path, cs.n, h, w);
+  } else if (encode_folder(&cs, vq, data, classes, crops, o.seed, key, key_path, codes_path,
+                           labels_path)) {
+    cli_fail(CMD, "%s", vqgpt_last_error());
+    goto done;
+  }
+  cs.n_classes = classes ? n_classes : 0;
+
+  // The model.
+  if (!resume) {
+    gpt_config cfg = {0};
+    cfg.vocab_size = vc->n_embed;
+    if (classes && n_classes > cfg.vocab_size) cfg.vocab_size = n_classes;
+    cfg.block_size = GPT_N_COND + h * w - 1;
+    cfg.n_layer = (int)n_layer;
+    cfg.n_head = (int)n_head;
+    cfg.n_embd = (int)n_embd;
+    cfg.embd_pdrop = (float)embd_pdrop;
+    cfg.resid_pdrop = (float)resid_pdrop;
+    cfg.attn_pdrop = (float)attn_pdrop;
+    cfg.cond = classes ? GPT_COND_CLASS : GPT_COND_NONE;
+    cfg.n_classes = classes ? n_classes : 0;
+    cfg.sos_token = 0;
+    cfg.n_codes = vc->n_embed;
+    cfg.grid_h = h;
+    cfg.grid_w = w;
+    uint64_t init_rng = rng_hash(o.seed, 0x1417);
+    m = gpt_create(&cfg, &init_rng);
+    if (!m) {
+      cli_fail(CMD, "%s", vqgpt_last_error());
+      goto done;
+    }
+  }
+  gpt_dataset d = {cs.codes, cs.labels, cs.n, cs.h, cs.w};
+  if (gpt_trainer_init(&tr, m, &d, &o)) {
+    cli_fail(CMD, "%s", vqgpt_last_error());
+    goto done;
+  }
+  tr_init = true;
+  if (resume) {
+    if (gpt_trainer_resume(&tr, out)) {
+      cli_fail(CMD, "%s", vqgpt_last_error());
+      goto done;
+    }
+    fprintf(stderr, "resuming %s at step %ld of %ld (its stored training options apply)\n", out,
+            tr.step, tr.opt.steps);
+  }
+  fprintf(stderr,
+          "GPT: %d layers, %d heads, %d wide, vocab %d, %.2fM parameters; %d training / %d "
+          "validation grids of %dx%d%s\n",
+          m->cfg.n_layer, m->cfg.n_head, m->cfg.n_embd, m->cfg.vocab_size, m->n_params / 1e6,
+          tr.n_train, tr.n_val, h, w, classes ? ", class-conditional" : "");
+
+  int T = h * w;
+  double t_start = now_s(), t_log = t_start;
+  long step0 = tr.step, log_step = tr.step;
+  double loss_acc = 0;
+  int loss_n = 0;
+  while (tr.step < tr.opt.steps) {
+    gpt_step_stats ss;
+    if (gpt_trainer_step(&tr, &ss)) {
+      cli_fail(CMD, "%s", vqgpt_last_error());
+      goto done;
+    }
+    loss_acc += ss.loss;
+    loss_n++;
+    long s = tr.step;
+    if (s % log_every == 0 || s == tr.opt.steps) {
+      double t = now_s();
+      double tps = (double)(s - log_step) * tr.opt.batch_size * T / (t - t_log);
+      double eta = (t - t_start) / (double)(s - step0) * (double)(tr.opt.steps - s);
+      char eta_s[32];
+      fmt_duration(eta_s, sizeof eta_s, eta);
+      fprintf(stderr, "step %ld/%ld  loss %.4f  lr %.2e  |g| %.3f  %.0f tokens/s  ETA %s\n", s,
+              tr.opt.steps, loss_acc / loss_n, ss.lr, ss.grad_norm, tps, eta_s);
+      loss_acc = 0;
+      loss_n = 0;
+      t_log = t;
+      log_step = s;
+    }
+    bool last = s == tr.opt.steps;
+    if ((eval_every > 0 && s % eval_every == 0) || last) {
+      double vl;
+      if (gpt_trainer_validate(&tr, &vl)) {
+        cli_fail(CMD, "%s", vqgpt_last_error());
+        goto done;
+      }
+      if (tr.n_val > 0) fprintf(stderr, "step %ld  validation loss %.4f\n", s, vl);
+    }
+    if ((ckpt_every > 0 && s % ckpt_every == 0) || last) {
+      if (gpt_trainer_save(&tr, out)) {
+        cli_fail(CMD, "%s", vqgpt_last_error());
+        goto done;
+      }
+      fprintf(stderr, "saved %s (step %ld)\n", out, s);
+    }
+  }
+  if (tr.step == step0) {
+    // Nothing to train (a resumed run already at --steps, or --steps 0): still leave a model.
+    if (!resume && gpt_trainer_save(&tr, out)) {
+      cli_fail(CMD, "%s", vqgpt_last_error());
+      goto done;
+    }
+    fprintf(stderr, "%s: %ld of %ld steps done, nothing to train\n", out, tr.step, tr.opt.steps);
+  }
+  rc = 0;
+done:
+  if (tr_init) gpt_trainer_free(&tr);
+  gpt_free(m);
+  vqgan_free(vq);
+  code_set_free(&cs);
+  free(key);
+  free(codes_path);
+  free(labels_path);
+  free(key_path);
+  return rc;
+}

@@ -1,0 +1,695 @@
+#include "stage2_transformer/gpt.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/causal_attention.h"
+#include "core/dropout.h"
+#include "core/error.h"
+#include "core/gelu.h"
+#include "core/layernorm.h"
+#include "core/linear.h"
+#include "core/parallel.h"
+#include "core/rng.h"
+#include "core/softmax_ce.h"
+#include "weights/json.h"
+
+#define GPT_LN_EPS 1e-5f
+// Generous limits that keep every size_t product far from overflow and reject nonsense.
+#define GPT_MAX_DIM (1 << 20)
+
+// ---------------------------------------------------------------------------------------------
+// Config
+
+void gpt_config_defaults(gpt_config *cfg) {
+  if (cfg->n_codes <= 0) cfg->n_codes = cfg->vocab_size;
+}
+
+int gpt_config_check(const gpt_config *c, const char *source) {
+  if (c->vocab_size < 1 || c->vocab_size > GPT_MAX_DIM)
+    return vqgpt_error("%s: config vocab_size %d out of range", source, c->vocab_size);
+  if (c->block_size < 1 || c->block_size > 65536)
+    return vqgpt_error("%s: config block_size %d out of range", source, c->block_size);
+  if (c->n_layer < 1 || c->n_layer > 1024)
+    return vqgpt_error("%s: config n_layer %d out of range", source, c->n_layer);
+  if (c->n_embd < 1 || c->n_embd > 65536)
+    return vqgpt_error("%s: config n_embd %d out of range", source, c->n_embd);
+  if (c->n_head < 1 || c->n_embd % c->n_head != 0)
+    return vqgpt_error("%s: config n_head %d does not divide n_embd %d", source, c->n_head,
+                       c->n_embd);
+  if (!(c->embd_pdrop >= 0 && c->embd_pdrop < 1) || !(c->resid_pdrop >= 0 && c->resid_pdrop < 1) ||
+      !(c->attn_pdrop >= 0 && c->attn_pdrop < 1))
+    return vqgpt_error("%s: config dropout probabilities must be in [0, 1)", source);
+  if (c->n_codes < 1 || c->n_codes > c->vocab_size)
+    return vqgpt_error("%s: config n_codes %d not in [1, vocab_size %d]", source, c->n_codes,
+                       c->vocab_size);
+  if (c->cond == GPT_COND_CLASS) {
+    if (c->n_classes < 1 || c->n_classes > c->vocab_size)
+      return vqgpt_error("%s: config n_classes %d not in [1, vocab_size %d]", source,
+                         c->n_classes, c->vocab_size);
+  } else if (c->sos_token < 0 || c->sos_token >= c->vocab_size) {
+    return vqgpt_error("%s: config sos_token %d not in [0, vocab_size %d)", source, c->sos_token,
+                       c->vocab_size);
+  }
+  if (c->grid_h < 0 || c->grid_w < 0 || (c->grid_h == 0) != (c->grid_w == 0))
+    return vqgpt_error("%s: config grid must be two positive integers", source);
+  return 0;
+}
+
+static int get_int_key(const json_value *o, const char *key, int *out, bool required,
+                       const char *source) {
+  int64_t v;
+  if (!json_get(o, key)) {
+    if (required) return vqgpt_error("%s: config lacks '%s'", source, key);
+    return 0;
+  }
+  if (!json_get_int(o, key, &v) || v < INT32_MIN || v > INT32_MAX)
+    return vqgpt_error("%s: config '%s' is not an integer", source, key);
+  *out = (int)v;
+  return 0;
+}
+
+static int get_float_key(const json_value *o, const char *key, float *out, const char *source) {
+  double v;
+  if (!json_get(o, key)) return 0;
+  if (!json_get_number(o, key, &v)) return vqgpt_error("%s: config '%s' is not a number", source, key);
+  *out = (float)v;
+  return 0;
+}
+
+int gpt_config_parse(gpt_config *cfg, const char *text, const char *source) {
+  memset(cfg, 0, sizeof *cfg);
+  json_value *root = json_parse(text, strlen(text));
+  if (!root) return vqgpt_error("%s: config is not valid JSON: %s", source, vqgpt_last_error());
+  int rc = -1;
+  if (root->type != JSON_OBJECT) {
+    vqgpt_error("%s: config is not a JSON object", source);
+    goto done;
+  }
+  if (get_int_key(root, "vocab_size", &cfg->vocab_size, true, source) ||
+      get_int_key(root, "block_size", &cfg->block_size, true, source) ||
+      get_int_key(root, "n_layer", &cfg->n_layer, true, source) ||
+      get_int_key(root, "n_head", &cfg->n_head, true, source) ||
+      get_int_key(root, "n_embd", &cfg->n_embd, true, source) ||
+      get_int_key(root, "n_classes", &cfg->n_classes, false, source) ||
+      get_int_key(root, "sos_token", &cfg->sos_token, false, source) ||
+      get_int_key(root, "n_codes", &cfg->n_codes, false, source) ||
+      get_float_key(root, "embd_pdrop", &cfg->embd_pdrop, source) ||
+      get_float_key(root, "resid_pdrop", &cfg->resid_pdrop, source) ||
+      get_float_key(root, "attn_pdrop", &cfg->attn_pdrop, source))
+    goto done;
+  const json_value *cond = json_get(root, "cond");
+  if (cond) {
+    const char *s = json_get_string(root, "cond");
+    if (s && !strcmp(s, "none")) cfg->cond = GPT_COND_NONE;
+    else if (s && !strcmp(s, "class")) cfg->cond = GPT_COND_CLASS;
+    else {
+      vqgpt_error("%s: config 'cond' must be \"none\" or \"class\"", source);
+      goto done;
+    }
+  }
+  if (json_get(root, "grid")) {
+    int64_t g[2];
+    if (json_get_int_array(root, "grid", g, 2) != 2 || g[0] < 1 || g[1] < 1 || g[0] > 65536 ||
+        g[1] > 65536) {
+      vqgpt_error("%s: config 'grid' must be [h, w]", source);
+      goto done;
+    }
+    cfg->grid_h = (int)g[0];
+    cfg->grid_w = (int)g[1];
+  }
+  gpt_config_defaults(cfg);
+  rc = gpt_config_check(cfg, source);
+done:
+  json_free(root);
+  return rc;
+}
+
+char *gpt_config_to_json(const gpt_config *c) {
+  char grid[64] = "";
+  if (c->grid_h > 0) snprintf(grid, sizeof grid, ", \"grid\": [%d, %d]", c->grid_h, c->grid_w);
+  char cond[96];
+  if (c->cond == GPT_COND_CLASS)
+    snprintf(cond, sizeof cond, "\"cond\": \"class\", \"n_classes\": %d", c->n_classes);
+  else
+    snprintf(cond, sizeof cond, "\"cond\": \"none\", \"sos_token\": %d", c->sos_token);
+  size_t n = 1024;
+  char *s = malloc(n);
+  if (!s) return NULL;
+  snprintf(s, n,
+           "{\"vocab_size\": %d, \"block_size\": %d, \"n_layer\": %d, \"n_head\": %d, "
+           "\"n_embd\": %d, \"embd_pdrop\": %.9g, \"resid_pdrop\": %.9g, \"attn_pdrop\": %.9g, "
+           "%s, \"n_codes\": %d%s}",
+           c->vocab_size, c->block_size, c->n_layer, c->n_head, c->n_embd, c->embd_pdrop,
+           c->resid_pdrop, c->attn_pdrop, cond, c->n_codes, grid);
+  return s;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parameter layout
+
+size_t gpt_count_params(const gpt_config *c) {
+  size_t V = c->vocab_size, C = c->n_embd, L = c->n_layer, Tb = c->block_size;
+  size_t per_layer = 2 * C + 3 * C * C + 3 * C + C * C + C + 2 * C + 4 * C * C + 4 * C +
+                     4 * C * C + C;
+  return V * C + Tb * C + L * per_layer + 2 * C + V * C;
+}
+
+// Points the views of one parameter-sized block, in the fixed layout order.
+static void point_params(gpt_params *p, float *base, const gpt_config *c) {
+  size_t V = c->vocab_size, C = c->n_embd, L = c->n_layer, Tb = c->block_size;
+  float *q = base;
+  p->tok_emb = q; q += V * C;
+  p->pos_emb = q; q += Tb * C;
+  p->ln1_w = q; q += L * C;
+  p->ln1_b = q; q += L * C;
+  p->qkv_w = q; q += L * 3 * C * C;
+  p->qkv_b = q; q += L * 3 * C;
+  p->proj_w = q; q += L * C * C;
+  p->proj_b = q; q += L * C;
+  p->ln2_w = q; q += L * C;
+  p->ln2_b = q; q += L * C;
+  p->fc_w = q; q += L * 4 * C * C;
+  p->fc_b = q; q += L * 4 * C;
+  p->fcproj_w = q; q += L * 4 * C * C;
+  p->fcproj_b = q; q += L * C;
+  p->lnf_w = q; q += C;
+  p->lnf_b = q; q += C;
+  p->head_w = q;
+}
+
+static void add_tensor(gpt *m, const char *name, const float *at, int ndim, int64_t d0, int64_t d1,
+                       int64_t d2, bool decay) {
+  gpt_tensor_info *t = &m->tensors[m->n_tensors++];
+  snprintf(t->name, sizeof t->name, "%s", name);
+  t->offset = (size_t)(at - m->params);
+  t->ndim = ndim;
+  t->shape[0] = d0;
+  t->shape[1] = d1;
+  t->shape[2] = d2;
+  t->numel = 1;
+  for (int i = 0; i < ndim; i++) t->numel *= (size_t)t->shape[i];
+  t->decay = decay;
+}
+
+static int make_tensor_table(gpt *m) {
+  const gpt_config *c = &m->cfg;
+  size_t C = c->n_embd;
+  m->tensors = calloc(4 + 16 * (size_t)c->n_layer + 1, sizeof *m->tensors);
+  if (!m->tensors) return vqgpt_error("out of memory for the GPT tensor table");
+  m->n_tensors = 0;
+  const gpt_params *p = &m->p;
+  add_tensor(m, "tok_emb.weight", p->tok_emb, 2, c->vocab_size, C, 0, false);
+  add_tensor(m, "pos_emb", p->pos_emb, 3, 1, c->block_size, C, false);
+  char name[64];
+  for (int l = 0; l < c->n_layer; l++) {
+    size_t L = l;
+#define T1(suffix, ptr, n0, decay)                            \
+  snprintf(name, sizeof name, "blocks.%d.%s", l, suffix);     \
+  add_tensor(m, name, ptr, 1, n0, 0, 0, decay)
+#define T2(suffix, ptr, n0, n1, decay)                        \
+  snprintf(name, sizeof name, "blocks.%d.%s", l, suffix);     \
+  add_tensor(m, name, ptr, 2, n0, n1, 0, decay)
+    T1("ln1.weight", p->ln1_w + L * C, C, false);
+    T1("ln1.bias", p->ln1_b + L * C, C, false);
+    T1("ln2.weight", p->ln2_w + L * C, C, false);
+    T1("ln2.bias", p->ln2_b + L * C, C, false);
+    T2("attn.query.weight", p->qkv_w + L * 3 * C * C, C, C, true);
+    T1("attn.query.bias", p->qkv_b + L * 3 * C, C, false);
+    T2("attn.key.weight", p->qkv_w + L * 3 * C * C + C * C, C, C, true);
+    T1("attn.key.bias", p->qkv_b + L * 3 * C + C, C, false);
+    T2("attn.value.weight", p->qkv_w + L * 3 * C * C + 2 * C * C, C, C, true);
+    T1("attn.value.bias", p->qkv_b + L * 3 * C + 2 * C, C, false);
+    T2("attn.proj.weight", p->proj_w + L * C * C, C, C, true);
+    T1("attn.proj.bias", p->proj_b + L * C, C, false);
+    T2("mlp.0.weight", p->fc_w + L * 4 * C * C, 4 * C, C, true);
+    T1("mlp.0.bias", p->fc_b + L * 4 * C, 4 * C, false);
+    T2("mlp.2.weight", p->fcproj_w + L * 4 * C * C, C, 4 * C, true);
+    T1("mlp.2.bias", p->fcproj_b + L * C, C, false);
+#undef T1
+#undef T2
+  }
+  add_tensor(m, "ln_f.weight", p->lnf_w, 1, C, 0, 0, false);
+  add_tensor(m, "ln_f.bias", p->lnf_b, 1, C, 0, 0, false);
+  add_tensor(m, "head.weight", p->head_w, 2, c->vocab_size, C, 0, true);
+  return 0;
+}
+
+const gpt_tensor_info *gpt_find_tensor(const gpt *m, const char *name) {
+  for (size_t i = 0; i < m->n_tensors; i++)
+    if (!strcmp(m->tensors[i].name, name)) return &m->tensors[i];
+  return NULL;
+}
+
+static gpt *gpt_alloc(const gpt_config *cfg, const char *source) {
+  if (gpt_config_check(cfg, source)) return NULL;
+  gpt *m = calloc(1, sizeof *m);
+  if (!m) {
+    vqgpt_error("out of memory");
+    return NULL;
+  }
+  m->cfg = *cfg;
+  m->n_params = gpt_count_params(cfg);
+  m->params = malloc(m->n_params * sizeof(float));
+  if (!m->params) {
+    vqgpt_error("out of memory for %zu GPT parameters", m->n_params);
+    free(m);
+    return NULL;
+  }
+  point_params(&m->p, m->params, cfg);
+  if (make_tensor_table(m)) {
+    gpt_free(m);
+    return NULL;
+  }
+  return m;
+}
+
+gpt *gpt_create(const gpt_config *cfg, uint64_t *rng) {
+  gpt *m = gpt_alloc(cfg, "GPT");
+  if (!m) return NULL;
+  memset(m->params, 0, m->n_params * sizeof(float));
+  for (size_t i = 0; i < m->n_tensors; i++) {
+    const gpt_tensor_info *t = &m->tensors[i];
+    float *x = m->params + t->offset;
+    size_t len = strlen(t->name);
+    bool is_ln_weight = strstr(t->name, "ln") && len > 7 && !strcmp(t->name + len - 7, ".weight");
+    if (t->decay || !strcmp(t->name, "tok_emb.weight"))
+      rng_fill_normal(rng, x, t->numel, 0.0f, 0.02f);
+    else if (is_ln_weight)
+      for (size_t j = 0; j < t->numel; j++) x[j] = 1.0f;
+  }
+  return m;
+}
+
+int gpt_read_block(const gpt *m, const st_file *f, const char *prefix, float *block) {
+  char name[160];
+  for (size_t i = 0; i < m->n_tensors; i++) {
+    const gpt_tensor_info *t = &m->tensors[i];
+    snprintf(name, sizeof name, "%s%s", prefix, t->name);
+    if (st_read_f32(f, name, block + t->offset, t->ndim, t->shape)) return -1;
+  }
+  return 0;
+}
+
+gpt *gpt_load(const char *path) {
+  st_file f;
+  if (st_open(&f, path)) return NULL;
+  gpt *m = NULL;
+  const char *format = st_meta(&f, "format");
+  const char *config = st_meta(&f, "config");
+  gpt_config cfg;
+  if (format && strcmp(format, "taming-gpt") != 0) {
+    vqgpt_error("%s: not a GPT model (format '%s')", path, format);
+    goto done;
+  }
+  if (!config) {
+    vqgpt_error("%s: no 'config' in the safetensors metadata", path);
+    goto done;
+  }
+  if (gpt_config_parse(&cfg, config, path)) goto done;
+  m = gpt_alloc(&cfg, path);
+  if (!m) goto done;
+  if (gpt_read_block(m, &f, "", m->params)) {
+    gpt_free(m);
+    m = NULL;
+  }
+done:
+  st_close(&f);
+  return m;
+}
+
+static void free_acts(gpt *m) {
+  free(m->act_block);
+  free(m->act_targets);
+  m->act_block = NULL;
+  m->act_targets = NULL;
+  m->B = m->T = 0;
+}
+
+void gpt_free(gpt *m) {
+  if (!m) return;
+  free(m->params);
+  free(m->grads);
+  free(m->tensors);
+  free_acts(m);
+  free(m);
+}
+
+int gpt_writer_add_block(const gpt *m, st_writer *w, const char *prefix, const float *block,
+                         char ***names) {
+  *names = calloc(m->n_tensors, sizeof(char *));
+  if (!*names) return vqgpt_error("out of memory");
+  for (size_t i = 0; i < m->n_tensors; i++) {
+    const gpt_tensor_info *t = &m->tensors[i];
+    size_t n = strlen(prefix) + strlen(t->name) + 1;
+    char *s = malloc(n);
+    if (!s) return vqgpt_error("out of memory");
+    snprintf(s, n, "%s%s", prefix, t->name);
+    (*names)[i] = s;
+    if (st_writer_add(w, s, ST_F32, t->ndim, t->shape, block + t->offset)) return -1;
+  }
+  return 0;
+}
+
+void gpt_free_names(const gpt *m, char **names) {
+  if (!names) return;
+  for (size_t i = 0; i < m->n_tensors; i++) free(names[i]);
+  free(names);
+}
+
+int gpt_save(const gpt *m, const char *path) {
+  st_writer *w = st_writer_new();
+  if (!w) return vqgpt_error("out of memory");
+  char **names = NULL;
+  char *cfg = gpt_config_to_json(&m->cfg);
+  int rc = -1;
+  if (!cfg) {
+    vqgpt_error("out of memory");
+    goto done;
+  }
+  if (st_writer_meta(w, "format", "taming-gpt") || st_writer_meta(w, "config", cfg) ||
+      gpt_writer_add_block(m, w, "", m->params, &names) || st_writer_save(w, path))
+    goto done;
+  rc = 0;
+done:
+  st_writer_free(w);
+  gpt_free_names(m, names);
+  free(cfg);
+  return rc;
+}
+
+int gpt_alloc_grads(gpt *m) {
+  if (m->grads) return 0;
+  m->grads = calloc(m->n_params, sizeof(float));
+  if (!m->grads) return vqgpt_error("out of memory for %zu GPT gradients", m->n_params);
+  point_params(&m->g, m->grads, &m->cfg);
+  return 0;
+}
+
+void gpt_zero_grad(gpt *m) {
+  if (m->grads) memset(m->grads, 0, m->n_params * sizeof(float));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Activations
+
+int gpt_build(gpt *m, int B, int T) {
+  const gpt_config *c = &m->cfg;
+  if (B < 1 || T < 1 || T > c->block_size)
+    return vqgpt_error("GPT batch shape %dx%d invalid (block_size %d)", B, T, c->block_size);
+  if (m->act_block && m->B == B && m->T == T) return 0;
+  free_acts(m);
+  size_t BT = (size_t)B * T, C = c->n_embd, L = c->n_layer, H = c->n_head, V = c->vocab_size;
+  size_t TT = (size_t)B * H * T * T;
+  size_t sizes[] = {
+      BT * C,                                        // encoded
+      L * BT * C, L * BT, L * BT,                    // ln1, mean, rstd
+      L * BT * 3 * C, L * BT * C, L * TT,            // qkv, atty, att
+      L * BT * C,                                    // residual2
+      L * BT * C, L * BT, L * BT,                    // ln2, mean, rstd
+      L * BT * 4 * C, L * BT * 4 * C, L * BT * C,    // fch, fch_gelu, residual3
+      BT * C, BT, BT,                                // lnf, mean, rstd
+      BT * V, BT * V, BT,                            // logits, probs, losses
+      BT * C, BT * C, BT * 4 * C, BT * 3 * C, TT,    // dresidual, dln, dbuf, dqkv, datt
+  };
+  float **ptrs[] = {
+      &m->a.encoded,  &m->a.ln1,      &m->a.ln1_mean, &m->a.ln1_rstd, &m->a.qkv,
+      &m->a.atty,     &m->a.att,      &m->a.residual2, &m->a.ln2,     &m->a.ln2_mean,
+      &m->a.ln2_rstd, &m->a.fch,      &m->a.fch_gelu, &m->a.residual3, &m->a.lnf,
+      &m->a.lnf_mean, &m->a.lnf_rstd, &m->a.logits,   &m->a.probs,    &m->a.losses,
+      &m->a.dresidual, &m->a.dln,     &m->a.dbuf,     &m->a.dqkv,     &m->a.datt,
+  };
+  size_t n = sizeof sizes / sizeof sizes[0], total = 0;
+  for (size_t i = 0; i < n; i++) total += sizes[i];
+  m->act_block = malloc(total * sizeof(float));
+  m->act_targets = malloc(2 * BT * sizeof(int32_t));
+  if (!m->act_block || !m->act_targets) {
+    free_acts(m);
+    return vqgpt_error("out of memory for GPT activations (%.1f GB)", total * 4.0 / 1e9);
+  }
+  float *q = m->act_block;
+  for (size_t i = 0; i < n; i++) {
+    *ptrs[i] = q;
+    q += sizes[i];
+  }
+  m->a.targets = m->act_targets;
+  m->a.inputs = m->act_targets + BT;
+  m->B = B;
+  m->T = T;
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Forward / backward
+
+// Independent dropout masks per site: embeddings, then per layer attention, attention
+// residual, MLP residual.
+static uint64_t site_seed(uint64_t seed, int layer, int site) {
+  return rng_hash(seed, (uint64_t)(layer + 1) * 8 + (uint64_t)site);
+}
+
+int gpt_forward(gpt *m, const int32_t *idx, const int32_t *targets, int B, int T, bool train,
+                uint64_t drop_seed) {
+  if (gpt_build(m, B, T)) return -1;
+  const gpt_config *c = &m->cfg;
+  int C = c->n_embd, L = c->n_layer, H = c->n_head, V = c->vocab_size;
+  size_t BT = (size_t)B * T;
+  for (size_t i = 0; i < BT; i++)
+    if (idx[i] < 0 || idx[i] >= V) return vqgpt_error("GPT input token %d not in [0, %d)", idx[i], V);
+  if (targets)
+    for (size_t i = 0; i < BT; i++)
+      if (targets[i] >= V) return vqgpt_error("GPT target %d not in [0, %d)", targets[i], V);
+  m->train = train;
+  m->drop_seed = drop_seed;
+  gpt_acts *a = &m->a;
+  const gpt_params *p = &m->p;
+
+  // token + position embeddings, then embedding dropout
+  for (int b = 0; b < B; b++)
+    for (int t = 0; t < T; t++) {
+      float *x = a->encoded + ((size_t)b * T + t) * C;  // (C)
+      const float *te = p->tok_emb + (size_t)idx[(size_t)b * T + t] * C;
+      const float *pe = p->pos_emb + (size_t)t * C;
+      for (int i = 0; i < C; i++) x[i] = te[i] + pe[i];
+    }
+  if (train) dropout_forward(a->encoded, a->encoded, BT * C, c->embd_pdrop, site_seed(drop_seed, -1, 0));
+
+  for (int l = 0; l < L; l++) {
+    const float *resid = l == 0 ? a->encoded : a->residual3 + (size_t)(l - 1) * BT * C;  // (B,T,C)
+    float *ln1 = a->ln1 + (size_t)l * BT * C;
+    float *qkv = a->qkv + (size_t)l * BT * 3 * C;
+    float *atty = a->atty + (size_t)l * BT * C;
+    float *att = a->att + (size_t)l * B * H * T * T;
+    float *res2 = a->residual2 + (size_t)l * BT * C;
+    float *ln2 = a->ln2 + (size_t)l * BT * C;
+    float *fch = a->fch + (size_t)l * BT * 4 * C;
+    float *fchg = a->fch_gelu + (size_t)l * BT * 4 * C;
+    float *res3 = a->residual3 + (size_t)l * BT * C;
+    float *tmp = a->dln;  // (B, T, C) free during forward
+    size_t Lc = (size_t)l * C;
+
+    layernorm_forward(ln1, a->ln1_mean + (size_t)l * BT, a->ln1_rstd + (size_t)l * BT, resid,
+                      p->ln1_w + Lc, p->ln1_b + Lc, (int)BT, C, GPT_LN_EPS);
+    linear_forward(qkv, ln1, p->qkv_w + Lc * 3 * C, p->qkv_b + Lc * 3, (int)BT, C, 3 * C);
+    causal_attention_forward(atty, att, qkv, B, T, C, H, train ? c->attn_pdrop : 0.0f,
+                             site_seed(drop_seed, l, 1));
+    linear_forward(tmp, atty, p->proj_w + Lc * C, p->proj_b + Lc, (int)BT, C, C);
+    if (train) dropout_forward(tmp, tmp, BT * C, c->resid_pdrop, site_seed(drop_seed, l, 2));
+    for (size_t i = 0; i < BT * C; i++) res2[i] = resid[i] + tmp[i];
+
+    layernorm_forward(ln2, a->ln2_mean + (size_t)l * BT, a->ln2_rstd + (size_t)l * BT, res2,
+                      p->ln2_w + Lc, p->ln2_b + Lc, (int)BT, C, GPT_LN_EPS);
+    linear_forward(fch, ln2, p->fc_w + Lc * 4 * C, p->fc_b + Lc * 4, (int)BT, C, 4 * C);
+    gelu_forward(fchg, fch, BT * 4 * C);
+    linear_forward(tmp, fchg, p->fcproj_w + Lc * 4 * C, p->fcproj_b + Lc, (int)BT, 4 * C, C);
+    if (train) dropout_forward(tmp, tmp, BT * C, c->resid_pdrop, site_seed(drop_seed, l, 3));
+    for (size_t i = 0; i < BT * C; i++) res3[i] = res2[i] + tmp[i];
+  }
+  const float *last = a->residual3 + (size_t)(L - 1) * BT * C;
+  layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, last, p->lnf_w, p->lnf_b, (int)BT, C,
+                    GPT_LN_EPS);
+  linear_forward(a->logits, a->lnf, p->head_w, NULL, (int)BT, C, V);
+
+  m->have_loss = false;
+  memcpy(a->inputs, idx, BT * sizeof(int32_t));
+  if (targets) {
+    memcpy(a->targets, targets, BT * sizeof(int32_t));
+    m->loss = (float)softmax_ce_forward(a->probs, a->losses, a->logits, targets, (int)BT, V,
+                                        &m->n_valid);
+    m->have_loss = true;
+  }
+  return 0;
+}
+
+int gpt_backward(gpt *m) {
+  if (!m->have_loss) return vqgpt_error("GPT backward needs a forward pass with targets");
+  if (gpt_alloc_grads(m)) return -1;
+  const gpt_config *c = &m->cfg;
+  int B = m->B, T = m->T, C = c->n_embd, L = c->n_layer, H = c->n_head, V = c->vocab_size;
+  size_t BT = (size_t)B * T;
+  gpt_acts *a = &m->a;
+  const gpt_params *p = &m->p;
+  const gpt_params *g = &m->g;
+  bool train = m->train;
+  uint64_t seed = m->drop_seed;
+
+  float *dlogits = a->probs;  // (B, T, V) in place
+  softmax_ce_backward(dlogits, a->probs, a->targets, (int)BT, V, m->n_valid, 1.0f);
+  float *dres = a->dresidual;  // (B, T, C) gradient of the residual stream
+  float *dln = a->dln;         // (B, T, C)
+  linear_backward(dln, g->head_w, NULL, dlogits, a->lnf, p->head_w, (int)BT, C, V);
+  memset(dres, 0, BT * C * sizeof(float));
+  const float *last = a->residual3 + (size_t)(L - 1) * BT * C;
+  layernorm_backward(dres, g->lnf_w, g->lnf_b, dln, last, a->lnf_mean, a->lnf_rstd, p->lnf_w,
+                     (int)BT, C);
+
+  for (int l = L - 1; l >= 0; l--) {
+    const float *resid = l == 0 ? a->encoded : a->residual3 + (size_t)(l - 1) * BT * C;
+    const float *ln1 = a->ln1 + (size_t)l * BT * C;
+    const float *qkv = a->qkv + (size_t)l * BT * 3 * C;
+    const float *atty = a->atty + (size_t)l * BT * C;
+    const float *att = a->att + (size_t)l * B * H * T * T;
+    const float *res2 = a->residual2 + (size_t)l * BT * C;
+    const float *ln2 = a->ln2 + (size_t)l * BT * C;
+    const float *fch = a->fch + (size_t)l * BT * 4 * C;
+    const float *fchg = a->fch_gelu + (size_t)l * BT * 4 * C;
+    size_t Lc = (size_t)l * C;
+    float *dbuf = a->dbuf;  // (B, T, 4C)
+
+    // MLP branch: res3 = res2 + drop(fcproj(gelu(fc(ln2(res2))))); dres holds d res3 = d res2.
+    const float *dbranch = dres;
+    if (train && c->resid_pdrop > 0) {
+      dropout_backward(dln, dres, BT * C, c->resid_pdrop, site_seed(seed, l, 3));
+      dbranch = dln;
+    }
+    linear_backward(dbuf, g->fcproj_w + Lc * 4 * C, g->fcproj_b + Lc, dbranch, fchg,
+                    p->fcproj_w + Lc * 4 * C, (int)BT, 4 * C, C);
+    gelu_backward(dbuf, dbuf, fch, BT * 4 * C);
+    linear_backward(dln, g->fc_w + Lc * 4 * C, g->fc_b + Lc * 4, dbuf, ln2, p->fc_w + Lc * 4 * C,
+                    (int)BT, C, 4 * C);
+    layernorm_backward(dres, g->ln2_w + Lc, g->ln2_b + Lc, dln, res2,
+                       a->ln2_mean + (size_t)l * BT, a->ln2_rstd + (size_t)l * BT, p->ln2_w + Lc,
+                       (int)BT, C);
+
+    // Attention branch: res2 = resid + drop(proj(attn(qkv(ln1(resid))))).
+    dbranch = dres;
+    if (train && c->resid_pdrop > 0) {
+      dropout_backward(dln, dres, BT * C, c->resid_pdrop, site_seed(seed, l, 2));
+      dbranch = dln;
+    }
+    float *datty = dbuf;  // (B, T, C) reuses the MLP scratch
+    linear_backward(datty, g->proj_w + Lc * C, g->proj_b + Lc, dbranch, atty, p->proj_w + Lc * C,
+                    (int)BT, C, C);
+    causal_attention_backward(a->dqkv, datty, qkv, att, B, T, C, H,
+                              train ? c->attn_pdrop : 0.0f, site_seed(seed, l, 1), a->datt);
+    linear_backward(dln, g->qkv_w + Lc * 3 * C, g->qkv_b + Lc * 3, a->dqkv, ln1,
+                    p->qkv_w + Lc * 3 * C, (int)BT, C, 3 * C);
+    layernorm_backward(dres, g->ln1_w + Lc, g->ln1_b + Lc, dln, resid,
+                       a->ln1_mean + (size_t)l * BT, a->ln1_rstd + (size_t)l * BT, p->ln1_w + Lc,
+                       (int)BT, C);
+  }
+
+  // Embeddings: dres is d encoded.
+  if (train && c->embd_pdrop > 0)
+    dropout_backward(dres, dres, BT * C, c->embd_pdrop, site_seed(seed, -1, 0));
+  for (int t = 0; t < T; t++) {
+    float *dpe = g->pos_emb + (size_t)t * C;
+    for (int b = 0; b < B; b++) {
+      const float *d = dres + ((size_t)b * T + t) * C;
+      for (int i = 0; i < C; i++) dpe[i] += d[i];
+    }
+  }
+  // Rows of tok_emb split across threads by id; each thread scans the tokens in order, so
+  // repeated ids accumulate in a fixed order.
+#pragma omp parallel for schedule(static) if (BT * C >= VQGPT_PAR_MIN)
+  for (int r0 = 0; r0 < V; r0 += 64) {
+    for (size_t i = 0; i < BT; i++) {
+      int id = a->inputs[i];
+      if (id < r0 || id >= r0 + 64) continue;
+      float *dte = g->tok_emb + (size_t)id * C;
+      const float *d = dres + i * C;
+      for (int k = 0; k < C; k++) dte[k] += d[k];
+    }
+  }
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Incremental decoding
+
+int gpt_kv_init(gpt_kv *kv, const gpt *m, int B) {
+  memset(kv, 0, sizeof *kv);
+  const gpt_config *c = &m->cfg;
+  if (B < 1) return vqgpt_error("KV cache batch %d invalid", B);
+  size_t C = c->n_embd, L = c->n_layer, H = c->n_head, Tm = c->block_size;
+  size_t sizes[] = {L * B * Tm * C, L * B * Tm * C, B * C, B * C, B * 3 * C,
+                    B * C,          B * C,          B * 4 * C, B * H * Tm};
+  float **ptrs[] = {&kv->k, &kv->v, &kv->x, &kv->ln, &kv->qkv, &kv->atty, &kv->tmp, &kv->h,
+                    &kv->scores};
+  size_t total = 0, n = sizeof sizes / sizeof sizes[0];
+  for (size_t i = 0; i < n; i++) total += sizes[i];
+  kv->block = malloc(total * sizeof(float));
+  if (!kv->block) return vqgpt_error("out of memory for the KV cache (%.1f MB)", total * 4.0 / 1e6);
+  float *q = kv->block;
+  for (size_t i = 0; i < n; i++) {
+    *ptrs[i] = q;
+    q += sizes[i];
+  }
+  kv->B = B;
+  kv->Tmax = (int)Tm;
+  kv->T = 0;
+  return 0;
+}
+
+void gpt_kv_free(gpt_kv *kv) {
+  free(kv->block);
+  memset(kv, 0, sizeof *kv);
+}
+
+void gpt_kv_reset(gpt_kv *kv) { kv->T = 0; }
+
+static void add_inplace(float *x, const float *y, size_t n) {
+  for (size_t i = 0; i < n; i++) x[i] += y[i];
+}
+
+int gpt_step(const gpt *m, gpt_kv *kv, const int32_t *tokens, float *logits) {
+  const gpt_config *c = &m->cfg;
+  const gpt_params *p = &m->p;
+  int B = kv->B, C = c->n_embd, L = c->n_layer, H = c->n_head, V = c->vocab_size;
+  int pos = kv->T, Tm = kv->Tmax;
+  if (pos >= Tm) return vqgpt_error("GPT context full: block_size %d reached", Tm);
+  for (int b = 0; b < B; b++) {
+    if (tokens[b] < 0 || tokens[b] >= V)
+      return vqgpt_error("GPT input token %d not in [0, %d)", tokens[b], V);
+    const float *te = p->tok_emb + (size_t)tokens[b] * C;
+    const float *pe = p->pos_emb + (size_t)pos * C;
+    for (int i = 0; i < C; i++) kv->x[(size_t)b * C + i] = te[i] + pe[i];
+  }
+  for (int l = 0; l < L; l++) {
+    size_t Lc = (size_t)l * C;
+    float *kc = kv->k + (size_t)l * B * Tm * C;  // (B, Tmax, C)
+    float *vc = kv->v + (size_t)l * B * Tm * C;
+    layernorm_forward(kv->ln, NULL, NULL, kv->x, p->ln1_w + Lc, p->ln1_b + Lc, B, C, GPT_LN_EPS);
+    linear_forward(kv->qkv, kv->ln, p->qkv_w + Lc * 3 * C, p->qkv_b + Lc * 3, B, C, 3 * C);
+    for (int b = 0; b < B; b++) {
+      const float *row = kv->qkv + (size_t)b * 3 * C;
+      memcpy(kv->tmp + (size_t)b * C, row, C * sizeof(float));
+      memcpy(kc + ((size_t)b * Tm + pos) * C, row + C, C * sizeof(float));
+      memcpy(vc + ((size_t)b * Tm + pos) * C, row + 2 * C, C * sizeof(float));
+    }
+    causal_attention_step(kv->atty, kv->tmp, kc, vc, B, pos + 1, Tm, C, H, kv->scores);
+    linear_forward(kv->tmp, kv->atty, p->proj_w + Lc * C, p->proj_b + Lc, B, C, C);
+    add_inplace(kv->x, kv->tmp, (size_t)B * C);
+    layernorm_forward(kv->ln, NULL, NULL, kv->x, p->ln2_w + Lc, p->ln2_b + Lc, B, C, GPT_LN_EPS);
+    linear_forward(kv->h, kv->ln, p->fc_w + Lc * 4 * C, p->fc_b + Lc * 4, B, C, 4 * C);
+    gelu_forward(kv->h, kv->h, (size_t)B * 4 * C);
+    linear_forward(kv->tmp, kv->h, p->fcproj_w + Lc * 4 * C, p->fcproj_b + Lc, B, 4 * C, C);
+    add_inplace(kv->x, kv->tmp, (size_t)B * C);
+  }
+  layernorm_forward(kv->ln, NULL, NULL, kv->x, p->lnf_w, p->lnf_b, B, C, GPT_LN_EPS);
+  linear_forward(logits, kv->ln, p->head_w, NULL, B, C, V);
+  kv->T = pos + 1;
+  return 0;
+}

@@ -1,0 +1,176 @@
+// The transformer of the reference (taming.modules.transformer.mingpt.GPT): token embedding +
+// learned position embedding, n_layer pre-LN blocks (causal multi-head self-attention, 4x GELU
+// MLP), final LayerNorm, bias-free head. Forward, backward, and KV-cached incremental decoding.
+#ifndef VQGPT_GPT_H
+#define VQGPT_GPT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "weights/safetensors.h"
+
+typedef enum { GPT_COND_NONE = 0, GPT_COND_CLASS = 1 } gpt_cond_kind;
+
+// Sequences are one condition token followed by the h*w codes in raster order. The condition
+// token is sos_token for unconditional models and the class id for class-conditional ones
+// (the reference's ImageNet models share one vocabulary between classes and codes).
+typedef struct {
+  // The reference constructor parameters.
+  int vocab_size, block_size, n_layer, n_head, n_embd;
+  float embd_pdrop, resid_pdrop, attn_pdrop;  // dropout while training (reference default 0)
+  // Our own keys (config JSON "cond", "n_classes", "sos_token", "n_codes", "grid").
+  gpt_cond_kind cond;
+  int n_classes;       // class-conditional: ids 0..n_classes-1
+  int sos_token;       // unconditional: the start token (default 0)
+  int n_codes;         // tokens 0..n_codes-1 are image codes (default vocab_size)
+  int grid_h, grid_w;  // the code grid the model was trained on; 0 when unknown
+} gpt_config;
+
+// Number of condition tokens in front of the codes.
+#define GPT_N_COND 1
+
+// Parses a taming-gpt config JSON and checks it; `source` names the file in errors.
+int gpt_config_parse(gpt_config *cfg, const char *json, const char *source);
+int gpt_config_check(const gpt_config *cfg, const char *source);
+// The config as JSON (malloc'd; NULL on allocation failure).
+char *gpt_config_to_json(const gpt_config *cfg);
+// Fills the defaults for our own keys from the reference ones.
+void gpt_config_defaults(gpt_config *cfg);
+
+// Views into one parameter-sized block (parameters, gradients, Adam moments share it).
+// Per-layer tensors are stacked over layers: (L, ...). Within qkv_w the rows are the
+// reference's query, key and value weights in that order, so one product yields all three.
+typedef struct {
+  float *tok_emb;            // (V, C)
+  float *pos_emb;            // (block_size, C)
+  float *ln1_w, *ln1_b;      // (L, C)
+  float *qkv_w;              // (L, 3C, C)
+  float *qkv_b;              // (L, 3C)
+  float *proj_w;             // (L, C, C)
+  float *proj_b;             // (L, C)
+  float *ln2_w, *ln2_b;      // (L, C)
+  float *fc_w;               // (L, 4C, C)   mlp.0
+  float *fc_b;               // (L, 4C)
+  float *fcproj_w;           // (L, C, 4C)   mlp.2
+  float *fcproj_b;           // (L, C)
+  float *lnf_w, *lnf_b;      // (C)
+  float *head_w;             // (V, C)
+} gpt_params;
+
+// One reference state_dict tensor as a range of the parameter block.
+typedef struct {
+  char name[64];
+  size_t offset, numel;
+  int ndim;
+  int64_t shape[3];
+  bool decay;  // weight decay applies (Linear weights only, as configure_optimizers decides)
+} gpt_tensor_info;
+
+// Activations of a forward pass at batch shape (B, T), kept for backward.
+typedef struct {
+  float *encoded;              // (B, T, C) embeddings after dropout
+  float *ln1;                  // (L, B, T, C)
+  float *ln1_mean, *ln1_rstd;  // (L, B, T)
+  float *qkv;                  // (L, B, T, 3C)
+  float *atty;                 // (L, B, T, C)
+  float *att;                  // (L, B, H, T, T)
+  float *residual2;            // (L, B, T, C) after the attention branch
+  float *ln2;                  // (L, B, T, C)
+  float *ln2_mean, *ln2_rstd;  // (L, B, T)
+  float *fch;                  // (L, B, T, 4C) before GELU
+  float *fch_gelu;             // (L, B, T, 4C)
+  float *residual3;            // (L, B, T, C) block output
+  float *lnf;                  // (B, T, C)
+  float *lnf_mean, *lnf_rstd;  // (B, T)
+  float *logits;               // (B, T, V)
+  float *probs;                // (B, T, V) softmax, then dlogits in backward
+  float *losses;               // (B, T)
+  int32_t *targets;            // (B, T) copy of the targets of the last forward
+  int32_t *inputs;             // (B, T) copy of its input tokens
+  // backward scratch
+  float *dresidual;            // (B, T, C)
+  float *dln;                  // (B, T, C)
+  float *dbuf;                 // (B, T, 4C)
+  float *dqkv;                 // (B, T, 3C)
+  float *datt;                 // (B, H, T, T)
+} gpt_acts;
+
+typedef struct {
+  gpt_config cfg;
+  size_t n_params;
+  float *params;  // (n_params)
+  gpt_params p;
+  float *grads;   // (n_params), NULL until gpt_alloc_grads
+  gpt_params g;
+  gpt_tensor_info *tensors;
+  size_t n_tensors;
+  // Activations, sized by gpt_build.
+  int B, T;
+  float *act_block;
+  int32_t *act_targets;
+  gpt_acts a;
+  // State of the last forward.
+  bool train;        // dropout active
+  uint64_t drop_seed;
+  bool have_loss;
+  float loss;
+  int n_valid;
+} gpt;
+
+// Number of floats in the parameter block.
+size_t gpt_count_params(const gpt_config *cfg);
+// A model with the reference initialisation (_init_weights: Linear/Embedding weights
+// N(0, 0.02), biases 0, LayerNorm 1/0, pos_emb 0).
+gpt *gpt_create(const gpt_config *cfg, uint64_t *rng);
+// Loads a taming-gpt safetensors file: F32/F16/BF16 tensors, each checked against the
+// config; attention mask buffers and any extra (optimizer) tensors are ignored.
+gpt *gpt_load(const char *path);
+// Loads the parameters from an open file (names prefixed by `prefix`, e.g. "" or "opt.m.")
+// into block (n_params).
+int gpt_read_block(const gpt *m, const st_file *f, const char *prefix, float *block);
+void gpt_free(gpt *m);
+// Writes model tensors (reference names, F32) with format and config metadata, atomically.
+int gpt_save(const gpt *m, const char *path);
+// Adds the tensors of `block` to a writer under prefix + reference name. The names are
+// allocated into *names (freed with gpt_free_names after st_writer_save).
+int gpt_writer_add_block(const gpt *m, st_writer *w, const char *prefix, const float *block,
+                         char ***names);
+void gpt_free_names(const gpt *m, char **names);
+const gpt_tensor_info *gpt_find_tensor(const gpt *m, const char *name);
+
+int gpt_alloc_grads(gpt *m);
+void gpt_zero_grad(gpt *m);
+// Sizes the activations for batch shape (B, T), T <= block_size. Cheap if already that size.
+int gpt_build(gpt *m, int B, int T);
+
+// idx: (B, T) tokens in [0, vocab). targets: (B, T) or NULL; entries < 0 are ignored by the
+// loss. With targets, m->loss is the mean cross-entropy. train enables dropout, with masks
+// drawn from drop_seed. Logits land in m->a.logits (B, T, V). Calls gpt_build as needed.
+int gpt_forward(gpt *m, const int32_t *idx, const int32_t *targets, int B, int T, bool train,
+                uint64_t drop_seed);
+// Gradients of the last forward's loss accumulate (+=) into m->grads.
+int gpt_backward(gpt *m);
+
+// Key/value cache for incremental decoding of B sequences in lockstep.
+typedef struct {
+  int B, Tmax, T;  // T: positions filled so far
+  float *k, *v;    // (L, B, Tmax, C)
+  float *x;        // (B, C) residual stream
+  float *ln;       // (B, C)
+  float *qkv;      // (B, 3C)
+  float *atty;     // (B, C)
+  float *tmp;      // (B, C)
+  float *h;        // (B, 4C)
+  float *scores;   // (B, H, Tmax)
+  float *block;
+} gpt_kv;
+
+int gpt_kv_init(gpt_kv *kv, const gpt *m, int B);
+void gpt_kv_free(gpt_kv *kv);
+void gpt_kv_reset(gpt_kv *kv);
+// Appends one token per sequence (tokens: (B)) at position kv->T and writes the next-token
+// logits (B, V). Costs one token's forward per sequence.
+int gpt_step(const gpt *m, gpt_kv *kv, const int32_t *tokens, float *logits);
+
+#endif

@@ -1,0 +1,82 @@
+// Training the GPT on code grids (the reference Net2NetTransformer's training step): one
+// condition token + the h*w codes, inputs corrupted with probability 1 - pkeep, cross-entropy
+// on the codes; AdamW with weight decay on Linear weights only, linear warm-up then cosine
+// decay, global-norm gradient clipping; a held-out split for validation; checkpoints that
+// resume bit-for-bit.
+#ifndef VQGPT_GPT_TRAIN_H
+#define VQGPT_GPT_TRAIN_H
+
+#include <stdint.h>
+
+#include "stage2_transformer/gpt.h"
+
+typedef struct {
+  int batch_size;
+  long steps;          // total optimizer steps
+  float lr;            // peak learning rate
+  float min_lr;        // learning rate at the end of the cosine decay
+  long warmup;         // steps of linear warm-up from 0 to lr
+  float weight_decay;  // on Linear weights only (reference: 0.01)
+  float beta1, beta2;  // reference: 0.9, 0.95
+  float eps;
+  float grad_clip;     // max global gradient norm; 0 = off
+  float pkeep;         // probability of keeping each input code (reference pkeep)
+  float val_fraction;  // share of the samples held out for validation
+  uint64_t seed;       // split, data order, corruption and dropout
+} gpt_train_options;
+
+void gpt_train_options_default(gpt_train_options *o);
+int gpt_train_options_check(const gpt_train_options *o);
+// Learning rate for the update numbered `step` (0-based).
+float gpt_train_lr(const gpt_train_options *o, long step);
+
+// Training data: n code grids (n, h, w) in [0, n_codes), and (n) class labels when the model
+// is class-conditional. Referenced, not copied.
+typedef struct {
+  const int32_t *codes;
+  const int32_t *labels;
+  int n, h, w;
+} gpt_dataset;
+
+typedef struct {
+  float loss;       // training loss of the batch (on corrupted inputs, with dropout)
+  float lr;
+  float grad_norm;  // before clipping
+} gpt_step_stats;
+
+typedef struct {
+  gpt *model;
+  gpt_train_options opt;
+  gpt_dataset data;
+  float *m, *v;       // (n_params) AdamW moments, same layout as the parameters
+  long step;          // optimizer steps done
+  uint64_t rng;       // order, corruption and dropout draws
+  int n_train, n_val;
+  int32_t *val_ids;   // (n_val) sample indices held out
+  int32_t *train_ids; // (n_train) the rest, in sample order
+  int32_t *order;     // (n_train) this epoch's order: a permutation of train_ids
+  int cursor;         // next position in order
+  long epoch;
+  int32_t *idx, *tgt; // (B, T) batch inputs and targets
+} gpt_trainer;
+
+// Checks the data against the model (codes within the vocabulary, labels within the classes,
+// 1 + h*w - 1 <= block_size) and allocates the optimizer state.
+int gpt_trainer_init(gpt_trainer *tr, gpt *model, const gpt_dataset *data,
+                     const gpt_train_options *opt);
+void gpt_trainer_free(gpt_trainer *tr);
+// One optimizer step on the next batch.
+int gpt_trainer_step(gpt_trainer *tr, gpt_step_stats *stats);
+// Mean cross-entropy on the held-out samples (no corruption, no dropout); NAN if there are
+// none.
+int gpt_trainer_validate(gpt_trainer *tr, double *loss);
+// A checkpoint: the model (loadable as a plain model) plus the AdamW moments ("opt.m.*",
+// "opt.v.*"), the data order ("train.order") and the step, RNG and options in the metadata
+// ("train_state"). Written atomically.
+int gpt_trainer_save(const gpt_trainer *tr, const char *path);
+// Restores a checkpoint written by gpt_trainer_save into an initialised trainer whose model has
+// the same config: parameters, moments, step, RNG, data order and the options, except
+// `steps`, which stays as given so a run can be extended.
+int gpt_trainer_resume(gpt_trainer *tr, const char *path);
+
+#endif

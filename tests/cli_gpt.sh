@@ -1,0 +1,208 @@
+#!/usr/bin/env bash
+# CLI tests for `vqgpt sample`, `vqgpt train-gpt` and `vqgpt bench gpt` on the gpt_tiny and
+# vqgan_tiny fixtures: the happy paths, and every bad input giving one error line, a non-zero
+# exit and no output file.
+# Usage: cli_gpt.sh <vqgpt binary> <fixtures dir>
+set -uo pipefail
+VQGPT=$(realpath "$1")
+FIX=$(realpath "$2")
+GPT=$FIX/gpt_tiny.safetensors
+VQ=$FIX/vqgan_tiny.safetensors
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+cd "$TMP" || exit 1
+failures=0
+checks=0
+
+fail() {
+  echo "FAIL: $*" >&2
+  failures=$((failures + 1))
+}
+
+# ok <description> <command...>: must exit 0.
+ok() {
+  local what=$1
+  shift
+  checks=$((checks + 1))
+  if ! "$@" >out.txt 2>err.txt; then
+    fail "$what: exit $?: $(tail -n 3 err.txt)"
+    return 1
+  fi
+  return 0
+}
+
+# bad <description> <pattern> <command...>: must exit non-zero with exactly one stderr line
+# starting "vqgpt " and matching pattern, and must not create the files named in $NOFILES.
+bad() {
+  local what=$1 pattern=$2
+  shift 2
+  checks=$((checks + 1))
+  rm -f $NOFILES
+  "$@" >out.txt 2>err.txt
+  local rc=$?
+  local lines
+  lines=$(wc -l <err.txt)
+  if [ $rc -eq 0 ]; then
+    fail "$what: exit 0"
+  elif [ "$lines" -ne 1 ]; then
+    fail "$what: $lines lines on stderr: $(cat err.txt)"
+  elif ! grep -q '^vqgpt ' err.txt || ! grep -qi -- "$pattern" err.txt; then
+    fail "$what: message '$(cat err.txt)' lacks '$pattern'"
+  fi
+  for f in $NOFILES; do
+    if [ -e "$f" ]; then
+      fail "$what: left $f behind"
+    fi
+  done
+  if ls ./*.tmp.* >/dev/null 2>&1; then fail "$what: temporary file left"; fi
+}
+
+# npy_shape <file>: the shape tuple from a .npy header, e.g. "(4, 8)".
+npy_shape() {
+  head -c 128 "$1" | tr -d '\0' | grep -ao "'shape': ([0-9, ]*)" | sed "s/'shape': //"
+}
+
+is_png() {
+  [ "$(head -c 8 "$1" | od -An -tx1 | tr -d ' \n')" = "89504e470d0a1a0a" ]
+}
+
+# ---------------------------------------------------------------------------------------------
+# sample: happy paths
+ok "sample --help" "$VQGPT" sample --help && grep -q -- "--top-p" out.txt || fail "sample --help text"
+ok "greedy codes" "$VQGPT" sample --gpt "$GPT" --greedy --grid 4x8 --codes-out g1.npy
+[ "$(npy_shape g1.npy)" = "(4, 8)" ] || fail "greedy codes shape $(npy_shape g1.npy)"
+ok "greedy again, other seed" "$VQGPT" sample --gpt "$GPT" --greedy --grid 4x8 --seed 9 --codes-out g2.npy
+cmp -s g1.npy g2.npy || fail "greedy sampling depends on the seed"
+ok "seed 5" "$VQGPT" sample --gpt "$GPT" --grid 4x8 --num 2 --seed 5 --codes-out s5a.npy
+ok "seed 5 again" "$VQGPT" sample --gpt "$GPT" --grid 4x8 --num 2 --seed 5 --codes-out s5b.npy
+ok "seed 6" "$VQGPT" sample --gpt "$GPT" --grid 4x8 --num 2 --seed 6 --codes-out s6.npy
+cmp -s s5a.npy s5b.npy || fail "--seed is not reproducible"
+cmp -s s5a.npy s6.npy && fail "different seeds gave identical samples"
+[ "$(npy_shape s5a.npy)" = "(2, 4, 8)" ] || fail "batch codes shape $(npy_shape s5a.npy)"
+ok "decoded grid" "$VQGPT" sample --gpt "$GPT" --vqgan "$VQ" --grid 4x8 --num 3 --seed 1 \
+  --temperature 0.7 --top-k 5 --top-p 0.9 --out grid.png --codes-out grid.npy
+is_png grid.png || fail "grid.png is not a PNG"
+[ "$(npy_shape grid.npy)" = "(3, 4, 8)" ] || fail "decoded codes shape $(npy_shape grid.npy)"
+ok "--size in pixels" "$VQGPT" sample --gpt "$GPT" --vqgan "$VQ" --size 32x16 --top-k 1 --out size.png
+is_png size.png || fail "size.png is not a PNG"
+ok "top-k 1 equals greedy" "$VQGPT" sample --gpt "$GPT" --grid 4x8 --top-k 1 --seed 3 --codes-out k1.npy
+cmp -s g1.npy k1.npy || fail "--top-k 1 differs from --greedy"
+
+# sample: bad inputs
+NOFILES="x.png x.npy"
+bad "no --gpt" "--gpt" "$VQGPT" sample --grid 4x8 --codes-out x.npy
+bad "no output" "nothing to write" "$VQGPT" sample --gpt "$GPT" --grid 4x8
+bad "--out without --vqgan" "--vqgan" "$VQGPT" sample --gpt "$GPT" --grid 4x8 --out x.png
+bad "--size without --vqgan" "--vqgan" "$VQGPT" sample --gpt "$GPT" --size 32x16 --codes-out x.npy
+bad "missing GPT file" "missing.safetensors" "$VQGPT" sample --gpt missing.safetensors --grid 4x8 --codes-out x.npy
+bad "VQGAN given as GPT" "not a GPT" "$VQGPT" sample --gpt "$VQ" --grid 4x8 --codes-out x.npy
+bad "grid beyond block_size" "block_size" "$VQGPT" sample --gpt "$GPT" --grid 8x8 --codes-out x.npy
+bad "size beyond block_size" "block_size" "$VQGPT" sample --gpt "$GPT" --vqgan "$VQ" --size 32x32 --out x.png
+bad "malformed grid" "HxW" "$VQGPT" sample --gpt "$GPT" --grid 4by8 --codes-out x.npy
+bad "no grid known" "--grid" "$VQGPT" sample --gpt "$GPT" --codes-out x.npy
+bad "size not a multiple" "multiple" "$VQGPT" sample --gpt "$GPT" --vqgan "$VQ" --size 30x16 --out x.png
+bad "temperature 0" "temperature" "$VQGPT" sample --gpt "$GPT" --grid 4x8 --temperature 0 --codes-out x.npy
+bad "temperature < 0" "temperature" "$VQGPT" sample --gpt "$GPT" --grid 4x8 --temperature -1 --codes-out x.npy
+bad "top-k < 0" "top-k" "$VQGPT" sample --gpt "$GPT" --grid 4x8 --top-k -1 --codes-out x.npy
+bad "top-k > vocab" "top-k" "$VQGPT" sample --gpt "$GPT" --grid 4x8 --top-k 81 --codes-out x.npy
+bad "top-p 0" "top-p" "$VQGPT" sample --gpt "$GPT" --grid 4x8 --top-p 0 --codes-out x.npy
+bad "top-p > 1" "top-p" "$VQGPT" sample --gpt "$GPT" --grid 4x8 --top-p 1.5 --codes-out x.npy
+bad "num 0" "--num" "$VQGPT" sample --gpt "$GPT" --grid 4x8 --num 0 --codes-out x.npy
+bad "class on unconditional" "unconditional" "$VQGPT" sample --gpt "$GPT" --grid 4x8 --class 0 --codes-out x.npy
+bad "output directory missing" "nodir" "$VQGPT" sample --gpt "$GPT" --grid 4x8 --codes-out nodir/x.npy
+
+# A GPT whose vocabulary (32) does not cover the 64-code VQGAN codebook.
+python3 - small_vocab.safetensors <<'EOF'
+import json, struct, sys
+V, T, C, L = 32, 40, 8, 1
+shapes = {"tok_emb.weight": [V, C], "pos_emb": [1, T, C], "ln_f.weight": [C], "ln_f.bias": [C],
+          "head.weight": [V, C]}
+for l in range(L):
+    p = f"blocks.{l}."
+    for n in ["ln1", "ln2"]:
+        shapes[p + n + ".weight"] = [C]; shapes[p + n + ".bias"] = [C]
+    for n in ["key", "query", "value", "proj"]:
+        shapes[p + "attn." + n + ".weight"] = [C, C]; shapes[p + "attn." + n + ".bias"] = [C]
+    shapes[p + "mlp.0.weight"] = [4 * C, C]; shapes[p + "mlp.0.bias"] = [4 * C]
+    shapes[p + "mlp.2.weight"] = [C, 4 * C]; shapes[p + "mlp.2.bias"] = [C]
+header, data, off = {}, b"", 0
+for name, shape in shapes.items():
+    n = 1
+    for d in shape: n *= d
+    blob = struct.pack("<%df" % n, *([1.0 if name.endswith("ln1.weight") or name.endswith("ln2.weight") or name == "ln_f.weight" else 0.0] * n))
+    header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [off, off + len(blob)]}
+    data += blob; off += len(blob)
+header["__metadata__"] = {"format": "taming-gpt", "config": json.dumps(
+    {"vocab_size": V, "block_size": T, "n_layer": L, "n_head": 1, "n_embd": C})}
+h = json.dumps(header).encode()
+h += b" " * ((8 - len(h) % 8) % 8)
+open(sys.argv[1], "wb").write(struct.pack("<Q", len(h)) + h + data)
+EOF
+ok "small-vocab GPT alone" "$VQGPT" sample --gpt small_vocab.safetensors --grid 4x8 --codes-out sv.npy
+bad "vocab does not cover codebook" "does not cover" "$VQGPT" sample --gpt small_vocab.safetensors --vqgan "$VQ" --grid 4x8 --out x.png
+
+# ---------------------------------------------------------------------------------------------
+# train-gpt: happy paths (two classes of tiny images, a tiny model, a few steps)
+mkdir -p data/cats data/dogs flat empty
+cp "$FIX/vqgan_tiny_input0.png" data/cats/a.png
+cp "$FIX/vqgan_tiny_input1.png" data/cats/b.png
+cp "$FIX/vqgan_tiny_input1.png" data/dogs/c.png
+cp "$FIX/vqgan_tiny_input0.png" data/dogs/d.png
+cp "$FIX/vqgan_tiny_input0.png" flat/a.png
+cp "$FIX/vqgan_tiny_input1.png" flat/b.png
+TRAIN=(--n-layer 1 --n-head 2 --n-embd 16 --batch 4 --crops 3 --warmup 2 --lr 1e-3 --log-every 4)
+ok "train-gpt --help" "$VQGPT" train-gpt --help
+ok "train class-conditional" "$VQGPT" train-gpt --vqgan "$VQ" --data data --out cls.safetensors \
+  --classes --steps 8 --checkpoint-every 4 --eval-every 4 --val-fraction 0.25 "${TRAIN[@]}"
+grep -q "encoding: 12/12 crops" err.txt || fail "train-gpt did not encode 12 crops: $(cat err.txt)"
+grep -q "step 8/8" err.txt || fail "no progress line for step 8"
+grep -q "tokens/s" err.txt && grep -q "ETA" err.txt || fail "progress lacks tokens/s or ETA"
+grep -q "validation loss" err.txt || fail "no validation loss"
+[ -e cls.safetensors ] && [ -e cls.safetensors.codes.npy ] && [ -e cls.safetensors.labels.npy ] ||
+  fail "train-gpt outputs missing"
+[ "$(npy_shape cls.safetensors.codes.npy)" = "(12, 8, 8)" ] || fail "cached codes shape $(npy_shape cls.safetensors.codes.npy)"
+ok "resume class-conditional" "$VQGPT" train-gpt --vqgan "$VQ" --data data --out cls.safetensors \
+  --classes --steps 12 --resume "${TRAIN[@]}"
+grep -q "reusing cached codes" err.txt || fail "resume re-encoded the images"
+grep -q "resuming cls.safetensors at step 8" err.txt || fail "resume did not start at step 8"
+grep -q "step 12/12" err.txt || fail "resume did not reach step 12"
+ok "sample class 1 on the model's grid" "$VQGPT" sample --gpt cls.safetensors --vqgan "$VQ" --class 1 --num 2 --out cls.png --codes-out cls.npy
+[ "$(npy_shape cls.npy)" = "(2, 8, 8)" ] || fail "class sample shape $(npy_shape cls.npy)"
+is_png cls.png || fail "cls.png is not a PNG"
+ok "train unconditional" "$VQGPT" train-gpt --vqgan "$VQ" --data flat --out unc.safetensors --steps 4 --val-fraction 0 "${TRAIN[@]}"
+[ ! -e unc.safetensors.labels.npy ] || fail "unconditional run wrote labels"
+ok "sample unconditional" "$VQGPT" sample --gpt unc.safetensors --codes-out unc.npy
+[ "$(npy_shape unc.npy)" = "(8, 8)" ] || fail "unconditional sample shape $(npy_shape unc.npy)"
+
+# class ids out of range on the class-conditional model
+NOFILES="x.png x.npy"
+bad "class too large" "out of range" "$VQGPT" sample --gpt cls.safetensors --class 2 --codes-out x.npy
+bad "class negative" "out of range" "$VQGPT" sample --gpt cls.safetensors --class -3 --codes-out x.npy
+bad "class missing" "class-conditional" "$VQGPT" sample --gpt cls.safetensors --codes-out x.npy
+
+# train-gpt: bad inputs
+NOFILES="new.safetensors new.safetensors.codes.npy new.safetensors.codes.key"
+bad "train: no --data" "--data" "$VQGPT" train-gpt --vqgan "$VQ" --out new.safetensors
+bad "train: no --vqgan" "--vqgan" "$VQGPT" train-gpt --data data --out new.safetensors
+bad "train: no --out" "--out" "$VQGPT" train-gpt --vqgan "$VQ" --data data
+bad "train: empty folder" "images found" "$VQGPT" train-gpt --vqgan "$VQ" --data empty --out new.safetensors
+bad "train: missing folder" "nonexistent" "$VQGPT" train-gpt --vqgan "$VQ" --data nonexistent --out new.safetensors
+bad "train: --classes on a flat folder" "sub-folders" "$VQGPT" train-gpt --vqgan "$VQ" --data flat --classes --out new.safetensors
+bad "train: GPT given as VQGAN" "gpt_tiny" "$VQGPT" train-gpt --vqgan "$GPT" --data data --out new.safetensors
+bad "train: pkeep 0" "pkeep" "$VQGPT" train-gpt --vqgan "$VQ" --data data --out new.safetensors --pkeep 0
+bad "train: batch 0" "batch" "$VQGPT" train-gpt --vqgan "$VQ" --data data --out new.safetensors --batch 0
+bad "train: heads do not divide width" "n-head" "$VQGPT" train-gpt --vqgan "$VQ" --data data --out new.safetensors --n-head 3 --n-embd 16
+bad "train: output directory missing" "nodir" "$VQGPT" train-gpt --vqgan "$VQ" --data data --out nodir/g.safetensors
+bad "train: resume missing" "does not exist" "$VQGPT" train-gpt --vqgan "$VQ" --data data --out new.safetensors --resume
+NOFILES=""
+bad "train: output exists" "exists" "$VQGPT" train-gpt --vqgan "$VQ" --data data --out cls.safetensors --classes
+bad "train: resume with other conditioning" "class-conditional" "$VQGPT" train-gpt --vqgan "$VQ" --data flat --out cls.safetensors --resume --crops 3 --steps 14
+
+# ---------------------------------------------------------------------------------------------
+# bench gpt at a toy size
+ok "bench gpt" "$VQGPT" bench gpt --layers 1 --embd 16 --heads 2 --vocab 32 --tokens 8 --train-steps 1
+grep -q "sample  batch 1" out.txt && grep -q "sample  batch 8" out.txt && grep -q "train   batch 4" out.txt ||
+  fail "bench gpt output: $(cat out.txt)"
+
+echo "cli_gpt: $((checks - failures)) passed, $failures failed"
+[ $failures -eq 0 ]
