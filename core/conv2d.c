@@ -171,7 +171,12 @@ static void conv2d_col2im(float *din, const float *cols, const conv2d_shape *s, 
           if (ih < 0 || ih >= H) continue;
           const float *c = src + (size_t)(oh - r0) * wo;
           float *d = plane + (size_t)ih * W;  // input row; column x*st + off
-          for (int x = lo; x < hi; x++) d[x * st + off] += c[x];
+          if (st == 1)  // constant strides let the compiler vectorize
+            for (int x = lo; x < hi; x++) d[x + off] += c[x];
+          else if (st == 2)
+            for (int x = lo; x < hi; x++) d[2 * x + off] += c[x];
+          else
+            for (int x = lo; x < hi; x++) d[x * st + off] += c[x];
         }
       }
   }
@@ -358,7 +363,12 @@ static void conv2d_backward_shifted(float *din, float *dwt, const float *dout, c
               if (ih < 0 || ih >= H) continue;
               const float *sy = src + (size_t)y * p.wq;
               float *d = din + ((size_t)ci * H + ih) * W;
-              for (int x = lo; x < hi; x++) d[x * st + off] += sy[x];
+              if (st == 1)  // constant strides let the compiler vectorize
+                for (int x = lo; x < hi; x++) d[x + off] += sy[x];
+              else if (st == 2)
+                for (int x = lo; x < hi; x++) d[2 * x + off] += sy[x];
+              else
+                for (int x = lo; x < hi; x++) d[x * st + off] += sy[x];
             }
           }
     }
