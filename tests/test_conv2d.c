@@ -220,5 +220,11 @@ int main(int argc, char **argv) {
   CHECK(conv2d_scratch_size(&same512, 512, 1024) * sizeof(float) <= ((size_t)64 << 20));
   conv2d_shape pw = conv2d_same(128, 128, 1);
   CHECK(conv2d_scratch_size(&pw, 512, 1024) * sizeof(float) <= ((size_t)64 << 20));
+  conv2d_shape down128 = {128, 128, 3, 3, 2, 0, 1, 0, 1}, down512 = {512, 512, 3, 3, 2, 0, 1, 0, 1};
+  conv2d_shape disc512 = {256, 512, 4, 4, 1, 1, 1, 1, 1}, conv_out = conv2d_same(128, 3, 3);
+  CHECK(conv2d_scratch_size(&down128, 512, 1024) * sizeof(float) <= ((size_t)64 << 20));
+  CHECK(conv2d_scratch_size(&down512, 512, 1024) * sizeof(float) <= ((size_t)64 << 20));
+  CHECK(conv2d_scratch_size(&disc512, 512, 1024) * sizeof(float) <= ((size_t)64 << 20));
+  CHECK(conv2d_scratch_size(&conv_out, 512, 1024) * sizeof(float) <= ((size_t)64 << 20));
   return test_finish("test_conv2d");
 }
