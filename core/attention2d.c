@@ -11,6 +11,7 @@ static void attn2d_softmax_rows(float *s, int N) {
   for (int i = 0; i < N; i++) {
     float *row = s + (size_t)i * N;
     float mx = row[0];
+#pragma omp simd reduction(max : mx)
     for (int j = 1; j < N; j++) mx = row[j] > mx ? row[j] : mx;
     float sum = 0;
     for (int j = 0; j < N; j++) {

@@ -5,13 +5,17 @@
 #include "core/blas.h"
 
 // Two lowerings to sgemm:
-// - "shifted" (stride 1, images with more pixels than output channels): the input tile is
-//   zero padded once into rows of width Wp = W + pad_left + pad_right; every kernel tap is
-//   then one sgemm (c_out x c_in) x (c_in x R*Wp) reading that buffer at the tap's constant
-//   offset, accumulating into a "wide" output with Wp columns per row, of which the last
-//   k_w - 1 are dropped. No patch matrix at all; measured fastest for the VQGAN's big convs.
-// - im2col (strided convs, and small images where repacking the weights per tap would cost
-//   more than copying patches): one sgemm per tile with K = c_in * k_h * k_w.
+// - "shifted" (images with more pixels than output channels): the input tile is zero padded
+//   once into rows of width Wq; every kernel tap is then one sgemm
+//   (c_out x c_in) x (c_in x R*Wq) reading that buffer at the tap's constant offset,
+//   accumulating into a "wide" output with Wq columns per row, of which the ones past Wo are
+//   dropped. No patch matrix at all; measured fastest for the VQGAN's big convs. At stride
+//   s > 1 the padded input is split into s*s phases (padded row y*s+a, column x*s+b go to
+//   phase (a, b) at (y, x)), so that tap (ki, kj) reads phase (ki%s, kj%s) at the constant
+//   offset (ki/s, kj/s): the same scheme at Wq = ceil(Wp/s).
+// - im2col (thin inputs, small images where repacking the weights per tap would cost more
+//   than copying patches, kernels smaller than the stride): one sgemm per tile with
+//   K = c_in * k_h * k_w.
 // Both tile over output rows so that scratch stays bounded for any image size.
 
 // Floats of im2col columns per tile. Large enough that each sgemm has thousands of columns
@@ -47,8 +51,8 @@ static size_t conv2d_taps(const conv2d_shape *s) { return (size_t)s->k_h * s->k_
 
 // Few input channels make each tap's sgemm too thin (K = c_in) to beat one im2col sgemm.
 static int conv2d_use_shifted(const conv2d_shape *s, int ho, int wo) {
-  return s->stride == 1 && !conv2d_is_pointwise(s) && s->c_in >= 32 &&
-         (size_t)ho * wo >= 2 * (size_t)s->c_out;
+  return !conv2d_is_pointwise(s) && s->k_h >= s->stride && s->k_w >= s->stride &&
+         s->c_in >= 32 && (size_t)ho * wo >= 2 * (size_t)s->c_out;
 }
 
 // Output rows per im2col tile.
@@ -60,24 +64,29 @@ static int conv2d_tile_rows(const conv2d_shape *s, int ho, int wo) {
   return (int)rows;
 }
 
-// Geometry of the shifted path for one row tile of `rows` output rows.
+// Geometry of the shifted path.
 typedef struct {
-  int wp;        // padded row width
+  int wq;        // row width of a phase (the padded width at stride 1)
   int rows;      // output rows per tile (the last tile may have fewer)
-  size_t plen;   // floats per channel of the padded tile: (rows + k_h - 1) * wp
-  size_t wlen;   // floats per channel of the wide output: rows * wp
+  int qrows;     // rows of a phase in a tile: rows + (k_h - 1) / stride
+  size_t qlen;   // floats of one phase of one channel: qrows * wq
+  size_t plen;   // floats of one channel of the padded tile: stride^2 * qlen
+  size_t wlen;   // floats of one channel of the wide output: rows * wq
 } conv2d_shift_plan;
 
 static conv2d_shift_plan conv2d_shift_geometry(const conv2d_shape *s, int ho, int W) {
   conv2d_shift_plan p;
-  p.wp = W + s->pad_left + s->pad_right;
-  int rows = (CONV_SHIFT_COLS + p.wp - 1) / p.wp;
-  size_t per_row = ((size_t)s->c_in + s->c_out) * p.wp;
-  while (rows > 1 && per_row * (rows + s->k_h - 1) > CONV_SHIFT_BUDGET) rows--;
+  int st = s->stride, wp = W + s->pad_left + s->pad_right, extra = (s->k_h - 1) / st;
+  p.wq = (wp + st - 1) / st;
+  int rows = (CONV_SHIFT_COLS + p.wq - 1) / p.wq;
+  size_t pad_row = (size_t)s->c_in * st * st * p.wq, wide_row = (size_t)s->c_out * p.wq;
+  while (rows > 1 && pad_row * (rows + extra) + wide_row * rows > CONV_SHIFT_BUDGET) rows--;
   if (rows > ho) rows = ho;
   p.rows = rows;
-  p.plen = (size_t)(rows + s->k_h - 1) * p.wp;
-  p.wlen = (size_t)rows * p.wp;
+  p.qrows = rows + extra;
+  p.qlen = (size_t)p.qrows * p.wq;
+  p.plen = (size_t)st * st * p.qlen;
+  p.wlen = (size_t)rows * p.wq;
   return p;
 }
 
@@ -133,6 +142,8 @@ static void conv2d_im2col(float *cols, const float *in, const conv2d_shape *s, i
           for (int x = 0; x < lo; x++) d[x] = 0;
           if (st == 1)
             memcpy(d + lo, src + lo + off, (size_t)(hi - lo) * sizeof *d);
+          else if (st == 2)  // a constant stride lets the compiler vectorize the gather
+            for (int x = lo; x < hi; x++) d[x] = src[2 * x + off];
           else
             for (int x = lo; x < hi; x++) d[x] = src[x * st + off];
           for (int x = hi; x < wo; x++) d[x] = 0;
@@ -160,7 +171,12 @@ static void conv2d_col2im(float *din, const float *cols, const conv2d_shape *s, 
           if (ih < 0 || ih >= H) continue;
           const float *c = src + (size_t)(oh - r0) * wo;
           float *d = plane + (size_t)ih * W;  // input row; column x*st + off
-          for (int x = lo; x < hi; x++) d[x * st + off] += c[x];
+          if (st == 1)  // constant strides let the compiler vectorize
+            for (int x = lo; x < hi; x++) d[x + off] += c[x];
+          else if (st == 2)
+            for (int x = lo; x < hi; x++) d[2 * x + off] += c[x];
+          else
+            for (int x = lo; x < hi; x++) d[x * st + off] += c[x];
         }
       }
   }
@@ -188,36 +204,50 @@ static void conv2d_weight_by_tap(float *wt, const float *weight, const conv2d_sh
     }
 }
 
-// pad (c_in, rows + k_h - 1, wp): the zero-padded input rows that output rows [r0, r0+rows)
-// read.
+// pad (c_in, stride^2 phases, qrows, wq): the zero-padded input that output rows
+// [r0, r0 + rows) read, split into phases.
 static void conv2d_pad_tile(float *pad, const float *in, const conv2d_shape *s,
-                            const conv2d_shift_plan *p, int H, int W, int r0, int rows) {
-  int prow = rows + s->k_h - 1, wp = p->wp, pl = s->pad_left;
-#pragma omp parallel for schedule(static) if ((size_t)s->c_in * prow * wp >= 65536)
+                            const conv2d_shift_plan *p, int H, int W, int r0) {
+  int st = s->stride, wq = p->wq;
+#pragma omp parallel for schedule(static) if ((size_t)s->c_in * p->plen >= 65536)
   for (int ci = 0; ci < s->c_in; ci++) {
     const float *src = in + (size_t)ci * H * W;  // (H, W)
-    float *dst = pad + (size_t)ci * p->plen;     // (prow, wp)
-    for (int y = 0; y < prow; y++) {
-      float *d = dst + (size_t)y * wp;
-      int ih = r0 - s->pad_top + y;
-      if (ih < 0 || ih >= H) {
-        memset(d, 0, (size_t)wp * sizeof *d);
-        continue;
+    for (int a = 0; a < st; a++)
+      for (int b = 0; b < st; b++) {
+        float *dst = pad + (size_t)ci * p->plen + (size_t)(a * st + b) * p->qlen;  // (qrows, wq)
+        // Phase column x holds input column x*st + b - pad_left; valid for x in [lo, hi).
+        int off = b - s->pad_left, lo, hi;
+        conv2d_valid_cols(off, st, W, wq, &lo, &hi);
+        for (int y = 0; y < p->qrows; y++) {
+          float *d = dst + (size_t)y * wq;
+          int ih = (r0 + y) * st + a - s->pad_top;
+          if (ih < 0 || ih >= H) {
+            memset(d, 0, (size_t)wq * sizeof *d);
+            continue;
+          }
+          const float *row = src + (size_t)ih * W;
+          for (int x = 0; x < lo; x++) d[x] = 0;
+          if (st == 1)
+            memcpy(d + lo, row + lo + off, (size_t)(hi - lo) * sizeof *d);
+          else if (st == 2)  // a constant stride lets the compiler vectorize the gather
+            for (int x = lo; x < hi; x++) d[x] = row[2 * x + off];
+          else
+            for (int x = lo; x < hi; x++) d[x] = row[x * st + off];
+          for (int x = hi; x < wq; x++) d[x] = 0;
+        }
       }
-      for (int x = 0; x < pl; x++) d[x] = 0;
-      memcpy(d + pl, src + (size_t)ih * W, (size_t)W * sizeof *d);
-      for (int x = pl + W; x < wp; x++) d[x] = 0;
-    }
   }
 }
 
-// The offset of tap (ki, kj) into a padded channel, and the sgemm width of a tile: the last
-// row's k_w - 1 dropped columns are left out so that no tap reads past the tile.
+// Where tap t = (ki, kj) starts reading in a padded channel: its phase, then its shift. The
+// sgemm width of a tile leaves out the last row's columns that only garbage outputs need,
+// so that no tap reads past the tile.
 static size_t conv2d_tap_offset(const conv2d_shift_plan *p, const conv2d_shape *s, size_t t) {
-  return (t / s->k_w) * (size_t)p->wp + t % s->k_w;
+  size_t ki = t / s->k_w, kj = t % s->k_w, st = s->stride;
+  return ((ki % st) * st + kj % st) * p->qlen + (ki / st) * p->wq + kj / st;
 }
 static int conv2d_shift_cols(const conv2d_shift_plan *p, const conv2d_shape *s, int rows) {
-  return rows * p->wp - (s->k_w - 1);
+  return rows * p->wq - (s->k_w - 1) / s->stride;
 }
 
 static void conv2d_forward_shifted(float *out, const float *in, const float *bias,
@@ -230,7 +260,7 @@ static void conv2d_forward_shifted(float *out, const float *in, const float *bia
   for (int r0 = 0; r0 < ho; r0 += p.rows) {
     int rows = r0 + p.rows <= ho ? p.rows : ho - r0;
     int n = conv2d_shift_cols(&p, s, rows);
-    conv2d_pad_tile(pad, in, s, &p, H, W, r0, rows);
+    conv2d_pad_tile(pad, in, s, &p, H, W, r0);
     for (size_t t = 0; t < taps; t++)
       vqgpt_sgemm(false, false, s->c_out, n, s->c_in, 1.0f, wt + t * cc, s->c_in,
                   pad + conv2d_tap_offset(&p, s, t), (int)p.plen, t ? 1.0f : 0.0f, wide, n);
@@ -238,7 +268,7 @@ static void conv2d_forward_shifted(float *out, const float *in, const float *bia
     for (int co = 0; co < s->c_out; co++) {
       float b = bias ? bias[co] : 0.0f;
       for (int y = 0; y < rows; y++) {
-        const float *w = wide + (size_t)co * n + (size_t)y * p.wp;
+        const float *w = wide + (size_t)co * n + (size_t)y * p.wq;
         float *o = out + ((size_t)co * ho + r0 + y) * wo;
         for (int x = 0; x < wo; x++) o[x] = w[x] + b;
       }
@@ -301,35 +331,46 @@ static void conv2d_backward_shifted(float *din, float *dwt, const float *dout, c
       float *w = dwide + (size_t)co * n;
       for (int y = 0; y < rows; y++) {
         const float *d = dout + ((size_t)co * ho + r0 + y) * wo;
-        float *wy = w + (size_t)y * p.wp;
-        int xend = y + 1 < rows ? p.wp : n - y * p.wp;
+        float *wy = w + (size_t)y * p.wq;
+        int xend = y + 1 < rows ? p.wq : n - y * p.wq;
         memcpy(wy, d, (size_t)wo * sizeof *wy);
         for (int x = wo; x < xend; x++) wy[x] = 0;
       }
     }
     if (dwt) {
-      conv2d_pad_tile(pad, in, s, &p, H, W, r0, rows);
+      conv2d_pad_tile(pad, in, s, &p, H, W, r0);
       for (size_t t = 0; t < taps; t++)
         vqgpt_sgemm(false, true, s->c_out, s->c_in, n, 1.0f, dwide, n,
                     pad + conv2d_tap_offset(&p, s, t), (int)p.plen, 1.0f, dwt + t * cc,
                     s->c_in);
     }
     if (din) {
-      int prow = rows + s->k_h - 1;
       memset(dpad, 0, (size_t)s->c_in * p.plen * sizeof *dpad);
       for (size_t t = 0; t < taps; t++)
         vqgpt_sgemm(true, false, s->c_in, n, s->c_out, 1.0f, wt + t * cc, s->c_in, dwide, n,
                     1.0f, dpad + conv2d_tap_offset(&p, s, t), (int)p.plen);
-      // Padded rows overlap the next tile's by k_h - 1, hence +=.
-#pragma omp parallel for schedule(static) if ((size_t)s->c_in * prow * W >= 65536)
+      // The adjoint of conv2d_pad_tile. Tiles overlap by (k_h - 1) / stride phase rows, hence +=.
+      int st = s->stride;
+#pragma omp parallel for schedule(static) if ((size_t)s->c_in * p.plen >= 65536)
       for (int ci = 0; ci < s->c_in; ci++)
-        for (int y = 0; y < prow; y++) {
-          int ih = r0 - s->pad_top + y;
-          if (ih < 0 || ih >= H) continue;
-          const float *src = dpad + (size_t)ci * p.plen + (size_t)y * p.wp + s->pad_left;
-          float *d = din + ((size_t)ci * H + ih) * W;
-          for (int x = 0; x < W; x++) d[x] += src[x];
-        }
+        for (int a = 0; a < st; a++)
+          for (int b = 0; b < st; b++) {
+            const float *src = dpad + (size_t)ci * p.plen + (size_t)(a * st + b) * p.qlen;
+            int off = b - s->pad_left, lo, hi;
+            conv2d_valid_cols(off, st, W, p.wq, &lo, &hi);
+            for (int y = 0; y < p.qrows; y++) {
+              int ih = (r0 + y) * st + a - s->pad_top;
+              if (ih < 0 || ih >= H) continue;
+              const float *sy = src + (size_t)y * p.wq;
+              float *d = din + ((size_t)ci * H + ih) * W;
+              if (st == 1)  // constant strides let the compiler vectorize
+                for (int x = lo; x < hi; x++) d[x + off] += sy[x];
+              else if (st == 2)
+                for (int x = lo; x < hi; x++) d[2 * x + off] += sy[x];
+              else
+                for (int x = lo; x < hi; x++) d[x * st + off] += sy[x];
+            }
+          }
     }
   }
 }
@@ -346,7 +387,10 @@ void conv2d_backward(float *din, float *dweight, float *dbias, const float *dout
       double acc = 0;
       for (int b = 0; b < B; b++) {
         const float *d = dout + ((size_t)b * s->c_out + co) * out_plane;
-        float part = 0;  // per-plane float sum vectorizes; planes combine in double
+        // Per-plane float sum in vector lanes (a serial float sum is latency bound); planes
+        // combine in double.
+        float part = 0;
+#pragma omp simd reduction(+ : part)
         for (size_t i = 0; i < out_plane; i++) part += d[i];
         acc += part;
       }

@@ -179,8 +179,9 @@ int main(int argc, char **argv) {
   conv2d_shape disc_s2 = {3, 8, 4, 4, 2, 1, 1, 1, 1};
   conv2d_shape disc_s1 = {7, 1, 4, 4, 1, 1, 1, 1, 1};
   conv2d_shape odd = {4, 3, 3, 2, 3, 2, 0, 1, 3};  // unequal kernel sides, stride 3
-  // Stride-1 convolutions take the shifted-sgemm path when the image has at least twice as
-  // many pixels as output channels, the im2col path otherwise; both are covered here.
+  // Convolutions take the shifted-sgemm path when c_in >= 32, the kernel is at least the
+  // stride and the output has at least twice as many pixels as output channels, the im2col
+  // path otherwise; both are covered here, strided ones included.
   const conv_case cases[] = {
       {"3x3 same", conv2d_same(5, 7, 3), 2, 9, 13, 1},
       {"3x3 same, im2col path", conv2d_same(6, 40, 3), 2, 5, 7, 1},
@@ -189,15 +190,21 @@ int main(int argc, char **argv) {
       {"1x1 stride 2", {6, 5, 1, 1, 2, 0, 0, 0, 0}, 2, 7, 6, 1},
       {"downsample 3x3 s2 pad(0,1,0,1)", down, 2, 10, 8, 1},
       {"downsample odd size", down, 1, 9, 11, 1},
+      {"downsample, shifted path", {32, 6, 3, 3, 2, 0, 1, 0, 1}, 2, 12, 10, 1},
+      {"downsample odd size, shifted path", {33, 5, 3, 3, 2, 0, 1, 0, 1}, 1, 11, 13, 1},
       {"patchgan 4x4 s2 p1", disc_s2, 2, 16, 12, 1},
+      {"patchgan 4x4 s2 p1, shifted path", {32, 4, 4, 4, 2, 1, 1, 1, 1}, 2, 14, 11, 1},
+      {"3x3 stride 3 pad (1,2,0,2), shifted path", {32, 3, 3, 3, 3, 1, 2, 0, 2}, 1, 17, 14, 1},
+      {"1x1 stride 2, c_in 32 (im2col path)", {32, 5, 1, 1, 2, 0, 0, 0, 0}, 1, 9, 8, 1},
       {"patchgan 4x4 s1 p1", disc_s1, 2, 7, 9, 1},
       {"patchgan 4x4 s1 p1, im2col path", {7, 33, 4, 4, 1, 1, 1, 1, 1}, 1, 6, 5, 1},
       {"3x2 kernel s3 asymmetric pad", odd, 2, 11, 10, 1},
       {"3x2 kernel s1 asymmetric pad", {4, 3, 3, 2, 1, 2, 0, 1, 3}, 2, 6, 9, 1},
       {"vgg 3x3, c_in 67", conv2d_same(67, 19, 3), 1, 12, 10, 0},
       // Wide enough that the work is split into several row tiles.
-      {"3x3 shifted, row tiles", conv2d_same(32, 2, 3), 1, 30, 300, 0},
-      {"3x3 s2 im2col, row tiles", {96, 1, 3, 3, 2, 0, 1, 0, 1}, 1, 10, 1100, 0},
+      {"3x3 shifted, row tiles", conv2d_same(32, 1, 3), 1, 30, 300, 0},
+      {"3x3 s2 shifted, row tiles", {32, 1, 3, 3, 2, 0, 1, 0, 1}, 1, 70, 500, 0},
+      {"3x3 s2 im2col, row tiles", {16, 1, 3, 3, 2, 0, 1, 0, 1}, 1, 28, 2200, 0},
   };
   uint64_t rng = 12345;
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(&cases[i], &rng);
@@ -213,5 +220,11 @@ int main(int argc, char **argv) {
   CHECK(conv2d_scratch_size(&same512, 512, 1024) * sizeof(float) <= ((size_t)64 << 20));
   conv2d_shape pw = conv2d_same(128, 128, 1);
   CHECK(conv2d_scratch_size(&pw, 512, 1024) * sizeof(float) <= ((size_t)64 << 20));
+  conv2d_shape down128 = {128, 128, 3, 3, 2, 0, 1, 0, 1}, down512 = {512, 512, 3, 3, 2, 0, 1, 0, 1};
+  conv2d_shape disc512 = {256, 512, 4, 4, 1, 1, 1, 1, 1}, conv_out = conv2d_same(128, 3, 3);
+  CHECK(conv2d_scratch_size(&down128, 512, 1024) * sizeof(float) <= ((size_t)64 << 20));
+  CHECK(conv2d_scratch_size(&down512, 512, 1024) * sizeof(float) <= ((size_t)64 << 20));
+  CHECK(conv2d_scratch_size(&disc512, 512, 1024) * sizeof(float) <= ((size_t)64 << 20));
+  CHECK(conv2d_scratch_size(&conv_out, 512, 1024) * sizeof(float) <= ((size_t)64 << 20));
   return test_finish("test_conv2d");
 }
