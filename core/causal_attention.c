@@ -32,7 +32,7 @@ void causal_attention_forward(float *out, float *att, const float *qkv, int B, i
   float scale = 1.0f / sqrtf((float)hs);
   size_t C3 = (size_t)3 * C;
   size_t work = (size_t)B * T * T * C;
-#pragma omp parallel for collapse(2) schedule(static) if (work >= VQGPT_PAR_MIN)
+#pragma omp parallel for collapse(2) schedule(static) if (work >= 8 * VQGPT_PAR_MIN)
   for (int bh = 0; bh < B * H; bh++) {
     for (int i = 0; i < T; i++) {
       int b = bh / H, h = bh % H;
@@ -62,7 +62,7 @@ void causal_attention_backward(float *dqkv, const float *dout, const float *qkv,
   size_t C3 = (size_t)3 * C;
   // One (batch, head) per iteration: it owns its columns of dqkv, so there are no races and
   // every sum keeps one order.
-#pragma omp parallel for schedule(static) if ((size_t)B * T * T * C >= VQGPT_PAR_MIN)
+#pragma omp parallel for schedule(static) if ((size_t)B * T * T * C >= 8 * VQGPT_PAR_MIN)
   for (int bh = 0; bh < B * H; bh++) {
     int b = bh / H, h = bh % H;
     const float *base = qkv + (size_t)b * T * C3;   // (T, 3C)

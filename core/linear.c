@@ -12,14 +12,11 @@
 float linear_dot(const float *a, const float *b, int n) { return linear_dot_inline(a, b, n); }
 
 // GCC vector extension: 8 floats, one AVX register where available, two SSE ones elsewhere.
+// Passed by pointer, not value: vector arguments would change the ABI in builds without AVX.
 typedef float v8f __attribute__((vector_size(32)));
-static inline v8f load8(const float *p) {
-  v8f v;
-  memcpy(&v, p, sizeof v);
-  return v;
-}
-static inline float hsum8(v8f v) {
-  return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
+static inline void load8(v8f *v, const float *p) { memcpy(v, p, sizeof *v); }
+static inline float hsum8(const v8f *v) {
+  return (((*v)[0] + (*v)[4]) + ((*v)[1] + (*v)[5])) + (((*v)[2] + (*v)[6]) + ((*v)[3] + (*v)[7]));
 }
 
 // out (N, OC) for small N: each thread streams its weight rows once; a row is dotted with
@@ -36,13 +33,18 @@ static void linear_rows(float *out, const float *in, const float *weight, const 
       const float *x0 = in + (size_t)n * C, *x1 = x0 + C, *x2 = x1 + C, *x3 = x2 + C;
       v8f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
       for (int c = 0; c < C8; c += 8) {
-        v8f wv = load8(w + c);
-        a0 += wv * load8(x0 + c);
-        a1 += wv * load8(x1 + c);
-        a2 += wv * load8(x2 + c);
-        a3 += wv * load8(x3 + c);
+        v8f wv, y0, y1, y2, y3;
+        load8(&wv, w + c);
+        load8(&y0, x0 + c);
+        load8(&y1, x1 + c);
+        load8(&y2, x2 + c);
+        load8(&y3, x3 + c);
+        a0 += wv * y0;
+        a1 += wv * y1;
+        a2 += wv * y2;
+        a3 += wv * y3;
       }
-      float s0 = hsum8(a0), s1 = hsum8(a1), s2 = hsum8(a2), s3 = hsum8(a3);
+      float s0 = hsum8(&a0), s1 = hsum8(&a1), s2 = hsum8(&a2), s3 = hsum8(&a3);
       for (int c = C8; c < C; c++) {
         s0 += w[c] * x0[c];
         s1 += w[c] * x1[c];
