@@ -5,6 +5,7 @@
 #include "stage1_vqgan/vqgan.h"
 
 int bench_vqgan(int argc, char **argv);
+int bench_vqgan_train(int argc, char **argv);
 int bench_gpt(int argc, char **argv);
 
 // The released f16 VQGAN architecture (ch_mult [1,1,2,2,4], 2 res blocks, attention at 16)

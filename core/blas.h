@@ -8,8 +8,9 @@
 // OpenBLAS reads OPENBLAS_CORETYPE once, when it is loaded, and on AVX-512 machines its
 // auto-detection settles on the Haswell (AVX2) kernels, about half the speed of SkylakeX.
 // Call first thing in main(): unless OPENBLAS_CORETYPE already names the wanted core
-// (VQGPT_BLAS_CORETYPE if set, else SkylakeX on AVX-512 CPUs), it sets it and re-executes the
-// program so the loader sees it. Returns only if no re-exec happened.
+// (VQGPT_BLAS_CORETYPE if set, else SkylakeX on AVX-512 CPUs) and OMP_WAIT_POLICY is set, it
+// sets them (the latter to PASSIVE) and re-executes the program so the loader and the OpenMP
+// runtime see them. Returns only if no re-exec happened.
 void vqgpt_blas_setup(char **argv);
 
 // The core type OpenBLAS chose, for benchmarks and diagnostics.

@@ -4,10 +4,24 @@
 
 #include "core/blas.h"
 
+// Two lowerings to sgemm:
+// - "shifted" (stride 1, images with more pixels than output channels): the input tile is
+//   zero padded once into rows of width Wp = W + pad_left + pad_right; every kernel tap is
+//   then one sgemm (c_out x c_in) x (c_in x R*Wp) reading that buffer at the tap's constant
+//   offset, accumulating into a "wide" output with Wp columns per row, of which the last
+//   k_w - 1 are dropped. No patch matrix at all; measured fastest for the VQGAN's big convs.
+// - im2col (strided convs, and small images where repacking the weights per tap would cost
+//   more than copying patches): one sgemm per tile with K = c_in * k_h * k_w.
+// Both tile over output rows so that scratch stays bounded for any image size.
+
 // Floats of im2col columns per tile. Large enough that each sgemm has thousands of columns
 // (OpenBLAS needs that to reach full speed), small enough to stay far below the 64 MB
 // scratch budget for any image size; at least one output row is always taken.
 #define CONV_COLS_BUDGET ((size_t)1 << 21)
+// sgemm columns per tile of the shifted path (about 8K measured best at 128-256 channels),
+// and a bound on its padded-input plus wide-output floats.
+#define CONV_SHIFT_COLS 8192
+#define CONV_SHIFT_BUDGET ((size_t)1 << 22)
 
 conv2d_shape conv2d_same(int c_in, int c_out, int k) {
   conv2d_shape s = {c_in, c_out, k, k, 1, k / 2, k / 2, k / 2, k / 2};
@@ -29,6 +43,13 @@ static int conv2d_is_pointwise(const conv2d_shape *s) {
 }
 
 static size_t conv2d_kdim(const conv2d_shape *s) { return (size_t)s->c_in * s->k_h * s->k_w; }
+static size_t conv2d_taps(const conv2d_shape *s) { return (size_t)s->k_h * s->k_w; }
+
+// Few input channels make each tap's sgemm too thin (K = c_in) to beat one im2col sgemm.
+static int conv2d_use_shifted(const conv2d_shape *s, int ho, int wo) {
+  return s->stride == 1 && !conv2d_is_pointwise(s) && s->c_in >= 32 &&
+         (size_t)ho * wo >= 2 * (size_t)s->c_out;
+}
 
 // Output rows per im2col tile.
 static int conv2d_tile_rows(const conv2d_shape *s, int ho, int wo) {
@@ -39,9 +60,37 @@ static int conv2d_tile_rows(const conv2d_shape *s, int ho, int wo) {
   return (int)rows;
 }
 
+// Geometry of the shifted path for one row tile of `rows` output rows.
+typedef struct {
+  int wp;        // padded row width
+  int rows;      // output rows per tile (the last tile may have fewer)
+  size_t plen;   // floats per channel of the padded tile: (rows + k_h - 1) * wp
+  size_t wlen;   // floats per channel of the wide output: rows * wp
+} conv2d_shift_plan;
+
+static conv2d_shift_plan conv2d_shift_geometry(const conv2d_shape *s, int ho, int W) {
+  conv2d_shift_plan p;
+  p.wp = W + s->pad_left + s->pad_right;
+  int rows = (CONV_SHIFT_COLS + p.wp - 1) / p.wp;
+  size_t per_row = ((size_t)s->c_in + s->c_out) * p.wp;
+  while (rows > 1 && per_row * (rows + s->k_h - 1) > CONV_SHIFT_BUDGET) rows--;
+  if (rows > ho) rows = ho;
+  p.rows = rows;
+  p.plen = (size_t)(rows + s->k_h - 1) * p.wp;
+  p.wlen = (size_t)rows * p.wp;
+  return p;
+}
+
 size_t conv2d_scratch_size(const conv2d_shape *s, int h, int w) {
   if (conv2d_is_pointwise(s)) return 0;
   int ho = conv2d_out_h(s, h), wo = conv2d_out_w(s, w);
+  if (conv2d_use_shifted(s, ho, wo)) {
+    // Forward: tap-major weights, padded input, wide output. Backward adds the tap-major
+    // weight gradient and the padded input gradient.
+    conv2d_shift_plan p = conv2d_shift_geometry(s, ho, w);
+    size_t wt = conv2d_taps(s) * s->c_out * s->c_in;
+    return 2 * wt + 2 * (size_t)s->c_in * p.plen + (size_t)s->c_out * p.wlen;
+  }
   return conv2d_kdim(s) * (size_t)wo * (size_t)conv2d_tile_rows(s, ho, wo);
 }
 
@@ -128,11 +177,83 @@ static void conv2d_fill_bias(float *out, const float *bias, int c_out, size_t ld
   }
 }
 
+// wt (k_h*k_w, c_out, c_in) from weight (c_out, c_in, k_h, k_w): one sgemm operand per tap.
+static void conv2d_weight_by_tap(float *wt, const float *weight, const conv2d_shape *s) {
+  size_t taps = conv2d_taps(s), cc = (size_t)s->c_out * s->c_in;
+#pragma omp parallel for schedule(static) if (cc * taps >= 65536)
+  for (int co = 0; co < s->c_out; co++)
+    for (int ci = 0; ci < s->c_in; ci++) {
+      const float *w = weight + ((size_t)co * s->c_in + ci) * taps;
+      for (size_t t = 0; t < taps; t++) wt[t * cc + (size_t)co * s->c_in + ci] = w[t];
+    }
+}
+
+// pad (c_in, rows + k_h - 1, wp): the zero-padded input rows that output rows [r0, r0+rows)
+// read.
+static void conv2d_pad_tile(float *pad, const float *in, const conv2d_shape *s,
+                            const conv2d_shift_plan *p, int H, int W, int r0, int rows) {
+  int prow = rows + s->k_h - 1, wp = p->wp, pl = s->pad_left;
+#pragma omp parallel for schedule(static) if ((size_t)s->c_in * prow * wp >= 65536)
+  for (int ci = 0; ci < s->c_in; ci++) {
+    const float *src = in + (size_t)ci * H * W;  // (H, W)
+    float *dst = pad + (size_t)ci * p->plen;     // (prow, wp)
+    for (int y = 0; y < prow; y++) {
+      float *d = dst + (size_t)y * wp;
+      int ih = r0 - s->pad_top + y;
+      if (ih < 0 || ih >= H) {
+        memset(d, 0, (size_t)wp * sizeof *d);
+        continue;
+      }
+      for (int x = 0; x < pl; x++) d[x] = 0;
+      memcpy(d + pl, src + (size_t)ih * W, (size_t)W * sizeof *d);
+      for (int x = pl + W; x < wp; x++) d[x] = 0;
+    }
+  }
+}
+
+// The offset of tap (ki, kj) into a padded channel, and the sgemm width of a tile: the last
+// row's k_w - 1 dropped columns are left out so that no tap reads past the tile.
+static size_t conv2d_tap_offset(const conv2d_shift_plan *p, const conv2d_shape *s, size_t t) {
+  return (t / s->k_w) * (size_t)p->wp + t % s->k_w;
+}
+static int conv2d_shift_cols(const conv2d_shift_plan *p, const conv2d_shape *s, int rows) {
+  return rows * p->wp - (s->k_w - 1);
+}
+
+static void conv2d_forward_shifted(float *out, const float *in, const float *bias,
+                                   const conv2d_shape *s, int H, int W, int ho, int wo,
+                                   const float *wt, float *scratch) {
+  conv2d_shift_plan p = conv2d_shift_geometry(s, ho, W);
+  float *pad = scratch;                                // (c_in, plen)
+  float *wide = pad + (size_t)s->c_in * p.plen;        // (c_out, n) for this tile's n
+  size_t taps = conv2d_taps(s), cc = (size_t)s->c_out * s->c_in;
+  for (int r0 = 0; r0 < ho; r0 += p.rows) {
+    int rows = r0 + p.rows <= ho ? p.rows : ho - r0;
+    int n = conv2d_shift_cols(&p, s, rows);
+    conv2d_pad_tile(pad, in, s, &p, H, W, r0, rows);
+    for (size_t t = 0; t < taps; t++)
+      vqgpt_sgemm(false, false, s->c_out, n, s->c_in, 1.0f, wt + t * cc, s->c_in,
+                  pad + conv2d_tap_offset(&p, s, t), (int)p.plen, t ? 1.0f : 0.0f, wide, n);
+#pragma omp parallel for schedule(static) if ((size_t)s->c_out * n >= 65536)
+    for (int co = 0; co < s->c_out; co++) {
+      float b = bias ? bias[co] : 0.0f;
+      for (int y = 0; y < rows; y++) {
+        const float *w = wide + (size_t)co * n + (size_t)y * p.wp;
+        float *o = out + ((size_t)co * ho + r0 + y) * wo;
+        for (int x = 0; x < wo; x++) o[x] = w[x] + b;
+      }
+    }
+  }
+}
+
 void conv2d_forward(float *out, const float *in, const float *weight, const float *bias,
                     const conv2d_shape *s, int B, int H, int W, float *scratch) {
   int ho = conv2d_out_h(s, H), wo = conv2d_out_w(s, W);
   size_t in_plane = (size_t)H * W, out_plane = (size_t)ho * wo;
   int kdim = (int)conv2d_kdim(s);
+  int shifted = conv2d_use_shifted(s, ho, wo);
+  float *wt = scratch;  // (k_h*k_w, c_out, c_in) on the shifted path
+  if (shifted) conv2d_weight_by_tap(wt, weight, s);
   for (int b = 0; b < B; b++) {
     const float *inb = in + (size_t)b * s->c_in * in_plane;  // (c_in, H, W)
     float *outb = out + (size_t)b * s->c_out * out_plane;     // (c_out, Ho, Wo)
@@ -140,6 +261,11 @@ void conv2d_forward(float *out, const float *in, const float *weight, const floa
       conv2d_fill_bias(outb, bias, s->c_out, out_plane, out_plane);
       vqgpt_sgemm(false, false, s->c_out, (int)out_plane, s->c_in, 1.0f, weight, s->c_in, inb,
                   (int)in_plane, 1.0f, outb, (int)out_plane);
+      continue;
+    }
+    if (shifted) {
+      conv2d_forward_shifted(outb, inb, bias, s, H, W, ho, wo, wt,
+                             scratch + conv2d_taps(s) * s->c_out * s->c_in);
       continue;
     }
     int rows = conv2d_tile_rows(s, ho, wo);
@@ -152,6 +278,58 @@ void conv2d_forward(float *out, const float *in, const float *weight, const floa
       conv2d_fill_bias(o, bias, s->c_out, out_plane, (size_t)ncols);
       vqgpt_sgemm(false, false, s->c_out, ncols, kdim, 1.0f, weight, kdim, cols, ncols, 1.0f,
                   o, (int)out_plane);
+    }
+  }
+}
+
+// Shifted backward for one sample. dwt (taps, c_out, c_in) accumulates the weight gradient
+// tap-major; din (c_in, H, W) must be zero on entry and receives the input gradient.
+static void conv2d_backward_shifted(float *din, float *dwt, const float *dout, const float *in,
+                                    const conv2d_shape *s, int H, int W, int ho, int wo,
+                                    const float *wt, float *scratch) {
+  conv2d_shift_plan p = conv2d_shift_geometry(s, ho, W);
+  float *pad = scratch;                           // (c_in, plen)
+  float *dpad = pad + (size_t)s->c_in * p.plen;   // (c_in, plen)
+  float *dwide = dpad + (size_t)s->c_in * p.plen; // (c_out, n)
+  size_t taps = conv2d_taps(s), cc = (size_t)s->c_out * s->c_in;
+  for (int r0 = 0; r0 < ho; r0 += p.rows) {
+    int rows = r0 + p.rows <= ho ? p.rows : ho - r0;
+    int n = conv2d_shift_cols(&p, s, rows);
+    // dout in the wide layout; the dropped columns must be zero so they contribute nothing.
+#pragma omp parallel for schedule(static) if ((size_t)s->c_out * n >= 65536)
+    for (int co = 0; co < s->c_out; co++) {
+      float *w = dwide + (size_t)co * n;
+      for (int y = 0; y < rows; y++) {
+        const float *d = dout + ((size_t)co * ho + r0 + y) * wo;
+        float *wy = w + (size_t)y * p.wp;
+        int xend = y + 1 < rows ? p.wp : n - y * p.wp;
+        memcpy(wy, d, (size_t)wo * sizeof *wy);
+        for (int x = wo; x < xend; x++) wy[x] = 0;
+      }
+    }
+    if (dwt) {
+      conv2d_pad_tile(pad, in, s, &p, H, W, r0, rows);
+      for (size_t t = 0; t < taps; t++)
+        vqgpt_sgemm(false, true, s->c_out, s->c_in, n, 1.0f, dwide, n,
+                    pad + conv2d_tap_offset(&p, s, t), (int)p.plen, 1.0f, dwt + t * cc,
+                    s->c_in);
+    }
+    if (din) {
+      int prow = rows + s->k_h - 1;
+      memset(dpad, 0, (size_t)s->c_in * p.plen * sizeof *dpad);
+      for (size_t t = 0; t < taps; t++)
+        vqgpt_sgemm(true, false, s->c_in, n, s->c_out, 1.0f, wt + t * cc, s->c_in, dwide, n,
+                    1.0f, dpad + conv2d_tap_offset(&p, s, t), (int)p.plen);
+      // Padded rows overlap the next tile's by k_h - 1, hence +=.
+#pragma omp parallel for schedule(static) if ((size_t)s->c_in * prow * W >= 65536)
+      for (int ci = 0; ci < s->c_in; ci++)
+        for (int y = 0; y < prow; y++) {
+          int ih = r0 - s->pad_top + y;
+          if (ih < 0 || ih >= H) continue;
+          const float *src = dpad + (size_t)ci * p.plen + (size_t)y * p.wp + s->pad_left;
+          float *d = din + ((size_t)ci * H + ih) * W;
+          for (int x = 0; x < W; x++) d[x] += src[x];
+        }
     }
   }
 }
@@ -175,6 +353,13 @@ void conv2d_backward(float *din, float *dweight, float *dbias, const float *dout
       dbias[co] += (float)acc;
     }
   }
+  int shifted = conv2d_use_shifted(s, ho, wo);
+  size_t taps = conv2d_taps(s), cc = (size_t)s->c_out * s->c_in;
+  float *wt = scratch, *dwt = scratch + taps * cc;  // (taps, c_out, c_in) on the shifted path
+  if (shifted) {
+    if (din) conv2d_weight_by_tap(wt, weight, s);
+    if (dweight) memset(dwt, 0, taps * cc * sizeof *dwt);
+  }
   for (int b = 0; b < B; b++) {
     const float *inb = in + (size_t)b * s->c_in * in_plane;        // (c_in, H, W)
     const float *doutb = dout + (size_t)b * s->c_out * out_plane;  // (c_out, Ho, Wo)
@@ -189,6 +374,11 @@ void conv2d_backward(float *din, float *dweight, float *dbias, const float *dout
       continue;
     }
     if (dinb) memset(dinb, 0, (size_t)s->c_in * in_plane * sizeof *dinb);
+    if (shifted) {
+      conv2d_backward_shifted(dinb, dweight ? dwt : NULL, doutb, inb, s, H, W, ho, wo, wt,
+                              scratch + 2 * taps * cc);
+      continue;
+    }
     int rows = conv2d_tile_rows(s, ho, wo);
     for (int r0 = 0; r0 < ho; r0 += rows) {
       int r1 = r0 + rows < ho ? r0 + rows : ho;
@@ -206,5 +396,13 @@ void conv2d_backward(float *din, float *dweight, float *dbias, const float *dout
         conv2d_col2im(dinb, cols, s, H, W, wo, r0, r1);
       }
     }
+  }
+  if (shifted && dweight) {
+#pragma omp parallel for schedule(static) if (cc * taps >= 65536)
+    for (int co = 0; co < s->c_out; co++)
+      for (int ci = 0; ci < s->c_in; ci++) {
+        float *dw = dweight + ((size_t)co * s->c_in + ci) * taps;
+        for (size_t t = 0; t < taps; t++) dw[t] += dwt[t * cc + (size_t)co * s->c_in + ci];
+      }
   }
 }

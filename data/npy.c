@@ -181,13 +181,18 @@ static int parse_dict(hparser *h) {
 
 // ---------------------------------------------------------------------------------------
 
-static int read_exact(FILE *fp, void *dst, size_t n) { return fread(dst, 1, n, fp) == n ? 0 : -1; }
+// The size was checked against fstat; a short read now means the file changed under us.
+static int read_exact(const char *path, FILE *fp, void *dst, size_t n) {
+  if (fread(dst, 1, n, fp) == n) return 0;
+  if (feof(fp)) return fail(path, "truncated while reading (file changed?)");
+  return fail(path, "cannot read: %s", strerror(errno));
+}
 
 static int read_file(const char *path, FILE *fp, size_t fsize, int32_t **data, int *ndim,
                      int64_t shape[NPY_MAX_DIMS]) {
   unsigned char pre[12];
   size_t have = fsize < 8 ? fsize : 8;
-  if (read_exact(fp, pre, have)) return fail(path, "cannot read: %s", strerror(errno));
+  if (read_exact(path, fp, pre, have)) return -1;
   if (have < 6 ? memcmp(pre, npy_magic, have) != 0 : memcmp(pre, npy_magic, 6) != 0)
     return fail(path, "not a .npy file (bad magic)");
   if (fsize < 10) return fail(path, "truncated: %zu bytes, too short for a .npy preamble", fsize);
@@ -196,7 +201,7 @@ static int read_file(const char *path, FILE *fp, size_t fsize, int32_t **data, i
     return fail(path, "unsupported .npy format version %d.%d (1.0, 2.0 and 3.0 are read)", major, minor);
   size_t lenbytes = major == 1 ? 2 : 4, start = 8 + lenbytes;
   if (fsize < start) return fail(path, "truncated: %zu bytes, too short for a .npy preamble", fsize);
-  if (read_exact(fp, pre + 8, lenbytes)) return fail(path, "cannot read: %s", strerror(errno));
+  if (read_exact(path, fp, pre + 8, lenbytes)) return -1;
   size_t hlen = 0;
   for (size_t i = lenbytes; i-- > 0;) hlen = hlen << 8 | pre[8 + i];
   if (hlen > NPY_MAX_HEADER)
@@ -205,9 +210,9 @@ static int read_file(const char *path, FILE *fp, size_t fsize, int32_t **data, i
     return fail(path, "truncated: header needs %zu bytes, file has %zu", start + hlen, fsize);
   char *text = malloc(hlen + 1);
   if (!text) return fail(path, "out of memory");
-  if (read_exact(fp, text, hlen)) {
+  if (read_exact(path, fp, text, hlen)) {
     free(text);
-    return fail(path, "cannot read: %s", strerror(errno));
+    return -1;
   }
   text[hlen] = '\0';
   hparser h = {.s = text, .n = hlen, .path = path};
@@ -249,17 +254,17 @@ static int read_file(const char *path, FILE *fp, size_t fsize, int32_t **data, i
   int32_t *out = malloc(numel ? numel * sizeof *out : 1);
   if (!out) return fail(path, "out of memory");
   if (esize == 4) {
-    if (numel && read_exact(fp, out, numel * 4)) {
+    if (numel && read_exact(path, fp, out, numel * 4)) {
       free(out);
-      return fail(path, "cannot read: %s", strerror(errno));
+      return -1;
     }
   } else {
     int64_t chunk[1024];
     for (size_t i = 0; i < numel;) {
       size_t m = numel - i < 1024 ? numel - i : 1024;
-      if (read_exact(fp, chunk, m * 8)) {
+      if (read_exact(path, fp, chunk, m * 8)) {
         free(out);
-        return fail(path, "cannot read: %s", strerror(errno));
+        return -1;
       }
       for (size_t j = 0; j < m; j++, i++) {
         if (chunk[j] < INT32_MIN || chunk[j] > INT32_MAX) {

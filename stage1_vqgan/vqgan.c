@@ -24,7 +24,8 @@ static void ws_free(workspace *ws) {
 static int ws_alloc(workspace *ws, const vqgan *m, int B, int H, int W) {
   memset(ws, 0, sizeof *ws);
   vqgan_sizes s = vqgan_forward_sizes(m, B, H, W);
-  size_t sizes[9] = {s.act, s.act, s.act, s.act, s.scratch ? s.scratch : 1, 4 * s.attn_cn + 1,
+  size_t scratch = s.scratch > vqgan_quantize_scratch_size(m) ? s.scratch : vqgan_quantize_scratch_size(m);
+  size_t sizes[9] = {s.act, s.act, s.act, s.act, scratch, 4 * s.attn_cn + 1,
                      s.attn_nn + 1, (size_t)B * VQGAN_GROUPS, (size_t)B * VQGAN_GROUPS};
   for (int i = 0; i < 9; i++) {
     ws->blocks[i] = malloc(sizes[i] * sizeof(float));
@@ -144,11 +145,11 @@ int vqgan_encode(vqgan *m, const float *x, int B, int H, int W, int32_t *indices
   int f = vqgan_factor(m), h = H / f, w = W / f;
   encoder(m, x, &ws, B, H, W);
   double loss;
-  int rc = vqgan_quantize(m, ws.a, B, h, w, indices, NULL, &loss);
-  if (!rc && z) memcpy(z, ws.a, (size_t)B * m->cfg.embed_dim * h * w * sizeof(float));
-  if (!rc && qloss) *qloss = (float)loss;
+  vqgan_quantize(m, ws.a, B, h, w, indices, NULL, &loss, ws.scratch);
+  if (z) memcpy(z, ws.a, (size_t)B * m->cfg.embed_dim * h * w * sizeof(float));
+  if (qloss) *qloss = (float)loss;
   ws_free(&ws);
-  return rc;
+  return 0;
 }
 
 int vqgan_decode(vqgan *m, const int32_t *indices, int B, int h, int w, float *x) {

@@ -68,18 +68,17 @@ void vqgan_attn_forward(const vqgan *m, const vqgan_attnblock *a, float *out, co
 // even for a 16384-entry codebook and a large grid.
 #define QUANT_CHUNK 256
 
-int vqgan_quantize(const vqgan *m, const float *z, int B, int h, int w, int32_t *indices,
-                   float *zq, double *loss_out) {
+size_t vqgan_quantize_scratch_size(const vqgan *m) {
+  return (size_t)m->cfg.n_embed * (QUANT_CHUNK + 1);
+}
+
+void vqgan_quantize(const vqgan *m, const float *z, int B, int h, int w, int32_t *indices,
+                    float *zq, double *loss_out, float *scratch) {
   const int K = m->cfg.n_embed, C = m->cfg.embed_dim, N = h * w;
   const float *E = m->w + m->embedding;  // (K, C)
-  float *e2 = malloc((size_t)K * sizeof *e2);
-  float *dots = malloc((size_t)K * QUANT_CHUNK * sizeof *dots);  // (K, chunk)
+  float *e2 = scratch;                   // (K)
+  float *dots = scratch + K;             // (K, chunk)
   double loss = 0;
-  if (!e2 || !dots) {
-    free(e2);
-    free(dots);
-    return vqgpt_error("out of memory in the quantizer");
-  }
   for (int k = 0; k < K; k++) {
     float s = 0;
     for (int c = 0; c < C; c++) s += E[(size_t)k * C + c] * E[(size_t)k * C + c];
@@ -119,11 +118,8 @@ int vqgan_quantize(const vqgan *m, const float *z, int B, int h, int w, int32_t 
         loss += d * d;
         if (zq) zq[i] = q;
       }
-  free(e2);
-  free(dots);
   // Legacy form: mean((sg[zq]-z)^2) + beta * mean((zq-sg[z])^2); both terms have one value.
   if (loss_out) *loss_out = (1.0 + VQGAN_BETA) * loss / ((double)B * C * N);
-  return 0;
 }
 
 void vqgan_lookup(const vqgan *m, const int32_t *indices, int B, int h, int w, float *zq) {

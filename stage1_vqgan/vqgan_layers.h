@@ -120,8 +120,10 @@ void vqgan_norm_swish_forward(const vqgan *m, const vqgan_norm *n, float *out, c
 
 // Nearest codebook entry for each of the B*h*w vectors of z (B, embed_dim, h, w); also writes
 // zq (may be NULL) and the reference's legacy codebook+commitment loss (may be NULL).
-int vqgan_quantize(const vqgan *m, const float *z, int B, int h, int w, int32_t *indices,
-                   float *zq, double *loss);
+// scratch: vqgan_quantize_scratch_size(m) floats.
+size_t vqgan_quantize_scratch_size(const vqgan *m);
+void vqgan_quantize(const vqgan *m, const float *z, int B, int h, int w, int32_t *indices,
+                    float *zq, double *loss, float *scratch);
 // zq (B, embed_dim, h, w) from indices (B, h, w).
 void vqgan_lookup(const vqgan *m, const int32_t *indices, int B, int h, int w, float *zq);
 

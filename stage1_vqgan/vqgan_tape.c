@@ -189,7 +189,7 @@ vqgan_tape *vqgan_tape_new(const vqgan *m, int B, int H, int W) {
   t->g_b = alloc_floats(t, s.act);
   t->gt1 = alloc_floats(t, s.act);
   t->gt2 = alloc_floats(t, s.act);
-  t->scratch = alloc_floats(t, s.scratch);
+  t->scratch = alloc_floats(t, s.scratch > vqgan_quantize_scratch_size(m) ? s.scratch : vqgan_quantize_scratch_size(m));
   t->adq = alloc_floats(t, s.attn_cn);
   t->adk = alloc_floats(t, s.attn_cn);
   t->adv = alloc_floats(t, s.attn_cn);
@@ -249,7 +249,7 @@ static void run_forward(vqgan_tape *t, tape_op *op) {
 int vqgan_tape_forward(vqgan_tape *t, const float *x, double *qloss) {
   t->x = x;
   for (size_t i = 0; i < t->n_enc; i++) run_forward(t, &t->ops[i]);
-  if (vqgan_quantize(t->m, t->z, t->B, t->h, t->w, t->indices, t->zq, qloss)) return -1;
+  vqgan_quantize(t->m, t->z, t->B, t->h, t->w, t->indices, t->zq, qloss, t->scratch);
   for (size_t i = t->n_enc; i < t->n_ops; i++) run_forward(t, &t->ops[i]);
   return 0;
 }

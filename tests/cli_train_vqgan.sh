@@ -35,12 +35,15 @@ grep -q "resumed .* at step 2" "$T/rlog" && ok || bad "resume did not start at s
 cmp -s "$T/a.safetensors" "$T/b.safetensors" && ok || bad "resumed checkpoint differs from the uninterrupted one"
 
 # --- bad input ------------------------------------------------------------------------------
+# Progress lines may precede it; the error is the last line and starts with "vqgpt".
 expect_error() {
   local name=$1 needle=$2
   shift 2
   "$@" >/dev/null 2>"$T/err"
   local rc=$?
-  if [ $rc -eq 0 ] || [ $rc -ge 128 ] || [ "$(wc -l <"$T/err")" -ne 1 ] || ! grep -qF -- "$needle" "$T/err"; then
+  local last
+  last=$(tail -1 "$T/err")
+  if [ $rc -eq 0 ] || [ $rc -ge 128 ] || [[ "$last" != "vqgpt train-vqgan: "* ]] || [[ "$last" != *"$needle"* ]]; then
     bad "$name (exit $rc): $(cat "$T/err")"
   else
     ok

@@ -5,8 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build -j"$jobs" 2>&1 | grep -iE "warning|error" && { echo "build produced warnings" >&2; exit 1; }
+cmake --build build -j"$jobs" 2>&1 | grep -E "warning:|error:|Error [0-9]" && { echo "build produced warnings" >&2; exit 1; }
 ctest --test-dir build --output-on-failure -j"$jobs"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DVQGPT_SANITIZE=ON >/dev/null
-cmake --build build-asan -j"$jobs" 2>&1 | grep -iE "warning|error" && { echo "sanitizer build produced warnings" >&2; exit 1; }
+cmake --build build-asan -j"$jobs" 2>&1 | grep -E "warning:|error:|Error [0-9]" && { echo "sanitizer build produced warnings" >&2; exit 1; }
 ASAN_OPTIONS=detect_leaks=1 ctest --test-dir build-asan --output-on-failure -j"$jobs" -L unit

@@ -179,8 +179,11 @@ int main(int argc, char **argv) {
   conv2d_shape disc_s2 = {3, 8, 4, 4, 2, 1, 1, 1, 1};
   conv2d_shape disc_s1 = {7, 1, 4, 4, 1, 1, 1, 1, 1};
   conv2d_shape odd = {4, 3, 3, 2, 3, 2, 0, 1, 3};  // unequal kernel sides, stride 3
+  // Stride-1 convolutions take the shifted-sgemm path when the image has at least twice as
+  // many pixels as output channels, the im2col path otherwise; both are covered here.
   const conv_case cases[] = {
       {"3x3 same", conv2d_same(5, 7, 3), 2, 9, 13, 1},
+      {"3x3 same, im2col path", conv2d_same(6, 40, 3), 2, 5, 7, 1},
       {"3x3 same 1x1 image", conv2d_same(3, 2, 3), 1, 1, 1, 1},
       {"1x1", conv2d_same(11, 6, 1), 2, 7, 5, 1},
       {"1x1 stride 2", {6, 5, 1, 1, 2, 0, 0, 0, 0}, 2, 7, 6, 1},
@@ -188,11 +191,13 @@ int main(int argc, char **argv) {
       {"downsample odd size", down, 1, 9, 11, 1},
       {"patchgan 4x4 s2 p1", disc_s2, 2, 16, 12, 1},
       {"patchgan 4x4 s1 p1", disc_s1, 2, 7, 9, 1},
+      {"patchgan 4x4 s1 p1, im2col path", {7, 33, 4, 4, 1, 1, 1, 1, 1}, 1, 6, 5, 1},
       {"3x2 kernel s3 asymmetric pad", odd, 2, 11, 10, 1},
+      {"3x2 kernel s1 asymmetric pad", {4, 3, 3, 2, 1, 2, 0, 1, 3}, 2, 6, 9, 1},
       {"vgg 3x3, c_in 67", conv2d_same(67, 19, 3), 1, 12, 10, 0},
-      // Wide enough that the columns are processed in several row tiles.
-      {"3x3 tiled rows", conv2d_same(64, 2, 3), 1, 9, 520, 0},
-      {"3x3 s2 tiled rows", {96, 2, 3, 3, 2, 0, 1, 0, 1}, 1, 10, 1100, 0},
+      // Wide enough that the work is split into several row tiles.
+      {"3x3 shifted, row tiles", conv2d_same(32, 2, 3), 1, 30, 300, 0},
+      {"3x3 s2 im2col, row tiles", {96, 1, 3, 3, 2, 0, 1, 0, 1}, 1, 10, 1100, 0},
   };
   uint64_t rng = 12345;
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(&cases[i], &rng);
