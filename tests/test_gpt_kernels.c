@@ -41,9 +41,9 @@ static double lin_loss(void *p) {
   return weighted_sum(c->out, c->wout, (size_t)c->N * c->OC);
 }
 
-static void test_linear(int N) {
+static void test_linear(int N, int C) {
   uint64_t st = 11 + N;
-  int C = 24, OC = 20;
+  int OC = 20;
   lin_ctx c = {malloc(sizeof(float) * N * OC), alloc_fill((size_t)N * C, &st, 1), alloc_fill((size_t)OC * C, &st, 0.5f),
                alloc_fill(OC, &st, 0.5f), alloc_fill((size_t)N * OC, &st, 1), N, C, OC};
   float *din = malloc(sizeof(float) * N * C), *dw = calloc((size_t)OC * C, 4), *db = calloc(OC, 4);
@@ -369,8 +369,9 @@ static void test_rng(void) {
 int main(int argc, char **argv) {
   (void)argc;
   vqgpt_blas_setup(argv);
-  test_linear(5);    // row kernel
-  test_linear(37);   // sgemm
+  test_linear(5, 24);   // row kernel: a block of 4 inputs and one single
+  test_linear(13, 21);  // row kernel: 8 + 4 + 1 inputs, a row length with a scalar tail
+  test_linear(37, 24);  // sgemm
   test_layernorm();
   test_gelu();
   test_attention(0.0f);
