@@ -86,7 +86,7 @@ int cmd_sample(int argc, char **argv) {
       {"greedy", OPT_FLAG, &greedy, "take the most likely token instead of drawing"},
       {"seed", OPT_INT, &seed, "random seed"},
       {"num", OPT_INT, &num, "number of samples, drawn as one batch"},
-      {"out", OPT_STRING, &out, "PNG grid of the decoded samples (needs --vqgan)"},
+      {"out", OPT_STRING, &out, "PNG of the decoded sample, a grid for several (needs --vqgan)"},
       {"codes-out", OPT_STRING, &codes_out, "codes as .npy, [h, w] for one sample, else [n, h, w]"},
   };
   cli_status st = cli_parse(CMD, "Samples code grids from a GPT, optionally decoded to images.",
@@ -221,8 +221,18 @@ int cmd_sample(int argc, char **argv) {
         cli_fail(CMD, "%s", vqgpt_last_error());
         goto done;
       }
-    int cols = (int)ceil(sqrt((double)B));
-    if (image_grid(&grid, pixels, B, H, W, cols) || image_save_png(&grid, out)) {
+    // One sample is written as the image itself (as `decode` would), several as a grid.
+    int made;
+    if (B == 1) {
+      grid.w = W;
+      grid.h = H;
+      grid.rgb = malloc((size_t)W * H * 3);
+      made = grid.rgb ? 0 : vqgpt_error("out of memory for a %dx%d image", W, H);
+      if (!made) image_from_tensor(&grid, pixels);
+    } else {
+      made = image_grid(&grid, pixels, B, H, W, (int)ceil(sqrt((double)B)));
+    }
+    if (made || image_save_png(&grid, out)) {
       cli_fail(CMD, "%s", vqgpt_last_error());
       goto done;
     }

@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "core/blas.h"
 #include "core/linear.h"
 #include "core/parallel.h"
 #include "core/rng.h"
@@ -26,81 +27,99 @@ static inline float drop_scale(uint64_t seed, size_t index, float pdrop) {
   return rng_hash_uniform(seed, index) < pdrop ? 0.0f : 1.0f / (1.0f - pdrop);
 }
 
+// Per-row softmax of the scaled scores of all (b, h) over the causal prefix, zeros above the
+// diagonal. att: (BH, T, T) in place.
+static void causal_softmax_rows(float *att, int BH, int T) {
+#pragma omp parallel for schedule(static) if ((size_t)BH * T * T >= VQGPT_PAR_MIN)
+  for (size_t r = 0; r < (size_t)BH * T; r++) {
+    int i = (int)(r % (size_t)T);
+    float *a = att + r * T;  // (T)
+    softmax_inplace(a, i + 1);
+    for (int j = i + 1; j < T; j++) a[j] = 0.0f;
+  }
+}
+
+// dst (BH, T, T) = att with the dropout mask applied.
+static void apply_dropout(float *dst, const float *att, size_t n, float pdrop, uint64_t seed) {
+#pragma omp parallel for schedule(static) if (n >= VQGPT_PAR_MIN)
+  for (size_t k = 0; k < n; k++) dst[k] = att[k] == 0.0f ? 0.0f : att[k] * drop_scale(seed, k, pdrop);
+}
+
+// The products run as one sgemm per (batch, head) on strided views of qkv: OpenBLAS threads each
+// of them, so these loops stay sequential (no OpenMP around sgemm).
 void causal_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C,
-                              int H, float pdrop, uint64_t seed) {
-  int hs = C / H;
+                              int H, float pdrop, uint64_t seed, float *scratch) {
+  int hs = C / H, C3 = 3 * C;
   float scale = 1.0f / sqrtf((float)hs);
-  size_t C3 = (size_t)3 * C;
-  size_t work = (size_t)B * T * T * C;
-#pragma omp parallel for collapse(2) schedule(static) if (work >= VQGPT_PAR_MIN)
   for (int bh = 0; bh < B * H; bh++) {
-    for (int i = 0; i < T; i++) {
-      int b = bh / H, h = bh % H;
-      const float *base = qkv + (size_t)b * T * C3;              // (T, 3C)
-      const float *q = base + (size_t)i * C3 + (size_t)h * hs;   // (hs)
-      float *a = att + ((size_t)bh * T + i) * T;                 // (T)
-      for (int j = 0; j <= i; j++) a[j] = linear_dot_inline(q, base + (size_t)j * C3 + C + h * hs, hs) * scale;
-      softmax_inplace(a, i + 1);
-      for (int j = i + 1; j < T; j++) a[j] = 0.0f;
-      float *y = out + ((size_t)b * T + i) * C + (size_t)h * hs;  // (hs)
-      memset(y, 0, sizeof(float) * hs);
-      for (int j = 0; j <= i; j++) {
-        float p = a[j];
-        if (pdrop > 0.0f) p *= drop_scale(seed, ((size_t)bh * T + i) * T + j, pdrop);
-        const float *v = base + (size_t)j * C3 + 2 * C + h * hs;
-        for (int d = 0; d < hs; d++) y[d] += p * v[d];
-      }
-    }
+    int b = bh / H, h = bh % H;
+    const float *q = qkv + (size_t)b * T * C3 + (size_t)h * hs;  // (T, hs), row stride 3C
+    const float *k = q + C;
+    // S = scale * Q K^T (the entries above the diagonal are overwritten by the softmax)
+    vqgpt_sgemm(false, true, T, T, hs, scale, q, C3, k, C3, 0.0f, att + (size_t)bh * T * T, T);
+  }
+  causal_softmax_rows(att, B * H, T);
+  const float *P = att;
+  if (pdrop > 0.0f) {
+    apply_dropout(scratch, att, (size_t)B * H * T * T, pdrop, seed);
+    P = scratch;
+  }
+  for (int bh = 0; bh < B * H; bh++) {
+    int b = bh / H, h = bh % H;
+    const float *v = qkv + (size_t)b * T * C3 + 2 * C + (size_t)h * hs;  // (T, hs)
+    float *y = out + (size_t)b * T * C + (size_t)h * hs;                  // (T, hs), stride C
+    vqgpt_sgemm(false, false, T, hs, T, 1.0f, P + (size_t)bh * T * T, T, v, C3, 0.0f, y, C);
   }
 }
 
 void causal_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att,
                                int B, int T, int C, int H, float pdrop, uint64_t seed,
                                float *scratch) {
-  int hs = C / H;
+  int hs = C / H, C3 = 3 * C;
   float scale = 1.0f / sqrtf((float)hs);
-  size_t C3 = (size_t)3 * C;
-  // One (batch, head) per iteration: it owns its columns of dqkv, so there are no races and
-  // every sum keeps one order.
-#pragma omp parallel for schedule(static) if ((size_t)B * T * T * C >= VQGPT_PAR_MIN)
+  size_t TT = (size_t)T * T;
+  // dV = Pd^T dY, with Pd the probabilities after dropout (regenerated into scratch).
+  const float *P = att;
+  if (pdrop > 0.0f) {
+    apply_dropout(scratch, att, (size_t)B * H * TT, pdrop, seed);
+    P = scratch;
+  }
   for (int bh = 0; bh < B * H; bh++) {
     int b = bh / H, h = bh % H;
-    const float *base = qkv + (size_t)b * T * C3;   // (T, 3C)
-    float *dbase = dqkv + (size_t)b * T * C3;       // (T, 3C)
-    const float *A = att + (size_t)bh * T * T;      // (T, T)
-    float *dS = scratch + (size_t)bh * T * T;       // (T, T)
-    for (int t = 0; t < T; t++) memset(dbase + (size_t)t * C3 + (size_t)h * hs, 0, sizeof(float) * hs);
-    for (int t = 0; t < T; t++) memset(dbase + (size_t)t * C3 + C + (size_t)h * hs, 0, sizeof(float) * hs);
-    for (int t = 0; t < T; t++) memset(dbase + (size_t)t * C3 + 2 * C + (size_t)h * hs, 0, sizeof(float) * hs);
-    for (int i = 0; i < T; i++) {
-      const float *dy = dout + ((size_t)b * T + i) * C + (size_t)h * hs;  // (hs)
-      const float *a = A + (size_t)i * T;
-      float *ds = dS + (size_t)i * T;
-      // dP (after dropout) = dy . v_j; dv_j += P_dropped * dy.
-      for (int j = 0; j <= i; j++) {
-        const float *v = base + (size_t)j * C3 + 2 * C + h * hs;
-        float *dv = dbase + (size_t)j * C3 + 2 * C + h * hs;
-        float m = pdrop > 0.0f ? drop_scale(seed, ((size_t)bh * T + i) * T + j, pdrop) : 1.0f;
-        float pd = a[j] * m;
-        for (int d = 0; d < hs; d++) dv[d] += pd * dy[d];
-        ds[j] = linear_dot_inline(dy, v, hs) * m;
-      }
-      // Softmax backward: dS_j = P_j (dP_j - sum_k P_k dP_k), then the 1/sqrt(hs) scale.
-      float dot = 0;
-      for (int j = 0; j <= i; j++) dot += a[j] * ds[j];
-      for (int j = 0; j <= i; j++) ds[j] = a[j] * (ds[j] - dot) * scale;
-      const float *q = base + (size_t)i * C3 + (size_t)h * hs;
-      float *dq = dbase + (size_t)i * C3 + (size_t)h * hs;
-      for (int j = 0; j <= i; j++) {
-        const float *k = base + (size_t)j * C3 + C + h * hs;
-        float *dk = dbase + (size_t)j * C3 + C + h * hs;
-        float g = ds[j];
-        for (int d = 0; d < hs; d++) {
-          dq[d] += g * k[d];
-          dk[d] += g * q[d];
-        }
-      }
-    }
+    const float *dy = dout + (size_t)b * T * C + (size_t)h * hs;          // (T, hs), stride C
+    float *dv = dqkv + (size_t)b * T * C3 + 2 * C + (size_t)h * hs;       // (T, hs), stride 3C
+    vqgpt_sgemm(true, false, T, hs, T, 1.0f, P + bh * TT, T, dy, C, 0.0f, dv, C3);
+  }
+  // dPd = dY V^T into scratch (Pd is no longer needed).
+  for (int bh = 0; bh < B * H; bh++) {
+    int b = bh / H, h = bh % H;
+    const float *dy = dout + (size_t)b * T * C + (size_t)h * hs;
+    const float *v = qkv + (size_t)b * T * C3 + 2 * C + (size_t)h * hs;
+    vqgpt_sgemm(false, true, T, T, hs, 1.0f, dy, C, v, C3, 0.0f, scratch + bh * TT, T);
+  }
+  // Softmax backward per row: dS = P (dP - sum_k P_k dP_k) * scale, dP = dPd * mask. P is zero
+  // above the diagonal, so dS is too.
+#pragma omp parallel for schedule(static) if ((size_t)B * H * TT >= VQGPT_PAR_MIN)
+  for (size_t r = 0; r < (size_t)B * H * T; r++) {
+    int i = (int)(r % (size_t)T);
+    const float *a = att + r * T;
+    float *ds = scratch + r * T;
+    if (pdrop > 0.0f)
+      for (int j = 0; j <= i; j++) ds[j] *= drop_scale(seed, r * T + j, pdrop);
+    float dot = 0;
+    for (int j = 0; j <= i; j++) dot += a[j] * ds[j];
+    for (int j = 0; j <= i; j++) ds[j] = a[j] * (ds[j] - dot) * scale;
+    for (int j = i + 1; j < T; j++) ds[j] = 0.0f;
+  }
+  // dQ = dS K, dK = dS^T Q.
+  for (int bh = 0; bh < B * H; bh++) {
+    int b = bh / H, h = bh % H;
+    const float *q = qkv + (size_t)b * T * C3 + (size_t)h * hs;
+    const float *k = q + C;
+    float *dq = dqkv + (size_t)b * T * C3 + (size_t)h * hs;
+    float *dk = dq + C;
+    vqgpt_sgemm(false, false, T, hs, T, 1.0f, scratch + bh * TT, T, k, C3, 0.0f, dq, C3);
+    vqgpt_sgemm(true, false, T, hs, T, 1.0f, scratch + bh * TT, T, q, C3, 0.0f, dk, C3);
   }
 }
 

@@ -10,9 +10,10 @@
 
 // qkv: (B, T, 3C), each token's row is [q | k | v], head h at columns h*hs..(h+1)*hs of each.
 // out: (B, T, C). att: (B, H, T, T) softmax probabilities before dropout, saved for backward
-// (entries above the diagonal are zero). pdrop in [0, 1).
+// (entries above the diagonal are zero). pdrop in [0, 1). scratch: (B, H, T, T) floats, used
+// only when pdrop > 0 (may be NULL otherwise).
 void causal_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C,
-                              int H, float pdrop, uint64_t seed);
+                              int H, float pdrop, uint64_t seed, float *scratch);
 
 // dqkv (B, T, 3C) is overwritten (=). scratch: (B, H, T, T) floats.
 void causal_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att,

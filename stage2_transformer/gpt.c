@@ -494,7 +494,7 @@ int gpt_forward(gpt *m, const int32_t *idx, const int32_t *targets, int B, int T
                       p->ln1_w + Lc, p->ln1_b + Lc, (int)BT, C, GPT_LN_EPS);
     linear_forward(qkv, ln1, p->qkv_w + Lc * 3 * C, p->qkv_b + Lc * 3, (int)BT, C, 3 * C);
     causal_attention_forward(atty, att, qkv, B, T, C, H, train ? c->attn_pdrop : 0.0f,
-                             site_seed(drop_seed, l, 1));
+                             site_seed(drop_seed, l, 1), a->datt);
     linear_forward(tmp, atty, p->proj_w + Lc * C, p->proj_b + Lc, (int)BT, C, C);
     if (train) dropout_forward(tmp, tmp, BT * C, c->resid_pdrop, site_seed(drop_seed, l, 2));
     for (size_t i = 0; i < BT * C; i++) res2[i] = resid[i] + tmp[i];

@@ -85,6 +85,9 @@ is_png grid.png || fail "grid.png is not a PNG"
 [ "$(npy_shape grid.npy)" = "(3, 4, 8)" ] || fail "decoded codes shape $(npy_shape grid.npy)"
 ok "--size in pixels" "$VQGPT" sample --gpt "$GPT" --vqgan "$VQ" --size 32x16 --top-k 1 --out size.png
 is_png size.png || fail "size.png is not a PNG"
+ok "one decoded sample" "$VQGPT" sample --gpt "$GPT" --vqgan "$VQ" --grid 4x8 --seed 4 --out one.png --codes-out one.npy
+ok "decode its codes" "$VQGPT" decode --vqgan "$VQ" --codes one.npy --out one_decoded.png
+cmp -s one.png one_decoded.png || fail "sample --out differs from decode of its --codes-out"
 ok "top-k 1 equals greedy" "$VQGPT" sample --gpt "$GPT" --grid 4x8 --top-k 1 --seed 3 --codes-out k1.npy
 cmp -s g1.npy k1.npy || fail "--top-k 1 differs from --greedy"
 

@@ -41,9 +41,9 @@ static double lin_loss(void *p) {
   return weighted_sum(c->out, c->wout, (size_t)c->N * c->OC);
 }
 
-static void test_linear(int N) {
+static void test_linear(int N, int C) {
   uint64_t st = 11 + N;
-  int C = 24, OC = 20;
+  int OC = 20;
   lin_ctx c = {malloc(sizeof(float) * N * OC), alloc_fill((size_t)N * C, &st, 1), alloc_fill((size_t)OC * C, &st, 0.5f),
                alloc_fill(OC, &st, 0.5f), alloc_fill((size_t)N * OC, &st, 1), N, C, OC};
   float *din = malloc(sizeof(float) * N * C), *dw = calloc((size_t)OC * C, 4), *db = calloc(OC, 4);
@@ -148,14 +148,15 @@ static void test_gelu(void) {
 
 // ---- causal attention ----
 typedef struct {
-  float *out, *att, *qkv, *wout;
+  float *out, *att, *qkv, *wout, *scratch;
   int B, T, C, H;
   float pdrop;
   uint64_t seed;
 } att_ctx;
 static double att_loss(void *p) {
   att_ctx *c = p;
-  causal_attention_forward(c->out, c->att, c->qkv, c->B, c->T, c->C, c->H, c->pdrop, c->seed);
+  causal_attention_forward(c->out, c->att, c->qkv, c->B, c->T, c->C, c->H, c->pdrop, c->seed,
+                           c->scratch);
   return weighted_sum(c->out, c->wout, (size_t)c->B * c->T * c->C);
 }
 
@@ -164,7 +165,7 @@ static void test_attention(float pdrop) {
   int B = 2, T = 6, C = 16, H = 4, hs = C / H;
   size_t nq = (size_t)B * T * 3 * C, no = (size_t)B * T * C, na = (size_t)B * H * T * T;
   att_ctx c = {malloc(no * 4), malloc(na * 4), alloc_fill(nq, &st, 1), alloc_fill(no, &st, 1),
-               B, T, C, H, pdrop, 1234};
+               malloc(na * 4), B, T, C, H, pdrop, 1234};
   att_loss(&c);
   if (pdrop == 0) {
     // naive reference for (b=1, head 2, query 4)
@@ -192,7 +193,7 @@ static void test_attention(float pdrop) {
   causal_attention_backward(dqkv, c.wout, c.qkv, c.att, B, T, C, H, pdrop, c.seed, scratch);
   double e = fd_check(att_loss, &c, c.qkv, dqkv, nq, 200, 1e-2f);
   CHECKF(e < 1e-2, "attention dqkv (pdrop %g): %g", pdrop, e);
-  free(c.out), free(c.att), free(c.qkv), free(c.wout), free(dqkv), free(scratch);
+  free(c.out), free(c.att), free(c.qkv), free(c.wout), free(c.scratch), free(dqkv), free(scratch);
 }
 
 // The KV-cache step reproduces the last row of the full causal forward.
@@ -202,7 +203,7 @@ static void test_attention_step(void) {
   size_t nq = (size_t)B * T * 3 * C;
   float *qkv = alloc_fill(nq, &st, 1), *out = malloc(sizeof(float) * B * T * C),
         *att = malloc(sizeof(float) * B * H * T * T);
-  causal_attention_forward(out, att, qkv, B, T, C, H, 0, 0);
+  causal_attention_forward(out, att, qkv, B, T, C, H, 0, 0, NULL);
   float *kc = calloc((size_t)B * Tmax * C, 4), *vc = calloc((size_t)B * Tmax * C, 4),
         *q = malloc(sizeof(float) * B * C), *y = malloc(sizeof(float) * B * C),
         *scr = malloc(sizeof(float) * B * H * Tmax);
@@ -368,8 +369,9 @@ static void test_rng(void) {
 int main(int argc, char **argv) {
   (void)argc;
   vqgpt_blas_setup(argv);
-  test_linear(5);    // row kernel
-  test_linear(37);   // sgemm
+  test_linear(5, 24);   // row kernel: a block of 4 inputs and one single
+  test_linear(13, 21);  // row kernel: 8 + 4 + 1 inputs, a row length with a scalar tail
+  test_linear(37, 24);  // sgemm
   test_layernorm();
   test_gelu();
   test_attention(0.0f);
