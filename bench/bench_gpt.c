@@ -4,21 +4,15 @@
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "bench/bench.h"
+#include "core/clock.h"
 #include "cli/args.h"
 #include "core/blas.h"
 #include "core/error.h"
 #include "core/rng.h"
 #include "sampling/sampler.h"
 #include "stage2_transformer/gpt_train.h"
-
-static double now_s(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 static int bench_sample(const gpt *m, int B, int n_tokens) {
   sampling_params sp;
@@ -31,9 +25,9 @@ static int bench_sample(const gpt *m, int B, int n_tokens) {
     return cli_fail("bench gpt", "out of memory");
   }
   uint64_t rng = 1;
-  double t0 = now_s();
+  double t0 = vqgpt_seconds();
   int rc = sampler_raster(m, cond, B, n_tokens, m->cfg.vocab_size, &sp, &rng, out, NULL, NULL);
-  double dt = now_s() - t0;
+  double dt = vqgpt_seconds() - t0;
   free(cond);
   free(out);
   if (rc) return cli_fail("bench gpt", "%s", vqgpt_last_error());
@@ -63,13 +57,13 @@ static int bench_train(gpt *m, int B, int T, int steps) {
   int rc = 0;
   gpt_step_stats st;
   // The first step also faults in the activation and optimizer memory: timed separately.
-  double t0 = now_s();
+  double t0 = vqgpt_seconds();
   if (gpt_trainer_step(&tr, &st)) rc = cli_fail("bench gpt", "%s", vqgpt_last_error());
-  double first = now_s() - t0, best = 1e30, total = 0;
+  double first = vqgpt_seconds() - t0, best = 1e30, total = 0;
   for (int s = 0; s < steps && !rc; s++) {
-    t0 = now_s();
+    t0 = vqgpt_seconds();
     if (gpt_trainer_step(&tr, &st)) rc = cli_fail("bench gpt", "%s", vqgpt_last_error());
-    double dt = now_s() - t0;
+    double dt = vqgpt_seconds() - t0;
     total += dt;
     if (dt < best) best = dt;
   }

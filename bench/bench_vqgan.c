@@ -4,21 +4,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 
 #include <omp.h>
 
 #include "bench/bench.h"
+#include "core/clock.h"
 #include "cli/args.h"
 #include "core/blas.h"
 #include "core/error.h"
 #include "stage1_vqgan/vqgan_layers.h"
-
-static double now_s(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 // The reference's released ImageNet f16 model: ch 128, ch_mult [1,1,2,2,4], 2 res blocks,
 // attention at 16, z_channels 256, embed_dim 256, 16384 codes.
@@ -46,9 +40,9 @@ static double conv_gflop(const vqgan *m, bool decoder, int H, int W) {
 static double best_of(int reps, int (*run)(void *), void *ctx) {
   double best = 1e30;
   for (int r = 0; r < reps; r++) {
-    double t = now_s();
+    double t = vqgpt_seconds();
     if (run(ctx)) return -1;
-    t = now_s() - t;
+    t = vqgpt_seconds() - t;
     if (t < best) best = t;
   }
   return best;

@@ -3,21 +3,15 @@
 // LPIPS to measure its extra cost.
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include <omp.h>
 
 #include "bench/bench.h"
+#include "core/clock.h"
 #include "cli/args.h"
 #include "core/blas.h"
 #include "core/error.h"
 #include "stage1_vqgan/vqgan_train.h"
-
-static double now_s(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 // Best time of `reps` steps after one warm-up step.
 static double time_steps(vqgan_trainer *tr, const float *x, int reps) {
@@ -25,9 +19,9 @@ static double time_steps(vqgan_trainer *tr, const float *x, int reps) {
   if (vqgan_trainer_step(tr, x, 0, &s)) return -1;
   double best = 1e30;
   for (int r = 0; r < reps; r++) {
-    double t = now_s();
+    double t = vqgpt_seconds();
     if (vqgan_trainer_step(tr, x, r + 1, &s)) return -1;
-    t = now_s() - t;
+    t = vqgpt_seconds() - t;
     if (t < best) best = t;
   }
   return best;

@@ -4,10 +4,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cli/args.h"
+#include "core/clock.h"
 #include "cli/commands.h"
 #include "core/error.h"
 #include "data/image.h"
@@ -18,12 +18,6 @@
 
 #define CMD "sample"
 #define SAMPLE_MAX_NUM 4096
-
-static double now_s(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 // "AxB" with two positive integers.
 static bool parse_pair(const char *s, int *a, int *b) {
@@ -63,7 +57,7 @@ typedef struct {
 static void progress(void *ctx, int done, int total) {
   progress_state *p = ctx;
   if (done != total && (done % 16 != 0 || !p->tty)) return;
-  double dt = now_s() - p->t0;
+  double dt = vqgpt_seconds() - p->t0;
   fprintf(stderr, "%ssampling: %d/%d positions, %.1f tokens/s%s", p->tty ? "\r" : "", done, total,
           dt > 0 ? p->B * done / dt : 0.0, done == total ? "\n" : "");
 }
@@ -199,7 +193,7 @@ int cmd_sample(int argc, char **argv) {
   }
   for (int b = 0; b < B; b++) cond[b] = cond_token;
   uint64_t rng = (uint64_t)seed;
-  progress_state ps = {now_s(), (int)(B * n_tokens), B, isatty(STDERR_FILENO) != 0};
+  progress_state ps = {vqgpt_seconds(), (int)(B * n_tokens), B, isatty(STDERR_FILENO) != 0};
   int src = sampler_raster(m, cond, B, (int)n_tokens, n_allowed, &sp, &rng, codes, progress, &ps);
   free(cond);
   if (src) {

@@ -7,10 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cli/args.h"
+#include "core/clock.h"
 #include "cli/commands.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
@@ -22,12 +22,6 @@
 
 #define CMD "train-gpt"
 #define ENCODE_BATCH 8
-
-static double now_s(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 static void fmt_duration(char *buf, size_t n, double s) {
   if (!(s >= 0) || s > 1e7) snprintf(buf, n, "?");
@@ -172,7 +166,7 @@ static int encode_folder(code_set *cs, vqgan *vq, const char *dir, bool classes,
     goto done;
   }
   uint64_t rng = rng_hash(seed, 0xC0DE);
-  double t0 = now_s();
+  double t0 = vqgpt_seconds();
   bool tty = isatty(STDERR_FILENO) != 0;
   for (size_t i0 = 0; i0 < n; i0 += ENCODE_BATCH) {
     int B = (int)(n - i0 < ENCODE_BATCH ? n - i0 : ENCODE_BATCH);
@@ -184,7 +178,7 @@ static int encode_folder(code_set *cs, vqgan *vq, const char *dir, bool classes,
     if (vqgan_encode(vq, x, B, size, size, cs->codes + i0 * h * w, NULL, NULL)) goto done;
     if (tty || i0 + B == n)
       fprintf(stderr, "%sencoding: %zu/%zu crops (%.1f/s)%s", tty ? "\r" : "", i0 + B, n,
-              (i0 + B) / (now_s() - t0), i0 + B == n ? "\n" : "");
+              (i0 + B) / (vqgpt_seconds() - t0), i0 + B == n ? "\n" : "");
   }
   int64_t shape[3] = {(int64_t)n, h, w}, lshape[1] = {(int64_t)n};
   if (npy_write_i32(codes_path, cs->codes, 3, shape)) goto done;
@@ -422,7 +416,7 @@ int cmd_train_gpt(int argc, char **argv) {
           tr.n_train, tr.n_val, h, w, classes ? ", class-conditional" : "");
 
   int T = h * w;
-  double t_start = now_s(), t_log = t_start;
+  double t_start = vqgpt_seconds(), t_log = t_start;
   long step0 = tr.step, log_step = tr.step;
   double loss_acc = 0;
   int loss_n = 0;
@@ -436,7 +430,7 @@ int cmd_train_gpt(int argc, char **argv) {
     loss_n++;
     long s = tr.step;
     if (s % log_every == 0 || s == tr.opt.steps) {
-      double t = now_s();
+      double t = vqgpt_seconds();
       double tps = (double)(s - log_step) * tr.opt.batch_size * T / (t - t_log);
       double eta = (t - t_start) / (double)(s - step0) * (double)(tr.opt.steps - s);
       char eta_s[32];

@@ -5,9 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #include "cli/args.h"
+#include "core/clock.h"
 #include "cli/commands.h"
 #include "core/error.h"
 #include "core/rng.h"
@@ -23,12 +23,6 @@ typedef struct {
   double lr, disc_weight, perceptual_weight, codebook_weight;
   bool resume;
 } train_args;
-
-static double now_s(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 static int read_file(const char *path, char **out) {
   FILE *f = fopen(path, "rb");
@@ -275,7 +269,7 @@ int cmd_train_vqgan(int argc, char **argv) {
   }
   char recon_png[4096];
   snprintf(recon_png, sizeof recon_png, "%s.recon.png", a.out);
-  double t0 = now_s(), t_log = t0;
+  double t0 = vqgpt_seconds(), t_log = t0;
   long logged_from = step;
   vqgan_step_stats sum = {0};
   rc = 0;
@@ -294,14 +288,14 @@ int cmd_train_vqgan(int argc, char **argv) {
     if (step % a.log_every == 0 || step == a.steps) {
       long n = step - logged_from, used = 0, total = n * a.batch * tokens;
       for (int k = 0; k < K; k++) used += counts[k] > 0;
-      double dt = now_s() - t_log, eta = (a.steps - step) * dt / n;
+      double dt = vqgpt_seconds() - t_log, eta = (a.steps - step) * dt / n;
       fprintf(stderr,
               "step %ld/%ld  loss %.4f  l1 %.4f  lpips %.4f  q %.4f  g %.4f  d %.4f  lambda %.3g  "
               "codes %ld/%d ppl %.1f  %.2f img/s  eta %.0fs\n",
               step, a.steps, sum.loss / n, sum.l1 / n, sum.lpips / n, sum.qloss / n, sum.g_loss / n,
               sum.d_loss / n, sum.d_weight / n, used, K, perplexity(counts, K, total), n * a.batch / dt, eta);
       memset(&sum, 0, sizeof sum);
-      t_log = now_s();
+      t_log = vqgpt_seconds();
       logged_from = step;
       memset(counts, 0, (size_t)K * sizeof *counts);
     }
@@ -325,7 +319,7 @@ int cmd_train_vqgan(int argc, char **argv) {
       if (vqgan_trainer_save(tr, a.out, ts)) rc = cli_fail(CMD, "%s", vqgpt_last_error());
     }
   }
-  if (!rc) fprintf(stderr, "done: %ld steps in %.1f s -> %s\n", step, now_s() - t0, a.out);
+  if (!rc) fprintf(stderr, "done: %ld steps in %.1f s -> %s\n", step, vqgpt_seconds() - t0, a.out);
   free(dead);
   free(usage);
 done:
