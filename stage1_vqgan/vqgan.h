@@ -42,6 +42,8 @@ int vqgan_factor(const vqgan *m);
 // Writes the model (reference names, format and config metadata) atomically.
 int vqgan_save(const vqgan *m, const char *path);
 
+// Encode and decode reuse activation memory kept in the model, so calls on one model must
+// not run concurrently.
 // x: (B, in_channels, H, W) in [-1, 1], H and W multiples of the factor.
 // indices: (B, H/f, W/f) nearest-code indices. z (may be NULL): (B, embed_dim, H/f, W/f), the
 // quant_conv output. qloss (may be NULL): codebook + commitment loss (reference legacy form).

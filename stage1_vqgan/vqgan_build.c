@@ -229,6 +229,7 @@ void vqgan_free(vqgan *m) {
   free(m->params);
   free(m->convs);
   free(m->w);
+  free(m->workspace);
   free(m);
 }
 

@@ -80,6 +80,8 @@ struct vqgan {
   float *w;  // the parameter block
   vqgan_conv **convs;  // every conv, for sizing scratch
   size_t n_convs;
+  float *workspace;    // inference activations, kept between calls (grow-only)
+  size_t workspace_floats;
 };
 
 
