@@ -11,5 +11,6 @@ int cmd_sample(int argc, char **argv);
 int cmd_train_vqgan(int argc, char **argv);
 int cmd_train_gpt(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 
 #endif

@@ -18,6 +18,7 @@ static const command commands[] = {
     {"train-vqgan", cmd_train_vqgan, "train a VQGAN on an image folder"},
     {"sample", cmd_sample, "draw code grids from a GPT; decode them with a VQGAN"},
     {"train-gpt", cmd_train_gpt, "train the GPT on the VQGAN codes of an image folder"},
+    {"export", cmd_export, "a checkpoint to a plain model file (optionally f16)"},
     {"bench", cmd_bench, "benchmarks (vqgan, gpt)"},
     {"version", NULL, "print the version and the BLAS core in use"},
 };

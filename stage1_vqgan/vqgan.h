@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "weights/safetensors.h"
+
 #define VQGAN_MAX_LEVELS 8
 
 // The reference constructor parameters (VQModel: embed_dim, n_embed, ddconfig).
@@ -41,6 +43,8 @@ const vqgan_config *vqgan_get_config(const vqgan *m);
 int vqgan_factor(const vqgan *m);
 // Writes the model (reference names, format and config metadata) atomically.
 int vqgan_save(const vqgan *m, const char *path);
+// The same with the parameters stored as `storage` (ST_F32, ST_F16 or ST_BF16).
+int vqgan_save_as(const vqgan *m, const char *path, st_dtype storage);
 
 // Encode and decode reuse activation memory kept in the model, so calls on one model must
 // not run concurrently.

@@ -355,9 +355,12 @@ int vqgan_write_tensors(const vqgan *m, st_writer *w) {
   return rc ? -1 : 0;
 }
 
-int vqgan_save(const vqgan *m, const char *path) {
+int vqgan_save(const vqgan *m, const char *path) { return vqgan_save_as(m, path, ST_F32); }
+
+int vqgan_save_as(const vqgan *m, const char *path, st_dtype storage) {
   st_writer *w = st_writer_new();
   if (!w) return vqgpt_error("%s: out of memory", path);
+  st_writer_store_floats_as(w, storage);
   int rc = vqgan_write_tensors(m, w);
   if (!rc) rc = st_writer_save(w, path);
   st_writer_free(w);

@@ -359,9 +359,12 @@ void gpt_free_names(const gpt *m, char **names) {
   free(names);
 }
 
-int gpt_save(const gpt *m, const char *path) {
+int gpt_save(const gpt *m, const char *path) { return gpt_save_as(m, path, ST_F32); }
+
+int gpt_save_as(const gpt *m, const char *path, st_dtype storage) {
   st_writer *w = st_writer_new();
   if (!w) return vqgpt_error("out of memory");
+  st_writer_store_floats_as(w, storage);
   char **names = NULL;
   char *cfg = gpt_config_to_json(&m->cfg);
   int rc = -1;

@@ -132,6 +132,8 @@ int gpt_read_block(const gpt *m, const st_file *f, const char *prefix, float *bl
 void gpt_free(gpt *m);
 // Writes model tensors (reference names, F32) with format and config metadata, atomically.
 int gpt_save(const gpt *m, const char *path);
+// The same with the parameters stored as `storage` (ST_F32, ST_F16 or ST_BF16).
+int gpt_save_as(const gpt *m, const char *path, st_dtype storage);
 // Adds the tensors of `block` to a writer under prefix + reference name. The names are
 // allocated into *names (freed with gpt_free_names after st_writer_save).
 int gpt_writer_add_block(const gpt *m, st_writer *w, const char *prefix, const float *block,

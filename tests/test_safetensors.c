@@ -223,6 +223,61 @@ static void test_round_trip(void) {
   unlink(p);
 }
 
+// Writing F32 as F16/BF16: every finite half survives the trip exactly, ties round to even,
+// values past 65504 become inf, and only float tensors are converted.
+static void test_store_floats_as(void) {
+  pathbuf p_buf = tmp_path("store16.safetensors");
+  const char *p = p_buf.s;
+  float *halves = malloc(65536 * sizeof *halves), *back = malloc(65536 * sizeof *back);
+  CHECK(halves && back);
+  if (!halves || !back) {
+    free(halves);
+    free(back);
+    return;
+  }
+  size_t n = 0;
+  for (uint32_t i = 0; i < 65536; i++) {
+    int e = (i >> 10) & 31, m = i & 1023;
+    if (e == 31) continue;
+    float v = e ? ldexpf((float)(1024 + m), e - 25) : ldexpf((float)m, -24);
+    halves[n++] = (i >> 15) ? -v : v;
+  }
+  float ties[6] = {1.0f + ldexpf(1, -11), 1.0f + 3 * ldexpf(1, -11), 65520.0f, 70000.0f,
+                   ldexpf(1, -25), ldexpf(3, -26)};
+  float ties_f16[6] = {1.0f, 1.0f + ldexpf(1, -9), INFINITY, INFINITY, 0.0f, ldexpf(1, -24)};
+  float bf_in[3] = {1.0f + ldexpf(1, -8), 1.0f + 3 * ldexpf(1, -8), -2.5f};
+  float bf_out[3] = {1.0f, 1.0f + ldexpf(1, -6), -2.5f};
+  int32_t ints[2] = {7, -7};
+  int64_t sn[1] = {(int64_t)n}, s6[1] = {6}, s3[1] = {3}, s2[1] = {2};
+  st_writer *w = st_writer_new();
+  st_writer_store_floats_as(w, ST_F16);
+  CHECK(st_writer_add(w, "halves", ST_F32, 1, sn, halves) == 0 &&
+        st_writer_add(w, "ties", ST_F32, 1, s6, ties) == 0 &&
+        st_writer_add(w, "ints", ST_I32, 1, s2, ints) == 0 && st_writer_save(w, p) == 0);
+  st_writer_free(w);
+  st_file f;
+  float t6[6];
+  int32_t i2[2];
+  CHECK(st_open(&f, p) == 0);
+  CHECK(st_find(&f, "halves") && st_find(&f, "halves")->dtype == ST_F16);
+  CHECK(st_find(&f, "ints") && st_find(&f, "ints")->dtype == ST_I32);
+  CHECK(st_read_f32(&f, "halves", back, 1, sn) == 0 && memcmp(back, halves, n * sizeof *back) == 0);
+  CHECK(st_read_f32(&f, "ties", t6, 1, s6) == 0 && memcmp(t6, ties_f16, sizeof t6) == 0);
+  CHECK(st_read_i32(&f, "ints", i2, 1, s2) == 0 && i2[0] == 7 && i2[1] == -7);
+  st_close(&f);
+  w = st_writer_new();
+  st_writer_store_floats_as(w, ST_BF16);
+  CHECK(st_writer_add(w, "bf", ST_F32, 1, s3, bf_in) == 0 && st_writer_save(w, p) == 0);
+  st_writer_free(w);
+  float b3[3];
+  CHECK(st_open(&f, p) == 0 && st_find(&f, "bf") && st_find(&f, "bf")->dtype == ST_BF16);
+  CHECK(st_read_f32(&f, "bf", b3, 1, s3) == 0 && memcmp(b3, bf_out, sizeof b3) == 0);
+  st_close(&f);
+  unlink(p);
+  free(halves);
+  free(back);
+}
+
 // Every half-precision bit pattern against a formula-based reference.
 static void test_f16_exhaustive(void) {
   uint16_t *h = malloc(65536 * sizeof *h);
@@ -570,6 +625,7 @@ int main(int argc, char **argv) {
   }
   test_round_trip();
   test_f16_exhaustive();
+  test_store_floats_as();
   test_fixtures();
   test_hostile();
   test_atomic_writes();

@@ -432,11 +432,71 @@ struct st_writer {
   size_t n, cap;
   char **mkeys, **mvals;
   size_t nm, mcap;
+  st_dtype float_storage;  // how F32 tensors are stored: F32, F16 or BF16
 };
+
+void st_writer_store_floats_as(st_writer *w, st_dtype t) {
+  if (w && (t == ST_F32 || t == ST_F16 || t == ST_BF16)) w->float_storage = t;
+}
+
+// Round to nearest even, as torch's .half(): overflow becomes inf, small values subnormal.
+static uint16_t f32_to_f16(float f) {
+  uint32_t x;
+  memcpy(&x, &f, 4);
+  uint32_t sign = (x >> 16) & 0x8000, ax = x & 0x7fffffff;
+  if (ax >= 0x7f800000) return (uint16_t)(sign | 0x7c00 | (ax > 0x7f800000 ? 0x200 | ((ax >> 13) & 0x3ff) : 0));
+  if (ax >= 0x477ff000) return (uint16_t)(sign | 0x7c00);  // rounds past 65504
+  if (ax < 0x38800000) {  // below the smallest normal half: a subnormal (or zero)
+    if (ax < 0x33000000) return (uint16_t)sign;
+    uint32_t mant = (ax & 0x7fffff) | 0x800000;
+    int shift = 126 - (int)(ax >> 23);  // 14..24
+    uint32_t h = mant >> shift, rem = mant & ((1u << shift) - 1), half = 1u << (shift - 1);
+    if (rem > half || (rem == half && (h & 1))) h++;
+    return (uint16_t)(sign | h);
+  }
+  uint32_t h = ((ax - 0x38000000) >> 13), rem = ax & 0x1fff;
+  if (rem > 0x1000 || (rem == 0x1000 && (h & 1))) h++;
+  return (uint16_t)(sign | h);
+}
+
+static uint16_t f32_to_bf16(float f) {
+  uint32_t x;
+  memcpy(&x, &f, 4);
+  if ((x & 0x7fffffff) > 0x7f800000) return (uint16_t)((x >> 16) | 0x40);  // quiet NaN
+  return (uint16_t)((x + 0x7fff + ((x >> 16) & 1)) >> 16);
+}
+
+static st_dtype stored_dtype(const st_writer *w, const wtensor *t) {
+  return t->dtype == ST_F32 && w->float_storage != ST_F32 ? w->float_storage : t->dtype;
+}
+
+static size_t stored_bytes(const st_writer *w, const wtensor *t) {
+  return stored_dtype(w, t) == t->dtype ? t->nbytes : t->nbytes / 2;
+}
+
+// Writes a tensor's data, converting F32 to the writer's storage type in chunks.
+static bool write_tensor(const st_writer *w, const wtensor *t, FILE *fp) {
+  st_dtype to = stored_dtype(w, t);
+  if (to == t->dtype) return fwrite(t->data, 1, t->nbytes, fp) == t->nbytes;
+  const float *src = t->data;
+  size_t n = t->nbytes / 4;
+  uint8_t buf[8192];
+  for (size_t i = 0; i < n;) {
+    size_t k = 0;
+    for (; k < sizeof buf / 2 && i < n; k++, i++) {
+      uint16_t h = to == ST_F16 ? f32_to_f16(src[i]) : f32_to_bf16(src[i]);
+      buf[2 * k] = (uint8_t)h;
+      buf[2 * k + 1] = (uint8_t)(h >> 8);
+    }
+    if (fwrite(buf, 1, 2 * k, fp) != 2 * k) return false;
+  }
+  return true;
+}
 
 st_writer *st_writer_new(void) {
   st_writer *w = calloc(1, sizeof *w);
   if (!w) vqgpt_error("safetensors writer: out of memory");
+  else w->float_storage = ST_F32;
   return w;
 }
 
@@ -600,10 +660,10 @@ int st_writer_save(st_writer *w, const char *path) {
     const wtensor *t = &w->t[i];
     if (i || w->nm) sb_put(&b, ",", 1);
     sb_quote(&b, t->name);
-    sb_printf(&b, ":{\"dtype\":\"%s\",\"shape\":[", dtype_info[t->dtype].name);
+    sb_printf(&b, ":{\"dtype\":\"%s\",\"shape\":[", dtype_info[stored_dtype(w, t)].name);
     for (int d = 0; d < t->ndim; d++) sb_printf(&b, "%s%" PRId64, d ? "," : "", t->shape[d]);
-    sb_printf(&b, "],\"data_offsets\":[%zu,%zu]}", off, off + t->nbytes);
-    off += t->nbytes;
+    sb_printf(&b, "],\"data_offsets\":[%zu,%zu]}", off, off + stored_bytes(w, t));
+    off += stored_bytes(w, t);
   }
   sb_put(&b, "}", 1);
   // Padding to a multiple of 8 keeps the data section 8-byte aligned in a mapping.
@@ -627,7 +687,7 @@ int st_writer_save(st_writer *w, const char *path) {
   for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)b.n >> (8 * i));
   bool ok = fwrite(len8, 1, 8, af.fp) == 8 && fwrite(b.s, 1, b.n, af.fp) == b.n;
   for (size_t i = 0; ok && i < w->n; i++)
-    if (w->t[i].nbytes) ok = fwrite(w->t[i].data, 1, w->t[i].nbytes, af.fp) == w->t[i].nbytes;
+    if (w->t[i].nbytes) ok = write_tensor(w, &w->t[i], af.fp);
   int e = errno;
   free(b.s);
   if (!ok) {

@@ -58,6 +58,9 @@ st_writer *st_writer_new(void);
 int st_writer_add(st_writer *w, const char *name, st_dtype dtype, int ndim, const int64_t *shape,
                   const void *data);
 int st_writer_meta(st_writer *w, const char *key, const char *value);
+// Stores every F32 tensor as F16 or BF16 (round to nearest even) when saving; ST_F32 (the
+// default) stores them as they are. Other types are unaffected.
+void st_writer_store_floats_as(st_writer *w, st_dtype t);
 int st_writer_save(st_writer *w, const char *path);
 void st_writer_free(st_writer *w);
 
