@@ -44,16 +44,6 @@ static void bwd(int a, float *din, const float *dout, const float *in, size_t n)
   }
 }
 
-static double rel_err_d(const float *a, const double *ref, size_t n) {
-  double md = 0, mr = 0;
-  for (size_t i = 0; i < n; i++) {
-    double d = fabs(a[i] - ref[i]);
-    if (d > md || d != d) md = d != d ? INFINITY : d;
-    if (fabs(ref[i]) > mr) mr = fabs(ref[i]);
-  }
-  return md / (mr + 1e-6);
-}
-
 typedef struct {
   int a;
   size_t n;

@@ -6,16 +6,6 @@
 #include "core/blas.h"
 #include "test_util.h"
 
-static double rel_err_d(const float *a, const double *ref, size_t n) {
-  double md = 0, mr = 0;
-  for (size_t i = 0; i < n; i++) {
-    double d = fabs(a[i] - ref[i]);
-    if (d > md || d != d) md = d != d ? INFINITY : d;
-    if (fabs(ref[i]) > mr) mr = fabs(ref[i]);
-  }
-  return md / (mr + 1e-6);
-}
-
 // Forward and the exact gradients of sum(out * g), all in double.
 static void naive(double *out, double *probs, double *dq, double *dk, double *dv, const float *q,
                   const float *k, const float *v, const float *g, int B, int C, int N) {

@@ -14,16 +14,6 @@ static float *alloc_f(size_t n) {
   return p;
 }
 
-static double rel_err_d(const float *a, const double *ref, size_t n) {
-  double md = 0, mr = 0;
-  for (size_t i = 0; i < n; i++) {
-    double d = fabs(a[i] - ref[i]);
-    if (d > md || d != d) md = d != d ? INFINITY : d;
-    if (fabs(ref[i]) > mr) mr = fabs(ref[i]);
-  }
-  return md / (mr + 1e-6);
-}
-
 // Double forward; also the exact gradients of sum(out * g).
 static void naive(double *out, double *mean, double *rstd, double *din, double *dgamma,
                   double *dbeta, const float *in, const float *gamma, const float *beta,

@@ -49,6 +49,17 @@ static inline double rel_err(const float *a, const float *ref, size_t n) {
   return md / (mr + 1e-6);
 }
 
+// The same measure against a double-precision reference (naive kernels in the tests).
+static inline double rel_err_d(const float *a, const double *ref, size_t n) {
+  double md = 0, mr = 0;
+  for (size_t i = 0; i < n; i++) {
+    double d = fabs(a[i] - ref[i]);
+    if (d > md || d != d) md = d != d ? INFINITY : d;
+    if (fabs(ref[i]) > mr) mr = fabs(ref[i]);
+  }
+  return md / (mr + 1e-6);
+}
+
 #define CHECK_CLOSE(a, ref, n, tol, what)                                          \
   do {                                                                             \
     double e_ = rel_err((a), (ref), (n));                                          \
