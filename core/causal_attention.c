@@ -3,6 +3,9 @@
 #include <math.h>
 #include <stddef.h>
 #include <string.h>
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#endif
 
 #include "core/blas.h"
 #include "core/linear.h"
@@ -123,6 +126,57 @@ void causal_attention_backward(float *dqkv, const float *dout, const float *qkv,
   }
 }
 
+#if defined(__AVX2__) && defined(__FMA__)
+static inline float hsum256(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+#endif
+
+// scores (T) = scale * K (T, hs) q, then softmax, then y (hs) = sum_j p_j V_j. With AVX2 and a
+// head size that is a multiple of 8 (up to 128) the dot products and the weighted sum run in
+// registers; always inlined so that a constant hs unrolls completely.
+static inline __attribute__((always_inline)) void attend_one(float *y, const float *q,
+                                                             const float *K, const float *V,
+                                                             int T, int hs, float scale,
+                                                             float *s) {
+#if defined(__AVX2__) && defined(__FMA__)
+  if (hs % 8 == 0 && hs <= 128) {
+    int n8 = hs / 8;
+    for (int j = 0; j < T; j++) {
+      const float *k = K + (size_t)j * hs;
+      __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+      int u = 0;
+      for (; u + 2 <= n8; u += 2) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + 8 * u), _mm256_loadu_ps(k + 8 * u), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + 8 * u + 8), _mm256_loadu_ps(k + 8 * u + 8), a1);
+      }
+      if (u < n8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + 8 * u), _mm256_loadu_ps(k + 8 * u), a0);
+      s[j] = hsum256(_mm256_add_ps(a0, a1)) * scale;
+    }
+    softmax_inplace(s, T);
+    __m256 acc[16];
+    for (int u = 0; u < n8; u++) acc[u] = _mm256_setzero_ps();
+    for (int j = 0; j < T; j++) {
+      __m256 p = _mm256_set1_ps(s[j]);
+      const float *v = V + (size_t)j * hs;
+      for (int u = 0; u < n8; u++) acc[u] = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 8 * u), acc[u]);
+    }
+    for (int u = 0; u < n8; u++) _mm256_storeu_ps(y + 8 * u, acc[u]);
+    return;
+  }
+#endif
+  for (int j = 0; j < T; j++) s[j] = linear_dot_inline(q, K + (size_t)j * hs, hs) * scale;
+  softmax_inplace(s, T);
+  memset(y, 0, sizeof(float) * hs);
+  for (int j = 0; j < T; j++) {
+    const float *v = V + (size_t)j * hs;
+    for (int d = 0; d < hs; d++) y[d] += s[j] * v[d];
+  }
+}
+
 void causal_attention_step(float *out, const float *q, const float *k_cache, const float *v_cache,
                            int B, int T, int Tmax, int C, int H, float *scratch) {
   int hs = C / H;
@@ -130,17 +184,12 @@ void causal_attention_step(float *out, const float *q, const float *k_cache, con
 #pragma omp parallel for schedule(static) if ((size_t)B * T * C >= VQGPT_PAR_MIN)
   for (int bh = 0; bh < B * H; bh++) {
     int b = bh / H, h = bh % H;
-    const float *qh = q + (size_t)b * C + (size_t)h * hs;          // (hs)
-    const float *K = k_cache + (size_t)b * Tmax * C + (size_t)h * hs;  // (T, C) strided
-    const float *V = v_cache + (size_t)b * Tmax * C + (size_t)h * hs;
-    float *s = scratch + (size_t)bh * T;  // (T)
-    for (int j = 0; j < T; j++) s[j] = linear_dot_inline(qh, K + (size_t)j * C, hs) * scale;
-    softmax_inplace(s, T);
-    float *y = out + (size_t)b * C + (size_t)h * hs;  // (hs)
-    memset(y, 0, sizeof(float) * hs);
-    for (int j = 0; j < T; j++) {
-      const float *v = V + (size_t)j * C;
-      for (int d = 0; d < hs; d++) y[d] += s[j] * v[d];
-    }
+    const float *qh = q + (size_t)b * C + (size_t)h * hs;     // (hs)
+    const float *K = k_cache + (size_t)bh * Tmax * hs;        // (T, hs)
+    const float *V = v_cache + (size_t)bh * Tmax * hs;        // (T, hs)
+    float *y = out + (size_t)b * C + (size_t)h * hs;          // (hs)
+    float *s = scratch + (size_t)bh * T;                      // (T)
+    if (hs == 64) attend_one(y, qh, K, V, T, 64, scale, s);  // the common head size, unrolled
+    else attend_one(y, qh, K, V, T, hs, scale, s);
   }
 }

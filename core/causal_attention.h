@@ -21,8 +21,8 @@ void causal_attention_backward(float *dqkv, const float *dout, const float *qkv,
                                float *scratch);
 
 // One new query per sequence against a key/value cache (incremental decoding, no dropout).
-// out, q: (B, C); k_cache, v_cache: (B, Tmax, C) with positions 0..T-1 filled (the new
-// token's key and value included). scratch: (B, H, T) floats.
+// out, q: (B, C); k_cache, v_cache: (B, H, Tmax, hs), each head's keys contiguous, with
+// positions 0..T-1 filled (the new token's key and value included). scratch: (B, H, T) floats.
 void causal_attention_step(float *out, const float *q, const float *k_cache, const float *v_cache,
                            int B, int T, int Tmax, int C, int H, float *scratch);
 

@@ -672,15 +672,19 @@ int gpt_step(const gpt *m, gpt_kv *kv, const int32_t *tokens, float *logits) {
   }
   for (int l = 0; l < L; l++) {
     size_t Lc = (size_t)l * C;
-    float *kc = kv->k + (size_t)l * B * Tm * C;  // (B, Tmax, C)
+    float *kc = kv->k + (size_t)l * B * Tm * C;  // (B, H, Tmax, hs)
     float *vc = kv->v + (size_t)l * B * Tm * C;
     layernorm_forward(kv->ln, NULL, NULL, kv->x, p->ln1_w + Lc, p->ln1_b + Lc, B, C, GPT_LN_EPS);
     linear_forward(kv->qkv, kv->ln, p->qkv_w + Lc * 3 * C, p->qkv_b + Lc * 3, B, C, 3 * C);
+    int hs = C / H;
     for (int b = 0; b < B; b++) {
       const float *row = kv->qkv + (size_t)b * 3 * C;
       memcpy(kv->tmp + (size_t)b * C, row, C * sizeof(float));
-      memcpy(kc + ((size_t)b * Tm + pos) * C, row + C, C * sizeof(float));
-      memcpy(vc + ((size_t)b * Tm + pos) * C, row + 2 * C, C * sizeof(float));
+      for (int h = 0; h < H; h++) {
+        size_t at = (((size_t)b * H + h) * Tm + pos) * hs;
+        memcpy(kc + at, row + C + (size_t)h * hs, hs * sizeof(float));
+        memcpy(vc + at, row + 2 * C + (size_t)h * hs, hs * sizeof(float));
+      }
     }
     causal_attention_step(kv->atty, kv->tmp, kc, vc, B, pos + 1, Tm, C, H, kv->scores);
     linear_forward(kv->tmp, kv->atty, p->proj_w + Lc * C, p->proj_b + Lc, B, C, C);

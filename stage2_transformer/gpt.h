@@ -157,7 +157,7 @@ int gpt_backward(gpt *m);
 // Key/value cache for incremental decoding of B sequences in lockstep.
 typedef struct {
   int B, Tmax, T;  // T: positions filled so far
-  float *k, *v;    // (L, B, Tmax, C)
+  float *k, *v;    // (L, B, H, Tmax, hs)
   float *x;        // (B, C) residual stream
   float *ln;       // (B, C)
   float *qkv;      // (B, 3C)
