@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 int cli_fail(const char *command, const char *fmt, ...) {
   va_list ap;
@@ -21,6 +22,20 @@ bool cli_require(const char *command, const char *name, const char *value) {
   if (value && value[0]) return true;
   cli_fail(command, "missing required option --%s (see --help)", name);
   return false;
+}
+
+bool cli_dir_writable(const char *path) {
+  const char *slash = strrchr(path, '/');
+  if (!slash) return access(".", W_OK) == 0;
+  size_t n = (size_t)(slash - path);
+  char *dir = malloc(n + 2);
+  if (!dir) return false;
+  memcpy(dir, path, n);
+  dir[n ? n : 1] = '\0';
+  if (!n) dir[0] = '/';
+  bool ok = access(dir, W_OK) == 0;
+  free(dir);
+  return ok;
 }
 
 static void print_help(const char *command, const char *summary, const cli_opt *opts, int n) {

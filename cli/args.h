@@ -24,6 +24,10 @@ cli_status cli_parse(const char *command, const char *summary, int argc, char **
 // Prints "vqgpt <command>: <message>" to stderr and returns 1, the exit status for errors.
 int cli_fail(const char *command, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+// The directory that will receive `path` exists and is writable: checked before long work, so
+// that a run does not fail at its first save.
+bool cli_dir_writable(const char *path);
+
 // Requires a string option to have been given; prints the error otherwise.
 bool cli_require(const char *command, const char *name, const char *value);
 

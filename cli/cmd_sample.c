@@ -32,20 +32,6 @@ static bool parse_pair(const char *s, int *a, int *b) {
   return true;
 }
 
-// The directory that will receive path exists and is writable (checked before sampling).
-static bool dir_writable(const char *path) {
-  const char *slash = strrchr(path, '/');
-  if (!slash) return access(".", W_OK) == 0;
-  size_t n = (size_t)(slash - path);
-  char *dir = malloc(n + 2);
-  if (!dir) return false;
-  memcpy(dir, path, n);
-  dir[n ? n : 1] = '\0';
-  if (!n) dir[0] = '/';
-  bool ok = access(dir, W_OK) == 0;
-  free(dir);
-  return ok;
-}
 
 typedef struct {
   double t0;
@@ -91,8 +77,8 @@ int cmd_sample(int argc, char **argv) {
   if (out && !vqgan_path) return cli_fail(CMD, "--out needs --vqgan to decode the codes");
   if (size_s && !vqgan_path) return cli_fail(CMD, "--size needs --vqgan (it counts pixels)");
   if (grid_s && size_s) return cli_fail(CMD, "give --grid or --size, not both");
-  if (out && !dir_writable(out)) return cli_fail(CMD, "%s: directory missing or not writable", out);
-  if (codes_out && !dir_writable(codes_out))
+  if (out && !cli_dir_writable(out)) return cli_fail(CMD, "%s: directory missing or not writable", out);
+  if (codes_out && !cli_dir_writable(codes_out))
     return cli_fail(CMD, "%s: directory missing or not writable", codes_out);
   if (num < 1 || num > SAMPLE_MAX_NUM)
     return cli_fail(CMD, "--num must be in [1, %d] (got %ld)", SAMPLE_MAX_NUM, num);

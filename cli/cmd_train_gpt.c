@@ -195,20 +195,6 @@ done:
   return rc;
 }
 
-// The directory that will receive path exists and is writable (checked before long work).
-static bool dir_writable(const char *path) {
-  const char *slash = strrchr(path, '/');
-  if (!slash) return access(".", W_OK) == 0;
-  size_t n = (size_t)(slash - path);
-  char *dir = malloc(n + 2);
-  if (!dir) return false;
-  memcpy(dir, path, n);
-  dir[n ? n : 1] = '\0';
-  if (!n) dir[0] = '/';
-  bool ok = access(dir, W_OK) == 0;
-  free(dir);
-  return ok;
-}
 
 static char *with_suffix(const char *path, const char *suffix) {
   size_t n = strlen(path) + strlen(suffix) + 1;
@@ -282,7 +268,7 @@ int cmd_train_gpt(int argc, char **argv) {
   if (!(embd_pdrop >= 0 && embd_pdrop < 1) || !(resid_pdrop >= 0 && resid_pdrop < 1) ||
       !(attn_pdrop >= 0 && attn_pdrop < 1))
     return cli_fail(CMD, "dropout probabilities must be in [0, 1)");
-  if (!dir_writable(out)) return cli_fail(CMD, "%s: directory missing or not writable", out);
+  if (!cli_dir_writable(out)) return cli_fail(CMD, "%s: directory missing or not writable", out);
   if (resume && !file_exists(out)) return cli_fail(CMD, "--resume: %s does not exist", out);
   if (!resume && !overwrite && file_exists(out))
     return cli_fail(CMD, "%s exists: pass --resume to continue it or --overwrite to replace it", out);

@@ -201,6 +201,7 @@ int cmd_train_vqgan(int argc, char **argv) {
   if (a.reinit_every && a.save_every % a.reinit_every)
     return cli_fail(CMD, "--save-every must be a multiple of --reinit-every (exact resume)");
   if (a.resume && !file_exists(a.out)) return cli_fail(CMD, "--resume: %s does not exist", a.out);
+  if (!cli_dir_writable(a.out)) return cli_fail(CMD, "%s: directory missing or not writable", a.out);
 
   vqgan_config cfg;
   if (make_config(&cfg, a.config, (int)a.size, (int)a.n_embed)) return cli_fail(CMD, "%s", vqgpt_last_error());

@@ -57,6 +57,7 @@ expect_error "broken image" "broken.png" "$VQGPT" train-vqgan --data "$T/empty" 
 expect_error "resume without checkpoint" "does not exist" "$VQGPT" train-vqgan --data "$PHOTOS" --out "$T/none.safetensors" --resume
 expect_error "size not a multiple" "multiple" "$VQGPT" train-vqgan --data "$PHOTOS" --config tiny --size 30 --out "$T/x.safetensors"
 expect_error "resume other config" "differs" "$VQGPT" train-vqgan --data "$PHOTOS" --config small --size 32 --steps 8 --val 1 --out "$T/a.safetensors" --resume
+expect_error "unwritable output" "$T/no/dir/v.safetensors" "$VQGPT" train-vqgan --data "$PHOTOS" --out "$T/no/dir/v.safetensors"
 [ ! -e "$T/x.safetensors" ] && ok || bad "a failed run left a file"
 
 echo "cli_train_vqgan: $passed passed, $failed failed"
