@@ -3,6 +3,8 @@
 #include <math.h>
 #include <stddef.h>
 
+#include "core/mathf.h"
+
 // Sums in double over 8 independent lanes: a single accumulator would be latency bound and
 // float lanes lose digits over a 10^6-element group (GroupNorm at 256x256 with 4 channels).
 #define GN_LANES 8
@@ -118,6 +120,93 @@ void groupnorm_backward(float *din, float *dgamma, float *dbeta, const float *do
         const float *xc = x + (size_t)cc * hw, *dyc = dy + (size_t)cc * hw;
         float *dxc = dx + (size_t)cc * hw;
         for (size_t i = 0; i < hw; i++) dxc[i] = a * dyc[i] + kx * xc[i] + kc;
+      }
+    }
+  }
+}
+
+// Per group, the statistics of groupnorm_forward; then each channel is normalized and
+// activated while its values are in registers, instead of a second pass over memory.
+void groupnorm_swish_forward(float *normed, float *act, float *mean, float *rstd,
+                             const float *in, const float *gamma, const float *beta, int B,
+                             int C, int HW, int G, float eps) {
+  int cpg = C / G;
+  size_t hw = (size_t)HW, gsize = (size_t)cpg * hw;
+#pragma omp parallel for schedule(dynamic, 1) if ((size_t)B * C * hw >= 32768)
+  for (int bg = 0; bg < B * G; bg++) {
+    int b = bg / G, g = bg % G;
+    size_t off = ((size_t)b * C + (size_t)g * cpg) * hw;
+    const float *x = in + off;                       // (cpg, HW)
+    float *y = normed + off, *s = act + off;         // (cpg, HW)
+    double s1, s2;
+    gn_moments(x, gsize, x[0], &s1, &s2);
+    double m1 = s1 / gsize;
+    double var = s2 / gsize - m1 * m1;  // biased, as PyTorch
+    if (var < 0) var = 0;
+    double mu = x[0] + m1;
+    double r = 1.0 / sqrt(var + eps);
+    mean[bg] = (float)mu;
+    rstd[bg] = (float)r;
+    for (int cc = 0; cc < cpg; cc++) {
+      int c = g * cpg + cc;
+      float a = (float)(r * gamma[c]);
+      float sh = (float)(beta[c] - mu * r * gamma[c]);
+      const float *xc = x + (size_t)cc * hw;
+      float *yc = y + (size_t)cc * hw, *sc = s + (size_t)cc * hw;
+#pragma omp simd
+      for (size_t i = 0; i < hw; i++) {
+        float v = xc[i] * a + sh;
+        yc[i] = v;
+        sc[i] = v / (1.0f + vqgpt_expf(-v));
+      }
+    }
+  }
+}
+
+// As groupnorm_backward, with dy = dout * swish'(normed) formed channel by channel in din:
+// the channel is still in cache for the sums and the final pass, and no (B, C, HW)
+// temporary makes a round trip through memory.
+void groupnorm_swish_backward(float *din, float *dgamma, float *dbeta, const float *dout,
+                              const float *normed, const float *in, const float *mean,
+                              const float *rstd, const float *gamma, int B, int C, int HW,
+                              int G) {
+  int cpg = C / G;
+  size_t hw = (size_t)HW;
+  double n = (double)cpg * hw;
+  // Each thread owns whole groups, hence whole channels of dgamma/dbeta: no races.
+#pragma omp parallel for schedule(dynamic, 1) if ((size_t)B * C * hw >= 32768)
+  for (int g = 0; g < G; g++) {
+    for (int b = 0; b < B; b++) {
+      size_t off = ((size_t)b * C + (size_t)g * cpg) * hw;
+      const float *x = in + off, *dact = dout + off, *nv = normed + off;  // (cpg, HW)
+      float *dx = din + off;                                              // (cpg, HW)
+      double mu = mean[b * G + g], r = rstd[b * G + g];
+      double sum_dyh = 0, sum_dyh_xhat = 0;
+      for (int cc = 0; cc < cpg; cc++) {
+        int c = g * cpg + cc;
+        size_t co = (size_t)cc * hw;
+#pragma omp simd
+        for (size_t i = 0; i < hw; i++) {
+          float v = nv[co + i];
+          float sg = 1.0f / (1.0f + vqgpt_expf(-v));
+          dx[co + i] = dact[co + i] * sg * (1.0f + v * (1.0f - sg));
+        }
+        double sdy, sdyx;
+        gn_dot(dx + co, x + co, hw, &sdy, &sdyx);
+        double dot_xhat = r * (sdyx - mu * sdy);
+        dgamma[c] += (float)dot_xhat;
+        dbeta[c] += (float)sdy;
+        sum_dyh += gamma[c] * sdy;
+        sum_dyh_xhat += gamma[c] * dot_xhat;
+      }
+      double k = -r * r * sum_dyh_xhat / n;
+      double k0 = -r * sum_dyh / n - k * mu;
+      for (int cc = 0; cc < cpg; cc++) {
+        int c = g * cpg + cc;
+        float a = (float)(r * gamma[c]), kx = (float)k, kc = (float)k0;
+        const float *xc = x + (size_t)cc * hw;
+        float *dxc = dx + (size_t)cc * hw;
+        for (size_t i = 0; i < hw; i++) dxc[i] = a * dxc[i] + kx * xc[i] + kc;
       }
     }
   }

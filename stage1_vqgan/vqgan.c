@@ -49,7 +49,7 @@ static int ws_alloc(workspace *ws, vqgan *m, int B, int H, int W) {
   ws->rstd = piece[7];
   vqgan_gn_stats st = {ws->mean, ws->rstd};
   // In inference every intermediate of a block may share one buffer (see resblock_forward).
-  ws->rb = (vqgan_resblock_bufs){ws->p, ws->p, ws->p, ws->q, st, st};
+  ws->rb = (vqgan_resblock_bufs){ws->p, ws->p, ws->p, ws->q, st, st, NULL, NULL};
   ws->ab = (vqgan_attn_bufs){ws->p, attn, attn + s.attn_cn, attn + 2 * s.attn_cn,
                              attn + 3 * s.attn_cn, attn + 4 * s.attn_cn, st};
   return 0;

@@ -27,6 +27,12 @@ static void groupnorm(const vqgan *m, const vqgan_norm *n, float *out, const flo
                     VQGAN_GROUPS, VQGAN_GN_EPS);
 }
 
+static void groupnorm_swish(const vqgan *m, const vqgan_norm *n, float *normed, float *act,
+                            const float *x, vqgan_gn_stats *st, int B, int hw) {
+  groupnorm_swish_forward(normed, act, st->mean, st->rstd, x, m->w + n->gamma, m->w + n->beta,
+                          B, n->c, hw, VQGAN_GROUPS, VQGAN_GN_EPS);
+}
+
 void vqgan_norm_swish_forward(const vqgan *m, const vqgan_norm *n, float *out, const float *x,
                               vqgan_gn_stats *st, int B, int hw) {
   groupnorm(m, n, out, x, st, B, hw);
@@ -36,14 +42,13 @@ void vqgan_norm_swish_forward(const vqgan *m, const vqgan_norm *n, float *out, c
 void vqgan_resblock_forward(const vqgan *m, const vqgan_resblock *r, float *out, const float *x,
                             vqgan_resblock_bufs *b, int B, int h, int w, float *scratch) {
   int hw = h * w;
-  size_t n_in = (size_t)B * r->c_in * hw, n_out = (size_t)B * r->c_out * hw;
-  groupnorm(m, &r->norm1, b->n1, x, &b->st1, B, hw);
-  swish_forward(b->tmp, b->n1, n_in);
-  vqgan_conv_forward(m, &r->conv1, b->c1, b->tmp, B, h, w, scratch);
-  groupnorm(m, &r->norm2, b->n2, b->c1, &b->st2, B, hw);
-  swish_forward(b->tmp, b->n2, n_out);
+  size_t n_out = (size_t)B * r->c_out * hw;
+  float *s1 = b->s1 ? b->s1 : b->tmp, *s2 = b->s2 ? b->s2 : b->tmp;
+  groupnorm_swish(m, &r->norm1, b->n1, s1, x, &b->st1, B, hw);
+  vqgan_conv_forward(m, &r->conv1, b->c1, s1, B, h, w, scratch);
+  groupnorm_swish(m, &r->norm2, b->n2, s2, b->c1, &b->st2, B, hw);
   // Dropout sits here in the reference; every released model and fixture uses p = 0.
-  vqgan_conv_forward(m, &r->conv2, out, b->tmp, B, h, w, scratch);
+  vqgan_conv_forward(m, &r->conv2, out, s2, B, h, w, scratch);
   if (r->has_shortcut) {
     vqgan_conv_forward(m, &r->nin_shortcut, b->tmp, x, B, h, w, scratch);
     add_inplace(out, b->tmp, n_out);

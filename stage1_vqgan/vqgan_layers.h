@@ -99,8 +99,9 @@ typedef struct {
 
 typedef struct {
   float *n1, *c1, *n2;       // norm1(x), conv1(swish(n1)), norm2(c1); (B, C, h, w)
-  float *tmp;                // swish outputs and the shortcut, never kept
+  float *tmp;                // swish outputs (unless kept) and the shortcut, never kept
   vqgan_gn_stats st1, st2;
+  float *s1, *s2;            // swish(n1), swish(n2) kept for the backward; NULL: into tmp
 } vqgan_resblock_bufs;
 
 typedef struct {

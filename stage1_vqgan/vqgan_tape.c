@@ -97,8 +97,12 @@ static void plan_resblock(vqgan_tape *t, const vqgan_resblock *r, int h, int w) 
   size_t hw = (size_t)h * w, n_in = (size_t)t->B * r->c_in * hw, n_out = (size_t)t->B * r->c_out * hw;
   tape_op *op = push(t, OP_RESBLOCK, r, last_out(t), r->c_in, h, w, n_out);
   if (!op) return;
-  op->rb = (vqgan_resblock_bufs){alloc_floats(t, n_in), alloc_floats(t, n_out),
-                                 alloc_floats(t, n_out), t->tmp, new_stats(t), new_stats(t)};
+  // The swish outputs are kept: the backward needs them as the convs' inputs, and keeping
+  // them costs less than recomputing the exp over every element.
+  op->rb = (vqgan_resblock_bufs){alloc_floats(t, n_in),  alloc_floats(t, n_out),
+                                 alloc_floats(t, n_out), t->tmp,
+                                 new_stats(t),           new_stats(t),
+                                 alloc_floats(t, n_in),  alloc_floats(t, n_out)};
 }
 
 static void plan_attn(vqgan_tape *t, const vqgan_attnblock *a, int h, int w) {
@@ -238,9 +242,9 @@ static void run_forward(vqgan_tape *t, tape_op *op) {
       break;
     case OP_NORM_SWISH: {
       const vqgan_norm *nm = op->layer;
-      groupnorm_forward(op->normed, op->st.mean, op->st.rstd, in, m->w + nm->gamma,
-                        m->w + nm->beta, t->B, nm->c, op->h * op->w, VQGAN_GROUPS, VQGAN_GN_EPS);
-      swish_forward(op->out, op->normed, (size_t)t->B * nm->c * op->h * op->w);
+      groupnorm_swish_forward(op->normed, op->out, op->st.mean, op->st.rstd, in,
+                              m->w + nm->gamma, m->w + nm->beta, t->B, nm->c, op->h * op->w,
+                              VQGAN_GROUPS, VQGAN_GN_EPS);
       break;
     }
   }
@@ -271,6 +275,14 @@ static void norm_backward(const vqgan_tape *t, const vqgan_norm *nm, float *din,
                      t->m->w + nm->gamma, t->B, nm->c, hw, VQGAN_GROUPS);
 }
 
+// din = d/d(in) of swish(norm(in)), from the saved norm output.
+static void norm_swish_backward(const vqgan_tape *t, const vqgan_norm *nm, float *din,
+                                const float *dout, const float *normed, const float *in,
+                                const vqgan_gn_stats *st, int hw, float *grad) {
+  groupnorm_swish_backward(din, grad + nm->gamma, grad + nm->beta, dout, normed, in, st->mean,
+                           st->rstd, t->m->w + nm->gamma, t->B, nm->c, hw, VQGAN_GROUPS);
+}
+
 // out = conv2(swish(n2)) + shortcut(x), n2 = norm2(c1), c1 = conv1(swish(n1)), n1 = norm1(x).
 static void resblock_backward(vqgan_tape *t, const tape_op *op, float *dx, const float *dout,
                               float *grad) {
@@ -278,15 +290,11 @@ static void resblock_backward(vqgan_tape *t, const tape_op *op, float *dx, const
   const vqgan_resblock_bufs *b = &op->rb;
   const float *x = op_input(t, op);
   int hw = op->h * op->w;
-  size_t n_in = (size_t)t->B * r->c_in * hw, n_out = (size_t)t->B * r->c_out * hw;
-  swish_forward(t->tmp, b->n2, n_out);
-  conv_backward(t, &r->conv2, t->gt1, dout, t->tmp, op->h, op->w, grad);
-  swish_backward(t->gt1, t->gt1, b->n2, n_out);
-  norm_backward(t, &r->norm2, t->gt2, t->gt1, b->c1, &b->st2, hw, grad);
-  swish_forward(t->tmp, b->n1, n_in);
-  conv_backward(t, &r->conv1, t->gt1, t->gt2, t->tmp, op->h, op->w, grad);
-  swish_backward(t->gt1, t->gt1, b->n1, n_in);
-  norm_backward(t, &r->norm1, dx, t->gt1, x, &b->st1, hw, grad);
+  size_t n_in = (size_t)t->B * r->c_in * hw;
+  conv_backward(t, &r->conv2, t->gt1, dout, b->s2, op->h, op->w, grad);
+  norm_swish_backward(t, &r->norm2, t->gt2, t->gt1, b->n2, b->c1, &b->st2, hw, grad);
+  conv_backward(t, &r->conv1, t->gt1, t->gt2, b->s1, op->h, op->w, grad);
+  norm_swish_backward(t, &r->norm1, dx, t->gt1, b->n1, x, &b->st1, hw, grad);
   if (r->has_shortcut) {
     conv_backward(t, &r->nin_shortcut, t->gt2, dout, x, op->h, op->w, grad);
     add_inplace(dx, t->gt2, n_in);
@@ -334,9 +342,7 @@ static void run_backward(vqgan_tape *t, const tape_op *op, float *din, const flo
       break;
     case OP_NORM_SWISH: {
       const vqgan_norm *nm = op->layer;
-      size_t n = (size_t)t->B * nm->c * op->h * op->w;
-      swish_backward(t->gt1, dout, op->normed, n);
-      norm_backward(t, nm, din, t->gt1, in, &op->st, op->h * op->w, grad);
+      norm_swish_backward(t, nm, din, dout, op->normed, in, &op->st, op->h * op->w, grad);
       break;
     }
   }
