@@ -56,6 +56,17 @@ static void gn_dot(const float *dy, const float *x, size_t n, double *s1, double
   *s2 = t2;
 }
 
+// Mean and 1/sqrt(biased variance + eps) of one group's gsize values, in double.
+static void gn_group_stats(const float *x, size_t gsize, float eps, double *mu, double *r) {
+  double s1, s2;
+  gn_moments(x, gsize, x[0], &s1, &s2);
+  double m1 = s1 / gsize;
+  double var = s2 / gsize - m1 * m1;  // biased, as PyTorch
+  if (var < 0) var = 0;
+  *mu = x[0] + m1;
+  *r = 1.0 / sqrt(var + eps);
+}
+
 void groupnorm_forward(float *out, float *mean, float *rstd, const float *in, const float *gamma,
                        const float *beta, int B, int C, int HW, int G, float eps) {
   int cpg = C / G;
@@ -65,13 +76,8 @@ void groupnorm_forward(float *out, float *mean, float *rstd, const float *in, co
     int b = bg / G, g = bg % G;
     const float *x = in + ((size_t)b * C + (size_t)g * cpg) * hw;  // (cpg, HW)
     float *y = out + ((size_t)b * C + (size_t)g * cpg) * hw;       // (cpg, HW)
-    double s1, s2;
-    gn_moments(x, gsize, x[0], &s1, &s2);
-    double m1 = s1 / gsize;
-    double var = s2 / gsize - m1 * m1;  // biased, as PyTorch
-    if (var < 0) var = 0;
-    double mu = x[0] + m1;
-    double r = 1.0 / sqrt(var + eps);
+    double mu, r;
+    gn_group_stats(x, gsize, eps, &mu, &r);
     mean[bg] = (float)mu;
     rstd[bg] = (float)r;
     for (int cc = 0; cc < cpg; cc++) {
@@ -138,13 +144,8 @@ void groupnorm_swish_forward(float *normed, float *act, float *mean, float *rstd
     size_t off = ((size_t)b * C + (size_t)g * cpg) * hw;
     const float *x = in + off;                       // (cpg, HW)
     float *y = normed + off, *s = act + off;         // (cpg, HW)
-    double s1, s2;
-    gn_moments(x, gsize, x[0], &s1, &s2);
-    double m1 = s1 / gsize;
-    double var = s2 / gsize - m1 * m1;  // biased, as PyTorch
-    if (var < 0) var = 0;
-    double mu = x[0] + m1;
-    double r = 1.0 / sqrt(var + eps);
+    double mu, r;
+    gn_group_stats(x, gsize, eps, &mu, &r);
     mean[bg] = (float)mu;
     rstd[bg] = (float)r;
     for (int cc = 0; cc < cpg; cc++) {
