@@ -117,6 +117,19 @@ static void conv2d_valid_cols(int off, int stride, int W, int wo, int *lo, int *
   *hi = h;
 }
 
+// d[x] = row[x*st + off] for x in [lo, hi), zero for the rest of [0, n): one output row of
+// a patch, with the padding columns on either side.
+static void conv2d_gather_row(float *d, const float *row, int st, int off, int lo, int hi, int n) {
+  for (int x = 0; x < lo; x++) d[x] = 0;
+  if (st == 1)
+    memcpy(d + lo, row + lo + off, (size_t)(hi - lo) * sizeof *d);
+  else if (st == 2)  // a constant stride lets the compiler vectorize the gather
+    for (int x = lo; x < hi; x++) d[x] = row[2 * x + off];
+  else
+    for (int x = lo; x < hi; x++) d[x] = row[x * st + off];
+  for (int x = hi; x < n; x++) d[x] = 0;
+}
+
 // cols (c_in*k_h*k_w, (r1-r0)*Wo): the input patches of output rows [r0, r1), zero padded,
 // rows ordered like the weight's (c_in, k_h, k_w).
 static void conv2d_im2col(float *cols, const float *in, const conv2d_shape *s, int H, int W,
@@ -138,15 +151,7 @@ static void conv2d_im2col(float *cols, const float *in, const conv2d_shape *s, i
             memset(d, 0, (size_t)wo * sizeof *d);
             continue;
           }
-          const float *src = plane + (size_t)ih * W;  // input row; column x*st + off
-          for (int x = 0; x < lo; x++) d[x] = 0;
-          if (st == 1)
-            memcpy(d + lo, src + lo + off, (size_t)(hi - lo) * sizeof *d);
-          else if (st == 2)  // a constant stride lets the compiler vectorize the gather
-            for (int x = lo; x < hi; x++) d[x] = src[2 * x + off];
-          else
-            for (int x = lo; x < hi; x++) d[x] = src[x * st + off];
-          for (int x = hi; x < wo; x++) d[x] = 0;
+          conv2d_gather_row(d, plane + (size_t)ih * W, st, off, lo, hi, wo);
         }
       }
   }
@@ -225,15 +230,7 @@ static void conv2d_pad_tile(float *pad, const float *in, const conv2d_shape *s,
             memset(d, 0, (size_t)wq * sizeof *d);
             continue;
           }
-          const float *row = src + (size_t)ih * W;
-          for (int x = 0; x < lo; x++) d[x] = 0;
-          if (st == 1)
-            memcpy(d + lo, row + lo + off, (size_t)(hi - lo) * sizeof *d);
-          else if (st == 2)  // a constant stride lets the compiler vectorize the gather
-            for (int x = lo; x < hi; x++) d[x] = row[2 * x + off];
-          else
-            for (int x = lo; x < hi; x++) d[x] = row[x * st + off];
-          for (int x = hi; x < wq; x++) d[x] = 0;
+          conv2d_gather_row(d, src + (size_t)ih * W, st, off, lo, hi, wq);
         }
       }
   }
