@@ -11,7 +11,7 @@
 #include "core/upsample.h"
 #include "stage1_vqgan/vqgan_layers.h"
 
-static void add_inplace(float *y, const float *x, size_t n) {
+void vqgan_add_inplace(float *y, const float *x, size_t n) {
 #pragma omp parallel for simd schedule(static)
   for (size_t i = 0; i < n; i++) y[i] += x[i];
 }
@@ -51,9 +51,9 @@ void vqgan_resblock_forward(const vqgan *m, const vqgan_resblock *r, float *out,
   vqgan_conv_forward(m, &r->conv2, out, s2, B, h, w, scratch);
   if (r->has_shortcut) {
     vqgan_conv_forward(m, &r->nin_shortcut, b->tmp, x, B, h, w, scratch);
-    add_inplace(out, b->tmp, n_out);
+    vqgan_add_inplace(out, b->tmp, n_out);
   } else {
-    add_inplace(out, x, n_out);
+    vqgan_add_inplace(out, x, n_out);
   }
 }
 
@@ -66,7 +66,7 @@ void vqgan_attn_forward(const vqgan *m, const vqgan_attnblock *a, float *out, co
   vqgan_conv_forward(m, &a->v, b->v, b->hn, B, h, w, scratch);
   attn2d_forward(b->o, b->probs, b->q, b->k, b->v, B, a->c, n);
   vqgan_conv_forward(m, &a->proj_out, out, b->o, B, h, w, scratch);
-  add_inplace(out, x, (size_t)B * a->c * n);
+  vqgan_add_inplace(out, x, (size_t)B * a->c * n);
 }
 
 // Codes are compared in chunks of positions so the (n_embed x chunk) score matrix stays small

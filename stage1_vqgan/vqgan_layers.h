@@ -110,6 +110,8 @@ typedef struct {
   vqgan_gn_stats st;
 } vqgan_attn_bufs;
 
+// y += x over n values (residual connections and gradient sums).
+void vqgan_add_inplace(float *y, const float *x, size_t n);
 void vqgan_conv_forward(const vqgan *m, const vqgan_conv *c, float *out, const float *in, int B,
                         int h, int w, float *scratch);
 // out = x + block(x); out must not alias x or any buffer.

@@ -258,11 +258,6 @@ int vqgan_tape_forward(vqgan_tape *t, const float *x, double *qloss) {
   return 0;
 }
 
-static void add_inplace(float *y, const float *x, size_t n) {
-#pragma omp parallel for simd schedule(static)
-  for (size_t i = 0; i < n; i++) y[i] += x[i];
-}
-
 static void conv_backward(const vqgan_tape *t, const vqgan_conv *c, float *din, const float *dout,
                           const float *in, int h, int w, float *grad) {
   conv2d_backward(din, grad + c->w, grad + c->b, dout, in, t->m->w + c->w, &c->s, t->B, h, w,
@@ -297,9 +292,9 @@ static void resblock_backward(vqgan_tape *t, const tape_op *op, float *dx, const
   norm_swish_backward(t, &r->norm1, dx, t->gt1, b->n1, x, &b->st1, hw, grad);
   if (r->has_shortcut) {
     conv_backward(t, &r->nin_shortcut, t->gt2, dout, x, op->h, op->w, grad);
-    add_inplace(dx, t->gt2, n_in);
+    vqgan_add_inplace(dx, t->gt2, n_in);
   } else {
-    add_inplace(dx, dout, n_in);
+    vqgan_add_inplace(dx, dout, n_in);
   }
 }
 
@@ -316,11 +311,11 @@ static void attn_backward(vqgan_tape *t, const tape_op *op, float *dx, const flo
                   t->attn_scratch);
   conv_backward(t, &a->q, t->gt1, t->adq, b->hn, op->h, op->w, grad);
   conv_backward(t, &a->k, t->gt2, t->adk, b->hn, op->h, op->w, grad);
-  add_inplace(t->gt1, t->gt2, cn);
+  vqgan_add_inplace(t->gt1, t->gt2, cn);
   conv_backward(t, &a->v, t->gt2, t->adv, b->hn, op->h, op->w, grad);
-  add_inplace(t->gt1, t->gt2, cn);
+  vqgan_add_inplace(t->gt1, t->gt2, cn);
   norm_backward(t, &a->norm, dx, t->gt1, x, &b->st, n, grad);
-  add_inplace(dx, dout, cn);
+  vqgan_add_inplace(dx, dout, cn);
 }
 
 // din may be NULL for the tape's first op (no gradient w.r.t. the image is needed).
