@@ -11,40 +11,6 @@
 #include "data/npy.h"
 #include "test_util.h"
 
-static char tmpdir[64];
-
-typedef struct {
-  char s[256];
-} pathbuf;
-
-static pathbuf tmp_path(const char *name) {
-  pathbuf b;
-  snprintf(b.s, sizeof b.s, "%s/%s", tmpdir, name);
-  return b;
-}
-
-static int write_bytes(const char *path, const void *data, size_t n) {
-  FILE *fp = fopen(path, "wb");
-  if (!fp) return -1;
-  size_t w = n ? fwrite(data, 1, n, fp) : 0;
-  return fclose(fp) == 0 && w == n ? 0 : -1;
-}
-
-static unsigned char *read_all(const char *path, size_t *n) {
-  FILE *fp = fopen(path, "rb");
-  if (!fp) return NULL;
-  fseek(fp, 0, SEEK_END);
-  long sz = ftell(fp);
-  fseek(fp, 0, SEEK_SET);
-  unsigned char *b = malloc(sz > 0 ? (size_t)sz : 1);
-  if (b && fread(b, 1, (size_t)sz, fp) != (size_t)sz) {
-    free(b);
-    b = NULL;
-  }
-  fclose(fp);
-  *n = (size_t)sz;
-  return b;
-}
 
 // A .npy of the given version and dict text, followed by `data` (ndata bytes).
 static void craft(const char *path, int major, const char *dict, const void *data, size_t ndata) {

@@ -66,6 +66,42 @@ static inline double rel_err_d(const float *a, const double *ref, size_t n) {
     CHECKF(e_ < (tol), "%s: relative error %.3g exceeds %.3g", (what), e_, (double)(tol)); \
   } while (0)
 
+// A per-test temporary directory (the test creates it with mkdtemp) and files in it.
+static char tmpdir[64];
+
+typedef struct {
+  char s[256];
+} pathbuf;
+
+static inline pathbuf tmp_path(const char *name) {
+  pathbuf b;
+  snprintf(b.s, sizeof b.s, "%s/%s", tmpdir, name);
+  return b;
+}
+
+static inline int write_bytes(const char *path, const void *data, size_t n) {
+  FILE *fp = fopen(path, "wb");
+  if (!fp) return -1;
+  size_t w = n ? fwrite(data, 1, n, fp) : 0;
+  return fclose(fp) == 0 && w == n ? 0 : -1;
+}
+
+static inline unsigned char *read_all(const char *path, size_t *n) {
+  FILE *fp = fopen(path, "rb");
+  if (!fp) return NULL;
+  fseek(fp, 0, SEEK_END);
+  long sz = ftell(fp);
+  fseek(fp, 0, SEEK_SET);
+  unsigned char *b = malloc(sz > 0 ? (size_t)sz : 1);
+  if (b && fread(b, 1, (size_t)sz, fp) != (size_t)sz) {
+    free(b);
+    b = NULL;
+  }
+  fclose(fp);
+  *n = (size_t)sz;
+  return b;
+}
+
 // Path of a fixture file: $VQGPT_FIXTURES/name (CTest sets it), else fixtures/name.
 static inline const char *fixture_path(const char *name) {
   static char buf[4096];
