@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "core/blas.h"
+#include "core/winograd.h"
 
 // Two lowerings to sgemm:
 // - "shifted" (images with more pixels than output channels): the input tile is zero padded
@@ -90,8 +91,14 @@ static conv2d_shift_plan conv2d_shift_geometry(const conv2d_shape *s, int ho, in
   return p;
 }
 
+static bool conv2d_use_winograd(const conv2d_shape *s, int h, int w) {
+  return winograd_applies(s->c_in, s->c_out, s->k_h, s->k_w, s->stride, s->pad_top,
+                          s->pad_bottom, s->pad_left, s->pad_right, h, w);
+}
+
 size_t conv2d_scratch_size(const conv2d_shape *s, int h, int w) {
   if (conv2d_is_pointwise(s)) return 0;
+  if (conv2d_use_winograd(s, h, w)) return winograd_scratch_size(s->c_in, s->c_out, h, w);
   int ho = conv2d_out_h(s, h), wo = conv2d_out_w(s, w);
   if (conv2d_use_shifted(s, ho, wo)) {
     // Forward: tap-major weights, padded input, wide output. Backward adds the tap-major
@@ -275,6 +282,10 @@ static void conv2d_forward_shifted(float *out, const float *in, const float *bia
 
 void conv2d_forward(float *out, const float *in, const float *weight, const float *bias,
                     const conv2d_shape *s, int B, int H, int W, float *scratch) {
+  if (conv2d_use_winograd(s, H, W)) {
+    winograd_forward(out, in, weight, bias, s->c_in, s->c_out, B, H, W, scratch);
+    return;
+  }
   int ho = conv2d_out_h(s, H), wo = conv2d_out_w(s, W);
   size_t in_plane = (size_t)H * W, out_plane = (size_t)ho * wo;
   int kdim = (int)conv2d_kdim(s);
@@ -393,6 +404,11 @@ void conv2d_backward(float *din, float *dweight, float *dbias, const float *dout
       }
       dbias[co] += (float)acc;
     }
+  }
+  if (conv2d_use_winograd(s, H, W)) {
+    if (dweight) winograd_backward_weight(dweight, dout, in, s->c_in, s->c_out, B, H, W, scratch);
+    if (din) winograd_backward_data(din, dout, weight, s->c_in, s->c_out, B, H, W, scratch);
+    return;
   }
   int shifted = conv2d_use_shifted(s, ho, wo);
   size_t taps = conv2d_taps(s), cc = (size_t)s->c_out * s->c_in;

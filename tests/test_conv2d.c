@@ -195,6 +195,14 @@ int main(int argc, char **argv) {
       {"3x3 shifted, row tiles", conv2d_same(32, 1, 3), 1, 30, 300, 0},
       {"3x3 s2 shifted, row tiles", {32, 1, 3, 3, 2, 0, 1, 0, 1}, 1, 70, 500, 0},
       {"3x3 s2 im2col, row tiles", {16, 1, 3, 3, 2, 0, 1, 0, 1}, 1, 28, 2200, 0},
+      // Winograd F(4x4, 3x3): 3x3 stride-1 same convolutions with >= 16 channels and >= 256
+      // pixels; partial tiles at the right and bottom edges, a single tile row, one image
+      // split into blocks of rows for both threads, and rows so wide that a block is part of
+      // a tile row.
+      {"3x3 winograd, sides not multiples of 4", conv2d_same(16, 24, 3), 2, 18, 22, 1},
+      {"3x3 winograd, one tile row", conv2d_same(20, 16, 3), 3, 4, 64, 1},
+      {"3x3 winograd, batch 1 in row blocks", conv2d_same(16, 17, 3), 1, 41, 37, 1},
+      {"3x3 winograd, blocks within a tile row", conv2d_same(16, 16, 3), 1, 5, 1902, 0},
   };
   uint64_t rng = 12345;
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(&cases[i], &rng);
@@ -206,6 +214,8 @@ int main(int argc, char **argv) {
   CHECK(conv2d_out_h(&same3, 37) == 37 && conv2d_out_w(&same3, 64) == 64);
   // Scratch stays bounded for a 512x1024 image at 128 and 512 channels.
   CHECK(conv2d_scratch_size(&same3, 512, 1024) * sizeof(float) <= ((size_t)64 << 20));
+  conv2d_shape same256 = conv2d_same(256, 256, 3);  // the largest Winograd takes
+  CHECK(conv2d_scratch_size(&same256, 512, 1024) * sizeof(float) <= ((size_t)64 << 20));
   conv2d_shape same512 = conv2d_same(512, 512, 3);
   CHECK(conv2d_scratch_size(&same512, 512, 1024) * sizeof(float) <= ((size_t)64 << 20));
   conv2d_shape pw = conv2d_same(128, 128, 1);
