@@ -13,6 +13,11 @@ void batchnorm_forward_train(float *out, float *mean, float *rstd, float *runnin
                              float *running_var, const float *in, const float *gamma,
                              const float *beta, int B, int C, int HW, float eps, float momentum);
 
+// Only the running-statistics update of batchnorm_forward_train for this input, bit for bit:
+// what a second identical train-mode forward would do to them.
+void batchnorm_update_running(float *running_mean, float *running_var, const float *in, int B,
+                              int C, int HW, float momentum);
+
 // Eval mode: normalises with the running statistics. out may alias in.
 void batchnorm_forward_eval(float *out, const float *in, const float *gamma, const float *beta,
                             const float *running_mean, const float *running_var, int B, int C,

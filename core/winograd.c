@@ -111,30 +111,39 @@ static void interleave4(float *restrict dst, const float *restrict p0, const flo
   }
 }
 
-// pad[k] = row[first + k] for k < len, zero where first + k lies outside [0, W).
-static void copy_cols(float *pad, const float *row, int W, int first, int len) {
-  int a = first < 0 ? -first : 0, b = W - first < len ? W - first : len;
-  if (a > len) a = len;
-  if (b < a) b = a;
-  memset(pad, 0, (size_t)a * sizeof *pad);
-  if (b > a) memcpy(pad + a, row + first + a, (size_t)(b - a) * sizeof *pad);
-  memset(pad + b, 0, (size_t)(len - b) * sizeof *pad);
+// p + q * ps holds phase q: p[q * ps + j] = row[first + 4 j + q] for j < n, zero where the
+// column lies outside [0, W). The tiles whose four columns are all inside are split straight
+// from the row; only the edges are checked one by one.
+static void split_row(float *p, size_t ps, const float *row, int W, int first, int n) {
+  int ja = first >= 0 ? 0 : (3 - first) / 4;            // first j with first + 4j >= 0
+  int jb = W - 4 - first >= 0 ? (W - 4 - first) / 4 + 1 : 0;  // j < jb: first + 4j + 3 < W
+  if (ja > n) ja = n;
+  if (jb > n) jb = n;
+  if (jb < ja) jb = ja;
+  for (int j = 0; j < n; j++) {
+    if (j == ja) j = jb;  // the inside range is done below
+    if (j >= n) break;
+    for (int q = 0; q < 4; q++) {
+      int x = first + 4 * j + q;
+      p[q * ps + j] = x >= 0 && x < W ? row[x] : 0.0f;
+    }
+  }
+  if (jb > ja)
+    deinterleave4(p + ja, p + ps + ja, p + 2 * ps + ja, p + 3 * ps + ja, row + first + 4 * ja,
+                  jb - ja);
 }
 
 // ph (6 rows, 4 phases, n + 1): rows 4 ti - 1 .. 4 ti + 4 of the plane, zero outside it;
-// phase q, index j holds column 4 (j0 + j) + q - 1. pad holds 4 (n + 1) floats.
-static void split_input_rows(float *ph, float *pad, const float *plane, int H, int W, int ti,
-                             int j0, int n) {
+// phase q, index j holds column 4 (j0 + j) + q - 1.
+static void split_input_rows(float *ph, const float *plane, int H, int W, int ti, int j0, int n) {
   size_t n1 = (size_t)n + 1;
   for (int r = 0; r < 6; r++) {
     float *p = ph + r * 4 * n1;
     int y = 4 * ti - 1 + r;
-    if (y < 0 || y >= H) {
+    if (y < 0 || y >= H)
       memset(p, 0, 4 * n1 * sizeof *p);
-      continue;
-    }
-    copy_cols(pad, plane + (size_t)y * W, W, 4 * j0 - 1, (int)(4 * n1));
-    deinterleave4(p, p + n1, p + 2 * n1, p + 3 * n1, pad, (int)n1);
+    else
+      split_row(p, n1, plane + (size_t)y * W, W, 4 * j0 - 1, (int)n1);
   }
 }
 
@@ -213,8 +222,7 @@ static void input_transform_row(float *V, size_t xs, const float *plane, int H, 
   size_t n1 = (size_t)n + 1;
   float *ph = buf;                 // (6 rows, 4 phases, n1)
   float *t = ph + 24 * n1;         // (6 rows, 6, n): rows transformed along x
-  float *pad = t + (size_t)36 * n; // (4 n1): one zero-padded row
-  split_input_rows(ph, pad, plane, H, W, ti, j0, n);
+  split_input_rows(ph, plane, H, W, ti, j0, n);
   for (int r = 0; r < 6; r++) {
     const float *x = ph + r * 4 * n1;
     // Columns 4j + 3 and 4j + 4 are the next tile's phases 0 and 1.
@@ -253,16 +261,13 @@ static void grad_transform_row(float *dM, size_t xs, const float *plane, int H, 
                                int j0, int n, float *buf) {
   float *g = buf;                   // (4 rows, 4 phases, n)
   float *t = g + (size_t)16 * n;    // (4 rows, 6, n)
-  float *pad = t + (size_t)24 * n;  // (4 n): one row, zero past W
   for (int i = 0; i < 4; i++) {
     float *p = g + (size_t)i * 4 * n;
     int y = 4 * ti + i;
-    if (y >= H) {
+    if (y >= H)
       memset(p, 0, (size_t)4 * n * sizeof *p);
-      continue;
-    }
-    copy_cols(pad, plane + (size_t)y * W, W, 4 * j0, 4 * n);
-    deinterleave4(p, p + n, p + 2 * n, p + 3 * n, pad, n);
+    else
+      split_row(p, (size_t)n, plane + (size_t)y * W, W, 4 * j0, n);
   }
   for (int i = 0; i < 4; i++) a4(t + (size_t)i * 6 * n, (size_t)n, g + (size_t)i * 4 * n, (size_t)n, n);
   for (int m = 0; m < 6; m++) a4(dM + (size_t)m * xs, 6 * xs, t + (size_t)m * n, (size_t)6 * n, n);

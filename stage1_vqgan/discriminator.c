@@ -389,6 +389,21 @@ int patchgan_forward(patchgan *d, int slot, const float *x, int B, bool train, f
   return 0;
 }
 
+int patchgan_repeat_train_stats(patchgan *d, int slot) {
+  if (slot < 0 || slot >= d->n_slots) return vqgpt_error("patchgan: slot %d of %d", slot, d->n_slots);
+  const pg_slot *S = &d->slots[slot];
+  if (!S->valid || !S->train)
+    return vqgpt_error("patchgan: no train-mode forward pass in slot %d to repeat", slot);
+  for (int l = 0; l < d->n_layers; l++) {
+    pg_layer *L = &d->layer[l];
+    if (!L->bn) continue;
+    batchnorm_update_running(L->running_mean, L->running_var, S->out[l], S->B, L->s.c_out,
+                             L->h_out * L->w_out, PG_MOMENTUM);
+    L->num_batches_tracked++;
+  }
+  return 0;
+}
+
 int patchgan_backward(patchgan *d, int slot, const float *dlogits, float *dx, bool param_grads) {
   if (slot < 0 || slot >= d->n_slots) return vqgpt_error("patchgan: slot %d of %d", slot, d->n_slots);
   pg_slot *S = &d->slots[slot];

@@ -66,6 +66,10 @@ int64_t patchgan_num_batches_tracked(const patchgan *d, int module);
 // running statistics are updated (momentum 0.1, unbiased variance) as the reference's train
 // mode; otherwise the running statistics normalise. The pass is kept in `slot` for backward.
 int patchgan_forward(patchgan *d, int slot, const float *x, int B, bool train, float *logits);
+// The running-statistics update (and num_batches_tracked count) of the train-mode pass kept
+// in `slot`, applied once more: exactly what repeating that forward pass would do to them,
+// without the convolutions. For a pass that must be repeated on unchanged parameters.
+int patchgan_repeat_train_stats(patchgan *d, int slot);
 // Backward of the train-mode pass kept in `slot`. dlogits: (B, 1, out_h, out_w).
 // dx (B, input_nc, H, W) is overwritten (=) when non-NULL. Parameter gradients accumulate (+=)
 // when param_grads, and are left untouched otherwise (the generator's adversarial step).

@@ -141,9 +141,10 @@ static int generator_step(vqgan_trainer *t, const float *x, double disc_factor,
   s->g_loss = s->d_weight = 0;
   if (disc_factor > 0) {
     const float *xrec = vqgan_tape_xrec(t->tape);
-    if (patchgan_forward(t->d, 0, xrec, t->o.batch, true, t->logits_fake)) return -1;
+    // Slot 1 keeps this pass for the discriminator step, which needs the same one.
+    if (patchgan_forward(t->d, 1, xrec, t->o.batch, true, t->logits_fake)) return -1;
     s->g_loss = loss_g(t->dfake, t->logits_fake, t->n_logits);
-    if (patchgan_backward(t->d, 0, t->dfake, t->dgan, false)) return -1;
+    if (patchgan_backward(t->d, 1, t->dfake, t->dgan, false)) return -1;
     double rec_norm = last_layer_grad_norm(t, t->drec, t->gl_rec);
     double gan_norm = last_layer_grad_norm(t, t->dgan, t->gl_gan);
     double w = rec_norm / (gan_norm + 1e-4);
@@ -168,13 +169,16 @@ static double mean(const float *x, size_t n) {
   return s / n;
 }
 
+// Runs after generator_step on the same batch. The discriminator has not changed since the
+// generator step ran it on the reconstruction (kept in slot 1, logits in t->logits_fake), so
+// that pass is reused: only its BatchNorm running-statistics update is applied again, as the
+// reference's second forward pass does.
 static int discriminator_step(vqgan_trainer *t, const float *x, double disc_factor,
                               vqgan_step_stats *s) {
-  const float *xrec = vqgan_tape_xrec(t->tape);
   int B = t->o.batch;
   patchgan_zero_grad(t->d);
   if (patchgan_forward(t->d, 0, x, B, true, t->logits_real) ||
-      patchgan_forward(t->d, 1, xrec, B, true, t->logits_fake))
+      patchgan_repeat_train_stats(t->d, 1))
     return -1;
   float l = t->o.hinge ? loss_d_hinge(t->dreal, t->dfake, t->logits_real, t->n_logits,
                                       t->logits_fake, t->n_logits)

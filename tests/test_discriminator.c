@@ -4,6 +4,7 @@
 #include "core/blas.h"
 #include "core/error.h"
 #include "core/loss.h"
+#include "core/rng.h"
 #include "stage1_vqgan/discriminator.h"
 #include "test_util.h"
 #include "weights/safetensors.h"
@@ -196,10 +197,43 @@ out:
   patchgan_free(e);
 }
 
+// Repeating a train-mode pass's statistics update equals running that forward pass again.
+static void repeat_stats(void) {
+  patchgan_config cfg = {3, 8, 2};
+  uint64_t rng = 7, rng2 = 7, xr = 99;
+  const int B = 2, S = 32;
+  patchgan *d = patchgan_create(&cfg, B, S, S, 2, &rng);
+  patchgan *e = patchgan_create(&cfg, B, S, S, 2, &rng2);
+  size_t nx = (size_t)B * 3 * S * S, nl = (size_t)B * 6 * 6;
+  float *x = malloc(nx * sizeof *x), *l = malloc(nl * sizeof *l);
+  CHECKF(d && e && x && l, "create: %s", vqgpt_last_error());
+  if (!d || !e || !x || !l) goto out;
+  for (size_t i = 0; i < nx; i++) x[i] = (float)(rng_uniform_double(&xr) * 2 - 1);
+  CHECK(patchgan_repeat_train_stats(d, 1) != 0);  // nothing kept in slot 1 yet
+  CHECK(patchgan_forward(d, 1, x, B, true, l) == 0 && patchgan_forward(d, 0, x, B, true, l) == 0);
+  CHECK(patchgan_repeat_train_stats(d, 1) == 0);
+  for (int k = 0; k < 3; k++) CHECK(patchgan_forward(e, k == 1, x, B, true, l) == 0);
+  static const char *stats[] = {"main.3.running_mean", "main.3.running_var", "main.6.running_mean",
+                                "main.6.running_var"};
+  for (int i = 0; i < 4; i++) {
+    size_t n1, n2;
+    const float *a = patchgan_tensor(d, stats[i], &n1, NULL), *b = patchgan_tensor(e, stats[i], &n2, NULL);
+    CHECKF(a && b && n1 == n2 && memcmp(a, b, n1 * sizeof *a) == 0, "%s after a repeat", stats[i]);
+  }
+  CHECK(patchgan_num_batches_tracked(d, 3) == 3 && patchgan_num_batches_tracked(d, 6) == 3);
+  CHECK(patchgan_forward(d, 1, x, B, false, l) == 0 && patchgan_repeat_train_stats(d, 1) != 0);
+out:
+  free(x);
+  free(l);
+  patchgan_free(d);
+  patchgan_free(e);
+}
+
 int main(int argc, char **argv) {
   (void)argc;
   vqgpt_blas_setup(argv);
   parity();
   init();
+  repeat_stats();
   return test_finish("discriminator");
 }
