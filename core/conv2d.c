@@ -65,6 +65,22 @@ static int conv2d_tile_rows(const conv2d_shape *s, int ho, int wo) {
   return (int)rows;
 }
 
+// Images per sgemm on the im2col path. Small images are batched so that one product has
+// enough columns for sgemm to run at speed and the cores meet in it once per group rather
+// than once per image; a group's patches and its product (c_out, g*Ho*Wo) share the column
+// budget. Groups are balanced (4 images in groups of 3 become 2 + 2).
+static int conv2d_max_group(const conv2d_shape *s, int ho, int wo) {
+  size_t per_image = (conv2d_kdim(s) + (size_t)s->c_out) * (size_t)ho * wo;
+  return (int)(CONV_COLS_BUDGET / per_image);
+}
+static int conv2d_group(const conv2d_shape *s, int ho, int wo, int B) {
+  int g = conv2d_max_group(s, ho, wo);
+  if (g < 2 || B < 2) return 1;
+  if (g > B) g = B;
+  int groups = (B + g - 1) / g;
+  return (B + groups - 1) / groups;
+}
+
 // Geometry of the shifted path.
 typedef struct {
   int wq;        // row width of a phase (the padded width at stride 1)
@@ -107,7 +123,8 @@ size_t conv2d_scratch_size(const conv2d_shape *s, int h, int w) {
     size_t wt = conv2d_taps(s) * s->c_out * s->c_in;
     return 2 * wt + 2 * (size_t)s->c_in * p.plen + (size_t)s->c_out * p.wlen;
   }
-  return conv2d_kdim(s) * (size_t)wo * (size_t)conv2d_tile_rows(s, ho, wo);
+  size_t tiles = conv2d_kdim(s) * (size_t)wo * (size_t)conv2d_tile_rows(s, ho, wo);
+  return conv2d_max_group(s, ho, wo) >= 2 && tiles < CONV_COLS_BUDGET ? CONV_COLS_BUDGET : tiles;
 }
 
 // floor(a / b) for b > 0 and any sign of a.
@@ -137,10 +154,10 @@ static void conv2d_gather_row(float *d, const float *row, int st, int off, int l
   for (int x = hi; x < n; x++) d[x] = 0;
 }
 
-// cols (c_in*k_h*k_w, (r1-r0)*Wo): the input patches of output rows [r0, r1), zero padded,
-// rows ordered like the weight's (c_in, k_h, k_w).
-static void conv2d_im2col(float *cols, const float *in, const conv2d_shape *s, int H, int W,
-                          int wo, int r0, int r1) {
+// cols (c_in*k_h*k_w, (r1-r0)*Wo) with row stride ld: the input patches of output rows
+// [r0, r1), zero padded, rows ordered like the weight's (c_in, k_h, k_w).
+static void conv2d_im2col(float *cols, size_t ld, const float *in, const conv2d_shape *s, int H,
+                          int W, int wo, int r0, int r1) {
   size_t ncols = (size_t)(r1 - r0) * wo;
   int kh = s->k_h, kw = s->k_w, st = s->stride;
 #pragma omp parallel for schedule(static) if (conv2d_kdim(s) * ncols >= 65536)
@@ -148,7 +165,7 @@ static void conv2d_im2col(float *cols, const float *in, const conv2d_shape *s, i
     const float *plane = in + (size_t)ci * H * W;  // (H, W)
     for (int ki = 0; ki < kh; ki++)
       for (int kj = 0; kj < kw; kj++) {
-        float *dst = cols + (((size_t)ci * kh + ki) * kw + kj) * ncols;
+        float *dst = cols + (((size_t)ci * kh + ki) * kw + kj) * ld;
         int off = kj - s->pad_left, lo, hi;
         conv2d_valid_cols(off, st, W, wo, &lo, &hi);
         for (int oh = r0; oh < r1; oh++) {
@@ -165,8 +182,8 @@ static void conv2d_im2col(float *cols, const float *in, const conv2d_shape *s, i
 }
 
 // din += col2im(cols): the adjoint of conv2d_im2col.
-static void conv2d_col2im(float *din, const float *cols, const conv2d_shape *s, int H, int W,
-                          int wo, int r0, int r1) {
+static void conv2d_col2im(float *din, const float *cols, size_t ld, const conv2d_shape *s, int H,
+                          int W, int wo, int r0, int r1) {
   size_t ncols = (size_t)(r1 - r0) * wo;
   int kh = s->k_h, kw = s->k_w, st = s->stride;
   // Parallel over input channels: each thread owns whole planes of din.
@@ -175,7 +192,7 @@ static void conv2d_col2im(float *din, const float *cols, const conv2d_shape *s, 
     float *plane = din + (size_t)ci * H * W;  // (H, W)
     for (int ki = 0; ki < kh; ki++)
       for (int kj = 0; kj < kw; kj++) {
-        const float *src = cols + (((size_t)ci * kh + ki) * kw + kj) * ncols;
+        const float *src = cols + (((size_t)ci * kh + ki) * kw + kj) * ld;
         int off = kj - s->pad_left, lo, hi;
         conv2d_valid_cols(off, st, W, wo, &lo, &hi);
         for (int oh = r0; oh < r1; oh++) {
@@ -280,6 +297,63 @@ static void conv2d_forward_shifted(float *out, const float *in, const float *bia
   }
 }
 
+// The im2col path for groups of g whole images: one product per group.
+static void conv2d_forward_grouped(float *out, const float *in, const float *weight,
+                                   const float *bias, const conv2d_shape *s, int B, int H, int W,
+                                   int g, float *scratch) {
+  int ho = conv2d_out_h(s, H), wo = conv2d_out_w(s, W), kdim = (int)conv2d_kdim(s);
+  size_t P = (size_t)ho * wo, in_plane = (size_t)H * W;
+  for (int b0 = 0; b0 < B; b0 += g) {
+    int nb = B - b0 < g ? B - b0 : g;
+    size_t n = (size_t)nb * P;
+    float *cols = scratch, *prod = scratch + (size_t)kdim * n;  // (kdim, n), (c_out, n)
+    for (int i = 0; i < nb; i++)
+      conv2d_im2col(cols + i * P, n, in + (size_t)(b0 + i) * s->c_in * in_plane, s, H, W, wo, 0, ho);
+    vqgpt_sgemm(false, false, s->c_out, (int)n, kdim, 1.0f, weight, kdim, cols, (int)n, 0.0f,
+                prod, (int)n);
+#pragma omp parallel for collapse(2) schedule(static) if ((size_t)s->c_out * n >= 65536)
+    for (int i = 0; i < nb; i++)
+      for (int co = 0; co < s->c_out; co++) {
+        const float *src = prod + (size_t)co * n + i * P;
+        float *dst = out + ((size_t)(b0 + i) * s->c_out + co) * P, bv = bias ? bias[co] : 0.0f;
+        for (size_t q = 0; q < P; q++) dst[q] = src[q] + bv;
+      }
+  }
+}
+
+static void conv2d_backward_grouped(float *din, float *dweight, const float *dout,
+                                    const float *in, const float *weight, const conv2d_shape *s,
+                                    int B, int H, int W, int g, float *scratch) {
+  int ho = conv2d_out_h(s, H), wo = conv2d_out_w(s, W), kdim = (int)conv2d_kdim(s);
+  size_t P = (size_t)ho * wo, in_plane = (size_t)H * W;
+  for (int b0 = 0; b0 < B; b0 += g) {
+    int nb = B - b0 < g ? B - b0 : g;
+    size_t n = (size_t)nb * P;
+    float *dcat = scratch, *cols = scratch + (size_t)s->c_out * n;  // (c_out, n), (kdim, n)
+#pragma omp parallel for collapse(2) schedule(static) if ((size_t)s->c_out * n >= 65536)
+    for (int i = 0; i < nb; i++)
+      for (int co = 0; co < s->c_out; co++)
+        memcpy(dcat + (size_t)co * n + i * P, dout + ((size_t)(b0 + i) * s->c_out + co) * P,
+               P * sizeof *dcat);
+    if (dweight) {
+      for (int i = 0; i < nb; i++)
+        conv2d_im2col(cols + i * P, n, in + (size_t)(b0 + i) * s->c_in * in_plane, s, H, W, wo,
+                      0, ho);
+      vqgpt_sgemm(false, true, s->c_out, kdim, (int)n, 1.0f, dcat, (int)n, cols, (int)n, 1.0f,
+                  dweight, kdim);
+    }
+    if (din) {
+      vqgpt_sgemm(true, false, kdim, (int)n, s->c_out, 1.0f, weight, kdim, dcat, (int)n, 0.0f,
+                  cols, (int)n);
+      for (int i = 0; i < nb; i++) {
+        float *d = din + (size_t)(b0 + i) * s->c_in * in_plane;
+        memset(d, 0, (size_t)s->c_in * in_plane * sizeof *d);
+        conv2d_col2im(d, cols + i * P, n, s, H, W, wo, 0, ho);
+      }
+    }
+  }
+}
+
 void conv2d_forward(float *out, const float *in, const float *weight, const float *bias,
                     const conv2d_shape *s, int B, int H, int W, float *scratch) {
   if (conv2d_use_winograd(s, H, W)) {
@@ -290,6 +364,11 @@ void conv2d_forward(float *out, const float *in, const float *weight, const floa
   size_t in_plane = (size_t)H * W, out_plane = (size_t)ho * wo;
   int kdim = (int)conv2d_kdim(s);
   int shifted = conv2d_use_shifted(s, ho, wo);
+  int group = shifted || conv2d_is_pointwise(s) ? 1 : conv2d_group(s, ho, wo, B);
+  if (group > 1) {
+    conv2d_forward_grouped(out, in, weight, bias, s, B, H, W, group, scratch);
+    return;
+  }
   float *wt = scratch;  // (k_h*k_w, c_out, c_in) on the shifted path
   if (shifted) conv2d_weight_by_tap(wt, weight, s);
   for (int b = 0; b < B; b++) {
@@ -311,7 +390,7 @@ void conv2d_forward(float *out, const float *in, const float *weight, const floa
       int r1 = r0 + rows < ho ? r0 + rows : ho;
       int ncols = (r1 - r0) * wo;
       float *cols = scratch;  // (kdim, ncols)
-      conv2d_im2col(cols, inb, s, H, W, wo, r0, r1);
+      conv2d_im2col(cols, (size_t)ncols, inb, s, H, W, wo, r0, r1);
       float *o = outb + (size_t)r0 * wo;  // (c_out, ncols) with row stride Ho*Wo
       conv2d_fill_bias(o, bias, s->c_out, out_plane, (size_t)ncols);
       vqgpt_sgemm(false, false, s->c_out, ncols, kdim, 1.0f, weight, kdim, cols, ncols, 1.0f,
@@ -411,6 +490,11 @@ void conv2d_backward(float *din, float *dweight, float *dbias, const float *dout
     return;
   }
   int shifted = conv2d_use_shifted(s, ho, wo);
+  int group = shifted || conv2d_is_pointwise(s) ? 1 : conv2d_group(s, ho, wo, B);
+  if (group > 1) {
+    conv2d_backward_grouped(din, dweight, dout, in, weight, s, B, H, W, group, scratch);
+    return;
+  }
   size_t taps = conv2d_taps(s), cc = (size_t)s->c_out * s->c_in;
   float *wt = scratch, *dwt = scratch + taps * cc;  // (taps, c_out, c_in) on the shifted path
   if (shifted) {
@@ -443,14 +527,14 @@ void conv2d_backward(float *din, float *dweight, float *dbias, const float *dout
       float *cols = scratch;  // (kdim, ncols)
       const float *d = doutb + (size_t)r0 * wo;  // (c_out, ncols) with row stride Ho*Wo
       if (dweight) {
-        conv2d_im2col(cols, inb, s, H, W, wo, r0, r1);
+        conv2d_im2col(cols, (size_t)ncols, inb, s, H, W, wo, r0, r1);
         vqgpt_sgemm(false, true, s->c_out, kdim, ncols, 1.0f, d, (int)out_plane, cols, ncols,
                     1.0f, dweight, kdim);
       }
       if (dinb) {
         vqgpt_sgemm(true, false, kdim, ncols, s->c_out, 1.0f, weight, kdim, d, (int)out_plane,
                     0.0f, cols, ncols);
-        conv2d_col2im(dinb, cols, s, H, W, wo, r0, r1);
+        conv2d_col2im(dinb, cols, (size_t)ncols, s, H, W, wo, r0, r1);
       }
     }
   }

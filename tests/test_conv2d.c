@@ -171,7 +171,8 @@ int main(int argc, char **argv) {
   conv2d_shape odd = {4, 3, 3, 2, 3, 2, 0, 1, 3};  // unequal kernel sides, stride 3
   // Convolutions take the shifted-sgemm path when c_in >= 32, the kernel is at least the
   // stride and the output has at least twice as many pixels as output channels, the im2col
-  // path otherwise; both are covered here, strided ones included.
+  // path otherwise (with several images per product when they are small, as in every B = 2
+  // case here); both are covered, strided ones included.
   const conv_case cases[] = {
       {"3x3 same", conv2d_same(5, 7, 3), 2, 9, 13, 1},
       {"3x3 same, im2col path", conv2d_same(6, 40, 3), 2, 5, 7, 1},
@@ -195,6 +196,9 @@ int main(int argc, char **argv) {
       {"3x3 shifted, row tiles", conv2d_same(32, 1, 3), 1, 30, 300, 0},
       {"3x3 s2 shifted, row tiles", {32, 1, 3, 3, 2, 0, 1, 0, 1}, 1, 70, 500, 0},
       {"3x3 s2 im2col, row tiles", {16, 1, 3, 3, 2, 0, 1, 0, 1}, 1, 28, 2200, 0},
+      // Small images on the im2col path share one product per group of images; here the
+      // column budget takes two images at a time, so 3 images run as a group of 2 and 1.
+      {"3x3 im2col, images in groups", conv2d_same(16, 8, 3), 3, 80, 80, 0},
       // Winograd F(4x4, 3x3): 3x3 stride-1 same convolutions with >= 16 channels and >= 256
       // pixels; partial tiles at the right and bottom edges, a single tile row, one image
       // split into blocks of rows for both threads, and rows so wide that a block is part of
