@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "core/blas.h"
+#include "core/conv2d_thin.h"
 #include "core/winograd.h"
 
 // Two lowerings to sgemm:
@@ -136,6 +137,7 @@ static bool conv2d_use_winograd(const conv2d_shape *s, int h, int w) {
 }
 
 size_t conv2d_scratch_size(const conv2d_shape *s, int h, int w) {
+  if (conv2d_thin_applies(s)) return conv2d_thin_scratch_size(s, h, w);
   if (conv2d_is_pointwise(s)) return 0;
   if (conv2d_use_winograd(s, h, w)) return winograd_scratch_size(s->c_in, s->c_out, h, w);
   int ho = conv2d_out_h(s, h), wo = conv2d_out_w(s, w);
@@ -444,6 +446,10 @@ static void conv2d_backward_grouped(float *din, float *dweight, const float *dou
 
 void conv2d_forward(float *out, const float *in, const float *weight, const float *bias,
                     const conv2d_shape *s, int B, int H, int W, float *scratch) {
+  if (conv2d_thin_applies(s)) {
+    conv2d_thin_forward(out, in, weight, bias, s, B, H, W, scratch);
+    return;
+  }
   if (conv2d_use_winograd(s, H, W)) {
     winograd_forward(out, in, weight, bias, s->c_in, s->c_out, B, H, W, scratch);
     return;
@@ -577,6 +583,10 @@ void conv2d_backward(float *din, float *dweight, float *dbias, const float *dout
       }
       dbias[co] += (float)acc;
     }
+  }
+  if (conv2d_thin_applies(s)) {
+    conv2d_thin_backward(din, dweight, dout, in, weight, s, B, H, W, scratch);
+    return;
   }
   if (conv2d_use_winograd(s, H, W)) {
     if (dweight) winograd_backward_weight(dweight, dout, in, s->c_in, s->c_out, B, H, W, scratch);

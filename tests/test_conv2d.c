@@ -196,6 +196,12 @@ int main(int argc, char **argv) {
       {"3x3 shifted, row tiles", conv2d_same(32, 1, 3), 1, 30, 300, 0},
       {"3x3 s2 shifted, row tiles", {32, 1, 3, 3, 2, 0, 1, 0, 1}, 1, 70, 500, 0},
       {"3x3 s2 im2col, row tiles", {16, 1, 3, 3, 2, 0, 1, 0, 1}, 1, 28, 2200, 0},
+      // At most 4 output channels and stride 1 (conv_out to RGB, the logit layer): direct
+      // loops; odd widths, a batch of 3, asymmetric padding, 1x1, and bands of rows.
+      {"thin 3x3 to RGB", conv2d_same(16, 3, 3), 3, 20, 37, 1},
+      {"thin 3x2 asymmetric pad", {8, 2, 3, 2, 1, 2, 0, 1, 1}, 2, 9, 11, 1},
+      {"thin 1x1", conv2d_same(9, 2, 1), 2, 5, 6, 1},
+      {"thin 3x3 in bands of rows", conv2d_same(64, 4, 3), 1, 13, 1500, 0},
       // Small images on the im2col path share one product per group of images; here the
       // column budget takes two images at a time, so 3 images run as a group of 2 and 1.
       {"3x3 im2col, images in groups", conv2d_same(16, 8, 3), 3, 80, 80, 0},
