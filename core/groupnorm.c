@@ -5,52 +5,45 @@
 
 #include "core/mathf.h"
 
-// Sums in double over 8 independent lanes: a single accumulator would be latency bound and
-// float lanes lose digits over a 10^6-element group (GroupNorm at 256x256 with 4 channels).
-#define GN_LANES 8
+// Sums run in float vector lanes over blocks of GN_BLOCK elements and in double across
+// blocks: one float accumulator per lane would lose digits over a 10^6-element group
+// (GroupNorm at 256x256 with 4 channels), while double lanes halve the vector width.
+#define GN_BLOCK 512
 
 // s1 = sum(x - pivot), s2 = sum((x - pivot)^2). The pivot (a sample of the data) keeps the
 // one-pass variance free of cancellation when |mean| >> std.
 static void gn_moments(const float *x, size_t n, float pivot, double *s1, double *s2) {
-  double a[GN_LANES] = {0}, q[GN_LANES] = {0};
-  size_t i = 0;
-  for (; i + GN_LANES <= n; i += GN_LANES)
-    for (int j = 0; j < GN_LANES; j++) {
-      double d = (double)x[i + j] - pivot;
-      a[j] += d;
-      q[j] += d * d;
-    }
   double t1 = 0, t2 = 0;
-  for (; i < n; i++) {
-    double d = (double)x[i] - pivot;
-    t1 += d;
-    t2 += d * d;
-  }
-  for (int j = 0; j < GN_LANES; j++) {
-    t1 += a[j];
-    t2 += q[j];
+  for (size_t i0 = 0; i0 < n; i0 += GN_BLOCK) {
+    size_t i1 = n - i0 < GN_BLOCK ? n : i0 + GN_BLOCK;
+    float a = 0, q = 0;
+#pragma omp simd reduction(+ : a, q)
+    for (size_t i = i0; i < i1; i++) {
+      float d = x[i] - pivot;
+      a += d;
+      q += d * d;
+    }
+    t1 += a;
+    t2 += q;
   }
   *s1 = t1;
   *s2 = t2;
 }
 
-// s1 = sum(dy), s2 = sum(dy * x).
-static void gn_dot(const float *dy, const float *x, size_t n, double *s1, double *s2) {
-  double a[GN_LANES] = {0}, q[GN_LANES] = {0};
-  size_t i = 0;
-  for (; i + GN_LANES <= n; i += GN_LANES)
-    for (int j = 0; j < GN_LANES; j++) {
-      a[j] += dy[i + j];
-      q[j] += (double)dy[i + j] * x[i + j];
-    }
+// s1 = sum(dy), s2 = sum(dy * (x - mu)): summing the centred product avoids the cancellation
+// of sum(dy x) - mu sum(dy) when |mu| >> std.
+static void gn_dot(const float *dy, const float *x, float mu, size_t n, double *s1, double *s2) {
   double t1 = 0, t2 = 0;
-  for (; i < n; i++) {
-    t1 += dy[i];
-    t2 += (double)dy[i] * x[i];
-  }
-  for (int j = 0; j < GN_LANES; j++) {
-    t1 += a[j];
-    t2 += q[j];
+  for (size_t i0 = 0; i0 < n; i0 += GN_BLOCK) {
+    size_t i1 = n - i0 < GN_BLOCK ? n : i0 + GN_BLOCK;
+    float a = 0, q = 0;
+#pragma omp simd reduction(+ : a, q)
+    for (size_t i = i0; i < i1; i++) {
+      a += dy[i];
+      q += dy[i] * (x[i] - mu);
+    }
+    t1 += a;
+    t2 += q;
   }
   *s1 = t1;
   *s2 = t2;
@@ -110,9 +103,9 @@ void groupnorm_backward(float *din, float *dgamma, float *dbeta, const float *do
       double sum_dyh = 0, sum_dyh_xhat = 0;
       for (int cc = 0; cc < cpg; cc++) {
         int c = g * cpg + cc;
-        double sdy, sdyx;
-        gn_dot(dy + (size_t)cc * hw, x + (size_t)cc * hw, hw, &sdy, &sdyx);
-        double dot_xhat = r * (sdyx - mu * sdy);  // sum(dy * xhat) over this channel
+        double sdy, sdyxc;
+        gn_dot(dy + (size_t)cc * hw, x + (size_t)cc * hw, (float)mu, hw, &sdy, &sdyxc);
+        double dot_xhat = r * sdyxc;  // sum(dy * xhat) over this channel
         dgamma[c] += (float)dot_xhat;
         dbeta[c] += (float)sdy;
         sum_dyh += gamma[c] * sdy;
@@ -186,15 +179,25 @@ void groupnorm_swish_backward(float *din, float *dgamma, float *dbeta, const flo
       for (int cc = 0; cc < cpg; cc++) {
         int c = g * cpg + cc;
         size_t co = (size_t)cc * hw;
-#pragma omp simd
-        for (size_t i = 0; i < hw; i++) {
-          float v = nv[co + i];
-          float sg = 1.0f / (1.0f + vqgpt_expf(-v));
-          dx[co + i] = dact[co + i] * sg * (1.0f + v * (1.0f - sg));
+        // dy = dact * swish'(normed) into dx, summed (as gn_dot) while in registers.
+        double sdy = 0, sdyxc = 0;
+        const float muf = (float)mu;
+        for (size_t i0 = 0; i0 < hw; i0 += GN_BLOCK) {
+          size_t i1 = hw - i0 < GN_BLOCK ? hw : i0 + GN_BLOCK;
+          float a = 0, q = 0;
+#pragma omp simd reduction(+ : a, q)
+          for (size_t i = co + i0; i < co + i1; i++) {
+            float v = nv[i];
+            float sg = 1.0f / (1.0f + vqgpt_expf(-v));
+            float d = dact[i] * sg * (1.0f + v * (1.0f - sg));
+            dx[i] = d;
+            a += d;
+            q += d * (x[i] - muf);
+          }
+          sdy += a;
+          sdyxc += q;
         }
-        double sdy, sdyx;
-        gn_dot(dx + co, x + co, hw, &sdy, &sdyx);
-        double dot_xhat = r * (sdyx - mu * sdy);
+        double dot_xhat = r * sdyxc;
         dgamma[c] += (float)dot_xhat;
         dbeta[c] += (float)sdy;
         sum_dyh += gamma[c] * sdy;
