@@ -171,8 +171,9 @@ int main(int argc, char **argv) {
   conv2d_shape odd = {4, 3, 3, 2, 3, 2, 0, 1, 3};  // unequal kernel sides, stride 3
   // Convolutions take the shifted-sgemm path when c_in >= 32, the kernel is at least the
   // stride and the output has at least twice as many pixels as output channels, the im2col
-  // path otherwise (with several images per product when they are small, as in every B = 2
-  // case here); both are covered, strided ones included.
+  // path otherwise; batches of at least the thread count with outputs of at most 64x64 go
+  // image-parallel (every small B = 2 case here when run on 2 threads), smaller batches of
+  // small images share products in groups. All are covered, strided ones included.
   const conv_case cases[] = {
       {"3x3 same", conv2d_same(5, 7, 3), 2, 9, 13, 1},
       {"3x3 same, im2col path", conv2d_same(6, 40, 3), 2, 5, 7, 1},
@@ -193,7 +194,11 @@ int main(int argc, char **argv) {
       {"3x2 kernel s1 asymmetric pad", {4, 3, 3, 2, 1, 2, 0, 1, 3}, 2, 6, 9, 1},
       {"vgg 3x3, c_in 67", conv2d_same(67, 19, 3), 1, 12, 10, 0},
       // Wide enough that the work is split into several row tiles.
-      {"3x3 shifted, row tiles", conv2d_same(32, 1, 3), 1, 30, 300, 0},
+      {"3x3 shifted, row tiles", conv2d_same(32, 5, 3), 1, 30, 300, 0},
+      // Outputs above 64x64 keep batches of 2 on the shifted path (smaller ones go
+      // image-parallel): the weight gradient accumulates over the images.
+      {"3x3 s2 shifted, batch 2", {32, 8, 3, 3, 2, 0, 1, 0, 1}, 2, 140, 130, 0},
+      {"4x4 s1 shifted, batch 2", {32, 8, 4, 4, 1, 1, 1, 1, 1}, 2, 66, 66, 0},
       {"3x3 s2 shifted, row tiles", {32, 1, 3, 3, 2, 0, 1, 0, 1}, 1, 70, 500, 0},
       {"3x3 s2 im2col, row tiles", {16, 1, 3, 3, 2, 0, 1, 0, 1}, 1, 28, 2200, 0},
       // At most 4 output channels and stride 1 (conv_out to RGB, the logit layer): direct
