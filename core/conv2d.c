@@ -138,11 +138,12 @@ static bool conv2d_use_winograd(const conv2d_shape *s, int h, int w) {
 
 size_t conv2d_scratch_size(const conv2d_shape *s, int h, int w) {
   if (conv2d_thin_applies(s)) return conv2d_thin_scratch_size(s, h, w);
-  if (conv2d_is_pointwise(s)) return 0;
   if (conv2d_use_winograd(s, h, w)) return winograd_scratch_size(s->c_in, s->c_out, h, w);
   int ho = conv2d_out_h(s, h), wo = conv2d_out_w(s, w);
   size_t need;
-  if (conv2d_use_shifted(s, ho, wo)) {
+  if (conv2d_is_pointwise(s)) {
+    need = 0;
+  } else if (conv2d_use_shifted(s, ho, wo)) {
     // Forward: tap-major weights, padded input, wide output. Backward adds the tap-major
     // weight gradient and the padded input gradient.
     conv2d_shift_plan p = conv2d_shift_geometry(s, ho, w);
@@ -160,15 +161,16 @@ size_t conv2d_scratch_size(const conv2d_shape *s, int h, int w) {
 }
 
 // How a convolution that is neither Winograd nor thin is lowered at batch B, in order of
-// preference; small outputs go image-parallel even where the shifted path would apply
-// (measured 1.4-1.7x faster for the strided 3x3 and 4x4 convolutions at 64x64 and below).
+// preference; small outputs go image-parallel even where the shifted or 1x1 path would apply
+// (measured 1.4-1.7x faster for the strided 3x3 and 4x4 convolutions at 64x64 and below, and
+// the attention's 1x1 projections at 8x8 no longer meet in sgemm once per image).
 typedef enum { PATH_POINTWISE, PATH_IMAGES, PATH_SHIFTED, PATH_GROUPED, PATH_IM2COL } conv2d_path;
 
 static conv2d_path conv2d_choose(const conv2d_shape *s, int ho, int wo, int B, int *threads,
                                  int *group) {
   *threads = *group = 1;
-  if (conv2d_is_pointwise(s)) return PATH_POINTWISE;
   if ((*threads = conv2d_image_threads(s, ho, wo, B)) > 0) return PATH_IMAGES;
+  if (conv2d_is_pointwise(s)) return PATH_POINTWISE;
   if (conv2d_use_shifted(s, ho, wo)) return PATH_SHIFTED;
   return (*group = conv2d_group(s, ho, wo, B)) > 1 ? PATH_GROUPED : PATH_IM2COL;
 }
@@ -355,9 +357,13 @@ static void conv2d_forward_images(float *out, const float *in, const float *weig
 #pragma omp for schedule(static)
     for (int b = 0; b < B; b++) {
       float *outb = out + (size_t)b * s->c_out * P;
-      conv2d_im2col(cols, P, in + (size_t)b * s->c_in * in_plane, s, H, W, wo, 0, ho);
+      const float *inb = in + (size_t)b * s->c_in * in_plane, *x = inb;  // 1x1: the input itself
+      if (!conv2d_is_pointwise(s)) {
+        conv2d_im2col(cols, P, inb, s, H, W, wo, 0, ho);
+        x = cols;
+      }
       conv2d_fill_bias(outb, bias, s->c_out, P, P);
-      vqgpt_sgemm(false, false, s->c_out, (int)P, kdim, 1.0f, weight, kdim, cols, (int)P, 1.0f,
+      vqgpt_sgemm(false, false, s->c_out, (int)P, kdim, 1.0f, weight, kdim, x, (int)P, 1.0f,
                   outb, (int)P);
     }
   }
@@ -380,17 +386,21 @@ static void conv2d_backward_images(float *din, float *dweight, const float *dout
 #pragma omp for schedule(static)
     for (int b = 0; b < B; b++) {
       const float *d = dout + (size_t)b * s->c_out * P;
+      const float *inb = in + (size_t)b * s->c_in * in_plane;
+      bool pointwise = conv2d_is_pointwise(s);  // then the patches are the input itself
       if (dweight) {
-        conv2d_im2col(cols, P, in + (size_t)b * s->c_in * in_plane, s, H, W, wo, 0, ho);
-        vqgpt_sgemm(false, true, s->c_out, kdim, (int)P, 1.0f, d, (int)P, cols, (int)P, 1.0f,
-                    share, kdim);
+        if (!pointwise) conv2d_im2col(cols, P, inb, s, H, W, wo, 0, ho);
+        vqgpt_sgemm(false, true, s->c_out, kdim, (int)P, 1.0f, d, (int)P, pointwise ? inb : cols,
+                    (int)P, 1.0f, share, kdim);
       }
       if (din) {
         float *dinb = din + (size_t)b * s->c_in * in_plane;
         vqgpt_sgemm(true, false, kdim, (int)P, s->c_out, 1.0f, weight, kdim, d, (int)P, 0.0f,
-                    cols, (int)P);
-        memset(dinb, 0, (size_t)s->c_in * in_plane * sizeof *dinb);
-        conv2d_col2im(dinb, cols, P, s, H, W, wo, 0, ho);
+                    pointwise ? dinb : cols, (int)P);
+        if (!pointwise) {
+          memset(dinb, 0, (size_t)s->c_in * in_plane * sizeof *dinb);
+          conv2d_col2im(dinb, cols, P, s, H, W, wo, 0, ho);
+        }
       }
     }
   }

@@ -13,13 +13,15 @@ failed=0
 ok() { passed=$((passed + 1)); }
 bad() { failed=$((failed + 1)); echo "FAIL: $*" >&2; }
 
-# --- learning: L1 of the first 20 steps against the last 20 ---------------------------------
-"$VQGPT" train-vqgan --data "$PHOTOS" --size 32 --config tiny --steps 400 --batch 4 --lr 2e-3 \
-  --disc-start 100000 --log-every 20 --sample-every 400 --save-every 400 --val 1 --seed 3 \
+# --- learning: L1 of the first 20 steps against the last 60 ---------------------------------
+# One 20-step interval's L1 varies by ~10% around the trend, so the end is the mean of three;
+# at 600 steps it is ~0.35 of the start (400 steps left it too close to one half).
+"$VQGPT" train-vqgan --data "$PHOTOS" --size 32 --config tiny --steps 600 --batch 4 --lr 2e-3 \
+  --disc-start 100000 --log-every 20 --sample-every 600 --save-every 600 --val 1 --seed 3 \
   --out "$T/v.safetensors" 2>"$T/log" && ok || { bad "training run"; cat "$T/log" >&2; }
 first=$(grep -m1 -o ' l1 [0-9.]*' "$T/log" | awk '{print $2}')
-last=$(grep -o ' l1 [0-9.]*' "$T/log" | tail -1 | awk '{print $2}')
-echo "L1 first 20 steps: $first, last 20 steps: $last"
+last=$(grep -o ' l1 [0-9.]*' "$T/log" | tail -3 | awk '{s += $2} END {if (NR == 3) printf "%.4f", s / 3}')
+echo "L1 first 20 steps: $first, last 60 steps: $last"
 awk -v f="$first" -v l="$last" 'BEGIN { exit !(f > 0 && l <= 0.5 * f) }' && ok || bad "L1 fell only from $first to $last"
 grep -q "validation PSNR" "$T/log" && [ -s "$T/v.safetensors.recon.png" ] && ok || bad "no validation output"
 # The checkpoint is a plain model too.
