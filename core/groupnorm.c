@@ -8,7 +8,7 @@
 // Sums run in float vector lanes over blocks of GN_BLOCK elements and in double across
 // blocks: one float accumulator per lane would lose digits over a 10^6-element group
 // (GroupNorm at 256x256 with 4 channels), while double lanes halve the vector width.
-#define GN_BLOCK 512
+#define GN_BLOCK 128
 
 // s1 = sum(x - pivot), s2 = sum((x - pivot)^2). The pivot (a sample of the data) keeps the
 // one-pass variance free of cancellation when |mean| >> std.
