@@ -5,6 +5,7 @@
 
 #include "core/blas.h"
 #include "core/conv2d_thin.h"
+#include "core/parallel.h"
 #include "core/winograd.h"
 
 // Two lowerings to sgemm:
@@ -83,10 +84,11 @@ static bool conv2d_images_fit(const conv2d_shape *s, int ho, int wo, int nt) {
   return nt >= 2 && (size_t)ho * wo <= CONV_PAR_MAX_PIXELS &&
          (size_t)nt * conv2d_image_floats(s, ho, wo) <= CONV_PAR_BUDGET;
 }
-// Threads for the image-parallel path at batch B, 0 when it is not taken.
+// Threads for the image-parallel path at batch B, 0 when it is not taken. Whether the path
+// exists is decided as when the scratch was sized.
 static int conv2d_image_threads(const conv2d_shape *s, int ho, int wo, int B) {
-  int nt = omp_get_max_threads();
-  return B >= nt && conv2d_images_fit(s, ho, wo, nt) ? nt : 0;
+  int nt = vqgpt_team_threads();
+  return nt >= 2 && B >= nt && conv2d_images_fit(s, ho, wo, vqgpt_scratch_threads()) ? nt : 0;
 }
 
 // Images per sgemm on the im2col path. Small images are batched so that one product has
@@ -154,7 +156,7 @@ size_t conv2d_scratch_size(const conv2d_shape *s, int h, int w) {
     if (conv2d_max_group(s, ho, wo) >= 2 && need < CONV_COLS_BUDGET) need = CONV_COLS_BUDGET;
   }
   // Batches of at least the thread count may take the image-parallel path instead.
-  int nt = omp_get_max_threads();
+  int nt = vqgpt_scratch_threads();
   if (conv2d_images_fit(s, ho, wo, nt) && need < (size_t)nt * conv2d_image_floats(s, ho, wo))
     need = (size_t)nt * conv2d_image_floats(s, ho, wo);
   return need;

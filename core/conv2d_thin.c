@@ -3,6 +3,8 @@
 #include <omp.h>
 #include <string.h>
 
+#include "core/parallel.h"
+
 // Output columns computed together: the accumulators of up to 4 channels x 16 columns stay
 // in registers while every input channel and kernel tap is added in.
 #define THIN_COLS 16
@@ -58,7 +60,6 @@ static conv2d_shape transposed_shape(const conv2d_shape *s) {
   return t;
 }
 
-static int max_threads(void) { return omp_get_max_threads(); }
 
 size_t conv2d_thin_scratch_size(const conv2d_shape *s, int h, int w) {
   thin_pad p = pad_geometry(s, h, w);
@@ -66,7 +67,7 @@ size_t conv2d_thin_scratch_size(const conv2d_shape *s, int h, int w) {
   size_t per_thread = pad_floats(s, &p) + nw;  // padded image and a weight-gradient share
   conv2d_shape t = transposed_shape(s);
   size_t din = nw + conv2d_scratch_size(&t, conv2d_out_h(s, h), conv2d_out_w(s, w));
-  size_t par = (size_t)max_threads() * per_thread;
+  size_t par = (size_t)vqgpt_scratch_threads() * per_thread;
   return par > din ? par : din;
 }
 
@@ -128,7 +129,7 @@ void conv2d_thin_forward(float *out, const float *in, const float *weight, const
   thin_pad p = pad_geometry(s, H, W);
   int ho = conv2d_out_h(s, H), wo = conv2d_out_w(s, W);
   size_t per_thread = pad_floats(s, &p) + (size_t)s->c_out * s->c_in * s->k_h * s->k_w;
-#pragma omp parallel num_threads(max_threads())
+#pragma omp parallel num_threads(vqgpt_team_threads())
   {
     float *pad = scratch + (size_t)omp_get_thread_num() * per_thread;
 #pragma omp for schedule(static)
@@ -174,7 +175,7 @@ void conv2d_thin_backward(float *din, float *dweight, const float *dout, const f
     thin_pad p = pad_geometry(s, H, W);
     size_t per_thread = pad_floats(s, &p) + nw;
     int n_shares = 1;
-#pragma omp parallel num_threads(max_threads())
+#pragma omp parallel num_threads(vqgpt_team_threads())
     {
 #pragma omp single
       n_shares = omp_get_num_threads();

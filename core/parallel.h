@@ -6,4 +6,12 @@
 
 #define VQGPT_PAR_MIN ((size_t)32768)
 
+// Threads a kernel with per-thread scratch may use. Scratch sizes are computed when a model
+// is built and calls come later, perhaps after the program raised the OpenMP thread count:
+// the count is fixed by the first call (the then maximum) and can only go down afterwards,
+// so scratch sized for it is always enough.
+int vqgpt_scratch_threads(void);
+// The threads such a kernel uses now: the current maximum, capped by vqgpt_scratch_threads().
+int vqgpt_team_threads(void);
+
 #endif

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "core/blas.h"
+#include "core/parallel.h"
 
 // F(4x4, 3x3) with the interpolation points 0, +-1, +-2 (Lavin and Gray):
 //   Y = A^T [ (G g G^T) (.) (B^T d B) ] A
@@ -53,7 +54,6 @@ bool winograd_applies(int c_in, int c_out, int k_h, int k_w, int stride, int pad
          c_in * c_out <= WINO_MAX_CHANNEL_PAIRS;
 }
 
-static int max_threads(void) { return omp_get_max_threads(); }
 
 // Per-thread floats: transformed inputs and products for one block, the thread's share of a
 // weight gradient, and the row buffers of the transforms.
@@ -67,7 +67,7 @@ static wino_plan make_plan(int c_in, int c_out, int H, int W, int B) {
   wino_plan p;
   p.tw = (W + 3) / 4;
   p.th = (H + 3) / 4;
-  p.n_threads = max_threads();
+  p.n_threads = vqgpt_team_threads();
   int cmax = c_in > c_out ? c_in : c_out;
   size_t per_tile = WINO_XI * 2 * (size_t)cmax;
   int rows = 1, cols = p.tw;
@@ -91,9 +91,10 @@ static wino_plan make_plan(int c_in, int c_out, int H, int W, int B) {
 }
 
 size_t winograd_scratch_size(int c_in, int c_out, int h, int w) {
-  // A large batch gets the largest blocks; smaller batches split images into smaller ones.
+  // A large batch gets the largest blocks; smaller batches split images into smaller ones,
+  // and fewer threads than the scratch was sized for need less.
   wino_plan p = make_plan(c_in, c_out, h, w, 1 << 20);
-  return WINO_XI * (size_t)c_in * c_out + (size_t)p.n_threads * p.per_thread;
+  return WINO_XI * (size_t)c_in * c_out + (size_t)vqgpt_scratch_threads() * p.per_thread;
 }
 
 // ---- Transforms of one tile row; j runs over the row's tiles. ----

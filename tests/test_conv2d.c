@@ -3,6 +3,7 @@
 #include "core/conv2d.h"
 
 #include "core/blas.h"
+#include <omp.h>
 #include "test_util.h"
 
 typedef struct {
@@ -161,6 +162,38 @@ static void run_case(const conv_case *c, uint64_t *rng) {
   free(rdin), free(rdw), free(rdb), free(din), free(dw), free(db), free(dw2), free(din2);
 }
 
+// Scratch is sized when a model is built; a program may raise the OpenMP thread count later.
+// The paths with per-thread scratch (Winograd, image-parallel, thin) must then stay within it
+// (the sanitizer build checks) and compute the same.
+static void threads_raised_after_sizing(uint64_t *rng) {
+  const conv_case cases[] = {
+      {"winograd", conv2d_same(16, 16, 3), 8, 20, 20, 0},
+      {"image-parallel", {32, 8, 3, 3, 2, 0, 1, 0, 1}, 8, 20, 20, 0},
+      {"thin", conv2d_same(16, 3, 3), 8, 20, 20, 0},
+  };
+  int before = omp_get_max_threads();
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    const conv_case *c = &cases[i];
+    const conv2d_shape *s = &c->s;
+    size_t n_in = (size_t)c->B * s->c_in * c->H * c->W;
+    size_t n_out = (size_t)c->B * s->c_out * conv2d_out_h(s, c->H) * conv2d_out_w(s, c->W);
+    size_t n_w = (size_t)s->c_out * s->c_in * s->k_h * s->k_w;
+    float *in = alloc_f(n_in), *w = alloc_f(n_w), *out = alloc_f(n_out), *out2 = alloc_f(n_out);
+    float *din = alloc_f(n_in), *dw = alloc_f(n_w);
+    float *scratch = alloc_f(conv2d_scratch_size(s, c->H, c->W));
+    fill_uniform(in, n_in, rng, 1.0f);
+    fill_uniform(w, n_w, rng, 0.5f);
+    memset(dw, 0, n_w * sizeof *dw);
+    conv2d_forward(out, in, w, NULL, s, c->B, c->H, c->W, scratch);
+    omp_set_num_threads(4 * before);
+    conv2d_forward(out2, in, w, NULL, s, c->B, c->H, c->W, scratch);
+    conv2d_backward(din, dw, NULL, out, in, w, s, c->B, c->H, c->W, scratch);
+    omp_set_num_threads(before);
+    CHECKF(memcmp(out, out2, n_out * sizeof *out) == 0, "%s: more threads, other results", c->name);
+    free(in), free(w), free(out), free(out2), free(din), free(dw), free(scratch);
+  }
+}
+
 int main(int argc, char **argv) {
   (void)argc;
   vqgpt_blas_setup(argv);
@@ -241,5 +274,6 @@ int main(int argc, char **argv) {
   CHECK(conv2d_scratch_size(&down512, 512, 1024) * sizeof(float) <= ((size_t)64 << 20));
   CHECK(conv2d_scratch_size(&disc512, 512, 1024) * sizeof(float) <= ((size_t)64 << 20));
   CHECK(conv2d_scratch_size(&conv_out, 512, 1024) * sizeof(float) <= ((size_t)64 << 20));
+  threads_raised_after_sizing(&rng);
   return test_finish("test_conv2d");
 }
