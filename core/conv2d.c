@@ -406,14 +406,7 @@ static void conv2d_backward_images(float *din, float *dweight, const float *dout
       }
     }
   }
-  if (!dweight) return;
-  // The shares, added in thread order so that the sum does not depend on timing.
-#pragma omp parallel for schedule(static) if (nw >= 65536)
-  for (size_t e = 0; e < nw; e++) {
-    float acc = 0;
-    for (int t = 0; t < n_shares; t++) acc += scratch[(size_t)t * per + (size_t)kdim * P + e];
-    dweight[e] += acc;
-  }
+  if (dweight) vqgpt_sum_shares(dweight, true, scratch + (size_t)kdim * P, per, n_shares, nw);
 }
 
 // The im2col path for groups of g whole images: one product per group.

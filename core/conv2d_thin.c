@@ -196,11 +196,7 @@ void conv2d_thin_backward(float *din, float *dweight, const float *dout, const f
                            rows, wo, t / s->k_w, t % s->k_w);
       }
     }
-    // The shares, added in thread order so that the sum does not depend on timing.
-    for (int t = 0; t < n_shares; t++) {
-      const float *share = scratch + (size_t)t * per_thread + pad_floats(s, &p);
-      for (size_t e = 0; e < nw; e++) dweight[e] += share[e];
-    }
+    vqgpt_sum_shares(dweight, true, scratch + pad_floats(s, &p), per_thread, n_shares, nw);
   }
   if (din) {
     // The flipped kernel with channels swapped: wt[ci][co][ki][kj] = w[co][ci][kh-1-ki][kw-1-kj].

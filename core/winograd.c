@@ -441,20 +441,28 @@ static void convolve(float *out, const float *in, const float *U, const float *b
   }
 }
 
-void winograd_forward(float *out, const float *in, const float *weight, const float *bias,
-                      int c_in, int c_out, int B, int H, int W, float *scratch) {
+// The forward convolution, or with `transpose` the input gradient's: the flipped kernel from
+// c_out channels (of dout, given as in) to c_in.
+static void transform_and_convolve(float *out, const float *in, const float *weight,
+                                   const float *bias, int c_in, int c_out, bool transpose, int B,
+                                   int H, int W, float *scratch) {
   wino_plan p = make_plan(c_in, c_out, H, W, B);
   float *work = scratch + WINO_XI * (size_t)c_in * c_out;
-  weight_transform(scratch, weight, c_in, c_out, false, &p, work);
-  convolve(out, in, scratch, bias, c_in, c_out, B, H, W, &p, work);
+  weight_transform(scratch, weight, c_in, c_out, transpose, &p, work);
+  if (transpose)
+    convolve(out, in, scratch, NULL, c_out, c_in, B, H, W, &p, work);
+  else
+    convolve(out, in, scratch, bias, c_in, c_out, B, H, W, &p, work);
+}
+
+void winograd_forward(float *out, const float *in, const float *weight, const float *bias,
+                      int c_in, int c_out, int B, int H, int W, float *scratch) {
+  transform_and_convolve(out, in, weight, bias, c_in, c_out, false, B, H, W, scratch);
 }
 
 void winograd_backward_data(float *din, const float *dout, const float *weight, int c_in,
                             int c_out, int B, int H, int W, float *scratch) {
-  wino_plan p = make_plan(c_in, c_out, H, W, B);
-  float *work = scratch + WINO_XI * (size_t)c_in * c_out;
-  weight_transform(scratch, weight, c_in, c_out, true, &p, work);
-  convolve(din, dout, scratch, NULL, c_out, c_in, B, H, W, &p, work);
+  transform_and_convolve(din, dout, weight, NULL, c_in, c_out, true, B, H, W, scratch);
 }
 
 void winograd_backward_weight(float *dweight, const float *dout, const float *in, int c_in,
@@ -487,14 +495,8 @@ void winograd_backward_weight(float *dweight, const float *dout, const float *in
                     r.share + xi * cc, c_in);
     }
   }
-  // The threads' shares, summed in thread order so the result does not depend on timing.
-  const float *share0 = region_of(&p, work, 0, c_in, c_out).share;
-#pragma omp parallel for schedule(static)
-  for (size_t e = 0; e < WINO_XI * cc; e++) {
-    float s = 0;
-    for (int t = 0; t < n_shares; t++) s += share0[(size_t)t * p.per_thread + e];
-    dU[e] = s;
-  }
+  vqgpt_sum_shares(dU, false, region_of(&p, work, 0, c_in, c_out).share, p.per_thread, n_shares,
+                   WINO_XI * cc);
 #pragma omp parallel num_threads(p.n_threads)
   {
     // The shares are summed; their space now holds each thread's temporary rows.
