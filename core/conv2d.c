@@ -420,7 +420,8 @@ static void conv2d_forward_grouped(float *out, const float *in, const float *wei
     size_t n = (size_t)nb * P;
     float *cols = scratch, *prod = scratch + (size_t)kdim * n;  // (kdim, n), (c_out, n)
     for (int i = 0; i < nb; i++)
-      conv2d_im2col(cols + i * P, n, in + (size_t)(b0 + i) * s->c_in * in_plane, s, H, W, wo, 0, ho);
+      conv2d_im2col(cols + i * P, n, in + (size_t)(b0 + i) * s->c_in * in_plane, s, H, W, wo, 0,
+                    ho);
     vqgpt_sgemm(false, false, s->c_out, (int)n, kdim, 1.0f, weight, kdim, cols, (int)n, 0.0f,
                 prod, (int)n);
 #pragma omp parallel for collapse(2) schedule(static) if ((size_t)s->c_out * n >= 65536)

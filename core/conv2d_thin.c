@@ -13,8 +13,8 @@ bool conv2d_thin_applies(const conv2d_shape *s) {
   // Padding of at most k - 1 keeps the input gradient a plain convolution (see below), and
   // more input than output channels keeps that convolution off this path.
   return s->c_out <= CONV_THIN_MAX_OUT && s->c_in > CONV_THIN_MAX_OUT && s->stride == 1 &&
-         s->pad_top < s->k_h &&
-         s->pad_bottom < s->k_h && s->pad_left < s->k_w && s->pad_right < s->k_w;
+         s->pad_top < s->k_h && s->pad_bottom < s->k_h && s->pad_left < s->k_w &&
+         s->pad_right < s->k_w;
 }
 
 // Floats of one zero-padded band of input rows: images are processed in bands of output rows
@@ -60,7 +60,6 @@ static conv2d_shape transposed_shape(const conv2d_shape *s) {
   return t;
 }
 
-
 size_t conv2d_thin_scratch_size(const conv2d_shape *s, int h, int w) {
   thin_pad p = pad_geometry(s, h, w);
   size_t nw = (size_t)s->c_out * s->c_in * s->k_h * s->k_w;
@@ -73,15 +72,15 @@ size_t conv2d_thin_scratch_size(const conv2d_shape *s, int h, int w) {
 
 // The padded input rows of output rows [r0, r0 + rows): padded row j holds input row
 // r0 + j - pad_top.
-static void pad_band(float *dst, const float *img, const conv2d_shape *s, const thin_pad *p,
-                     int H, int W, int r0, int rows) {
+static void pad_band(float *dst, const float *img, const conv2d_shape *s, const thin_pad *p, int H,
+                     int W, int r0, int rows) {
   memset(dst, 0, pad_floats(s, p) * sizeof *dst);
   for (int c = 0; c < s->c_in; c++)
     for (int j = 0; j < rows + s->k_h - 1; j++) {
       int y = r0 + j - s->pad_top;
       if (y < 0 || y >= H) continue;
-      memcpy(dst + ((size_t)c * p->hp + j) * p->stride + s->pad_left,
-             img + ((size_t)c * H + y) * W, (size_t)W * sizeof *dst);
+      memcpy(dst + ((size_t)c * p->hp + j) * p->stride + s->pad_left, img + ((size_t)c * H + y) * W,
+             (size_t)W * sizeof *dst);
     }
 }
 
@@ -97,14 +96,14 @@ static inline thin_vec load_vec(const float *p) {
 // Output rows [r0, r0 + rows) of out (C, ho, wo) from their padded band; C is a constant
 // after inlining.
 static inline void thin_forward_band(float *out, const float *pad, const float *weight,
-                                     const float *bias, const conv2d_shape *s,
-                                     const thin_pad *p, int ho, int wo, int r0, int rows,
-                                     const int C) {
+                                     const float *bias, const conv2d_shape *s, const thin_pad *p,
+                                     int ho, int wo, int r0, int rows, const int C) {
   const int kh = s->k_h, kw = s->k_w, taps = kh * kw;
   for (int oy = 0; oy < rows; oy++)
     for (int x0 = 0; x0 < wo; x0 += THIN_COLS) {
       thin_vec acc[CONV_THIN_MAX_OUT][2];
-      for (int co = 0; co < C; co++) acc[co][0] = acc[co][1] = (thin_vec){0} + (bias ? bias[co] : 0.0f);
+      for (int co = 0; co < C; co++)
+        acc[co][0] = acc[co][1] = (thin_vec){0} + (bias ? bias[co] : 0.0f);
       for (int ci = 0; ci < s->c_in; ci++)
         for (int ki = 0; ki < kh; ki++) {
           const float *row = pad + ((size_t)ci * p->hp + oy + ki) * p->stride + x0;
@@ -139,10 +138,18 @@ void conv2d_thin_forward(float *out, const float *in, const float *weight, const
       pad_band(pad, in + (size_t)b * s->c_in * H * W, s, &p, H, W, r0, rows);
       float *o = out + (size_t)b * s->c_out * ho * wo;
       switch (s->c_out) {  // constant channel counts let the accumulators live in registers
-        case 1: thin_forward_band(o, pad, weight, bias, s, &p, ho, wo, r0, rows, 1); break;
-        case 2: thin_forward_band(o, pad, weight, bias, s, &p, ho, wo, r0, rows, 2); break;
-        case 3: thin_forward_band(o, pad, weight, bias, s, &p, ho, wo, r0, rows, 3); break;
-        default: thin_forward_band(o, pad, weight, bias, s, &p, ho, wo, r0, rows, 4); break;
+        case 1:
+          thin_forward_band(o, pad, weight, bias, s, &p, ho, wo, r0, rows, 1);
+          break;
+        case 2:
+          thin_forward_band(o, pad, weight, bias, s, &p, ho, wo, r0, rows, 2);
+          break;
+        case 3:
+          thin_forward_band(o, pad, weight, bias, s, &p, ho, wo, r0, rows, 3);
+          break;
+        default:
+          thin_forward_band(o, pad, weight, bias, s, &p, ho, wo, r0, rows, 4);
+          break;
       }
     }
   }
@@ -192,8 +199,8 @@ void conv2d_thin_backward(float *din, float *dweight, const float *dout, const f
           for (int ci = 0; ci < s->c_in; ci++)
             for (int t = 0; t < taps; t++)
               share[((size_t)co * s->c_in + ci) * taps + t] +=
-                  thin_dot(db + (size_t)co * ho * wo, pad + (size_t)ci * p.hp * p.stride, &p,
-                           rows, wo, t / s->k_w, t % s->k_w);
+                  thin_dot(db + (size_t)co * ho * wo, pad + (size_t)ci * p.hp * p.stride, &p, rows,
+                           wo, t / s->k_w, t % s->k_w);
       }
     }
     vqgpt_sum_shares(dweight, true, scratch + pad_floats(s, &p), per_thread, n_shares, nw);

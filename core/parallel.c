@@ -9,8 +9,8 @@ int vqgpt_scratch_threads(void) {
   return fixed;
 }
 
-void vqgpt_sum_shares(float *dst, bool accumulate, const float *shares, size_t stride,
-                      int n_shares, size_t len) {
+void vqgpt_sum_shares(float *dst, bool accumulate, const float *shares, size_t stride, int n_shares,
+                      size_t len) {
 #pragma omp parallel for schedule(static) if (len >= VQGPT_PAR_MIN)
   for (size_t e = 0; e < len; e++) {
     float acc = 0;

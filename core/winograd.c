@@ -36,14 +36,15 @@
 #define WINO_MAX_CHANNEL_PAIRS (256 * 256)
 
 // Below this many pixels per image the tiles are too few to amortise the kernel transform
-// and the small products (measured: at 8x8 and 256 channels the direct path is as fast, its weight gradient faster).
+// and the small products (measured: at 8x8 and 256 channels the direct path is as fast, its weight
+// gradient faster).
 #define WINO_MIN_PIXELS 256
 
 typedef struct {
-  int tw, th;       // tiles across and down
-  int rows, cols;   // tiles per block: whole rows (cols = tw) or part of one row (rows = 1)
-  int n_rb, n_cb;   // blocks down and across one image
-  int n_threads;    // workers (each owns one scratch region)
+  int tw, th;      // tiles across and down
+  int rows, cols;  // tiles per block: whole rows (cols = tw) or part of one row (rows = 1)
+  int n_rb, n_cb;  // blocks down and across one image
+  int n_threads;   // workers (each owns one scratch region)
   size_t per_thread;
 } wino_plan;
 
@@ -53,7 +54,6 @@ bool winograd_applies(int c_in, int c_out, int k_h, int k_w, int stride, int pad
          pad_r == 1 && c_in >= 16 && c_out >= 16 && h >= 4 && w >= 4 && h * w >= WINO_MIN_PIXELS &&
          c_in * c_out <= WINO_MAX_CHANNEL_PAIRS;
 }
-
 
 // Per-thread floats: transformed inputs and products for one block, the thread's share of a
 // weight gradient, and the row buffers of the transforms.
@@ -101,8 +101,9 @@ size_t winograd_scratch_size(int c_in, int c_out, int h, int w) {
 
 // p_q[j] = src[4j + q] for q < 4, j < n, and its inverse: rows split into column phases and
 // joined again. Whole groups of four let the compiler vectorize with shuffles.
-WINO_VECTOR_CLONES static void deinterleave4(float *restrict p0, float *restrict p1, float *restrict p2,
-                          float *restrict p3, const float *restrict src, int n) {
+WINO_VECTOR_CLONES static void deinterleave4(float *restrict p0, float *restrict p1,
+                                             float *restrict p2, float *restrict p3,
+                                             const float *restrict src, int n) {
   for (int j = 0; j < n; j++) {
     p0[j] = src[4 * j];
     p1[j] = src[4 * j + 1];
@@ -110,8 +111,9 @@ WINO_VECTOR_CLONES static void deinterleave4(float *restrict p0, float *restrict
     p3[j] = src[4 * j + 3];
   }
 }
-WINO_VECTOR_CLONES static void interleave4(float *restrict dst, const float *restrict p0, const float *restrict p1,
-                        const float *restrict p2, const float *restrict p3, int n) {
+WINO_VECTOR_CLONES static void interleave4(float *restrict dst, const float *restrict p0,
+                                           const float *restrict p1, const float *restrict p2,
+                                           const float *restrict p3, int n) {
   for (int j = 0; j < n; j++) {
     dst[4 * j] = p0[j];
     dst[4 * j + 1] = p1[j];
@@ -124,7 +126,7 @@ WINO_VECTOR_CLONES static void interleave4(float *restrict dst, const float *res
 // column lies outside [0, W). The tiles whose four columns are all inside are split straight
 // from the row; only the edges are checked one by one.
 static void split_row(float *p, size_t ps, const float *row, int W, int first, int n) {
-  int ja = first >= 0 ? 0 : (3 - first) / 4;            // first j with first + 4j >= 0
+  int ja = first >= 0 ? 0 : (3 - first) / 4;                  // first j with first + 4j >= 0
   int jb = W - 4 - first >= 0 ? (W - 4 - first) / 4 + 1 : 0;  // j < jb: first + 4j + 3 < W
   if (ja > n) ja = n;
   if (jb > n) jb = n;
@@ -161,11 +163,13 @@ static void split_input_rows(float *ph, const float *plane, int H, int W, int ti
 // checks than it allows and leaves the loop scalar.
 
 // o_k = (B^T x)_k, k < 6.
-WINO_VECTOR_CLONES static void bt6_kernel(float *restrict o0, float *restrict o1, float *restrict o2,
-                       float *restrict o3, float *restrict o4, float *restrict o5,
-                       const float *restrict x0, const float *restrict x1,
-                       const float *restrict x2, const float *restrict x3,
-                       const float *restrict x4, const float *restrict x5, int n) {
+WINO_VECTOR_CLONES static void bt6_kernel(float *restrict o0, float *restrict o1,
+                                          float *restrict o2, float *restrict o3,
+                                          float *restrict o4, float *restrict o5,
+                                          const float *restrict x0, const float *restrict x1,
+                                          const float *restrict x2, const float *restrict x3,
+                                          const float *restrict x4, const float *restrict x5,
+                                          int n) {
   for (int j = 0; j < n; j++) {
     float a0 = x0[j], a1 = x1[j], a2 = x2[j], a3 = x3[j], a4 = x4[j], a5 = x5[j];
     o0[j] = 4 * a0 - 5 * a2 + a4;
@@ -178,10 +182,12 @@ WINO_VECTOR_CLONES static void bt6_kernel(float *restrict o0, float *restrict o1
 }
 
 // o_i = (A^T x)_i + bias, i < 4.
-WINO_VECTOR_CLONES static void at6_kernel(float *restrict o0, float *restrict o1, float *restrict o2,
-                       float *restrict o3, const float *restrict x0, const float *restrict x1,
-                       const float *restrict x2, const float *restrict x3,
-                       const float *restrict x4, const float *restrict x5, float bias, int n) {
+WINO_VECTOR_CLONES static void at6_kernel(float *restrict o0, float *restrict o1,
+                                          float *restrict o2, float *restrict o3,
+                                          const float *restrict x0, const float *restrict x1,
+                                          const float *restrict x2, const float *restrict x3,
+                                          const float *restrict x4, const float *restrict x5,
+                                          float bias, int n) {
   for (int j = 0; j < n; j++) {
     float a0 = x0[j], a1 = x1[j], a2 = x2[j], a3 = x3[j], a4 = x4[j], a5 = x5[j];
     float p12 = a1 + a2, n12 = a1 - a2, p34 = a3 + a4, n34 = a3 - a4;
@@ -194,9 +200,10 @@ WINO_VECTOR_CLONES static void at6_kernel(float *restrict o0, float *restrict o1
 
 // o_k = (A x)_k, k < 6: the adjoint of at6.
 WINO_VECTOR_CLONES static void a4_kernel(float *restrict o0, float *restrict o1, float *restrict o2,
-                      float *restrict o3, float *restrict o4, float *restrict o5,
-                      const float *restrict x0, const float *restrict x1,
-                      const float *restrict x2, const float *restrict x3, int n) {
+                                         float *restrict o3, float *restrict o4, float *restrict o5,
+                                         const float *restrict x0, const float *restrict x1,
+                                         const float *restrict x2, const float *restrict x3,
+                                         int n) {
   for (int j = 0; j < n; j++) {
     float a0 = x0[j], a1 = x1[j], a2 = x2[j], a3 = x3[j];
     float p02 = a0 + a2, p13 = a1 + a3, q02 = a0 + 4 * a2, q13 = 2 * a1 + 8 * a3;
@@ -210,8 +217,8 @@ WINO_VECTOR_CLONES static void a4_kernel(float *restrict o0, float *restrict o1,
 }
 
 // The same with inputs x + l * xs and outputs o + k * os; bt6 takes x_4 and x_5 separately.
-static void bt6(float *o, size_t os, const float *x, size_t xs, const float *x4,
-                const float *x5, int n) {
+static void bt6(float *o, size_t os, const float *x, size_t xs, const float *x4, const float *x5,
+                int n) {
   bt6_kernel(o, o + os, o + 2 * os, o + 3 * os, o + 4 * os, o + 5 * os, x, x + xs, x + 2 * xs,
              x + 3 * xs, x4, x5, n);
 }
@@ -229,8 +236,8 @@ static void a4(float *o, size_t os, const float *x, size_t xs, int n) {
 static void input_transform_row(float *V, size_t xs, const float *plane, int H, int W, int ti,
                                 int j0, int n, float *buf) {
   size_t n1 = (size_t)n + 1;
-  float *ph = buf;                 // (6 rows, 4 phases, n1)
-  float *t = ph + 24 * n1;         // (6 rows, 6, n): rows transformed along x
+  float *ph = buf;          // (6 rows, 4 phases, n1)
+  float *t = ph + 24 * n1;  // (6 rows, 6, n): rows transformed along x
   split_input_rows(ph, plane, H, W, ti, j0, n);
   for (int r = 0; r < 6; r++) {
     const float *x = ph + r * 4 * n1;
@@ -248,9 +255,10 @@ static void input_transform_row(float *V, size_t xs, const float *plane, int H, 
 // A^T M_j A + bias, cropped to H x W.
 static void output_transform_row(float *plane, const float *M, size_t xs, int H, int W, int ti,
                                  int j0, int n, float bias, float *buf) {
-  float *s = buf;                   // (4, 6, n): M transformed along k
-  float *y = s + (size_t)24 * n;    // (4 phases, n) and (4 n): one output row
-  for (int m = 0; m < 6; m++) at6(s + (size_t)m * n, (size_t)6 * n, M + (size_t)m * xs, 6 * xs, 0.0f, n);
+  float *s = buf;                 // (4, 6, n): M transformed along k
+  float *y = s + (size_t)24 * n;  // (4 phases, n) and (4 n): one output row
+  for (int m = 0; m < 6; m++)
+    at6(s + (size_t)m * n, (size_t)6 * n, M + (size_t)m * xs, 6 * xs, 0.0f, n);
   int x0 = 4 * j0, width = W - x0 < 4 * n ? W - x0 : 4 * n;
   for (int i = 0; i < 4; i++) {
     int oy = 4 * ti + i;
@@ -268,8 +276,8 @@ static void output_transform_row(float *plane, const float *M, size_t xs, int H,
 // j0 + n, of one channel's tile row ti (zero outside H x W).
 static void grad_transform_row(float *dM, size_t xs, const float *plane, int H, int W, int ti,
                                int j0, int n, float *buf) {
-  float *g = buf;                   // (4 rows, 4 phases, n)
-  float *t = g + (size_t)16 * n;    // (4 rows, 6, n)
+  float *g = buf;                 // (4 rows, 4 phases, n)
+  float *t = g + (size_t)16 * n;  // (4 rows, 6, n)
   for (int i = 0; i < 4; i++) {
     float *p = g + (size_t)i * 4 * n;
     int y = 4 * ti + i;
@@ -278,7 +286,8 @@ static void grad_transform_row(float *dM, size_t xs, const float *plane, int H, 
     else
       split_row(p, (size_t)n, plane + (size_t)y * W, W, 4 * j0, n);
   }
-  for (int i = 0; i < 4; i++) a4(t + (size_t)i * 6 * n, (size_t)n, g + (size_t)i * 4 * n, (size_t)n, n);
+  for (int i = 0; i < 4; i++)
+    a4(t + (size_t)i * 6 * n, (size_t)n, g + (size_t)i * 4 * n, (size_t)n, n);
   for (int m = 0; m < 6; m++) a4(dM + (size_t)m * xs, 6 * xs, t + (size_t)m * n, (size_t)6 * n, n);
 }
 
@@ -287,8 +296,8 @@ static void grad_transform_row(float *dM, size_t xs, const float *plane, int H, 
 // o_k = (G x)_k, k < 6, for x_0 .. x_2.
 static void g3_kernel(float *restrict o0, float *restrict o1, float *restrict o2,
                       float *restrict o3, float *restrict o4, float *restrict o5,
-                      const float *restrict x0, const float *restrict x1,
-                      const float *restrict x2, int n) {
+                      const float *restrict x0, const float *restrict x1, const float *restrict x2,
+                      int n) {
   for (int i = 0; i < n; i++) {
     float a0 = x0[i], a1 = x1[i], a2 = x2[i];
     o0[i] = a0 / 4;
@@ -302,9 +311,9 @@ static void g3_kernel(float *restrict o0, float *restrict o1, float *restrict o2
 
 // o_a = (G^T x)_a, a < 3, for x_0 .. x_5.
 static void gt6_kernel(float *restrict o0, float *restrict o1, float *restrict o2,
-                       const float *restrict x0, const float *restrict x1,
-                       const float *restrict x2, const float *restrict x3,
-                       const float *restrict x4, const float *restrict x5, int n) {
+                       const float *restrict x0, const float *restrict x1, const float *restrict x2,
+                       const float *restrict x3, const float *restrict x4, const float *restrict x5,
+                       int n) {
   for (int i = 0; i < n; i++) {
     float a0 = x0[i], a1 = x1[i], a2 = x2[i], a3 = x3[i], a4 = x4[i], a5 = x5[i];
     o0[i] = a0 / 4 - (a1 + a2) / 6 + (a3 + a4) / 24;
@@ -326,13 +335,15 @@ static void gt6(float *o, size_t os, const float *x, size_t xs, int n) {
 static void weight_transform_row(float *U, size_t cc, const float *weight, int c_in, int c_out,
                                  bool transpose, int a, float *tmp) {
   int n = transpose ? c_out : c_in;
-  float *g = tmp;              // (9, n): the kernels' taps as rows
+  float *g = tmp;                // (9, n): the kernels' taps as rows
   float *t = g + (size_t)9 * n;  // (6, 3, n): G g
   for (int i = 0; i < n; i++) {
-    const float *w = transpose ? weight + ((size_t)i * c_in + a) * 9 : weight + ((size_t)a * c_in + i) * 9;
+    const float *w =
+        transpose ? weight + ((size_t)i * c_in + a) * 9 : weight + ((size_t)a * c_in + i) * 9;
     for (int e = 0; e < 9; e++) g[(size_t)e * n + i] = transpose ? w[8 - e] : w[e];
   }
-  for (int b = 0; b < 3; b++) g3(t + (size_t)b * n, (size_t)3 * n, g + (size_t)b * n, (size_t)3 * n, n);
+  for (int b = 0; b < 3; b++)
+    g3(t + (size_t)b * n, (size_t)3 * n, g + (size_t)b * n, (size_t)3 * n, n);
   for (int k = 0; k < 6; k++)
     g3(U + (size_t)k * 6 * cc + (size_t)a * n, cc, t + (size_t)k * 3 * n, (size_t)n, n);
 }
@@ -346,7 +357,8 @@ static void weight_grad_row(float *dweight, const float *dU, size_t cc, int c_in
   float *r = t + (size_t)18 * n;  // (9, n): G^T dU G
   for (int k = 0; k < 6; k++)
     gt6(t + (size_t)k * 3 * n, (size_t)n, dU + (size_t)k * 6 * cc + (size_t)co * n, cc, n);
-  for (int b = 0; b < 3; b++) gt6(r + (size_t)b * n, (size_t)3 * n, t + (size_t)b * n, (size_t)3 * n, n);
+  for (int b = 0; b < 3; b++)
+    gt6(r + (size_t)b * n, (size_t)3 * n, t + (size_t)b * n, (size_t)3 * n, n);
   for (int i = 0; i < n; i++) {
     float *dw = dweight + ((size_t)co * n + i) * 9;
     for (int e = 0; e < 9; e++) dw[e] += r[(size_t)e * n + i];
@@ -409,7 +421,8 @@ static void weight_transform(float *U, const float *weight, int c_in, int c_out,
   {
     float *tmp = region_of(p, work, omp_get_thread_num(), c_in, c_out).share;
 #pragma omp for schedule(static)
-    for (int a = 0; a < rows; a++) weight_transform_row(U, cc, weight, c_in, c_out, transpose, a, tmp);
+    for (int a = 0; a < rows; a++)
+      weight_transform_row(U, cc, weight, c_in, c_out, transpose, a, tmp);
   }
 }
 
@@ -435,8 +448,9 @@ static void convolve(float *out, const float *in, const float *U, const float *b
       size_t xs = (size_t)c_out * w.tiles;
       for (int co = 0; co < c_out; co++)
         for (int i = 0; i < w.rows; i++)
-          output_transform_row(dst + (size_t)co * H * W, r.M + (size_t)co * w.tiles + (size_t)i * w.cols,
-                               xs, H, W, w.r0 + i, w.j0, w.cols, bias ? bias[co] : 0.0f, r.buf);
+          output_transform_row(dst + (size_t)co * H * W,
+                               r.M + (size_t)co * w.tiles + (size_t)i * w.cols, xs, H, W, w.r0 + i,
+                               w.j0, w.cols, bias ? bias[co] : 0.0f, r.buf);
     }
   }
 }
@@ -455,13 +469,13 @@ static void transform_and_convolve(float *out, const float *in, const float *wei
     convolve(out, in, scratch, bias, c_in, c_out, B, H, W, &p, work);
 }
 
-void winograd_forward(float *out, const float *in, const float *weight, const float *bias,
-                      int c_in, int c_out, int B, int H, int W, float *scratch) {
+void winograd_forward(float *out, const float *in, const float *weight, const float *bias, int c_in,
+                      int c_out, int B, int H, int W, float *scratch) {
   transform_and_convolve(out, in, weight, bias, c_in, c_out, false, B, H, W, scratch);
 }
 
-void winograd_backward_data(float *din, const float *dout, const float *weight, int c_in,
-                            int c_out, int B, int H, int W, float *scratch) {
+void winograd_backward_data(float *din, const float *dout, const float *weight, int c_in, int c_out,
+                            int B, int H, int W, float *scratch) {
   transform_and_convolve(din, dout, weight, NULL, c_in, c_out, true, B, H, W, scratch);
 }
 
@@ -491,8 +505,8 @@ void winograd_backward_weight(float *dweight, const float *dout, const float *in
                              g + (size_t)co * H * W, H, W, w.r0 + i, w.j0, w.cols, r.buf);
       for (int xi = 0; xi < WINO_XI; xi++)
         vqgpt_sgemm(false, true, c_out, c_in, w.tiles, 1.0f, r.M + (size_t)xi * c_out * w.tiles,
-                    w.tiles, r.V + (size_t)xi * c_in * w.tiles, w.tiles, 1.0f,
-                    r.share + xi * cc, c_in);
+                    w.tiles, r.V + (size_t)xi * c_in * w.tiles, w.tiles, 1.0f, r.share + xi * cc,
+                    c_in);
     }
   }
   vqgpt_sum_shares(dU, false, region_of(&p, work, 0, c_in, c_out).share, p.per_thread, n_shares,

@@ -217,7 +217,8 @@ static void repeat_stats(void) {
                                 "main.6.running_var"};
   for (int i = 0; i < 4; i++) {
     size_t n1, n2;
-    const float *a = patchgan_tensor(d, stats[i], &n1, NULL), *b = patchgan_tensor(e, stats[i], &n2, NULL);
+    const float *a = patchgan_tensor(d, stats[i], &n1, NULL);
+    const float *b = patchgan_tensor(e, stats[i], &n2, NULL);
     CHECKF(a && b && n1 == n2 && memcmp(a, b, n1 * sizeof *a) == 0, "%s after a repeat", stats[i]);
   }
   CHECK(patchgan_num_batches_tracked(d, 3) == 3 && patchgan_num_batches_tracked(d, 6) == 3);
