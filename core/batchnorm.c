@@ -54,7 +54,8 @@ void batchnorm_forward_train(float *out, float *mean, float *rstd, float *runnin
       float *y = out + (size_t)b * bstride + (size_t)c * cstride;
       for (int i = 0; i < HW; i++) y[i] = x[i] * scale + shift;
     }
-    if (running_mean && running_var) update_running(running_mean, running_var, c, mu, sq, n, momentum);
+    if (running_mean && running_var)
+      update_running(running_mean, running_var, c, mu, sq, n, momentum);
   }
 }
 
