@@ -354,8 +354,14 @@ int patchgan_save(const patchgan *d, const char *path) {
   return rc ? -1 : 0;
 }
 
+static bool bad_slot(const patchgan *d, int slot) {
+  if (slot >= 0 && slot < d->n_slots) return false;
+  vqgpt_error("patchgan: slot %d of %d", slot, d->n_slots);
+  return true;
+}
+
 int patchgan_forward(patchgan *d, int slot, const float *x, int B, bool train, float *logits) {
-  if (slot < 0 || slot >= d->n_slots) return vqgpt_error("patchgan: slot %d of %d", slot, d->n_slots);
+  if (bad_slot(d, slot)) return -1;
   if (B < 1 || B > d->B) return vqgpt_error("patchgan: batch %d, built for at most %d", B, d->B);
   const pg_layer *lastbn = &d->layer[d->n_layers - 2];
   if (train && (size_t)B * lastbn->h_out * lastbn->w_out < 2)
@@ -390,7 +396,7 @@ int patchgan_forward(patchgan *d, int slot, const float *x, int B, bool train, f
 }
 
 int patchgan_repeat_train_stats(patchgan *d, int slot) {
-  if (slot < 0 || slot >= d->n_slots) return vqgpt_error("patchgan: slot %d of %d", slot, d->n_slots);
+  if (bad_slot(d, slot)) return -1;
   const pg_slot *S = &d->slots[slot];
   if (!S->valid || !S->train)
     return vqgpt_error("patchgan: no train-mode forward pass in slot %d to repeat", slot);
@@ -405,7 +411,7 @@ int patchgan_repeat_train_stats(patchgan *d, int slot) {
 }
 
 int patchgan_backward(patchgan *d, int slot, const float *dlogits, float *dx, bool param_grads) {
-  if (slot < 0 || slot >= d->n_slots) return vqgpt_error("patchgan: slot %d of %d", slot, d->n_slots);
+  if (bad_slot(d, slot)) return -1;
   pg_slot *S = &d->slots[slot];
   if (!S->valid || !S->train)
     return vqgpt_error("patchgan: backward needs a train-mode forward pass in slot %d", slot);
