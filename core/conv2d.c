@@ -347,66 +347,107 @@ static void conv2d_forward_shifted(float *out, const float *in, const float *bia
   }
 }
 
-// The im2col path with nt threads each taking whole images.
-static void conv2d_forward_images(float *out, const float *in, const float *weight,
-                                  const float *bias, const conv2d_shape *s, int B, int H, int W,
-                                  int nt, float *scratch) {
+// One image (c_in, H, W) -> (c_out, Ho, Wo) on the 1x1 path (a plain product on the input)
+// or the im2col path (in row tiles, scratch of conv2d_kdim * Wo * conv2d_tile_rows floats).
+static void conv2d_forward_image(float *out, const float *in, const float *weight,
+                                 const float *bias, const conv2d_shape *s, int H, int W,
+                                 float *scratch) {
   int ho = conv2d_out_h(s, H), wo = conv2d_out_w(s, W), kdim = (int)conv2d_kdim(s);
-  size_t P = (size_t)ho * wo, in_plane = (size_t)H * W, per = conv2d_image_floats(s, ho, wo);
-#pragma omp parallel num_threads(nt)
-  {
-    float *cols = scratch + (size_t)omp_get_thread_num() * per;  // (kdim, P)
-#pragma omp for schedule(static)
-    for (int b = 0; b < B; b++) {
-      float *outb = out + (size_t)b * s->c_out * P;
-      const float *inb = in + (size_t)b * s->c_in * in_plane, *x = inb;  // 1x1: the input itself
-      if (!conv2d_is_pointwise(s)) {
-        conv2d_im2col(cols, P, inb, s, H, W, wo, 0, ho);
-        x = cols;
-      }
-      conv2d_fill_bias(outb, bias, s->c_out, P, P);
-      vqgpt_sgemm(false, false, s->c_out, (int)P, kdim, 1.0f, weight, kdim, x, (int)P, 1.0f,
-                  outb, (int)P);
+  size_t in_plane = (size_t)H * W, out_plane = (size_t)ho * wo;
+  if (conv2d_is_pointwise(s)) {
+    conv2d_fill_bias(out, bias, s->c_out, out_plane, out_plane);
+    vqgpt_sgemm(false, false, s->c_out, (int)out_plane, s->c_in, 1.0f, weight, s->c_in, in,
+                (int)in_plane, 1.0f, out, (int)out_plane);
+    return;
+  }
+  int rows = conv2d_tile_rows(s, ho, wo);
+  for (int r0 = 0; r0 < ho; r0 += rows) {
+    int r1 = r0 + rows < ho ? r0 + rows : ho;
+    int ncols = (r1 - r0) * wo;
+    float *cols = scratch;  // (kdim, ncols)
+    conv2d_im2col(cols, (size_t)ncols, in, s, H, W, wo, r0, r1);
+    float *o = out + (size_t)r0 * wo;  // (c_out, ncols) with row stride Ho*Wo
+    conv2d_fill_bias(o, bias, s->c_out, out_plane, (size_t)ncols);
+    vqgpt_sgemm(false, false, s->c_out, ncols, kdim, 1.0f, weight, kdim, cols, ncols, 1.0f, o,
+                (int)out_plane);
+  }
+}
+
+// The backward of conv2d_forward_image: din (may be NULL) overwritten, dweight (may be NULL)
+// accumulated.
+static void conv2d_backward_image(float *din, float *dweight, const float *dout, const float *in,
+                                  const float *weight, const conv2d_shape *s, int H, int W,
+                                  float *scratch) {
+  int ho = conv2d_out_h(s, H), wo = conv2d_out_w(s, W), kdim = (int)conv2d_kdim(s);
+  size_t in_plane = (size_t)H * W, out_plane = (size_t)ho * wo;
+  if (conv2d_is_pointwise(s)) {
+    if (dweight)
+      vqgpt_sgemm(false, true, s->c_out, s->c_in, (int)out_plane, 1.0f, dout, (int)out_plane, in,
+                  (int)in_plane, 1.0f, dweight, s->c_in);
+    if (din)
+      vqgpt_sgemm(true, false, s->c_in, (int)in_plane, s->c_out, 1.0f, weight, s->c_in, dout,
+                  (int)out_plane, 0.0f, din, (int)in_plane);
+    return;
+  }
+  if (din) memset(din, 0, (size_t)s->c_in * in_plane * sizeof *din);
+  int rows = conv2d_tile_rows(s, ho, wo);
+  for (int r0 = 0; r0 < ho; r0 += rows) {
+    int r1 = r0 + rows < ho ? r0 + rows : ho;
+    int ncols = (r1 - r0) * wo;
+    float *cols = scratch;                    // (kdim, ncols)
+    const float *d = dout + (size_t)r0 * wo;  // (c_out, ncols) with row stride Ho*Wo
+    if (dweight) {
+      conv2d_im2col(cols, (size_t)ncols, in, s, H, W, wo, r0, r1);
+      vqgpt_sgemm(false, true, s->c_out, kdim, ncols, 1.0f, d, (int)out_plane, cols, ncols, 1.0f,
+                  dweight, kdim);
+    }
+    if (din) {
+      vqgpt_sgemm(true, false, kdim, ncols, s->c_out, 1.0f, weight, kdim, d, (int)out_plane, 0.0f,
+                  cols, ncols);
+      conv2d_col2im(din, cols, (size_t)ncols, s, H, W, wo, r0, r1);
     }
   }
 }
 
+// conv2d_forward_image with nt threads each taking whole images and its own scratch.
+static void conv2d_forward_images(float *out, const float *in, const float *weight,
+                                  const float *bias, const conv2d_shape *s, int B, int H, int W,
+                                  int nt, float *scratch) {
+  int ho = conv2d_out_h(s, H), wo = conv2d_out_w(s, W);
+  size_t P = (size_t)ho * wo, in_plane = (size_t)H * W, per = conv2d_image_floats(s, ho, wo);
+#pragma omp parallel num_threads(nt)
+  {
+    float *cols = scratch + (size_t)omp_get_thread_num() * per;
+#pragma omp for schedule(static)
+    for (int b = 0; b < B; b++)
+      conv2d_forward_image(out + (size_t)b * s->c_out * P, in + (size_t)b * s->c_in * in_plane,
+                           weight, bias, s, H, W, cols);
+  }
+}
+
+// conv2d_backward_image likewise, each thread's weight gradient in its own share (after its
+// patches), the shares summed at the end.
 static void conv2d_backward_images(float *din, float *dweight, const float *dout,
                                    const float *in, const float *weight, const conv2d_shape *s,
                                    int B, int H, int W, int nt, float *scratch) {
-  int ho = conv2d_out_h(s, H), wo = conv2d_out_w(s, W), kdim = (int)conv2d_kdim(s);
+  int ho = conv2d_out_h(s, H), wo = conv2d_out_w(s, W);
   size_t P = (size_t)ho * wo, in_plane = (size_t)H * W, per = conv2d_image_floats(s, ho, wo);
-  size_t nw = (size_t)s->c_out * kdim;
+  size_t cols_floats = conv2d_kdim(s) * P, nw = (size_t)s->c_out * conv2d_kdim(s);
   int n_shares = 1;
 #pragma omp parallel num_threads(nt)
   {
 #pragma omp single
     n_shares = omp_get_num_threads();
-    float *cols = scratch + (size_t)omp_get_thread_num() * per;  // (kdim, P)
-    float *share = cols + (size_t)kdim * P;                         // (c_out, kdim)
+    float *cols = scratch + (size_t)omp_get_thread_num() * per;  // (kdim, P) at the most
+    float *share = cols + cols_floats;                              // (c_out, kdim)
     if (dweight) memset(share, 0, nw * sizeof *share);
 #pragma omp for schedule(static)
-    for (int b = 0; b < B; b++) {
-      const float *d = dout + (size_t)b * s->c_out * P;
-      const float *inb = in + (size_t)b * s->c_in * in_plane;
-      bool pointwise = conv2d_is_pointwise(s);  // then the patches are the input itself
-      if (dweight) {
-        if (!pointwise) conv2d_im2col(cols, P, inb, s, H, W, wo, 0, ho);
-        vqgpt_sgemm(false, true, s->c_out, kdim, (int)P, 1.0f, d, (int)P, pointwise ? inb : cols,
-                    (int)P, 1.0f, share, kdim);
-      }
-      if (din) {
-        float *dinb = din + (size_t)b * s->c_in * in_plane;
-        vqgpt_sgemm(true, false, kdim, (int)P, s->c_out, 1.0f, weight, kdim, d, (int)P, 0.0f,
-                    pointwise ? dinb : cols, (int)P);
-        if (!pointwise) {
-          memset(dinb, 0, (size_t)s->c_in * in_plane * sizeof *dinb);
-          conv2d_col2im(dinb, cols, P, s, H, W, wo, 0, ho);
-        }
-      }
-    }
+    for (int b = 0; b < B; b++)
+      conv2d_backward_image(din ? din + (size_t)b * s->c_in * in_plane : NULL,
+                            dweight ? share : NULL, dout + (size_t)b * s->c_out * P,
+                            in + (size_t)b * s->c_in * in_plane, weight, s, H, W, cols);
   }
-  if (dweight) vqgpt_sum_shares(dweight, true, scratch + (size_t)kdim * P, per, n_shares, nw);
+  if (dweight) vqgpt_sum_shares(dweight, true, scratch + cols_floats, per, n_shares, nw);
 }
 
 // The im2col path for groups of g whole images: one product per group.
@@ -479,7 +520,6 @@ void conv2d_forward(float *out, const float *in, const float *weight, const floa
   }
   int ho = conv2d_out_h(s, H), wo = conv2d_out_w(s, W);
   size_t in_plane = (size_t)H * W, out_plane = (size_t)ho * wo;
-  int kdim = (int)conv2d_kdim(s);
   int nt, group;
   conv2d_path path = conv2d_choose(s, ho, wo, B, &nt, &group);
   if (path == PATH_IMAGES) {
@@ -496,28 +536,11 @@ void conv2d_forward(float *out, const float *in, const float *weight, const floa
   for (int b = 0; b < B; b++) {
     const float *inb = in + (size_t)b * s->c_in * in_plane;  // (c_in, H, W)
     float *outb = out + (size_t)b * s->c_out * out_plane;     // (c_out, Ho, Wo)
-    if (conv2d_is_pointwise(s)) {
-      conv2d_fill_bias(outb, bias, s->c_out, out_plane, out_plane);
-      vqgpt_sgemm(false, false, s->c_out, (int)out_plane, s->c_in, 1.0f, weight, s->c_in, inb,
-                  (int)in_plane, 1.0f, outb, (int)out_plane);
-      continue;
-    }
-    if (shifted) {
+    if (shifted)
       conv2d_forward_shifted(outb, inb, bias, s, H, W, ho, wo, wt,
                              scratch + conv2d_taps(s) * s->c_out * s->c_in);
-      continue;
-    }
-    int rows = conv2d_tile_rows(s, ho, wo);
-    for (int r0 = 0; r0 < ho; r0 += rows) {
-      int r1 = r0 + rows < ho ? r0 + rows : ho;
-      int ncols = (r1 - r0) * wo;
-      float *cols = scratch;  // (kdim, ncols)
-      conv2d_im2col(cols, (size_t)ncols, inb, s, H, W, wo, r0, r1);
-      float *o = outb + (size_t)r0 * wo;  // (c_out, ncols) with row stride Ho*Wo
-      conv2d_fill_bias(o, bias, s->c_out, out_plane, (size_t)ncols);
-      vqgpt_sgemm(false, false, s->c_out, ncols, kdim, 1.0f, weight, kdim, cols, ncols, 1.0f,
-                  o, (int)out_plane);
-    }
+    else
+      conv2d_forward_image(outb, inb, weight, bias, s, H, W, scratch);
   }
 }
 
@@ -589,7 +612,6 @@ void conv2d_backward(float *din, float *dweight, float *dbias, const float *dout
                      int W, float *scratch) {
   int ho = conv2d_out_h(s, H), wo = conv2d_out_w(s, W);
   size_t in_plane = (size_t)H * W, out_plane = (size_t)ho * wo;
-  int kdim = (int)conv2d_kdim(s);
   if (dbias) {
 #pragma omp parallel for schedule(static) if ((size_t)B * s->c_out * out_plane >= 65536)
     for (int co = 0; co < s->c_out; co++) {
@@ -636,37 +658,12 @@ void conv2d_backward(float *din, float *dweight, float *dbias, const float *dout
     const float *inb = in + (size_t)b * s->c_in * in_plane;        // (c_in, H, W)
     const float *doutb = dout + (size_t)b * s->c_out * out_plane;  // (c_out, Ho, Wo)
     float *dinb = din ? din + (size_t)b * s->c_in * in_plane : NULL;  // (c_in, H, W)
-    if (conv2d_is_pointwise(s)) {
-      if (dweight)
-        vqgpt_sgemm(false, true, s->c_out, s->c_in, (int)out_plane, 1.0f, doutb,
-                    (int)out_plane, inb, (int)in_plane, 1.0f, dweight, s->c_in);
-      if (dinb)
-        vqgpt_sgemm(true, false, s->c_in, (int)in_plane, s->c_out, 1.0f, weight, s->c_in, doutb,
-                    (int)out_plane, 0.0f, dinb, (int)in_plane);
-      continue;
-    }
-    if (dinb) memset(dinb, 0, (size_t)s->c_in * in_plane * sizeof *dinb);
     if (shifted) {
+      if (dinb) memset(dinb, 0, (size_t)s->c_in * in_plane * sizeof *dinb);
       conv2d_backward_shifted(dinb, dweight ? dwt : NULL, doutb, inb, s, H, W, ho, wo, wt,
                               scratch + 2 * taps * cc);
-      continue;
-    }
-    int rows = conv2d_tile_rows(s, ho, wo);
-    for (int r0 = 0; r0 < ho; r0 += rows) {
-      int r1 = r0 + rows < ho ? r0 + rows : ho;
-      int ncols = (r1 - r0) * wo;
-      float *cols = scratch;  // (kdim, ncols)
-      const float *d = doutb + (size_t)r0 * wo;  // (c_out, ncols) with row stride Ho*Wo
-      if (dweight) {
-        conv2d_im2col(cols, (size_t)ncols, inb, s, H, W, wo, r0, r1);
-        vqgpt_sgemm(false, true, s->c_out, kdim, ncols, 1.0f, d, (int)out_plane, cols, ncols,
-                    1.0f, dweight, kdim);
-      }
-      if (dinb) {
-        vqgpt_sgemm(true, false, kdim, ncols, s->c_out, 1.0f, weight, kdim, d, (int)out_plane,
-                    0.0f, cols, ncols);
-        conv2d_col2im(dinb, cols, (size_t)ncols, s, H, W, wo, r0, r1);
-      }
+    } else {
+      conv2d_backward_image(dinb, dweight, doutb, inb, weight, s, H, W, scratch);
     }
   }
   if (shifted && dweight) {
