@@ -3,13 +3,11 @@
 #include <math.h>
 #include <stddef.h>
 #include <string.h>
-#if defined(__AVX2__) && defined(__FMA__)
-#include <immintrin.h>
-#endif
 
 #include "core/blas.h"
 #include "core/linear.h"
 #include "core/parallel.h"
+#include "core/simd.h"
 #include "core/rng.h"
 
 // Softmax of s[0..n) in place, with the max subtracted first as torch.softmax does.
@@ -125,15 +123,6 @@ void causal_attention_backward(float *dqkv, const float *dout, const float *qkv,
     vqgpt_sgemm(true, false, T, hs, T, 1.0f, scratch + bh * TT, T, q, C3, 0.0f, dk, C3);
   }
 }
-
-#if defined(__AVX2__) && defined(__FMA__)
-static inline float hsum256(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-#endif
 
 // scores (T) = scale * K (T, hs) q, then softmax, then y (hs) = sum_j p_j V_j. With AVX2 and a
 // head size that is a multiple of 8 (up to 128) the dot products and the weighted sum run in

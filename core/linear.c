@@ -1,12 +1,10 @@
 #include "core/linear.h"
 
 #include <string.h>
-#if defined(__AVX2__) && defined(__FMA__)
-#include <immintrin.h>
-#endif
 
 #include "core/blas.h"
 #include "core/parallel.h"
+#include "core/simd.h"
 
 // Below this many rows, one pass over the weights with every row's dot products beats sgemm,
 // which packs the (large) weight matrix for a product it cannot amortise.
@@ -15,13 +13,6 @@
 float linear_dot(const float *a, const float *b, int n) { return linear_dot_inline(a, b, n); }
 
 #if defined(__AVX2__) && defined(__FMA__)
-static inline float hsum256(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
 // One weight row against NI inputs (NI <= 8, inputs ldx apart): out[i] = w . x_i. Called with
 // a constant NI so the accumulators stay in registers. Eight inputs give eight independent FMA
 // chains per loaded weight vector; a single input gets two chains. One row at a time, not
