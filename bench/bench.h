@@ -12,4 +12,7 @@ int bench_gpt(int argc, char **argv);
 // with the given base channels and codebook size.
 vqgan_config bench_f16_config(int ch, int n_embed);
 
+// The shortest of `reps` timed calls of run(ctx) in seconds; -1 if a call fails.
+double bench_best_of(int reps, int (*run)(void *), void *ctx);
+
 #endif

@@ -37,7 +37,7 @@ static double conv_gflop(const vqgan *m, bool decoder, int H, int W) {
   return f / 1e9;
 }
 
-static double best_of(int reps, int (*run)(void *), void *ctx) {
+double bench_best_of(int reps, int (*run)(void *), void *ctx) {
   double best = 1e30;
   for (int r = 0; r < reps; r++) {
     double t = vqgpt_seconds();
@@ -96,7 +96,7 @@ int bench_vqgan(int argc, char **argv) {
          ch, n_embed, vqgpt_blas_corename(), omp_get_max_threads());
   int rc = 0;
   if (grid) {
-    double t = best_of(1, run_decode, &c);
+    double t = bench_best_of(1, run_decode, &c);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     rc = t < 0;
@@ -105,8 +105,8 @@ int bench_vqgan(int argc, char **argv) {
              gw * 16, gh * 16, t, conv_gflop(m, true, gh * 16, gw * 16) / t, ru.ru_maxrss / 1024.0);
   } else {
     run_encode(&c);  // warm-up: first-touch page faults and thread start-up
-    double te = best_of((int)reps, run_encode, &c);
-    double td = best_of((int)reps, run_decode, &c);
+    double te = bench_best_of((int)reps, run_encode, &c);
+    double td = bench_best_of((int)reps, run_decode, &c);
     rc = te < 0 || td < 0;
     double fe = conv_gflop(m, false, 256, 256), fd = conv_gflop(m, true, 256, 256);
     if (!rc) {

@@ -7,24 +7,28 @@
 #include <omp.h>
 
 #include "bench/bench.h"
-#include "core/clock.h"
 #include "cli/args.h"
 #include "core/blas.h"
 #include "core/error.h"
 #include "stage1_vqgan/vqgan_train.h"
 
+typedef struct {
+  vqgan_trainer *tr;
+  const float *x;
+  long step;
+} step_ctx;
+
+static int run_step(void *p) {
+  step_ctx *c = p;
+  vqgan_step_stats s;
+  return vqgan_trainer_step(c->tr, c->x, c->step++, &s);
+}
+
 // Best time of `reps` steps after one warm-up step.
 static double time_steps(vqgan_trainer *tr, const float *x, int reps) {
-  vqgan_step_stats s;
-  if (vqgan_trainer_step(tr, x, 0, &s)) return -1;
-  double best = 1e30;
-  for (int r = 0; r < reps; r++) {
-    double t = vqgpt_seconds();
-    if (vqgan_trainer_step(tr, x, r + 1, &s)) return -1;
-    t = vqgpt_seconds() - t;
-    if (t < best) best = t;
-  }
-  return best;
+  step_ctx c = {tr, x, 0};
+  if (run_step(&c)) return -1;
+  return bench_best_of(reps, run_step, &c);
 }
 
 int bench_vqgan_train(int argc, char **argv) {
