@@ -13,15 +13,6 @@ typedef struct {
   int fd;  // small enough for finite differences
 } conv_case;
 
-static float *alloc_f(size_t n) {
-  float *p = malloc((n ? n : 1) * sizeof *p);
-  if (!p) {
-    fprintf(stderr, "out of memory\n");
-    exit(2);
-  }
-  return p;
-}
-
 // out (B, c_out, Ho, Wo) in double.
 static void naive_forward(double *out, const float *in, const float *w, const float *bias,
                           const conv2d_shape *s, int B, int H, int W) {

@@ -5,15 +5,6 @@
 #include "core/blas.h"
 #include "test_util.h"
 
-static float *alloc_f(size_t n) {
-  float *p = malloc((n ? n : 1) * sizeof *p);
-  if (!p) {
-    fprintf(stderr, "out of memory\n");
-    exit(2);
-  }
-  return p;
-}
-
 // Double forward; also the exact gradients of sum(out * g).
 static void naive(double *out, double *mean, double *rstd, double *din, double *dgamma,
                   double *dbeta, const float *in, const float *gamma, const float *beta,

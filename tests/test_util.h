@@ -110,6 +110,16 @@ static inline const char *fixture_path(const char *name) {
   return buf;
 }
 
+// n floats (at least one), or the test stops: a test has nothing to check without them.
+static inline float *alloc_f(size_t n) {
+  float *p = malloc((n ? n : 1) * sizeof *p);
+  if (!p) {
+    fprintf(stderr, "out of memory\n");
+    exit(2);
+  }
+  return p;
+}
+
 // Deterministic fill in [-scale, scale] for test inputs.
 static inline void fill_uniform(float *x, size_t n, uint64_t *state, float scale) {
   for (size_t i = 0; i < n; i++) {
