@@ -136,6 +136,23 @@ static void add_mid(builder *b, vqgan_coder *cd, int c, int level, const char *p
   add_resblock(b, &cd->mid_block_2, c, c, level, name);
 }
 
+// The n residual blocks of level i (block_in -> block_out, then block_out), each followed by
+// attention when the level has it: {prefix}.{i}.block.{j} and {prefix}.{i}.attn.{j}. Returns
+// the channels after them (block_in when n is 0).
+static int add_level_blocks(builder *b, vqgan_level *l, int n, const char *prefix, int i,
+                            int block_in, int block_out) {
+  char name[96];
+  for (int j = 0; j < n; j++) {
+    snprintf(name, sizeof name, "%s.%d.block.%d", prefix, i, j);
+    add_resblock(b, &l->blocks[j], j ? block_out : block_in, block_out, i, name);
+    if (l->has_attn) {
+      snprintf(name, sizeof name, "%s.%d.attn.%d", prefix, i, j);
+      add_attnblock(b, &l->attn[j], block_out, i, name);
+    }
+  }
+  return n > 0 ? block_out : block_in;
+}
+
 // Mirrors taming.modules.diffusionmodules.model.Encoder.__init__.
 static void build_encoder(builder *b, const vqgan_config *c) {
   vqgan_coder *e = &b->m->enc;
@@ -151,15 +168,7 @@ static void build_encoder(builder *b, const vqgan_config *c) {
     block_in = c->ch * (i == 0 ? 1 : c->ch_mult[i - 1]);
     int block_out = c->ch * c->ch_mult[i];
     l->has_attn = level_has_attn(c, res);
-    for (int j = 0; j < c->num_res_blocks; j++) {
-      snprintf(name, sizeof name, "encoder.down.%d.block.%d", i, j);
-      add_resblock(b, &l->blocks[j], block_in, block_out, i, name);
-      block_in = block_out;
-      if (l->has_attn) {
-        snprintf(name, sizeof name, "encoder.down.%d.attn.%d", i, j);
-        add_attnblock(b, &l->attn[j], block_in, i, name);
-      }
-    }
+    block_in = add_level_blocks(b, l, c->num_res_blocks, "encoder.down", i, block_in, block_out);
     l->has_resample = i != c->n_levels - 1;
     if (l->has_resample) {
       snprintf(name, sizeof name, "encoder.down.%d.downsample.conv", i);
@@ -194,15 +203,7 @@ static void build_decoder(builder *b, const vqgan_config *c) {
     }
     int block_out = c->ch * c->ch_mult[i];
     l->has_attn = level_has_attn(c, res);
-    for (int j = 0; j <= c->num_res_blocks; j++) {
-      snprintf(name, sizeof name, "decoder.up.%d.block.%d", i, j);
-      add_resblock(b, &l->blocks[j], block_in, block_out, i, name);
-      block_in = block_out;
-      if (l->has_attn) {
-        snprintf(name, sizeof name, "decoder.up.%d.attn.%d", i, j);
-        add_attnblock(b, &l->attn[j], block_in, i, name);
-      }
-    }
+    block_in = add_level_blocks(b, l, c->num_res_blocks + 1, "decoder.up", i, block_in, block_out);
     l->has_resample = i != 0;
     if (l->has_resample) {
       snprintf(name, sizeof name, "decoder.up.%d.upsample.conv", i);
