@@ -1,7 +1,6 @@
 #include "data/npy.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,17 +21,8 @@ static const char npy_magic[6] = {'\x93', 'N', 'U', 'M', 'P', 'Y'};
 // caps it at 65535, 2.0 allows 4 GiB).
 #define NPY_MAX_HEADER (1u << 20)
 
-// "<path>: <problem>", with bytes from the file made printable so the message stays one line.
-__attribute__((format(printf, 2, 3))) static int fail(const char *path, const char *fmt, ...) {
-  char msg[768];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  for (char *c = msg; *c; c++)
-    if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f) *c = '?';
-  return vqgpt_error("%s: %s", path, msg);
-}
+// "<path>: <problem>", with bytes from the (binary) header made printable ASCII.
+#define fail(path, ...) vqgpt_file_error(path, true, __VA_ARGS__)
 
 // ---------------------------------------------------------------------------------------
 // Header dict: the Python literal numpy writes, e.g.

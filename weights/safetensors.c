@@ -51,18 +51,9 @@ static bool dtype_parse(const char *s, st_dtype *out) {
   return false;
 }
 
-// "<path>: <problem>" on one line: names come from the file, so control characters in
-// them are replaced rather than allowed to break the line.
-__attribute__((format(printf, 2, 3))) static int fail(const char *path, const char *fmt, ...) {
-  char msg[900];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  for (char *c = msg; *c; c++)
-    if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
-  return vqgpt_error("%s: %s", path, msg);
-}
+// "<path>: <problem>" on one line: names come from the file (UTF-8, checked), so only
+// control characters in them are replaced.
+#define fail(path, ...) vqgpt_file_error(path, false, __VA_ARGS__)
 
 // "[64, 16, 3, 3]" into buf.
 static const char *shape_str(char *buf, size_t cap, int ndim, const int64_t *shape) {
