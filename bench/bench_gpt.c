@@ -15,8 +15,6 @@
 #include "stage2_transformer/gpt_train.h"
 
 static int bench_sample(const gpt *m, int B, int n_tokens) {
-  sampling_params sp;
-  sampling_params_default(&sp);
   int32_t *cond = calloc((size_t)B, sizeof(int32_t));
   int32_t *out = malloc((size_t)B * n_tokens * sizeof(int32_t));
   if (!cond || !out) {
@@ -24,9 +22,17 @@ static int bench_sample(const gpt *m, int B, int n_tokens) {
     free(out);
     return cli_fail("bench gpt", "out of memory");
   }
-  uint64_t rng = 1;
+  sampler_job job;
+  sampler_job_default(&job);
+  job.B = B;
+  job.n_cond = 1;
+  job.cond = cond;
+  job.grid_h = job.window_h = 1;
+  job.grid_w = job.window_w = n_tokens;
+  job.n_allowed = m->cfg.vocab_size;
+  job.seed = 1;
   double t0 = vqgpt_seconds();
-  int rc = sampler_raster(m, cond, B, n_tokens, m->cfg.vocab_size, &sp, &rng, out, NULL, NULL);
+  int rc = sampler_run(m, &job, out, NULL, NULL);
   double dt = vqgpt_seconds() - t0;
   free(cond);
   free(out);

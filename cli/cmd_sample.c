@@ -178,9 +178,18 @@ int cmd_sample(int argc, char **argv) {
     goto done;
   }
   for (int b = 0; b < B; b++) cond[b] = cond_token;
-  uint64_t rng = (uint64_t)seed;
   progress_state ps = {vqgpt_seconds(), (int)(B * n_tokens), B, isatty(STDERR_FILENO) != 0};
-  int src = sampler_raster(m, cond, B, (int)n_tokens, n_allowed, &sp, &rng, codes, progress, &ps);
+  sampler_job job;
+  sampler_job_default(&job);
+  job.B = B;
+  job.n_cond = 1;
+  job.cond = cond;
+  job.grid_h = job.window_h = gh;
+  job.grid_w = job.window_w = gw;
+  job.n_allowed = n_allowed;
+  job.sp = sp;
+  job.seed = (uint64_t)seed;
+  int src = sampler_run(m, &job, codes, progress, &ps);
   free(cond);
   if (src) {
     cli_fail(CMD, "%s", vqgpt_last_error());

@@ -1,9 +1,23 @@
-// Raster-order sampling of code grids with the GPT: every sequence starts with its condition
-// token, then each new code costs one incremental forward through the KV cache. The B
-// sequences advance in lockstep so each weight matrix is read once per step for all of them.
+// Sampling of code grids with the GPT, in raster order of the whole grid. A grid no larger
+// than the model's trained grid (the window) is one sequence: the condition tokens, then the
+// codes. A larger grid is sampled with the reference's sliding window (taming-transformers'
+// scripts/sample_conditional.py, generalised to any window shape): position (i, j) is drawn
+// from the GPT's logits given the condition and the tokens before it inside a window of the
+// trained size placed around it (sampler_window_local).
+//
+// Cost: a window's keys and values are reused while the window stays where it is (the top band
+// and the left and right borders, where the rule keeps it still for many positions), each new
+// token then costs one incremental step; when the window moves, only the causal prefix the
+// rule needs (condition + window tokens before the target) is recomputed, as one batched
+// forward. The B sequences (and their unconditional twins under guidance) advance in lockstep.
+//
+// Every draw uses its own random stream, a function of (seed, sample index, grid position):
+// sample k of a batch is the same as sample k alone, whatever the batch size, and guidance or
+// K/V reuse do not shift the streams.
 #ifndef VQGPT_SAMPLER_H
 #define VQGPT_SAMPLER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "sampling/logits.h"
@@ -12,11 +26,45 @@
 // Called after each sampled position (done of total), e.g. for progress output.
 typedef void (*sampler_progress_fn)(void *ctx, int done, int total);
 
-// cond: (B) condition tokens. out: (B, n_tokens) codes, each in [0, n_allowed). Needs
-// GPT_N_COND + n_tokens - 1 <= block_size (no sliding window). Draws use *rng in order:
-// position by position, sequence by sequence, so a seed reproduces the batch.
-int sampler_raster(const gpt *m, const int32_t *cond, int B, int n_tokens, int n_allowed,
-                   const sampling_params *sp, uint64_t *rng, int32_t *out,
-                   sampler_progress_fn progress, void *ctx);
+typedef struct {
+  int B;                   // samples, drawn together
+  int n_cond;              // condition tokens in front of the codes (1, or a prompt's length)
+  const int32_t *cond;     // (B, n_cond)
+  // Classifier-free guidance: logits = uncond + cfg_scale * (cond - uncond), both passes in
+  // one batch. NULL or cfg_scale == 1 samples without guidance (no second pass at all).
+  const int32_t *uncond;   // (B, n_cond) or NULL
+  float cfg_scale;
+  int grid_h, grid_w;      // the grid to fill
+  int window_h, window_w;  // the model's trained grid
+  int n_allowed;           // codes are drawn from 0..n_allowed-1
+  // Image completion: the first `keep` positions (raster order) come from init, (B, h*w).
+  const int32_t *init;
+  int keep;
+  sampling_params sp;
+  uint64_t seed;
+  bool no_kv_reuse;        // recompute every position's prefix (tests, benchmarks)
+} sampler_job;
+
+// Fills in the defaults: no guidance, no completion, the default sampling parameters.
+void sampler_job_default(sampler_job *job);
+
+// The window's extent in one dimension: the trained size, or the grid's where that is smaller
+// (a grid narrower or lower than the window is sampled as the plain sampler does, its rows one
+// after another in one sequence).
+int sampler_window_extent(int grid, int trained);
+
+// The target's index inside the window, in one dimension (grid size n, window size w <= n):
+// i while i <= w/2 (the window is at the start), w - (n - i) when n - i < w/2 (at the end),
+// else w/2 (centred) — the reference's rule, clamped so that the window stays inside the grid
+// (that only matters for an odd w, where the centred window would reach one past the end).
+int sampler_window_local(int i, int n, int w);
+
+// Checks the job against the model; errors name the problem (grid too large for the block,
+// keep beyond the grid, tokens out of range).
+int sampler_check(const gpt *m, const sampler_job *job);
+
+// out: (B, grid_h * grid_w) codes.
+int sampler_run(const gpt *m, const sampler_job *job, int32_t *out, sampler_progress_fn progress,
+                void *ctx);
 
 #endif

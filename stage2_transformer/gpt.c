@@ -648,6 +648,7 @@ int gpt_kv_init(gpt_kv *kv, const gpt *m, int B) {
 
 void gpt_kv_free(gpt_kv *kv) {
   free(kv->block);
+  free(kv->pblock);
   memset(kv, 0, sizeof *kv);
 }
 
@@ -698,5 +699,75 @@ int gpt_step(const gpt *m, gpt_kv *kv, const int32_t *tokens, float *logits) {
   layernorm_forward(kv->ln, NULL, NULL, kv->x, p->lnf_w, p->lnf_b, B, C, GPT_LN_EPS);
   linear_forward(logits, kv->ln, p->head_w, NULL, B, C, V);
   kv->T = pos + 1;
+  return 0;
+}
+
+static int kv_alloc_prefill(gpt_kv *kv, const gpt_config *c) {
+  if (kv->pblock) return 0;
+  size_t rows = (size_t)kv->B * kv->Tmax, C = c->n_embd, H = c->n_head, Tm = kv->Tmax;
+  size_t sizes[] = {rows * C, rows * C, rows * 3 * C, rows * C, rows * C, rows * 4 * C,
+                    (size_t)kv->B * H * Tm * Tm};
+  float **ptrs[] = {&kv->px, &kv->pln, &kv->pqkv, &kv->patty, &kv->ptmp, &kv->ph, &kv->patt};
+  size_t total = 0, n = sizeof sizes / sizeof sizes[0];
+  for (size_t i = 0; i < n; i++) total += sizes[i];
+  kv->pblock = malloc(total * sizeof(float));
+  if (!kv->pblock)
+    return vqgpt_error("out of memory for the prefill scratch (%.1f MB)", total * 4.0 / 1e6);
+  float *q = kv->pblock;
+  for (size_t i = 0; i < n; i++) {
+    *ptrs[i] = q;
+    q += sizes[i];
+  }
+  return 0;
+}
+
+int gpt_prefill(const gpt *m, gpt_kv *kv, const int32_t *tokens, int T, float *logits) {
+  const gpt_config *c = &m->cfg;
+  const gpt_params *p = &m->p;
+  int B = kv->B, C = c->n_embd, L = c->n_layer, H = c->n_head, V = c->vocab_size, Tm = kv->Tmax;
+  int hs = C / H;
+  if (T < 1 || T > Tm) return vqgpt_error("GPT prefill of %d tokens: block_size is %d", T, Tm);
+  if (kv_alloc_prefill(kv, c)) return -1;
+  size_t BT = (size_t)B * T;
+  for (size_t r = 0; r < BT; r++) {
+    int32_t tok = tokens[r];
+    if (tok < 0 || tok >= V) return vqgpt_error("GPT input token %d not in [0, %d)", tok, V);
+    const float *te = p->tok_emb + (size_t)tok * C;
+    const float *pe = p->pos_emb + (r % T) * C;
+    for (int i = 0; i < C; i++) kv->px[r * C + i] = te[i] + pe[i];
+  }
+  for (int l = 0; l < L; l++) {
+    size_t Lc = (size_t)l * C;
+    float *kc = kv->k + (size_t)l * B * Tm * C;  // (B, H, Tmax, hs)
+    float *vc = kv->v + (size_t)l * B * Tm * C;
+    layernorm_forward(kv->pln, NULL, NULL, kv->px, p->ln1_w + Lc, p->ln1_b + Lc, (int)BT, C,
+                      GPT_LN_EPS);
+    linear_forward(kv->pqkv, kv->pln, p->qkv_w + Lc * 3 * C, p->qkv_b + Lc * 3, (int)BT, C, 3 * C);
+    for (int b = 0; b < B; b++)
+      for (int t = 0; t < T; t++) {
+        const float *row = kv->pqkv + ((size_t)b * T + t) * 3 * C;
+        for (int h = 0; h < H; h++) {
+          size_t at = (((size_t)b * H + h) * Tm + t) * hs;
+          memcpy(kc + at, row + C + (size_t)h * hs, hs * sizeof(float));
+          memcpy(vc + at, row + 2 * C + (size_t)h * hs, hs * sizeof(float));
+        }
+      }
+    causal_attention_forward(kv->patty, kv->patt, kv->pqkv, B, T, C, H, 0.0f, 0, NULL);
+    linear_forward(kv->ptmp, kv->patty, p->proj_w + Lc * C, p->proj_b + Lc, (int)BT, C, C);
+    add_inplace(kv->px, kv->ptmp, BT * C);
+    layernorm_forward(kv->pln, NULL, NULL, kv->px, p->ln2_w + Lc, p->ln2_b + Lc, (int)BT, C,
+                      GPT_LN_EPS);
+    linear_forward(kv->ph, kv->pln, p->fc_w + Lc * 4 * C, p->fc_b + Lc * 4, (int)BT, C, 4 * C);
+    gelu_forward(kv->ph, kv->ph, BT * 4 * C);
+    linear_forward(kv->ptmp, kv->ph, p->fcproj_w + Lc * 4 * C, p->fcproj_b + Lc, (int)BT, 4 * C,
+                   C);
+    add_inplace(kv->px, kv->ptmp, BT * C);
+  }
+  // Only the last position's logits are wanted: the head runs on B rows, not B*T.
+  for (int b = 0; b < B; b++)
+    memcpy(kv->x + (size_t)b * C, kv->px + ((size_t)b * T + T - 1) * C, C * sizeof(float));
+  layernorm_forward(kv->ln, NULL, NULL, kv->x, p->lnf_w, p->lnf_b, B, C, GPT_LN_EPS);
+  linear_forward(logits, kv->ln, p->head_w, NULL, B, C, V);
+  kv->T = T;
   return 0;
 }

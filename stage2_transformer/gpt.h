@@ -166,6 +166,10 @@ typedef struct {
   float *h;        // (B, 4C)
   float *scores;   // (B, H, Tmax)
   float *block;
+  // Prefill scratch, allocated at the first gpt_prefill: rows are (B, Tmax) positions.
+  float *px, *pln, *pqkv, *patty, *ptmp, *ph;  // (B*Tmax, C | C | 3C | C | C | 4C)
+  float *patt;                                 // (B, H, Tmax, Tmax)
+  float *pblock;
 } gpt_kv;
 
 int gpt_kv_init(gpt_kv *kv, const gpt *m, int B);
@@ -174,5 +178,9 @@ void gpt_kv_reset(gpt_kv *kv);
 // Appends one token per sequence (tokens: (B)) at position kv->T and writes the next-token
 // logits (B, V). Costs one token's forward per sequence.
 int gpt_step(const gpt *m, gpt_kv *kv, const int32_t *tokens, float *logits);
+// Restarts the cache with T tokens per sequence (tokens: (B, T), positions 0..T-1) in one
+// batched forward (matrix products over all B*T rows) and writes the logits after the last
+// token (B, V): the same as gpt_kv_reset and T gpt_steps, at sgemm speed.
+int gpt_prefill(const gpt *m, gpt_kv *kv, const int32_t *tokens, int T, float *logits);
 
 #endif

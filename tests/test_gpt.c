@@ -81,6 +81,31 @@ static void test_parity(void) {
       }
   }
   CHECKF(worst / maxref < 1e-5, "KV-cache logits differ from the full forward: %g", worst / maxref);
+  // A batched prefill of every prefix length gives the full forward's logits at its last
+  // position, and leaves a cache that incremental steps continue correctly.
+  for (int Tp = 1; Tp <= T; Tp += 7) {
+    int32_t pre[NB * T];
+    for (int b = 0; b < NB; b++) memcpy(pre + b * Tp, in + b * T, Tp * sizeof(int32_t));
+    CHECK(gpt_prefill(m, &kv, pre, Tp, step_logits) == 0);
+    worst = 0;
+    for (int b = 0; b < NB; b++)
+      for (int v = 0; v < V; v++)
+        worst = fmaxf(worst, fabsf(step_logits[b * V + v] -
+                                   m->a.logits[((size_t)b * T + Tp - 1) * V + v]));
+    CHECKF(worst / maxref < 1e-5, "prefill of %d: logits differ by %g", Tp, worst / maxref);
+    if (Tp < T) {
+      int32_t tok[NB] = {in[Tp], in[T + Tp]};
+      CHECK(gpt_step(m, &kv, tok, step_logits) == 0);
+      worst = 0;
+      for (int b = 0; b < NB; b++)
+        for (int v = 0; v < V; v++)
+          worst = fmaxf(worst, fabsf(step_logits[b * V + v] -
+                                     m->a.logits[((size_t)b * T + Tp) * V + v]));
+      CHECKF(worst / maxref < 1e-5, "step after prefill of %d: logits differ by %g", Tp,
+             worst / maxref);
+    }
+  }
+  CHECK(gpt_prefill(m, &kv, in, T + 2, step_logits) != 0);
   gpt_kv_free(&kv);
 
   // Greedy continuation through the KV-cached sampler matches the reference exactly.
@@ -88,16 +113,24 @@ static void test_parity(void) {
   sampling_params_default(&sp);
   sp.greedy = true;
   int32_t cond[NB] = {idx[0], idx[NT]}, out[NB * (NT - 1)];
-  uint64_t rng = 1;
-  CHECKF(sampler_raster(m, cond, NB, NT - 1, V, &sp, &rng, out, NULL, NULL) == 0, "sampler: %s",
-         vqgpt_last_error());
+  sampler_job job;
+  sampler_job_default(&job);
+  job.B = NB;
+  job.n_cond = 1;
+  job.cond = cond;
+  job.grid_h = job.window_h = 1;
+  job.grid_w = job.window_w = NT - 1;
+  job.n_allowed = V;
+  job.sp = sp;
+  CHECKF(sampler_run(m, &job, out, NULL, NULL) == 0, "sampler: %s", vqgpt_last_error());
   int mismatches = 0;
   for (int b = 0; b < NB; b++)
     for (int t = 0; t < NT - 1; t++) mismatches += out[b * (NT - 1) + t] != greedy[b * NT + t + 1];
   CHECKF(mismatches == 0, "greedy continuation: %d tokens differ", mismatches);
   CHECK(greedy[0] == idx[0]);
   // One position more than the block size can hold is a clear error.
-  CHECK(sampler_raster(m, cond, NB, NT + 1, V, &sp, &rng, out, NULL, NULL) != 0);
+  job.grid_w = job.window_w = NT + 1;
+  CHECK(sampler_run(m, &job, out, NULL, NULL) != 0);
   CHECK(strstr(vqgpt_last_error(), "block_size") != NULL);
 
   free(step_logits);

@@ -148,25 +148,42 @@ static void test_sampler(void) {
   CHECK(m != NULL);
   if (!m) return;
   for (size_t i = 0; i < m->n_params; i++) m->params[i] += 0.5f * rng_normal(&init);
-  sampling_params sp;
-  sampling_params_default(&sp);
   int32_t cond[3] = {0, 0, 0}, a[36], b[36], c[36];
-  uint64_t r1 = 77, r2 = 77, r3 = 78;
-  CHECK(sampler_raster(m, cond, 3, 12, 25, &sp, &r1, a, NULL, NULL) == 0);
-  CHECK(sampler_raster(m, cond, 3, 12, 25, &sp, &r2, b, NULL, NULL) == 0);
-  CHECK(sampler_raster(m, cond, 3, 12, 25, &sp, &r3, c, NULL, NULL) == 0);
+  sampler_job job;
+  sampler_job_default(&job);
+  job.B = 3;
+  job.n_cond = 1;
+  job.cond = cond;
+  job.grid_h = job.window_h = 3;
+  job.grid_w = job.window_w = 4;
+  job.n_allowed = 25;
+  job.seed = 77;
+  CHECK(sampler_run(m, &job, a, NULL, NULL) == 0);
+  CHECK(sampler_run(m, &job, b, NULL, NULL) == 0);
+  job.seed = 78;
+  CHECK(sampler_run(m, &job, c, NULL, NULL) == 0);
   CHECK(memcmp(a, b, sizeof a) == 0);
   CHECK(memcmp(a, c, sizeof a) != 0);
   CHECK(memcmp(a, a + 12, 12 * sizeof(int32_t)) != 0);
   int out_of_range = 0;
   for (int i = 0; i < 36; i++) out_of_range += a[i] < 0 || a[i] >= 25;
   CHECK(out_of_range == 0);
-  sp.temperature = -1;
-  CHECK(sampler_raster(m, cond, 3, 12, 25, &sp, &r1, a, NULL, NULL) != 0);
-  sampling_params_default(&sp);
-  CHECK(sampler_raster(m, cond, 3, 12, 41, &sp, &r1, a, NULL, NULL) != 0);  // range > vocab
-  int32_t bad_cond[1] = {40};
-  CHECK(sampler_raster(m, bad_cond, 1, 4, 25, &sp, &r1, a, NULL, NULL) != 0);
+  // Sample k depends only on the seed and k: sample 1 alone (as sample 0 of a batch of one
+  // whose stream is its own) equals sample 1 of the batch.
+  job.seed = 77;
+  job.B = 2;
+  CHECK(sampler_run(m, &job, c, NULL, NULL) == 0);
+  CHECK(memcmp(a, c, 24 * sizeof(int32_t)) == 0);
+  job.B = 3;
+  job.sp.temperature = -1;
+  CHECK(sampler_run(m, &job, a, NULL, NULL) != 0);
+  sampling_params_default(&job.sp);
+  job.n_allowed = 41;  // range > vocab
+  CHECK(sampler_run(m, &job, a, NULL, NULL) != 0);
+  job.n_allowed = 25;
+  int32_t bad_cond[3] = {0, 40, 0};
+  job.cond = bad_cond;
+  CHECK(sampler_run(m, &job, a, NULL, NULL) != 0);
   gpt_free(m);
 }
 

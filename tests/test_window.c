@@ -1,0 +1,189 @@
+// Sliding-window sampling: greedy parity with the reference rule (fixtures window_tiny*,
+// including image completion), the rule at the borders, K/V reuse against recomputation,
+// batches against one-by-one, and the errors.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/blas.h"
+#include "core/error.h"
+#include "sampling/sampler.h"
+#include "stage2_transformer/gpt.h"
+#include "test_util.h"
+
+typedef struct {
+  int n, h, w, keep;
+} window_case;
+
+// From the fixture's metadata "cases".
+static const window_case cases[4] = {{2, 9, 13, 0}, {1, 4, 6, 0}, {1, 7, 8, 0}, {1, 9, 13, 29}};
+
+static void job_for(sampler_job *job, const gpt *m, const window_case *wc, const int32_t *classes,
+                    const int32_t *given) {
+  sampler_job_default(job);
+  job->B = wc->n;
+  job->n_cond = 1;
+  job->cond = classes;
+  job->grid_h = wc->h;
+  job->grid_w = wc->w;
+  job->window_h = m->cfg.grid_h;
+  job->window_w = m->cfg.grid_w;
+  job->n_allowed = m->cfg.n_codes;
+  job->init = given;
+  job->keep = wc->keep;
+  job->sp.greedy = true;
+}
+
+static int count_diff(const int32_t *a, const int32_t *b, size_t n) {
+  int d = 0;
+  for (size_t i = 0; i < n; i++) d += a[i] != b[i];
+  return d;
+}
+
+static void test_parity(void) {
+  gpt *m = gpt_load(fixture_path("window_tiny.safetensors"));
+  CHECKF(m != NULL, "gpt_load: %s", vqgpt_last_error());
+  if (!m) return;
+  CHECK(m->cfg.grid_h == 4 && m->cfg.grid_w == 6 && m->cfg.cond == GPT_COND_CLASS);
+  st_file io;
+  if (st_open(&io, fixture_path("window_tiny_io.safetensors"))) {
+    CHECKF(0, "st_open: %s", vqgpt_last_error());
+    gpt_free(m);
+    return;
+  }
+  for (int k = 0; k < 4; k++) {
+    const window_case *wc = &cases[k];
+    size_t hw = (size_t)wc->h * wc->w, n = wc->n * hw;
+    int32_t classes[2], *ref = malloc(n * sizeof(int32_t)), *given = NULL;
+    int32_t *out = malloc(n * sizeof(int32_t)), *again = malloc(n * sizeof(int32_t));
+    int64_t sh_c[1] = {wc->n}, sh[3] = {wc->n, wc->h, wc->w};
+    char name[64];
+    snprintf(name, sizeof name, "case%d.classes", k);
+    CHECK(st_read_i32(&io, name, classes, 1, sh_c) == 0);
+    snprintf(name, sizeof name, "case%d.codes", k);
+    CHECK(st_read_i32(&io, name, ref, 3, sh) == 0);
+    if (wc->keep) {
+      given = malloc(n * sizeof(int32_t));
+      snprintf(name, sizeof name, "case%d.given", k);
+      CHECK(st_read_i32(&io, name, given, 3, sh) == 0);
+    }
+    sampler_job job;
+    job_for(&job, m, wc, classes, given);
+    CHECKF(sampler_run(m, &job, out, NULL, NULL) == 0, "case %d: %s", k, vqgpt_last_error());
+    CHECKF(count_diff(out, ref, n) == 0, "case %d (%dx%d): %d of %zu greedy codes differ", k,
+           wc->h, wc->w, count_diff(out, ref, n), n);
+    // Recomputing every prefix gives the same codes as reusing the window's keys and values.
+    job.no_kv_reuse = true;
+    CHECK(sampler_run(m, &job, again, NULL, NULL) == 0);
+    CHECKF(count_diff(out, again, n) == 0, "case %d: K/V reuse differs from recomputation", k);
+    // One sample at a time gives the batch's samples.
+    job.no_kv_reuse = false;
+    job.B = 1;
+    for (int b = 0; b < wc->n; b++) {
+      job.cond = classes + b;
+      job.init = given ? given + b * hw : NULL;
+      CHECK(sampler_run(m, &job, again, NULL, NULL) == 0);
+      CHECKF(count_diff(out + b * hw, again, hw) == 0, "case %d: sample %d alone differs", k, b);
+    }
+    free(ref);
+    free(given);
+    free(out);
+    free(again);
+  }
+  st_close(&io);
+  gpt_free(m);
+}
+
+// Drawn (not greedy) samples: reuse against recomputation and batch against one-by-one, with
+// top-k and temperature, on a grid with windows moving in both directions.
+static void test_drawn(void) {
+  gpt *m = gpt_load(fixture_path("window_tiny.safetensors"));
+  if (!m) return;
+  window_case wc = {3, 7, 9, 5};
+  size_t hw = 63, n = 3 * hw;
+  int32_t classes[3] = {1, 4, 9}, given[3 * 63];
+  for (size_t i = 0; i < n; i++) given[i] = (int32_t)(i * 7 % 64);
+  int32_t a[3 * 63], b[3 * 63], c[63];
+  sampler_job job;
+  job_for(&job, m, &wc, classes, given);
+  job.sp.greedy = false;
+  job.sp.top_k = 20;
+  job.sp.temperature = 0.9f;
+  job.seed = 1234;
+  CHECK(sampler_run(m, &job, a, NULL, NULL) == 0);
+  for (int k = 0; k < 3; k++)
+    for (int i = 0; i < 5; i++) CHECK(a[k * hw + i] == given[k * hw + i]);
+  job.no_kv_reuse = true;
+  CHECK(sampler_run(m, &job, b, NULL, NULL) == 0);
+  CHECK(count_diff(a, b, n) == 0);
+  job.no_kv_reuse = false;
+  job.B = 1;
+  job.cond = classes + 2;
+  job.init = given + 2 * hw;
+  // Alone, sample 2 would use stream 0: its draws differ (a different class and stream).
+  CHECK(sampler_run(m, &job, c, NULL, NULL) == 0);
+  CHECK(count_diff(a + 2 * hw, c, hw) > 0);
+  // The first two samples of the batch are the batch of two.
+  job.B = 2;
+  job.cond = classes;
+  job.init = given;
+  CHECK(sampler_run(m, &job, b, NULL, NULL) == 0);
+  CHECK(count_diff(a, b, 2 * hw) == 0);
+  gpt_free(m);
+}
+
+// The placement rule at the borders, against the fixture README's formula.
+static void test_rule(void) {
+  // Grid equal to the window: the target's own index (the window never moves).
+  for (int i = 0; i < 6; i++) CHECK(sampler_window_local(i, 6, 6) == i);
+  for (int i = 0; i < 5; i++) CHECK(sampler_window_local(i, 5, 5) == i);
+  // One more than the window (even 4 in 5): start, then the end band.
+  int expect5[5] = {0, 1, 2, 2, 3};
+  for (int i = 0; i < 5; i++) CHECKF(sampler_window_local(i, 5, 4) == expect5[i], "i=%d", i);
+  // Wide grid: i while i <= w/2, then w/2, then w - (n - i) in the last w/2 - 1 positions.
+  int n = 13, w = 6;
+  for (int i = 0; i < n; i++) {
+    int want = i <= w / 2 ? i : (n - i < w / 2 ? w - (n - i) : w / 2);
+    CHECKF(sampler_window_local(i, n, w) == want, "i=%d", i);
+  }
+  // Odd windows stay inside the grid (the literal rule would start one too late here).
+  for (int w = 1; w <= 7; w += 2)
+    for (int n = w; n < w + 6; n++)
+      for (int i = 0; i < n; i++) {
+        int l = sampler_window_local(i, n, w);
+        CHECKF(l >= 0 && l < w && i - l >= 0 && i - l + w <= n, "n=%d w=%d i=%d -> %d", n, w, i,
+               l);
+      }
+  CHECK(sampler_window_extent(3, 16) == 3 && sampler_window_extent(40, 16) == 16);
+}
+
+static void test_errors(void) {
+  gpt *m = gpt_load(fixture_path("window_tiny.safetensors"));
+  if (!m) return;
+  window_case wc = {1, 9, 13, 0};
+  int32_t cls[1] = {3}, init[117] = {0}, out[117];
+  sampler_job job;
+  job_for(&job, m, &wc, cls, init);
+  job.keep = 118;
+  CHECK(sampler_run(m, &job, out, NULL, NULL) != 0 && strstr(vqgpt_last_error(), "keeping 118"));
+  job.keep = 117;  // everything kept: nothing to draw, the codes are the given ones
+  CHECK(sampler_run(m, &job, out, NULL, NULL) == 0 && out[116] == 0);
+  job.keep = 10;
+  init[9] = 64;
+  CHECK(sampler_run(m, &job, out, NULL, NULL) != 0 &&
+        strstr(vqgpt_last_error(), "initial code 64"));
+  init[9] = 0;
+  job.window_w = 7;  // 1 + 4 * 7 - 1 = 28 positions > block_size 25
+  CHECK(sampler_run(m, &job, out, NULL, NULL) != 0 && strstr(vqgpt_last_error(), "block_size"));
+  gpt_free(m);
+}
+
+int main(int argc, char **argv) {
+  (void)argc;
+  vqgpt_blas_setup(argv);
+  test_rule();
+  test_parity();
+  test_drawn();
+  test_errors();
+  return test_finish("test_window");
+}
