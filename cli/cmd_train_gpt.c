@@ -151,7 +151,7 @@ static int encode_folder(code_set *cs, vqgan *vq, const char *dir, bool classes,
   int size = vc->resolution, f = vqgan_factor(vq), h = size / f, w = size / f;
   image_dataset ds;
   fprintf(stderr, "loading images from %s ...\n", dir);
-  if (image_dataset_load(&ds, dir, size)) return -1;
+  if (image_dataset_load(&ds, dir, size, size, size)) return -1;
   size_t n = ds.n * (size_t)crops;
   if (n > INT32_MAX / ((size_t)h * w)) {
     image_dataset_free(&ds);

@@ -18,7 +18,7 @@
 
 typedef struct {
   const char *data, *out, *config, *lpips, *disc_loss, *quant_loss;
-  long size, steps, batch, disc_start, seed, log_every, sample_every, save_every, n_val;
+  long size, scale, steps, batch, disc_start, seed, log_every, sample_every, save_every, n_val;
   long ndf, disc_layers, n_embed, reinit_every;
   double lr, disc_weight, perceptual_weight, codebook_weight;
   bool resume;
@@ -101,7 +101,7 @@ static double psnr_of(const float *a, const float *b, size_t n) {
 // Reconstructs the validation images; writes inputs (top) and reconstructions (bottom) as
 // one PNG and returns the mean PSNR.
 static int validate(vqgan *g, const split *s, const char *png, double *psnr) {
-  int S = s->data.size, f = vqgan_factor(g), n = (int)(s->n_val < 8 ? s->n_val : 8);
+  int S = s->data.crop_w, f = vqgan_factor(g), n = (int)(s->n_val < 8 ? s->n_val : 8);
   size_t per = (size_t)3 * S * S;
   float *x = malloc(per * 2 * n * sizeof *x);
   int32_t *codes = malloc((size_t)(S / f) * (S / f) * sizeof *codes);
@@ -165,7 +165,8 @@ int cmd_train_vqgan(int argc, char **argv) {
       {"out", OPT_STRING, &a.out, "checkpoint / model file (.safetensors), written atomically"},
       {"config", OPT_STRING, &a.config, "tiny | small | f16 | a JSON file {embed_dim, n_embed, ddconfig}"},
       {"n-embed", OPT_INT, &a.n_embed, "override the codebook size"},
-      {"size", OPT_INT, &a.size, "training crop side in pixels (shorter side scaled to it first)"},
+      {"size", OPT_INT, &a.size, "training crop side in pixels"},
+      {"scale", OPT_INT, &a.scale, "scale each image's shorter side to this first (0: --size)"},
       {"steps", OPT_INT, &a.steps, "total training steps"},
       {"batch", OPT_INT, &a.batch, "images per step"},
       {"lr", OPT_FLOAT, &a.lr, "base learning rate (times batch, as the reference)"},
@@ -191,6 +192,7 @@ int cmd_train_vqgan(int argc, char **argv) {
   if (st != CLI_OK) return st == CLI_HELP ? 0 : 1;
   if (!cli_require(CMD, "data", a.data) || !cli_require(CMD, "out", a.out)) return 1;
   if (a.steps < 1 || a.batch < 1 || a.batch > 256 || a.size < 8 || a.size > 1024 || a.log_every < 1 ||
+      (a.scale != 0 && (a.scale < a.size || a.scale > 4096)) ||
       a.sample_every < 1 || a.save_every < 1 || a.lr <= 0 || a.reinit_every < 0 || a.disc_layers < 1 ||
       a.disc_layers > PATCHGAN_MAX_N_LAYERS || a.ndf < 1 || a.n_embed < 0)
     return cli_fail(CMD, "an option is out of range (see --help)");
@@ -229,7 +231,9 @@ int cmd_train_vqgan(int argc, char **argv) {
   int rc = 1;
   uint64_t rng = (uint64_t)a.seed;
   long step = 0;
-  if (image_dataset_load(&s.data, a.data, (int)a.size) || make_split(&s, a.n_val)) {
+  if (image_dataset_load(&s.data, a.data, a.scale ? (int)a.scale : (int)a.size, (int)a.size,
+                         (int)a.size) ||
+      make_split(&s, a.n_val)) {
     cli_fail(CMD, "%s", vqgpt_last_error());
     goto done;
   }

@@ -1,5 +1,6 @@
 // An image folder loaded for training: every image decoded once (in parallel), its shorter
-// side scaled to `size` as the reference's SmallestMaxSize, and square crops drawn from it.
+// side scaled to `scale` as the reference's SmallestMaxSize, and crops of crop_w x crop_h
+// drawn from it (square in the reference; pairs of items or panoramas want other shapes).
 #ifndef VQGPT_DATASET_H
 #define VQGPT_DATASET_H
 
@@ -11,17 +12,19 @@
 
 typedef struct {
   image_folder folder;  // paths, labels, class names
-  image_rgb *images;    // n: shorter side == size
+  image_rgb *images;    // n: shorter side == scale, each side >= the crop's
   size_t n;
-  int size;
+  int scale;            // shorter side after scaling, pixels
+  int crop_w, crop_h;   // crop size, pixels
 } image_dataset;
 
-int image_dataset_load(image_dataset *d, const char *dir, int size);
+// crop_w, crop_h <= 0 mean square crops of `scale`.
+int image_dataset_load(image_dataset *d, const char *dir, int scale, int crop_w, int crop_h);
 void image_dataset_free(image_dataset *d);
 
-// x (3, size, size) in [-1, 1]: a uniformly random crop, mirrored with probability 1/2.
+// x (3, crop_h, crop_w) in [-1, 1]: a uniformly random crop, mirrored with probability 1/2.
 void image_dataset_random_crop(const image_dataset *d, size_t i, uint64_t *rng, float *x);
-// x (3, size, size): the center crop, for validation.
+// x (3, crop_h, crop_w): the center crop, for validation.
 void image_dataset_center_crop(const image_dataset *d, size_t i, float *x);
 
 #endif
