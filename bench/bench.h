@@ -7,6 +7,7 @@
 int bench_vqgan(int argc, char **argv);
 int bench_vqgan_train(int argc, char **argv);
 int bench_gpt(int argc, char **argv);
+int bench_window(int argc, char **argv);
 
 // The released f16 VQGAN architecture (ch_mult [1,1,2,2,4], 2 res blocks, attention at 16)
 // with the given base channels and codebook size.

@@ -48,7 +48,7 @@ static int bench_train(gpt *m, int B, int T, int steps) {
   if (!codes) return cli_fail("bench gpt", "out of memory");
   uint64_t rng = 2;
   for (size_t i = 0; i < (size_t)n * T; i++) codes[i] = (int32_t)rng_below(&rng, (uint64_t)m->cfg.n_codes);
-  gpt_dataset d = {codes, NULL, n, 1, T};
+  gpt_dataset d = {.codes = codes, .labels = NULL, .n = n, .h = 1, .w = T};
   gpt_train_options o;
   gpt_train_options_default(&o);
   o.batch_size = B;

@@ -156,11 +156,11 @@ int cmd_sample(int argc, char **argv) {
     gw = c->grid_w;
   }
   long n_tokens = (long)gh * gw;
-  if (GPT_N_COND + n_tokens - 1 > c->block_size) {
+  if (gpt_n_cond(c) + n_tokens - 1 > c->block_size) {
     cli_fail(CMD,
              "a %dx%d grid needs %ld positions but the GPT's block_size is %d "
              "(sliding-window sampling is not implemented)",
-             gh, gw, GPT_N_COND + n_tokens - 1, c->block_size);
+             gh, gw, gpt_n_cond(c) + n_tokens - 1, c->block_size);
     goto done;
   }
   if (top_k > c->vocab_size) {

@@ -361,7 +361,7 @@ int cmd_train_gpt(int argc, char **argv) {
     gpt_config cfg = {0};
     cfg.vocab_size = vc->n_embed;
     if (classes && n_classes > cfg.vocab_size) cfg.vocab_size = n_classes;
-    cfg.block_size = GPT_N_COND + h * w - 1;
+    cfg.block_size = 1 + h * w - 1;
     cfg.n_layer = (int)n_layer;
     cfg.n_head = (int)n_head;
     cfg.n_embd = (int)n_embd;
@@ -381,7 +381,7 @@ int cmd_train_gpt(int argc, char **argv) {
       goto done;
     }
   }
-  gpt_dataset d = {cs.codes, cs.labels, cs.n, cs.h, cs.w};
+  gpt_dataset d = {.codes = cs.codes, .labels = cs.labels, .n = cs.n, .h = cs.h, .w = cs.w};
   if (gpt_trainer_init(&tr, m, &d, &o)) {
     cli_fail(CMD, "%s", vqgpt_last_error());
     goto done;

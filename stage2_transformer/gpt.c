@@ -24,7 +24,36 @@
 // Config
 
 void gpt_config_defaults(gpt_config *cfg) {
-  if (cfg->n_codes <= 0) cfg->n_codes = cfg->vocab_size;
+  if (cfg->n_codes <= 0)
+    cfg->n_codes = cfg->cond == GPT_COND_TEXT ? cfg->vocab_size - cfg->text_vocab - 1
+                                              : cfg->vocab_size;
+}
+
+int gpt_n_cond(const gpt_config *cfg) { return cfg->cond == GPT_COND_TEXT ? cfg->text_len : 1; }
+
+int gpt_text_pad(const gpt_config *cfg) { return cfg->n_codes + cfg->text_vocab; }
+
+static int square_side(long area) {
+  if (area < 1) return 0;
+  long r = 1;
+  while ((r + 1) * (r + 1) <= area) r++;
+  return r * r == area ? (int)r : 0;
+}
+
+int gpt_trained_grid(const gpt_config *cfg, int *h, int *w) {
+  if (cfg->grid_h > 0) {
+    *h = cfg->grid_h;
+    *w = cfg->grid_w;
+    return 0;
+  }
+  int nc = gpt_n_cond(cfg);
+  int side = square_side((long)cfg->block_size + 1 - nc);
+  if (!side) side = square_side((long)cfg->block_size - nc);
+  if (!side)
+    return vqgpt_error("the GPT records no grid and its block_size %d holds no square of codes",
+                       cfg->block_size);
+  *h = *w = side;
+  return 0;
 }
 
 int gpt_config_check(const gpt_config *c, const char *source) {
@@ -49,6 +78,18 @@ int gpt_config_check(const gpt_config *c, const char *source) {
     if (c->n_classes < 1 || c->n_classes > c->vocab_size)
       return vqgpt_error("%s: config n_classes %d not in [1, vocab_size %d]", source,
                          c->n_classes, c->vocab_size);
+    if (c->null_class < 0 || c->null_class >= c->vocab_size ||
+        (c->null_class > 0 && c->null_class < c->n_classes))
+      return vqgpt_error("%s: config null_class %d must be a token past the classes (%d) and "
+                         "below vocab_size %d", source, c->null_class, c->n_classes,
+                         c->vocab_size);
+  } else if (c->cond == GPT_COND_TEXT) {
+    if (c->text_len < 1 || c->text_len >= c->block_size)
+      return vqgpt_error("%s: config text_len %d not in [1, block_size %d)", source, c->text_len,
+                         c->block_size);
+    if (c->text_vocab < 1 || (long)c->n_codes + c->text_vocab + 1 != c->vocab_size)
+      return vqgpt_error("%s: config vocab_size %d is not n_codes %d + text_vocab %d + 1 (pad)",
+                         source, c->vocab_size, c->n_codes, c->text_vocab);
   } else if (c->sos_token < 0 || c->sos_token >= c->vocab_size) {
     return vqgpt_error("%s: config sos_token %d not in [0, vocab_size %d)", source, c->sos_token,
                        c->vocab_size);
@@ -96,6 +137,9 @@ int gpt_config_parse(gpt_config *cfg, const char *text, const char *source) {
       get_int_key(root, "n_classes", &cfg->n_classes, false, source) ||
       get_int_key(root, "sos_token", &cfg->sos_token, false, source) ||
       get_int_key(root, "n_codes", &cfg->n_codes, false, source) ||
+      get_int_key(root, "null_class", &cfg->null_class, false, source) ||
+      get_int_key(root, "text_len", &cfg->text_len, false, source) ||
+      get_int_key(root, "text_vocab", &cfg->text_vocab, false, source) ||
       get_float_key(root, "embd_pdrop", &cfg->embd_pdrop, source) ||
       get_float_key(root, "resid_pdrop", &cfg->resid_pdrop, source) ||
       get_float_key(root, "attn_pdrop", &cfg->attn_pdrop, source))
@@ -105,8 +149,9 @@ int gpt_config_parse(gpt_config *cfg, const char *text, const char *source) {
     const char *s = json_get_string(root, "cond");
     if (s && !strcmp(s, "none")) cfg->cond = GPT_COND_NONE;
     else if (s && !strcmp(s, "class")) cfg->cond = GPT_COND_CLASS;
+    else if (s && !strcmp(s, "text")) cfg->cond = GPT_COND_TEXT;
     else {
-      vqgpt_error("%s: config 'cond' must be \"none\" or \"class\"", source);
+      vqgpt_error("%s: config 'cond' must be \"none\", \"class\" or \"text\"", source);
       goto done;
     }
   }
@@ -130,9 +175,15 @@ done:
 char *gpt_config_to_json(const gpt_config *c) {
   char grid[64] = "";
   if (c->grid_h > 0) snprintf(grid, sizeof grid, ", \"grid\": [%d, %d]", c->grid_h, c->grid_w);
-  char cond[96];
-  if (c->cond == GPT_COND_CLASS)
+  char cond[128];
+  if (c->cond == GPT_COND_CLASS && c->null_class > 0)
+    snprintf(cond, sizeof cond, "\"cond\": \"class\", \"n_classes\": %d, \"null_class\": %d",
+             c->n_classes, c->null_class);
+  else if (c->cond == GPT_COND_CLASS)
     snprintf(cond, sizeof cond, "\"cond\": \"class\", \"n_classes\": %d", c->n_classes);
+  else if (c->cond == GPT_COND_TEXT)
+    snprintf(cond, sizeof cond, "\"cond\": \"text\", \"text_len\": %d, \"text_vocab\": %d",
+             c->text_len, c->text_vocab);
   else
     snprintf(cond, sizeof cond, "\"cond\": \"none\", \"sos_token\": %d", c->sos_token);
   size_t n = 1024;
@@ -311,7 +362,7 @@ gpt *gpt_load(const char *path) {
   if (gpt_config_parse(&cfg, config, path)) goto done;
   m = gpt_alloc(&cfg, path);
   if (!m) goto done;
-  if (gpt_read_block(m, &f, "", m->params)) {
+  if (gpt_read_block(m, &f, "", m->params) || gpt_card_read(&m->card, &f, path)) {
     gpt_free(m);
     m = NULL;
   }
@@ -330,6 +381,7 @@ static void free_acts(gpt *m) {
 
 void gpt_free(gpt *m) {
   if (!m) return;
+  gpt_card_free(&m->card);
   free(m->params);
   free(m->grads);
   free(m->tensors);
@@ -373,7 +425,8 @@ int gpt_save_as(const gpt *m, const char *path, st_dtype storage) {
     goto done;
   }
   if (st_writer_meta(w, "format", "taming-gpt") || st_writer_meta(w, "config", cfg) ||
-      gpt_writer_add_block(m, w, "", m->params, &names) || st_writer_save(w, path))
+      gpt_card_write(&m->card, w) || gpt_writer_add_block(m, w, "", m->params, &names) ||
+      st_writer_save(w, path))
     goto done;
   rc = 0;
 done:

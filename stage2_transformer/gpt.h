@@ -10,11 +10,17 @@
 
 #include "weights/safetensors.h"
 
-typedef enum { GPT_COND_NONE = 0, GPT_COND_CLASS = 1 } gpt_cond_kind;
+typedef enum { GPT_COND_NONE = 0, GPT_COND_CLASS = 1, GPT_COND_TEXT = 2 } gpt_cond_kind;
 
-// Sequences are one condition token followed by the h*w codes in raster order. The condition
-// token is sos_token for unconditional models and the class id for class-conditional ones
-// (the reference's ImageNet models share one vocabulary between classes and codes).
+// Sequences are the condition tokens followed by the h*w codes in raster order.
+// - Unconditional: one token, sos_token.
+// - Class-conditional: one token, the class id (the reference's ImageNet models share one
+//   vocabulary between classes and codes). With "null_class" (a token id, usually n_classes)
+//   the model was trained with condition dropout and can be guided (classifier-free).
+// - Text-conditional ("cond": "text"): text_len prompt tokens. The shared vocabulary is laid
+//   out as [codes 0..n_codes) [text tokens n_codes + t, t < text_vocab) [pad], so
+//   vocab_size = n_codes + text_vocab + 1. A prompt is its tokenizer ids shifted by n_codes,
+//   right-padded with the pad token to text_len; the all-pad prompt is the null condition.
 typedef struct {
   // The reference constructor parameters.
   int vocab_size, block_size, n_layer, n_head, n_embd;
@@ -25,10 +31,34 @@ typedef struct {
   int sos_token;       // unconditional: the start token (default 0)
   int n_codes;         // tokens 0..n_codes-1 are image codes (default vocab_size)
   int grid_h, grid_w;  // the code grid the model was trained on; 0 when unknown
+  int null_class;      // class: token of the null condition for guidance; 0 when none
+  int text_len;        // text: prompt tokens in front of the codes
+  int text_vocab;      // text: the tokenizer's vocabulary size
 } gpt_config;
 
 // Number of condition tokens in front of the codes.
-#define GPT_N_COND 1
+int gpt_n_cond(const gpt_config *cfg);
+// Text models: the pad token (n_codes + text_vocab).
+int gpt_text_pad(const gpt_config *cfg);
+// The trained grid (the sliding window): the config's "grid", else the square of the codes a
+// block holds (block_size + 1 - n_cond, the reference's layout, or block_size - n_cond) when
+// that is a perfect square. Returns -1 (and an error) when neither is known.
+int gpt_trained_grid(const gpt_config *cfg, int *h, int *w);
+
+// What a model knows about itself beyond its architecture (safetensors metadata and one U8
+// tensor), kept through training, export and conversion. Strings are JSON texts; NULL if absent.
+typedef struct {
+  char *class_names;    // "class_names": JSON array of strings, one per class id
+  char *sampling;       // "sampling": recommended settings {"cfg", "top_k", "top_p", "temperature"}
+  char *vqgan;          // "vqgan": the first stage it was trained with {"file", "fingerprint", "n_embed"}
+  uint8_t *tokenizer;   // tensor "tokenizer": the SentencePiece model proto (text models)
+  size_t tokenizer_bytes;
+} gpt_card;
+void gpt_card_free(gpt_card *card);
+// Reads the card from an open model file; `source` names it in errors.
+int gpt_card_read(gpt_card *card, const st_file *f, const char *source);
+// Adds the card's metadata and tensor to a writer (the card must outlive st_writer_save).
+int gpt_card_write(const gpt_card *card, st_writer *w);
 
 // Parses a taming-gpt config JSON and checks it; `source` names the file in errors.
 int gpt_config_parse(gpt_config *cfg, const char *json, const char *source);
@@ -98,6 +128,7 @@ typedef struct {
 
 typedef struct {
   gpt_config cfg;
+  gpt_card card;
   size_t n_params;
   float *params;  // (n_params)
   gpt_params p;

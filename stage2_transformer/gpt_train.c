@@ -28,6 +28,7 @@ void gpt_train_options_default(gpt_train_options *o) {
   o->eps = 1e-8f;
   o->grad_clip = 1.0f;
   o->pkeep = 1.0f;
+  o->cond_drop = 0.0f;
   o->val_fraction = 0.05f;
   o->seed = 0;
 }
@@ -51,6 +52,8 @@ int gpt_train_options_check(const gpt_train_options *o) {
     return vqgpt_error("--pkeep must be in (0, 1] (got %g)", o->pkeep);
   if (!(o->val_fraction >= 0 && o->val_fraction < 1))
     return vqgpt_error("--val-fraction must be in [0, 1) (got %g)", o->val_fraction);
+  if (!(o->cond_drop >= 0 && o->cond_drop < 1))
+    return vqgpt_error("--cond-drop must be in [0, 1) (got %g)", o->cond_drop);
   return 0;
 }
 
@@ -95,7 +98,7 @@ static void shuffle_epoch(gpt_trainer *tr) {
 }
 
 static int alloc_batch(gpt_trainer *tr) {
-  size_t T = (size_t)tr->data.h * tr->data.w;
+  size_t T = (size_t)tr->T;
   free(tr->idx);
   free(tr->tgt);
   tr->idx = malloc((size_t)tr->opt.batch_size * T * sizeof(int32_t));
@@ -110,10 +113,12 @@ int gpt_trainer_init(gpt_trainer *tr, gpt *model, const gpt_dataset *data,
   if (gpt_train_options_check(opt)) return -1;
   const gpt_config *c = &model->cfg;
   if (data->n < 1 || data->h < 1 || data->w < 1) return vqgpt_error("no training data");
-  size_t T = (size_t)data->h * data->w;
-  if (GPT_N_COND + T - 1 > (size_t)c->block_size)
+  size_t T = (size_t)data->h * data->w, n_cond = (size_t)gpt_n_cond(c);
+  if (n_cond + T - 1 > (size_t)c->block_size)
     return vqgpt_error("a %dx%d code grid needs %zu positions but the GPT's block_size is %d",
-                       data->h, data->w, GPT_N_COND + T - 1, c->block_size);
+                       data->h, data->w, n_cond + T - 1, c->block_size);
+  if (opt->cond_drop > 0 && !(c->cond == GPT_COND_TEXT || (c->cond == GPT_COND_CLASS && c->null_class > 0)))
+    return vqgpt_error("condition dropout needs a text model or a class model with a null class");
   for (size_t i = 0; i < (size_t)data->n * T; i++)
     if (data->codes[i] < 0 || data->codes[i] >= c->n_codes)
       return vqgpt_error("code %d not in the GPT's code range [0, %d)", data->codes[i], c->n_codes);
@@ -123,9 +128,17 @@ int gpt_trainer_init(gpt_trainer *tr, gpt *model, const gpt_dataset *data,
       if (data->labels[i] < 0 || data->labels[i] >= c->n_classes)
         return vqgpt_error("class label %d not in [0, %d)", data->labels[i], c->n_classes);
   }
+  if (c->cond == GPT_COND_TEXT) {
+    if (!data->prompts) return vqgpt_error("a text-conditional GPT needs prompts");
+    for (size_t i = 0; i < (size_t)data->n * n_cond; i++)
+      if (data->prompts[i] < c->n_codes || data->prompts[i] > gpt_text_pad(c))
+        return vqgpt_error("prompt token %d not in the text range [%d, %d]", data->prompts[i],
+                           c->n_codes, gpt_text_pad(c));
+  }
   tr->model = model;
   tr->opt = *opt;
   tr->data = *data;
+  tr->T = (int)(n_cond + T - 1);
   tr->m = calloc(model->n_params, sizeof(float));
   tr->v = calloc(model->n_params, sizeof(float));
   tr->val_ids = malloc((size_t)data->n * sizeof(int32_t));
@@ -136,7 +149,7 @@ int gpt_trainer_init(gpt_trainer *tr, gpt *model, const gpt_dataset *data,
     return vqgpt_error("out of memory for the optimizer state");
   }
   if (make_split(tr) || alloc_batch(tr) || gpt_alloc_grads(model) ||
-      gpt_build(model, opt->batch_size, (int)T)) {
+      gpt_build(model, opt->batch_size, tr->T)) {
     gpt_trainer_free(tr);
     return -1;
   }
@@ -156,14 +169,28 @@ void gpt_trainer_free(gpt_trainer *tr) {
   memset(tr, 0, sizeof *tr);
 }
 
-static int32_t cond_token(const gpt_trainer *tr, int sample) {
+// Writes sample `s`'s sequence: condition tokens (the null condition if `null`), the codes
+// but the last as inputs; targets are the codes, -1 (ignored) under the condition's prefix.
+static void fill_sequence(const gpt_trainer *tr, int s, bool null, int32_t *in, int32_t *tg) {
   const gpt_config *c = &tr->model->cfg;
-  return c->cond == GPT_COND_CLASS ? tr->data.labels[sample] : c->sos_token;
+  int nc = gpt_n_cond(c), hw = tr->data.h * tr->data.w;
+  if (c->cond == GPT_COND_TEXT) {
+    for (int k = 0; k < nc; k++)
+      in[k] = null ? gpt_text_pad(c) : tr->data.prompts[(size_t)s * nc + k];
+  } else if (c->cond == GPT_COND_CLASS) {
+    in[0] = null ? c->null_class : tr->data.labels[s];
+  } else {
+    in[0] = c->sos_token;
+  }
+  const int32_t *codes = tr->data.codes + (size_t)s * hw;  // (h*w)
+  memcpy(in + nc, codes, (size_t)(hw - 1) * sizeof(int32_t));
+  for (int k = 0; k < nc - 1; k++) tg[k] = -1;
+  memcpy(tg + nc - 1, codes, (size_t)hw * sizeof(int32_t));
 }
 
 int gpt_trainer_step(gpt_trainer *tr, gpt_step_stats *stats) {
   gpt *m = tr->model;
-  int B = tr->opt.batch_size, T = tr->data.h * tr->data.w, V = m->cfg.vocab_size;
+  int B = tr->opt.batch_size, T = tr->T, V = m->cfg.vocab_size, nc = gpt_n_cond(&m->cfg);
   float pkeep = tr->opt.pkeep;
   for (int b = 0; b < B; b++) {
     if (tr->cursor >= tr->n_train) {
@@ -171,17 +198,14 @@ int gpt_trainer_step(gpt_trainer *tr, gpt_step_stats *stats) {
       shuffle_epoch(tr);
     }
     int s = tr->order[tr->cursor++];
-    const int32_t *codes = tr->data.codes + (size_t)s * T;  // (h*w)
     int32_t *in = tr->idx + (size_t)b * T, *tg = tr->tgt + (size_t)b * T;
-    in[0] = cond_token(tr, s);
+    // Drawn only when dropout is on, so that runs without it keep their random streams.
+    bool null = tr->opt.cond_drop > 0 && rng_uniform(&tr->rng) < tr->opt.cond_drop;
+    fill_sequence(tr, s, null, in, tg);
     // Inputs only are corrupted: a random token of the whole vocabulary, as the reference's
     // randint_like(z_indices, vocab_size); targets stay the true codes.
-    for (int t = 1; t < T; t++) {
-      int32_t code = codes[t - 1];
-      if (pkeep < 1.0f && rng_uniform(&tr->rng) >= pkeep) code = (int32_t)rng_below(&tr->rng, V);
-      in[t] = code;
-    }
-    memcpy(tg, codes, (size_t)T * sizeof(int32_t));
+    for (int t = nc; t < T; t++)
+      if (pkeep < 1.0f && rng_uniform(&tr->rng) >= pkeep) in[t] = (int32_t)rng_below(&tr->rng, V);
   }
   uint64_t drop_seed = rng_next(&tr->rng);
   gpt_zero_grad(m);
@@ -207,7 +231,7 @@ int gpt_trainer_step(gpt_trainer *tr, gpt_step_stats *stats) {
 
 int gpt_trainer_validate(gpt_trainer *tr, double *loss) {
   gpt *m = tr->model;
-  int B = tr->opt.batch_size, T = tr->data.h * tr->data.w;
+  int B = tr->opt.batch_size, T = tr->T;
   if (tr->n_val == 0) {
     *loss = NAN;
     return 0;
@@ -223,11 +247,7 @@ int gpt_trainer_validate(gpt_trainer *tr, double *loss) {
         for (int t = 0; t < T; t++) tg[t] = -1;
         continue;
       }
-      int s = tr->val_ids[i0 + b];
-      const int32_t *codes = tr->data.codes + (size_t)s * T;
-      in[0] = cond_token(tr, s);
-      memcpy(in + 1, codes, (size_t)(T - 1) * sizeof(int32_t));
-      memcpy(tg, codes, (size_t)T * sizeof(int32_t));
+      fill_sequence(tr, tr->val_ids[i0 + b], false, in, tg);
     }
     if (gpt_forward(m, tr->idx, tr->tgt, B, T, false, 0)) return -1;
     total += (double)m->loss * m->n_valid;
@@ -250,11 +270,11 @@ static char *state_json(const gpt_trainer *tr) {
            "\"n_samples\": %d, \"h\": %d, \"w\": %d, \"n_val\": %d, \"options\": {"
            "\"batch_size\": %d, \"steps\": %ld, \"lr\": %.9g, \"min_lr\": %.9g, \"warmup\": %ld, "
            "\"weight_decay\": %.9g, \"beta1\": %.9g, \"beta2\": %.9g, \"eps\": %.9g, "
-           "\"grad_clip\": %.9g, \"pkeep\": %.9g, \"val_fraction\": %.9g, \"seed\": \"%" PRIu64
-           "\"}}",
+           "\"grad_clip\": %.9g, \"pkeep\": %.9g, \"cond_drop\": %.9g, \"val_fraction\": %.9g, "
+           "\"seed\": \"%" PRIu64 "\"}}",
            tr->step, tr->rng, tr->epoch, tr->cursor, tr->data.n, tr->data.h, tr->data.w, tr->n_val,
            o->batch_size, o->steps, o->lr, o->min_lr, o->warmup, o->weight_decay, o->beta1,
-           o->beta2, o->eps, o->grad_clip, o->pkeep, o->val_fraction, o->seed);
+           o->beta2, o->eps, o->grad_clip, o->pkeep, o->cond_drop, o->val_fraction, o->seed);
   return s;
 }
 
@@ -271,7 +291,7 @@ int gpt_trainer_save(const gpt_trainer *tr, const char *path) {
     goto done;
   }
   if (st_writer_meta(w, "format", "taming-gpt") || st_writer_meta(w, "config", cfg) ||
-      st_writer_meta(w, "train_state", state) ||
+      st_writer_meta(w, "train_state", state) || gpt_card_write(&m->card, w) ||
       gpt_writer_add_block(m, w, "", m->params, &names[0]) ||
       gpt_writer_add_block(m, w, "opt.m.", tr->m, &names[1]) ||
       gpt_writer_add_block(m, w, "opt.v.", tr->v, &names[2]) ||
@@ -361,6 +381,11 @@ int gpt_trainer_resume(gpt_trainer *tr, const char *path) {
       !get_float(o, "grad_clip", &opt.grad_clip) || !get_float(o, "pkeep", &opt.pkeep) ||
       !get_float(o, "val_fraction", &opt.val_fraction) || !get_u64_string(o, "seed", &opt.seed)) {
     vqgpt_error("%s: train_state is incomplete", path);
+    goto done;
+  }
+  opt.cond_drop = 0;  // absent in checkpoints from before condition dropout
+  if (json_get(o, "cond_drop") && !get_float(o, "cond_drop", &opt.cond_drop)) {
+    vqgpt_error("%s: train_state cond_drop is not a number", path);
     goto done;
   }
   if (gpt_train_options_check(&opt)) goto done;

@@ -1,5 +1,5 @@
-// Training the GPT on code grids (the reference Net2NetTransformer's training step): one
-// condition token + the h*w codes, inputs corrupted with probability 1 - pkeep, cross-entropy
+// Training the GPT on code grids (the reference Net2NetTransformer's training step): the
+// condition tokens (one, or a prompt's text_len) + the h*w codes, inputs corrupted with probability 1 - pkeep, cross-entropy
 // on the codes; AdamW with weight decay on Linear weights only, linear warm-up then cosine
 // decay, global-norm gradient clipping; a held-out split for validation; checkpoints that
 // resume bit-for-bit.
@@ -21,6 +21,7 @@ typedef struct {
   float eps;
   float grad_clip;     // max global gradient norm; 0 = off
   float pkeep;         // probability of keeping each input code (reference pkeep)
+  float cond_drop;     // probability of replacing the condition by the null one (guidance)
   float val_fraction;  // share of the samples held out for validation
   uint64_t seed;       // split, data order, corruption and dropout
 } gpt_train_options;
@@ -31,10 +32,12 @@ int gpt_train_options_check(const gpt_train_options *o);
 float gpt_train_lr(const gpt_train_options *o, long step);
 
 // Training data: n code grids (n, h, w) in [0, n_codes), and (n) class labels when the model
-// is class-conditional. Referenced, not copied.
+// is class-conditional, or (n, text_len) prompt tokens (already shifted past the codes and
+// padded, see gpt_config) when it is text-conditional. Referenced, not copied.
 typedef struct {
   const int32_t *codes;
   const int32_t *labels;
+  const int32_t *prompts;
   int n, h, w;
 } gpt_dataset;
 
@@ -57,6 +60,7 @@ typedef struct {
   int32_t *order;     // (n_train) this epoch's order: a permutation of train_ids
   int cursor;         // next position in order
   long epoch;
+  int T;              // sequence length: n_cond + h*w - 1
   int32_t *idx, *tgt; // (B, T) batch inputs and targets
 } gpt_trainer;
 

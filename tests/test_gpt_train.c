@@ -46,7 +46,7 @@ static void test_learns(void) {
   o.min_lr = 3e-4f;
   o.warmup = 10;
   o.val_fraction = 0.1f;
-  gpt_dataset d = {codes, labels, n, h, w};
+  gpt_dataset d = {.codes = codes, .labels = labels, .n = n, .h = h, .w = w};
   gpt_trainer tr;
   CHECKF(gpt_trainer_init(&tr, m, &d, &o) == 0, "init: %s", vqgpt_last_error());
   CHECK(tr.n_val == 24 && tr.n_train == 216);
@@ -75,7 +75,7 @@ static void test_resume_exact(void) {
   int32_t codes[37 * 9], labels[37];
   uint64_t rng = 9;
   make_data(codes, labels, n, h, w, V, K, &rng);
-  gpt_dataset d = {codes, labels, n, h, w};
+  gpt_dataset d = {.codes = codes, .labels = labels, .n = n, .h = h, .w = w};
   gpt_train_options o;
   gpt_train_options_default(&o);
   o.batch_size = 5;  // batches straddle epochs
@@ -126,7 +126,7 @@ static void test_resume_exact(void) {
   }
   // A checkpoint does not resume onto other data.
   gpt *e = tiny_model(V, h * w + 2, K, 0.1f, 3);
-  gpt_dataset d2 = {codes, labels, n - 1, h, w};
+  gpt_dataset d2 = {.codes = codes, .labels = labels, .n = n - 1, .h = h, .w = w};
   gpt_trainer te;
   CHECK(gpt_trainer_init(&te, e, &d2, &o) == 0);
   CHECK(gpt_trainer_resume(&te, path) != 0);
@@ -179,17 +179,17 @@ static void test_bad_data(void) {
   gpt_train_options_default(&o);
   gpt_trainer tr;
   gpt *m = tiny_model(10, 4, 3, 0, 1);  // block 4: a 2x2 grid fits
-  gpt_dataset d = {codes, labels, 4, 2, 2};
+  gpt_dataset d = {.codes = codes, .labels = labels, .n = 4, .h = 2, .w = 2};
   CHECK(gpt_trainer_init(&tr, m, &d, &o) != 0);  // label 3 out of range
   CHECK(strstr(vqgpt_last_error(), "label") != NULL);
   labels[3] = 2;
   codes[5] = 10;
   CHECK(gpt_trainer_init(&tr, m, &d, &o) != 0);  // code out of range
   codes[5] = 9;
-  gpt_dataset big = {codes, labels, 2, 2, 3};   // 2x3 needs 6 positions
+  gpt_dataset big = {.codes = codes, .labels = labels, .n = 2, .h = 2, .w = 3};   // 2x3 needs 6 positions
   CHECK(gpt_trainer_init(&tr, m, &big, &o) != 0);
   CHECK(strstr(vqgpt_last_error(), "block_size") != NULL);
-  gpt_dataset nolabels = {codes, NULL, 4, 2, 2};
+  gpt_dataset nolabels = {.codes = codes, .labels = NULL, .n = 4, .h = 2, .w = 2};
   CHECK(gpt_trainer_init(&tr, m, &nolabels, &o) != 0);
   CHECK(gpt_trainer_init(&tr, m, &d, &o) == 0);
   gpt_trainer_free(&tr);
