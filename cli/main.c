@@ -17,6 +17,8 @@ static const command commands[] = {
     {"reconstruct", cmd_reconstruct, "image -> codes -> image, with PSNR"},
     {"train-vqgan", cmd_train_vqgan, "train a VQGAN on an image folder"},
     {"sample", cmd_sample, "draw code grids from a GPT; decode them with a VQGAN"},
+    {"train-tokenizer", cmd_train_tokenizer, "train a SentencePiece tokenizer on captions"},
+    {"tokenize", cmd_tokenize, "print the token ids of a text"},
     {"train-gpt", cmd_train_gpt, "train the GPT on the VQGAN codes of an image folder"},
     {"export", cmd_export, "a checkpoint to a plain model file (optionally f16)"},
     {"bench", cmd_bench, "benchmarks (vqgan, gpt)"},
@@ -26,7 +28,7 @@ static const command commands[] = {
 static void usage(FILE *f) {
   fprintf(f, "usage: vqgpt <command> [options]   (vqgpt <command> --help for details)\n\ncommands:\n");
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-    fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "  %-16s %s\n", commands[i].name, commands[i].summary);
 }
 
 int main(int argc, char **argv) {
