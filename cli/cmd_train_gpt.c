@@ -1,6 +1,8 @@
-// vqgpt train-gpt: encodes an image folder once with a frozen VQGAN (random crops and flips at
-// the VQGAN's training size, cached as .npy beside the output) and trains the GPT on the code
-// grids, with progress on stderr, validation loss, checkpoints and exact resume.
+// vqgpt train-gpt: encodes an image folder once with a frozen VQGAN (random crops and flips,
+// cached as .npy beside the output) and trains the GPT on the code grids: unconditional,
+// class-conditional (sub-folders) or text-conditional (a caption file beside each image), with
+// optional condition dropout for guidance; progress on stderr, validation loss, checkpoints and
+// exact resume.
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -19,6 +21,7 @@
 #include "data/npy.h"
 #include "stage1_vqgan/vqgan.h"
 #include "stage2_transformer/gpt_train.h"
+#include "tokenizer/prompt.h"
 
 #define CMD "train-gpt"
 #define ENCODE_BATCH 8
@@ -60,7 +63,7 @@ static int hash_file(const char *path, uint64_t *out) {
 
 // Everything the cached codes depend on, as one line of text.
 static char *cache_key(const char *vqgan_path, const image_folder *f, bool classes, long crops,
-                       uint64_t seed, int size) {
+                       uint64_t seed, int scale, int crop_w, int crop_h) {
   uint64_t vh = 0, lh = 0xcbf29ce484222325ULL;
   if (hash_file(vqgan_path, &vh)) return NULL;
   for (size_t i = 0; i < f->n_images; i++) {
@@ -82,8 +85,8 @@ static char *cache_key(const char *vqgan_path, const image_folder *f, bool class
   }
   snprintf(key, 512,
            "vqgpt-codes 1 vqgan=%016" PRIx64 " images=%zu list=%016" PRIx64
-           " classes=%d crops=%ld seed=%" PRIu64 " size=%d\n",
-           vh, f->n_images, lh, classes ? f->n_classes : 0, crops, seed, size);
+           " classes=%d crops=%ld seed=%" PRIu64 " scale=%d crop=%dx%d\n",
+           vh, f->n_images, lh, classes ? f->n_classes : 0, crops, seed, scale, crop_w, crop_h);
   return key;
 }
 
@@ -145,13 +148,13 @@ static int load_cache(code_set *cs, const char *key, const char *key_path, const
 // Crops, flips and encodes every image `crops` times; writes the cache (codes, labels, then
 // the key last, so an interrupted write is never mistaken for a valid cache).
 static int encode_folder(code_set *cs, vqgan *vq, const char *dir, bool classes, long crops,
-                         uint64_t seed, const char *key, const char *key_path,
-                         const char *codes_path, const char *labels_path) {
-  const vqgan_config *vc = vqgan_get_config(vq);
-  int size = vc->resolution, f = vqgan_factor(vq), h = size / f, w = size / f;
+                         uint64_t seed, int scale, int crop_w, int crop_h, const char *key,
+                         const char *key_path, const char *codes_path, const char *labels_path) {
+  int f = vqgan_factor(vq), h = crop_h / f, w = crop_w / f;
+  size_t per = (size_t)3 * crop_w * crop_h;
   image_dataset ds;
   fprintf(stderr, "loading images from %s ...\n", dir);
-  if (image_dataset_load(&ds, dir, size, size, size)) return -1;
+  if (image_dataset_load(&ds, dir, scale, crop_w, crop_h)) return -1;
   size_t n = ds.n * (size_t)crops;
   if (n > INT32_MAX / ((size_t)h * w)) {
     image_dataset_free(&ds);
@@ -159,7 +162,7 @@ static int encode_folder(code_set *cs, vqgan *vq, const char *dir, bool classes,
   }
   cs->codes = malloc(n * h * w * sizeof(int32_t));
   cs->labels = classes ? malloc(n * sizeof(int32_t)) : NULL;
-  float *x = malloc((size_t)ENCODE_BATCH * 3 * size * size * sizeof(float));  // (B, 3, S, S)
+  float *x = malloc((size_t)ENCODE_BATCH * per * sizeof(float));  // (B, 3, crop_h, crop_w)
   int rc = -1;
   if (!cs->codes || (classes && !cs->labels) || !x) {
     vqgpt_error("out of memory for %zu code grids", n);
@@ -172,10 +175,10 @@ static int encode_folder(code_set *cs, vqgan *vq, const char *dir, bool classes,
     int B = (int)(n - i0 < ENCODE_BATCH ? n - i0 : ENCODE_BATCH);
     for (int b = 0; b < B; b++) {
       size_t img = (i0 + b) / (size_t)crops;
-      image_dataset_random_crop(&ds, img, &rng, x + (size_t)b * 3 * size * size);
+      image_dataset_random_crop(&ds, img, &rng, x + (size_t)b * per);
       if (classes) cs->labels[i0 + b] = ds.folder.labels[img];
     }
-    if (vqgan_encode(vq, x, B, size, size, cs->codes + i0 * h * w, NULL, NULL)) goto done;
+    if (vqgan_encode(vq, x, B, crop_h, crop_w, cs->codes + i0 * h * w, NULL, NULL)) goto done;
     if (tty || i0 + B == n)
       fprintf(stderr, "%sencoding: %zu/%zu crops (%.1f/s)%s", tty ? "\r" : "", i0 + B, n,
               (i0 + B) / (vqgpt_seconds() - t0), i0 + B == n ? "\n" : "");
@@ -196,6 +199,104 @@ done:
 }
 
 
+// "WxH" in pixels.
+static bool parse_size(const char *s, int *w, int *h) {
+  char tail;
+  return sscanf(s, "%dx%d%c", w, h, &tail) == 2 && *w >= 8 && *h >= 8 && *w <= 4096 && *h <= 4096;
+}
+
+// The prompt tokens of every grid (grid k comes from image k / crops): the image's caption,
+// tokenized, truncated to the model's length (counted and reported).
+static int build_prompts(int32_t **out, const gpt_config *cfg, const vqgpt_tokenizer *tok,
+                         const char *dir, int n_grids, long crops) {
+  image_folder folder;
+  if (image_folder_scan(&folder, dir)) return -1;
+  int L = cfg->text_len, rc = -1, n_truncated = 0;
+  int32_t *prompts = malloc((size_t)n_grids * L * sizeof(int32_t));
+  if (!prompts) {
+    vqgpt_error("out of memory");
+    goto done;
+  }
+  if ((size_t)n_grids != folder.n_images * (size_t)crops) {
+    vqgpt_error("%s: %zu images for %d grids: the folder changed", dir, folder.n_images, n_grids);
+    goto done;
+  }
+  for (size_t i = 0; i < folder.n_images; i++) {
+    char *text;
+    bool truncated;
+    if (caption_read(folder.paths[i], &text)) goto done;
+    int e = prompt_encode(cfg, tok, text, true, prompts + i * crops * L, &truncated);
+    free(text);
+    if (e) {
+      char why[512];
+      snprintf(why, sizeof why, "%s", vqgpt_last_error());
+      vqgpt_error("%s: caption: %s", folder.paths[i], why);
+      goto done;
+    }
+    n_truncated += truncated;
+    for (long c = 1; c < crops; c++)
+      memcpy(prompts + (i * crops + c) * L, prompts + i * crops * L, (size_t)L * sizeof(int32_t));
+  }
+  fprintf(stderr, "captions: %zu read, %d truncated to %d tokens\n", folder.n_images,
+          n_truncated, L);
+  *out = prompts;
+  prompts = NULL;
+  rc = 0;
+done:
+  free(prompts);
+  image_folder_free(&folder);
+  return rc;
+}
+
+// Writes s as a JSON string at q (room for 6 bytes per character + 2); returns the end.
+static char *put_json_string(char *q, const char *s) {
+  *q++ = '"';
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+    q += (*p == '"' || *p == '\\') ? sprintf(q, "\\%c", *p)
+         : *p < 0x20                ? sprintf(q, "\\u%04x", *p)
+                                    : sprintf(q, "%c", *p);
+  *q++ = '"';
+  *q = '\0';
+  return q;
+}
+
+// The card of a new model: the VQGAN it is trained with, the class names, the tokenizer.
+static int make_card(gpt_card *card, const char *vqgan_path, const vqgan *vq,
+                     const image_folder *folder, bool classes, const vqgpt_tokenizer *tok) {
+  const char *base = strrchr(vqgan_path, '/');
+  base = base ? base + 1 : vqgan_path;
+  size_t n = strlen(base) * 6 + 128;
+  card->vqgan = malloc(n);
+  if (!card->vqgan) return vqgpt_error("out of memory");
+  char *q = card->vqgan;
+  q += sprintf(q, "{\"file\": ");
+  q = put_json_string(q, base);
+  sprintf(q, ", \"fingerprint\": \"%016" PRIx64 "\", \"n_embed\": %d}", vqgan_fingerprint(vq),
+          vqgan_get_config(vq)->n_embed);
+  if (classes) {
+    size_t cap = 16;
+    for (int c = 0; c < folder->n_classes; c++) cap += strlen(folder->class_names[c]) * 6 + 4;
+    card->class_names = malloc(cap);
+    if (!card->class_names) return vqgpt_error("out of memory");
+    q = card->class_names;
+    *q++ = '[';
+    for (int c = 0; c < folder->n_classes; c++) {
+      if (c) q += sprintf(q, ", ");
+      q = put_json_string(q, folder->class_names[c]);
+    }
+    sprintf(q, "]");
+  }
+  if (tok) {
+    size_t nb;
+    const void *bytes = tokenizer_model_bytes(tok, &nb);
+    card->tokenizer = malloc(nb);
+    if (!card->tokenizer) return vqgpt_error("out of memory");
+    memcpy(card->tokenizer, bytes, nb);
+    card->tokenizer_bytes = nb;
+  }
+  return 0;
+}
+
 static char *with_suffix(const char *path, const char *suffix) {
   size_t n = strlen(path) + strlen(suffix) + 1;
   char *s = malloc(n);
@@ -204,8 +305,10 @@ static char *with_suffix(const char *path, const char *suffix) {
 }
 
 int cmd_train_gpt(int argc, char **argv) {
-  const char *vqgan_path = NULL, *data = NULL, *out = NULL;
-  bool classes = false, resume = false, overwrite = false;
+  const char *vqgan_path = NULL, *data = NULL, *out = NULL, *size_s = NULL, *tok_path = NULL;
+  bool classes = false, captions = false, resume = false, overwrite = false;
+  long scale = 0, text_len = 32;
+  double cond_drop = 0;
   long steps = 1000, batch = 8, warmup = 100, seed = 0, crops = 1, n_layer = 8, n_head = 8,
        n_embd = 256, ckpt_every = 500, eval_every = 250, log_every = 10;
   double lr = 3e-4, min_lr = 3e-5, weight_decay = 0.01, grad_clip = 1.0, pkeep = 1.0,
@@ -215,6 +318,12 @@ int cmd_train_gpt(int argc, char **argv) {
       {"data", OPT_STRING, &data, "image folder (PNG/JPEG, searched recursively), required"},
       {"out", OPT_STRING, &out, "GPT model and checkpoint (.safetensors), required"},
       {"classes", OPT_FLAG, &classes, "class-conditional: labels are the first-level sub-folders"},
+      {"captions", OPT_FLAG, &captions, "text-conditional: a.txt beside a.png holds its caption"},
+      {"tokenizer", OPT_STRING, &tok_path, "SentencePiece .model for --captions (stored in the GPT)"},
+      {"text-len", OPT_INT, &text_len, "prompt tokens of a text model (longer captions are cut)"},
+      {"cond-drop", OPT_FLOAT, &cond_drop, "share of steps' samples with the null condition (guidance)"},
+      {"size", OPT_STRING, &size_s, "crop WxH in pixels (default: the VQGAN's resolution, square)"},
+      {"scale", OPT_INT, &scale, "scale each image's shorter side to this first (0: the crop's)"},
       {"resume", OPT_FLAG, &resume, "continue training the checkpoint at --out"},
       {"overwrite", OPT_FLAG, &overwrite, "start afresh even if --out exists"},
       {"steps", OPT_INT, &steps, "total optimizer steps"},
@@ -245,6 +354,14 @@ int cmd_train_gpt(int argc, char **argv) {
       !cli_require(CMD, "out", out))
     return 1;
   if (crops < 1 || crops > 1000) return cli_fail(CMD, "--crops must be in [1, 1000]");
+  if (classes && captions) return cli_fail(CMD, "give --classes or --captions, not both");
+  if (captions && !tok_path && !resume)
+    return cli_fail(CMD, "--captions needs --tokenizer (train one with vqgpt train-tokenizer)");
+  if (text_len < 1 || text_len > 1024) return cli_fail(CMD, "--text-len must be in [1, 1024]");
+  if (scale < 0 || scale > 4096) return cli_fail(CMD, "--scale must be in [0, 4096]");
+  int crop_w = 0, crop_h = 0;
+  if (size_s && !parse_size(size_s, &crop_w, &crop_h))
+    return cli_fail(CMD, "--size expects WxH in pixels, each in [8, 4096] (got '%s')", size_s);
   if (n_layer < 1 || n_layer > 256 || n_head < 1 || n_embd < 1 || n_embd > 16384 ||
       n_embd % n_head)
     return cli_fail(CMD, "--n-layer/--n-head/--n-embd invalid (n-head must divide n-embd)");
@@ -263,6 +380,7 @@ int cmd_train_gpt(int argc, char **argv) {
   o.grad_clip = (float)grad_clip;
   o.pkeep = (float)pkeep;
   o.val_fraction = (float)val_fraction;
+  o.cond_drop = (float)cond_drop;
   o.seed = (uint64_t)seed;
   if (gpt_train_options_check(&o)) return cli_fail(CMD, "%s", vqgpt_last_error());
   if (!(embd_pdrop >= 0 && embd_pdrop < 1) || !(resid_pdrop >= 0 && resid_pdrop < 1) ||
@@ -280,6 +398,9 @@ int cmd_train_gpt(int argc, char **argv) {
   gpt_trainer tr;
   bool tr_init = false;
   char *key = NULL;
+  vqgpt_tokenizer *tok = NULL;
+  int32_t *prompts = NULL;
+  gpt_card card = {0};
   char *codes_path = with_suffix(out, ".codes.npy"), *labels_path = with_suffix(out, ".labels.npy"),
        *key_path = with_suffix(out, ".codes.key");
   if (!codes_path || !labels_path || !key_path) {
@@ -292,7 +413,15 @@ int cmd_train_gpt(int argc, char **argv) {
     goto done;
   }
   const vqgan_config *vc = vqgan_get_config(vq);
-  int f = vqgan_factor(vq), h = vc->resolution / f, w = vc->resolution / f;
+  int f = vqgan_factor(vq);
+  if (!size_s) crop_w = crop_h = vc->resolution;
+  if (crop_w % f || crop_h % f) {
+    cli_fail(CMD, "--size %dx%d is not a multiple of the VQGAN's downsampling factor %d", crop_w,
+             crop_h, f);
+    goto done;
+  }
+  if (!scale) scale = crop_w < crop_h ? crop_w : crop_h;
+  int h = crop_h / f, w = crop_w / f;
 
   // A resumed model must fit this VQGAN and this kind of data before any encoding starts.
   if (resume) {
@@ -302,15 +431,26 @@ int cmd_train_gpt(int argc, char **argv) {
       goto done;
     }
     const gpt_config *c = &m->cfg;
-    if ((c->cond == GPT_COND_CLASS) != classes) {
-      cli_fail(CMD, "%s is %s but --classes was %s", out,
-               c->cond == GPT_COND_CLASS ? "class-conditional" : "unconditional",
-               classes ? "given" : "not given");
+    gpt_cond_kind want = classes ? GPT_COND_CLASS : captions ? GPT_COND_TEXT : GPT_COND_NONE;
+    if (c->cond != want) {
+      static const char *kinds[] = {"unconditional (no --classes, no --captions)",
+                                    "class-conditional (--classes)", "text-conditional (--captions)"};
+      cli_fail(CMD, "%s is %s but this run is %s", out, kinds[c->cond], kinds[want]);
       goto done;
     }
     if (c->vocab_size < vc->n_embed || c->n_codes < vc->n_embed) {
       cli_fail(CMD, "the GPT's vocabulary (%d tokens) does not cover the VQGAN codebook (%d codes)",
                c->vocab_size, vc->n_embed);
+      goto done;
+    }
+  }
+
+  // The tokenizer (before any encoding): given, or the one a resumed text model carries.
+  if (captions) {
+    tok = resume ? tokenizer_load_bytes(m->card.tokenizer, m->card.tokenizer_bytes, out)
+                 : tokenizer_load_file(tok_path);
+    if (!tok) {
+      cli_fail(CMD, "%s", vqgpt_last_error());
       goto done;
     }
   }
@@ -338,8 +478,13 @@ int cmd_train_gpt(int argc, char **argv) {
              n_classes);
     goto done;
   }
-  key = cache_key(vqgan_path, &folder, classes, crops, o.seed, vc->resolution);
+  key = cache_key(vqgan_path, &folder, classes, crops, o.seed, (int)scale, crop_w, crop_h);
   int n_expected = (int)(folder.n_images * (size_t)crops);
+  if (!resume && make_card(&card, vqgan_path, vq, &folder, classes, tok)) {
+    image_folder_free(&folder);
+    cli_fail(CMD, "%s", vqgpt_last_error());
+    goto done;
+  }
   image_folder_free(&folder);
   if (!key) {
     cli_fail(CMD, "%s", vqgpt_last_error());
@@ -349,8 +494,8 @@ int cmd_train_gpt(int argc, char **argv) {
                           n_expected);
   if (cached) {
     fprintf(stderr, "reusing cached codes %s (%d grids of %dx%d)\n", codes_path, cs.n, h, w);
-  } else if (encode_folder(&cs, vq, data, classes, crops, o.seed, key, key_path, codes_path,
-                           labels_path)) {
+  } else if (encode_folder(&cs, vq, data, classes, crops, o.seed, (int)scale, crop_w, crop_h,
+                           key, key_path, codes_path, labels_path)) {
     cli_fail(CMD, "%s", vqgpt_last_error());
     goto done;
   }
@@ -360,15 +505,23 @@ int cmd_train_gpt(int argc, char **argv) {
   if (!resume) {
     gpt_config cfg = {0};
     cfg.vocab_size = vc->n_embed;
-    if (classes && n_classes > cfg.vocab_size) cfg.vocab_size = n_classes;
-    cfg.block_size = 1 + h * w - 1;
+    // A null class after the classes for guidance; text tokens and the pad after the codes.
+    int cond_tokens = classes ? n_classes + (cond_drop > 0) : 0;
+    if (cond_tokens > cfg.vocab_size) cfg.vocab_size = cond_tokens;
+    if (captions) {
+      cfg.text_len = (int)text_len;
+      cfg.text_vocab = tokenizer_vocab_size(tok);
+      cfg.vocab_size = vc->n_embed + cfg.text_vocab + 1;
+    }
+    cfg.null_class = classes && cond_drop > 0 ? n_classes : 0;
+    cfg.block_size = (captions ? (int)text_len : 1) + h * w - 1;
     cfg.n_layer = (int)n_layer;
     cfg.n_head = (int)n_head;
     cfg.n_embd = (int)n_embd;
     cfg.embd_pdrop = (float)embd_pdrop;
     cfg.resid_pdrop = (float)resid_pdrop;
     cfg.attn_pdrop = (float)attn_pdrop;
-    cfg.cond = classes ? GPT_COND_CLASS : GPT_COND_NONE;
+    cfg.cond = classes ? GPT_COND_CLASS : captions ? GPT_COND_TEXT : GPT_COND_NONE;
     cfg.n_classes = classes ? n_classes : 0;
     cfg.sos_token = 0;
     cfg.n_codes = vc->n_embed;
@@ -380,8 +533,15 @@ int cmd_train_gpt(int argc, char **argv) {
       cli_fail(CMD, "%s", vqgpt_last_error());
       goto done;
     }
+    m->card = card;  // the model owns it now
+    memset(&card, 0, sizeof card);
   }
-  gpt_dataset d = {.codes = cs.codes, .labels = cs.labels, .n = cs.n, .h = cs.h, .w = cs.w};
+  if (captions && build_prompts(&prompts, &m->cfg, tok, data, cs.n, crops)) {
+    cli_fail(CMD, "%s", vqgpt_last_error());
+    goto done;
+  }
+  gpt_dataset d = {.codes = cs.codes, .labels = cs.labels, .prompts = prompts, .n = cs.n,
+                   .h = cs.h, .w = cs.w};
   if (gpt_trainer_init(&tr, m, &d, &o)) {
     cli_fail(CMD, "%s", vqgpt_last_error());
     goto done;
@@ -399,9 +559,10 @@ int cmd_train_gpt(int argc, char **argv) {
           "GPT: %d layers, %d heads, %d wide, vocab %d, %.2fM parameters; %d training / %d "
           "validation grids of %dx%d%s\n",
           m->cfg.n_layer, m->cfg.n_head, m->cfg.n_embd, m->cfg.vocab_size, m->n_params / 1e6,
-          tr.n_train, tr.n_val, h, w, classes ? ", class-conditional" : "");
+          tr.n_train, tr.n_val, h, w,
+          classes ? ", class-conditional" : captions ? ", text-conditional" : "");
 
-  int T = h * w;
+  int T = tr.T;
   double t_start = vqgpt_seconds(), t_log = t_start;
   long step0 = tr.step, log_step = tr.step;
   double loss_acc = 0;
@@ -456,6 +617,9 @@ int cmd_train_gpt(int argc, char **argv) {
   rc = 0;
 done:
   if (tr_init) gpt_trainer_free(&tr);
+  gpt_card_free(&card);
+  tokenizer_free(tok);
+  free(prompts);
   gpt_free(m);
   vqgan_free(vq);
   code_set_free(&cs);

@@ -40,6 +40,9 @@ vqgan *vqgan_load(const char *path);
 vqgan *vqgan_create(const vqgan_config *cfg, uint64_t *rng);
 void vqgan_free(vqgan *m);
 const vqgan_config *vqgan_get_config(const vqgan *m);
+// 64 bits that identify the codebook: a hash of its size and its entries rounded to half
+// precision, so a model and its F16 export share it. A GPT records it to refuse other VQGANs.
+uint64_t vqgan_fingerprint(const vqgan *m);
 int vqgan_factor(const vqgan *m);
 // Writes the model (reference names, format and config metadata) atomically.
 int vqgan_save(const vqgan *m, const char *path);

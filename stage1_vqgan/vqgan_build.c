@@ -370,3 +370,13 @@ int vqgan_save_as(const vqgan *m, const char *path, st_dtype storage) {
 
 const vqgan_config *vqgan_get_config(const vqgan *m) { return &m->cfg; }
 int vqgan_factor(const vqgan *m) { return vqgan_config_factor(&m->cfg); }
+
+uint64_t vqgan_fingerprint(const vqgan *m) {
+  uint64_t h = 0xcbf29ce484222325ULL;  // FNV-1a over 16-bit words
+  h = (h ^ (uint64_t)m->cfg.n_embed) * 0x100000001b3ULL;
+  h = (h ^ (uint64_t)m->cfg.embed_dim) * 0x100000001b3ULL;
+  const float *e = m->w + m->embedding;
+  for (size_t i = 0; i < (size_t)m->cfg.n_embed * m->cfg.embed_dim; i++)
+    h = (h ^ st_f32_to_f16(e[i])) * 0x100000001b3ULL;
+  return h;
+}

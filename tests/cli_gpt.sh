@@ -93,7 +93,10 @@ cmp -s g1.npy k1.npy || fail "--top-k 1 differs from --greedy"
 
 # sample: bad inputs
 NOFILES="x.png x.npy"
-bad "no --gpt" "--gpt" "$VQGPT" sample --grid 4x8 --codes-out x.npy
+# Without --gpt the shipped model for the request is used ($VQGPT_MODELS first).
+mkdir -p shipped && cp "$GPT" shipped/gpt_landscape.safetensors
+ok "no --gpt: the shipped default" env VQGPT_MODELS="$TMP/shipped" "$VQGPT" sample --grid 4x8 --greedy --codes-out dflt.npy
+cmp -s dflt.npy g1.npy || fail "sample without --gpt did not use the shipped default"
 bad "no output" "nothing to write" "$VQGPT" sample --gpt "$GPT" --grid 4x8
 bad "--out without --vqgan" "--vqgan" "$VQGPT" sample --gpt "$GPT" --grid 4x8 --out x.png
 bad "--size without --vqgan" "--vqgan" "$VQGPT" sample --gpt "$GPT" --size 32x16 --codes-out x.npy
@@ -111,7 +114,7 @@ bad "top-k > vocab" "top-k" "$VQGPT" sample --gpt "$GPT" --grid 4x8 --top-k 81 -
 bad "top-p 0" "top-p" "$VQGPT" sample --gpt "$GPT" --grid 4x8 --top-p 0 --codes-out x.npy
 bad "top-p > 1" "top-p" "$VQGPT" sample --gpt "$GPT" --grid 4x8 --top-p 1.5 --codes-out x.npy
 bad "num 0" "--num" "$VQGPT" sample --gpt "$GPT" --grid 4x8 --num 0 --codes-out x.npy
-bad "class on unconditional" "unconditional" "$VQGPT" sample --gpt "$GPT" --grid 4x8 --class 0 --codes-out x.npy
+bad "class on unconditional" "not class-conditional" "$VQGPT" sample --gpt "$GPT" --grid 4x8 --class 0 --codes-out x.npy
 bad "output directory missing" "nodir" "$VQGPT" sample --gpt "$GPT" --grid 4x8 --codes-out nodir/x.npy
 
 # A GPT whose vocabulary (32) does not cover the 64-code VQGAN codebook.

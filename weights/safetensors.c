@@ -431,7 +431,7 @@ void st_writer_store_floats_as(st_writer *w, st_dtype t) {
 }
 
 // Round to nearest even, as torch's .half(): overflow becomes inf, small values subnormal.
-static uint16_t f32_to_f16(float f) {
+uint16_t st_f32_to_f16(float f) {
   uint32_t x;
   memcpy(&x, &f, 4);
   uint32_t sign = (x >> 16) & 0x8000, ax = x & 0x7fffffff;
@@ -475,7 +475,7 @@ static bool write_tensor(const st_writer *w, const wtensor *t, FILE *fp) {
   for (size_t i = 0; i < n;) {
     size_t k = 0;
     for (; k < sizeof buf / 2 && i < n; k++, i++) {
-      uint16_t h = to == ST_F16 ? f32_to_f16(src[i]) : f32_to_bf16(src[i]);
+      uint16_t h = to == ST_F16 ? st_f32_to_f16(src[i]) : f32_to_bf16(src[i]);
       buf[2 * k] = (uint8_t)h;
       buf[2 * k + 1] = (uint8_t)(h >> 8);
     }

@@ -41,6 +41,8 @@ void st_close(st_file *f);
 const st_tensor *st_find(const st_file *f, const char *name);
 const char *st_meta(const st_file *f, const char *key);  // NULL if absent
 size_t st_dtype_size(st_dtype t);
+// float -> IEEE half bits, round to nearest even (as torch's .half()).
+uint16_t st_f32_to_f16(float f);
 const char *st_dtype_name(st_dtype t);
 
 // Copies tensor `name` into dst as float32 (from F32/F16/BF16/F64), checking that it exists
