@@ -206,46 +206,37 @@ static bool parse_size(const char *s, int *w, int *h) {
 }
 
 // The prompt tokens of every grid (grid k comes from image k / crops): the image's caption,
-// tokenized, truncated to the model's length (counted and reported).
+// tokenized, truncated to the model's length (counted and reported). Runs before any encoding,
+// so a missing or bad caption stops the run at once.
 static int build_prompts(int32_t **out, const gpt_config *cfg, const vqgpt_tokenizer *tok,
-                         const char *dir, int n_grids, long crops) {
-  image_folder folder;
-  if (image_folder_scan(&folder, dir)) return -1;
-  int L = cfg->text_len, rc = -1, n_truncated = 0;
-  int32_t *prompts = malloc((size_t)n_grids * L * sizeof(int32_t));
-  if (!prompts) {
-    vqgpt_error("out of memory");
-    goto done;
-  }
-  if ((size_t)n_grids != folder.n_images * (size_t)crops) {
-    vqgpt_error("%s: %zu images for %d grids: the folder changed", dir, folder.n_images, n_grids);
-    goto done;
-  }
-  for (size_t i = 0; i < folder.n_images; i++) {
+                         const image_folder *folder, long crops) {
+  int L = cfg->text_len, n_truncated = 0;
+  size_t n_grids = folder->n_images * (size_t)crops;
+  int32_t *prompts = malloc(n_grids * L * sizeof(int32_t));
+  if (!prompts) return vqgpt_error("out of memory");
+  for (size_t i = 0; i < folder->n_images; i++) {
     char *text;
     bool truncated;
-    if (caption_read(folder.paths[i], &text)) goto done;
+    if (caption_read(folder->paths[i], &text)) {
+      free(prompts);
+      return -1;
+    }
     int e = prompt_encode(cfg, tok, text, true, prompts + i * crops * L, &truncated);
     free(text);
     if (e) {
       char why[512];
       snprintf(why, sizeof why, "%s", vqgpt_last_error());
-      vqgpt_error("%s: caption: %s", folder.paths[i], why);
-      goto done;
+      free(prompts);
+      return vqgpt_error("%s: caption: %s", folder->paths[i], why);
     }
     n_truncated += truncated;
     for (long c = 1; c < crops; c++)
       memcpy(prompts + (i * crops + c) * L, prompts + i * crops * L, (size_t)L * sizeof(int32_t));
   }
-  fprintf(stderr, "captions: %zu read, %d truncated to %d tokens\n", folder.n_images,
+  fprintf(stderr, "captions: %zu read, %d truncated to %d tokens\n", folder->n_images,
           n_truncated, L);
   *out = prompts;
-  prompts = NULL;
-  rc = 0;
-done:
-  free(prompts);
-  image_folder_free(&folder);
-  return rc;
+  return 0;
 }
 
 // Writes s as a JSON string at q (room for 6 bytes per character + 2); returns the end.
@@ -480,6 +471,13 @@ int cmd_train_gpt(int argc, char **argv) {
   }
   key = cache_key(vqgan_path, &folder, classes, crops, o.seed, (int)scale, crop_w, crop_h);
   int n_expected = (int)(folder.n_images * (size_t)crops);
+  gpt_config text_cfg = {.cond = GPT_COND_TEXT, .n_codes = vc->n_embed, .text_len = (int)text_len,
+                        .text_vocab = tok ? tokenizer_vocab_size(tok) : 0};
+  if (captions && build_prompts(&prompts, resume ? &m->cfg : &text_cfg, tok, &folder, crops)) {
+    image_folder_free(&folder);
+    cli_fail(CMD, "%s", vqgpt_last_error());
+    goto done;
+  }
   if (!resume && make_card(&card, vqgan_path, vq, &folder, classes, tok)) {
     image_folder_free(&folder);
     cli_fail(CMD, "%s", vqgpt_last_error());
@@ -535,10 +533,6 @@ int cmd_train_gpt(int argc, char **argv) {
     }
     m->card = card;  // the model owns it now
     memset(&card, 0, sizeof card);
-  }
-  if (captions && build_prompts(&prompts, &m->cfg, tok, data, cs.n, crops)) {
-    cli_fail(CMD, "%s", vqgpt_last_error());
-    goto done;
   }
   gpt_dataset d = {.codes = cs.codes, .labels = cs.labels, .prompts = prompts, .n = cs.n,
                    .h = cs.h, .w = cs.w};
