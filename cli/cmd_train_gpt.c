@@ -12,6 +12,7 @@
 #include "cli/args.h"
 #include "core/clock.h"
 #include "cli/commands.h"
+#include "cli/folder_report.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/rng.h"
@@ -116,8 +117,9 @@ static void code_set_free(code_set *cs) {
 }
 
 // Loads the cached codes if their key matches; returns 1 when loaded, 0 when absent or stale.
+// Files that could not be read were skipped when encoding: up to n_max grids, `crops` per image.
 static int load_cache(code_set *cs, const char *key, const char *key_path, const char *codes_path,
-                      const char *labels_path, int h, int w, int n_expected) {
+                      const char *labels_path, int h, int w, int n_max, long crops) {
   char *old = read_text(key_path);
   bool match = old && !strcmp(old, key);
   free(old);
@@ -125,18 +127,20 @@ static int load_cache(code_set *cs, const char *key, const char *key_path, const
   int ndim;
   int64_t shape[NPY_MAX_DIMS];
   if (npy_read_i32(codes_path, &cs->codes, &ndim, shape)) return 0;
-  if (ndim != 3 || shape[0] != n_expected || shape[1] != h || shape[2] != w) {
+  if (ndim != 3 || shape[0] < 1 || shape[0] > n_max || shape[0] % crops || shape[1] != h ||
+      shape[2] != w) {
     code_set_free(cs);
     return 0;
   }
+  int n = (int)shape[0];
   if (labels_path) {
     if (npy_read_i32(labels_path, &cs->labels, &ndim, shape) || ndim != 1 ||
-        shape[0] != n_expected) {
+        shape[0] != n) {
       code_set_free(cs);
       return 0;
     }
   }
-  cs->n = n_expected;
+  cs->n = n;
   cs->h = h;
   cs->w = w;
   return 1;
@@ -152,6 +156,7 @@ static int encode_folder(code_set *cs, vqgan *vq, const char *dir, bool classes,
   image_dataset ds;
   fprintf(stderr, "loading images from %s ...\n", dir);
   if (image_dataset_load(&ds, dir, size)) return -1;
+  cli_report_folder(CMD, dir, &ds.folder);
   size_t n = ds.n * (size_t)crops;
   if (n > INT32_MAX / ((size_t)h * w)) {
     image_dataset_free(&ds);
@@ -339,14 +344,14 @@ int cmd_train_gpt(int argc, char **argv) {
     goto done;
   }
   key = cache_key(vqgan_path, &folder, classes, crops, o.seed, vc->resolution);
-  int n_expected = (int)(folder.n_images * (size_t)crops);
+  int n_max = (int)(folder.n_images * (size_t)crops);
   image_folder_free(&folder);
   if (!key) {
     cli_fail(CMD, "%s", vqgpt_last_error());
     goto done;
   }
   int cached = load_cache(&cs, key, key_path, codes_path, classes ? labels_path : NULL, h, w,
-                          n_expected);
+                          n_max, crops);
   if (cached) {
     fprintf(stderr, "reusing cached codes %s (%d grids of %dx%d)\n", codes_path, cs.n, h, w);
   } else if (encode_folder(&cs, vq, data, classes, crops, o.seed, key, key_path, codes_path,

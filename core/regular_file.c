@@ -7,13 +7,14 @@
 
 #include "core/error.h"
 
-static const char *kind_of(mode_t m) {
+const char *vqgpt_file_kind(mode_t m) {
   if (S_ISDIR(m)) return "a directory";
   if (S_ISFIFO(m)) return "a named pipe";
   if (S_ISCHR(m)) return "a character device";
   if (S_ISBLK(m)) return "a block device";
   if (S_ISSOCK(m)) return "a socket";
-  return "not a file";  // unreachable: fstat follows links
+  if (S_ISLNK(m)) return "a symbolic link";
+  return "not a regular file";
 }
 
 int vqgpt_open_regular(const char *path, struct stat *st) {
@@ -29,7 +30,7 @@ int vqgpt_open_regular(const char *path, struct stat *st) {
   }
   if (!S_ISREG(sb.st_mode)) {
     close(fd);
-    return vqgpt_file_error(path, false, "is %s, not a regular file", kind_of(sb.st_mode));
+    return vqgpt_file_error(path, false, "is %s, not a regular file", vqgpt_file_kind(sb.st_mode));
   }
   int flags = fcntl(fd, F_GETFL);
   if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0) {

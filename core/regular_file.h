@@ -12,5 +12,7 @@
 int vqgpt_open_regular(const char *path, struct stat *st);
 // The same as a FILE* ("rb"), or NULL.
 FILE *vqgpt_fopen_regular(const char *path, struct stat *st);
+// "a directory", "a named pipe", ... for a file type that is not a regular file.
+const char *vqgpt_file_kind(mode_t mode);
 
 #endif

@@ -1,5 +1,6 @@
 // An image folder loaded for training: every image decoded once (in parallel), its shorter
 // side scaled to `size` as the reference's SmallestMaxSize, and square crops drawn from it.
+// Files that cannot be read are skipped, up to a share (below).
 #ifndef VQGPT_DATASET_H
 #define VQGPT_DATASET_H
 
@@ -10,12 +11,18 @@
 #include "data/image.h"
 
 typedef struct {
-  image_folder folder;  // paths, labels, class names
+  image_folder folder;  // paths, labels, class names of the images loaded; skipped files
   image_rgb *images;    // n: shorter side == size
   size_t n;
   int size;
 } image_dataset;
 
+// A file that cannot be read (not PNG/JPEG, corrupt, truncated, too large, a FIFO named
+// x.png, ...) is skipped and listed in folder.skipped ("<path>: <reason>", for the caller to
+// report); the load fails only when more than this share of the image files is bad, or all.
+#define IMAGE_DATASET_MAX_BAD_SHARE 0.10
+
+// Afterwards folder.paths/labels/n_images describe the n images loaded, in the same order.
 int image_dataset_load(image_dataset *d, const char *dir, int size);
 void image_dataset_free(image_dataset *d);
 
