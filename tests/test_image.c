@@ -52,7 +52,7 @@ static void write_png(const char *path, int w, int h, int color, int depth, int 
 
 // A JPEG in memory (free() it) of w x h samples with `comps` components in colour space cs.
 static unsigned char *make_jpeg(int w, int h, int comps, J_COLOR_SPACE cs, const uint8_t *px,
-                                unsigned long *size) {
+                                bool progressive, unsigned long *size) {
   struct jpeg_compress_struct c;
   struct jpeg_error_mgr err;
   c.err = jpeg_std_error(&err);
@@ -66,6 +66,7 @@ static unsigned char *make_jpeg(int w, int h, int comps, J_COLOR_SPACE cs, const
   c.in_color_space = cs;
   jpeg_set_defaults(&c);
   jpeg_set_quality(&c, 100, TRUE);
+  if (progressive) jpeg_simple_progression(&c);
   jpeg_start_compress(&c, TRUE);
   while (c.next_scanline < c.image_height) {
     JSAMPROW row = (JSAMPROW)px + (size_t)c.next_scanline * w * comps;
@@ -259,13 +260,13 @@ static void test_jpeg(void) {
     cmyk[i * 4] = 255, cmyk[i * 4 + 1] = 0, cmyk[i * 4 + 2] = 0, cmyk[i * 4 + 3] = 255;
   }
   unsigned long n;
-  unsigned char *j = make_jpeg(W, H, 3, JCS_RGB, rgb, &n);
+  unsigned char *j = make_jpeg(W, H, 3, JCS_RGB, rgb, false, &n);
   pathbuf p = tmp_path("rgb.jpg");
   write_bytes(p.s, j, n);
   expect_pixels(p.s, W, H, rgb, W * H, 12, "RGB JPEG");
 
   unsigned long ng;
-  unsigned char *jg = make_jpeg(W, H, 1, JCS_GRAYSCALE, grey, &ng);
+  unsigned char *jg = make_jpeg(W, H, 1, JCS_GRAYSCALE, grey, false, &ng);
   uint8_t grey_rgb[W * H * 3];
   for (int i = 0; i < W * H * 3; i++) grey_rgb[i] = grey[i / 3];
   pathbuf pg = tmp_path("grey.jpg");
@@ -274,13 +275,35 @@ static void test_jpeg(void) {
   free(jg);
 
   unsigned long nc;
-  unsigned char *jc = make_jpeg(W, H, 4, JCS_CMYK, cmyk, &nc);
+  unsigned char *jc = make_jpeg(W, H, 4, JCS_CMYK, cmyk, false, &nc);
   uint8_t red[W * H * 3];
   for (int i = 0; i < W * H; i++) red[i * 3] = 255, red[i * 3 + 1] = 0, red[i * 3 + 2] = 0;
   pathbuf pc = tmp_path("cmyk.jpg");
   write_bytes(pc.s, jc, nc);
   expect_pixels(pc.s, W, H, red, W * H, 6, "CMYK JPEG");
   free(jc);
+
+  // Progressive; and the same with its first scan (DC, the same bits each time) repeated 600
+  // times: a small file that would keep the decoder busy (the limit is 500 scans).
+  unsigned long np;
+  unsigned char *jp = make_jpeg(W, H, 3, JCS_RGB, rgb, true, &np);
+  pathbuf pp = tmp_path("progressive.jpg");
+  write_bytes(pp.s, jp, np);
+  expect_pixels(pp.s, W, H, rgb, W * H, 12, "progressive JPEG");
+  size_t sos1 = 0, sos2 = 0;  // the first two SOS markers (0xff 0xda only occurs as a marker)
+  for (size_t i = 2; i + 1 < np && !sos2; i++)
+    if (jp[i] == 0xff && jp[i + 1] == 0xda) *(sos1 ? &sos2 : &sos1) = i;
+  CHECK(sos1 && sos2);
+  size_t scan = sos2 - sos1, many_n = np + 599 * scan;
+  unsigned char *many = malloc(many_n);
+  memcpy(many, jp, sos1);
+  for (int k = 0; k < 600; k++) memcpy(many + sos1 + (size_t)k * scan, jp + sos1, scan);
+  memcpy(many + sos1 + 600 * scan, jp + sos2, np - sos2);
+  pathbuf pm = tmp_path("scans.jpg");
+  write_bytes(pm.s, many, many_n);
+  expect_load_error(pm.s, "JPEG with more than 500 scans refused", "JPEG with 600 scans");
+  free(many);
+  free(jp);
 
   // Truncated: in the headers, in the scan data, and only the final EOI marker missing.
   size_t sos = 2;
