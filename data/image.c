@@ -167,7 +167,12 @@ static int load_png(image_rgb *img, FILE *fp, const char *path) {
   if (png_get_rowbytes(png, info) != (size_t)w * 4) png_error(png, "unexpected row layout");
   pixels = malloc((size_t)w * h * 4);
   rows = malloc(h * sizeof(png_bytep));
-  if (!pixels || !rows) png_error(png, "out of memory");
+  if (!pixels || !rows) {
+    free(pixels);
+    free(rows);
+    png_destroy_read_struct(&png, &info, NULL);
+    return vqgpt_error("%s: out of memory for %lux%lu pixels", path, (unsigned long)w, (unsigned long)h);
+  }
   for (png_uint_32 y = 0; y < h; y++) rows[y] = pixels + (size_t)y * w * 4;
   png_read_image(png, rows);
   png_read_end(png, NULL);  // up to IEND: a file cut short after the pixels is refused too
@@ -279,7 +284,12 @@ static int load_jpeg(image_rgb *img, FILE *fp, const char *path) {
   if (cinfo.output_components != (cmyk ? 4 : 3)) ERREXIT(&cinfo, JERR_CONVERSION_NOTIMPL);
   pixels = malloc(w * h * 3);
   if (cmyk) row = malloc(w * 4);
-  if (!pixels || (cmyk && !row)) ERREXIT1(&cinfo, JERR_OUT_OF_MEMORY, 0);
+  if (!pixels || (cmyk && !row)) {
+    free(pixels);
+    free(row);
+    jpeg_destroy_decompress(&cinfo);
+    return vqgpt_error("%s: out of memory for %zux%zu pixels", path, w, h);
+  }
   while (cinfo.output_scanline < h) {
     uint8_t *dst = pixels + (size_t)cinfo.output_scanline * w * 3;
     JSAMPROW line = cmyk ? row : dst;
