@@ -14,6 +14,7 @@
 #include "cli/args.h"
 #include "core/clock.h"
 #include "cli/commands.h"
+#include "cli/folder_report.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/rng.h"
@@ -107,20 +108,24 @@ static int write_text(const char *path, const char *text) {
 }
 
 typedef struct {
-  int32_t *codes;   // (n, h, w)
-  int32_t *labels;  // (n) or NULL
+  int32_t *codes;    // (n, h, w)
+  int32_t *labels;   // (n) or NULL
+  int32_t *sources;  // (n) each grid's image, an index into the folder scan
   int n, h, w, n_classes;
 } code_set;
 
 static void code_set_free(code_set *cs) {
   free(cs->codes);
   free(cs->labels);
+  free(cs->sources);
   memset(cs, 0, sizeof *cs);
 }
 
 // Loads the cached codes if their key matches; returns 1 when loaded, 0 when absent or stale.
+// Files that could not be read were skipped when encoding: up to n_max grids, `crops` per image.
 static int load_cache(code_set *cs, const char *key, const char *key_path, const char *codes_path,
-                      const char *labels_path, int h, int w, int n_expected) {
+                      const char *labels_path, const char *sources_path, int h, int w, int n_max,
+                      long crops) {
   char *old = read_text(key_path);
   bool match = old && !strcmp(old, key);
   free(old);
@@ -128,18 +133,29 @@ static int load_cache(code_set *cs, const char *key, const char *key_path, const
   int ndim;
   int64_t shape[NPY_MAX_DIMS];
   if (npy_read_i32(codes_path, &cs->codes, &ndim, shape)) return 0;
-  if (ndim != 3 || shape[0] != n_expected || shape[1] != h || shape[2] != w) {
+  if (ndim != 3 || shape[0] < 1 || shape[0] > n_max || shape[0] % crops || shape[1] != h ||
+      shape[2] != w) {
     code_set_free(cs);
     return 0;
   }
+  int n = (int)shape[0];
+  if (npy_read_i32(sources_path, &cs->sources, &ndim, shape) || ndim != 1 || shape[0] != n) {
+    code_set_free(cs);
+    return 0;
+  }
+  for (int i = 0; i < n; i++)
+    if (cs->sources[i] < 0 || cs->sources[i] >= n_max / crops) {
+      code_set_free(cs);
+      return 0;
+    }
   if (labels_path) {
     if (npy_read_i32(labels_path, &cs->labels, &ndim, shape) || ndim != 1 ||
-        shape[0] != n_expected) {
+        shape[0] != n) {
       code_set_free(cs);
       return 0;
     }
   }
-  cs->n = n_expected;
+  cs->n = n;
   cs->h = h;
   cs->w = w;
   return 1;
@@ -147,14 +163,17 @@ static int load_cache(code_set *cs, const char *key, const char *key_path, const
 
 // Crops, flips and encodes every image `crops` times; writes the cache (codes, labels, then
 // the key last, so an interrupted write is never mistaken for a valid cache).
-static int encode_folder(code_set *cs, vqgan *vq, const char *dir, bool classes, long crops,
-                         uint64_t seed, int scale, int crop_w, int crop_h, const char *key,
-                         const char *key_path, const char *codes_path, const char *labels_path) {
+static int encode_folder(code_set *cs, vqgan *vq, const char *dir, const image_folder *scan,
+                         bool classes, long crops, uint64_t seed, int scale, int crop_w,
+                         int crop_h, const char *key, const char *key_path,
+                         const char *codes_path, const char *labels_path,
+                         const char *sources_path) {
   int f = vqgan_factor(vq), h = crop_h / f, w = crop_w / f;
   size_t per = (size_t)3 * crop_w * crop_h;
   image_dataset ds;
   fprintf(stderr, "loading images from %s ...\n", dir);
   if (image_dataset_load(&ds, dir, scale, crop_w, crop_h)) return -1;
+  cli_report_folder(CMD, dir, &ds.folder);
   size_t n = ds.n * (size_t)crops;
   if (n > INT32_MAX / ((size_t)h * w)) {
     image_dataset_free(&ds);
@@ -162,11 +181,21 @@ static int encode_folder(code_set *cs, vqgan *vq, const char *dir, bool classes,
   }
   cs->codes = malloc(n * h * w * sizeof(int32_t));
   cs->labels = classes ? malloc(n * sizeof(int32_t)) : NULL;
+  cs->sources = malloc(n * sizeof(int32_t));
   float *x = malloc((size_t)ENCODE_BATCH * per * sizeof(float));  // (B, 3, crop_h, crop_w)
   int rc = -1;
-  if (!cs->codes || (classes && !cs->labels) || !x) {
+  if (!cs->codes || (classes && !cs->labels) || !cs->sources || !x) {
     vqgpt_error("out of memory for %zu code grids", n);
     goto done;
+  }
+  // The images loaded are the scan's, in its order, less the unreadable ones.
+  for (size_t i = 0, k = 0; i < ds.n; i++, k++) {
+    while (k < scan->n_images && strcmp(scan->paths[k], ds.folder.paths[i])) k++;
+    if (k == scan->n_images) {
+      vqgpt_error("%s: the folder changed while loading it", dir);
+      goto done;
+    }
+    for (long c = 0; c < crops; c++) cs->sources[i * crops + c] = (int32_t)k;
   }
   uint64_t rng = rng_hash(seed, 0xC0DE);
   double t0 = vqgpt_seconds();
@@ -186,6 +215,7 @@ static int encode_folder(code_set *cs, vqgan *vq, const char *dir, bool classes,
   int64_t shape[3] = {(int64_t)n, h, w}, lshape[1] = {(int64_t)n};
   if (npy_write_i32(codes_path, cs->codes, 3, shape)) goto done;
   if (classes && npy_write_i32(labels_path, cs->labels, 1, lshape)) goto done;
+  if (npy_write_i32(sources_path, cs->sources, 1, lshape)) goto done;
   if (write_text(key_path, key)) goto done;
   cs->n = (int)n;
   cs->h = h;
@@ -205,14 +235,13 @@ static bool parse_size(const char *s, int *w, int *h) {
   return sscanf(s, "%dx%d%c", w, h, &tail) == 2 && *w >= 8 && *h >= 8 && *w <= 4096 && *h <= 4096;
 }
 
-// The prompt tokens of every grid (grid k comes from image k / crops): the image's caption,
-// tokenized, truncated to the model's length (counted and reported). Runs before any encoding,
-// so a missing or bad caption stops the run at once.
+// The prompt tokens of every image of the scan: its caption, tokenized, truncated to the
+// model's length (counted and reported). Runs before any encoding, so a missing or bad caption
+// stops the run at once.
 static int build_prompts(int32_t **out, const gpt_config *cfg, const vqgpt_tokenizer *tok,
-                         const image_folder *folder, long crops) {
+                         const image_folder *folder) {
   int L = cfg->text_len, n_truncated = 0;
-  size_t n_grids = folder->n_images * (size_t)crops;
-  int32_t *prompts = malloc(n_grids * L * sizeof(int32_t));
+  int32_t *prompts = malloc(folder->n_images * L * sizeof(int32_t) + 1);
   if (!prompts) return vqgpt_error("out of memory");
   for (size_t i = 0; i < folder->n_images; i++) {
     char *text;
@@ -221,7 +250,7 @@ static int build_prompts(int32_t **out, const gpt_config *cfg, const vqgpt_token
       free(prompts);
       return -1;
     }
-    int e = prompt_encode(cfg, tok, text, true, prompts + i * crops * L, &truncated);
+    int e = prompt_encode(cfg, tok, text, true, prompts + i * L, &truncated);
     free(text);
     if (e) {
       char why[512];
@@ -230,8 +259,6 @@ static int build_prompts(int32_t **out, const gpt_config *cfg, const vqgpt_token
       return vqgpt_error("%s: caption: %s", folder->paths[i], why);
     }
     n_truncated += truncated;
-    for (long c = 1; c < crops; c++)
-      memcpy(prompts + (i * crops + c) * L, prompts + i * crops * L, (size_t)L * sizeof(int32_t));
   }
   fprintf(stderr, "captions: %zu read, %d truncated to %d tokens\n", folder->n_images,
           n_truncated, L);
@@ -285,6 +312,17 @@ static int make_card(gpt_card *card, const char *vqgan_path, const vqgan *vq,
     memcpy(card->tokenizer, bytes, nb);
     card->tokenizer_bytes = nb;
   }
+  return 0;
+}
+
+// Each grid's prompt: its image's (the grids' sources index the images).
+static int prompts_per_grid(int32_t **prompts, const code_set *cs, int L) {
+  int32_t *per = malloc((size_t)cs->n * L * sizeof(int32_t));
+  if (!per) return vqgpt_error("out of memory");
+  for (int k = 0; k < cs->n; k++)
+    memcpy(per + (size_t)k * L, *prompts + (size_t)cs->sources[k] * L, (size_t)L * sizeof(int32_t));
+  free(*prompts);
+  *prompts = per;
   return 0;
 }
 
@@ -393,8 +431,8 @@ int cmd_train_gpt(int argc, char **argv) {
   int32_t *prompts = NULL;
   gpt_card card = {0};
   char *codes_path = with_suffix(out, ".codes.npy"), *labels_path = with_suffix(out, ".labels.npy"),
-       *key_path = with_suffix(out, ".codes.key");
-  if (!codes_path || !labels_path || !key_path) {
+       *key_path = with_suffix(out, ".codes.key"), *sources_path = with_suffix(out, ".sources.npy");
+  if (!codes_path || !labels_path || !key_path || !sources_path) {
     cli_fail(CMD, "out of memory");
     goto done;
   }
@@ -470,10 +508,10 @@ int cmd_train_gpt(int argc, char **argv) {
     goto done;
   }
   key = cache_key(vqgan_path, &folder, classes, crops, o.seed, (int)scale, crop_w, crop_h);
-  int n_expected = (int)(folder.n_images * (size_t)crops);
+  int n_max = (int)(folder.n_images * (size_t)crops);
   gpt_config text_cfg = {.cond = GPT_COND_TEXT, .n_codes = vc->n_embed, .text_len = (int)text_len,
                         .text_vocab = tok ? tokenizer_vocab_size(tok) : 0};
-  if (captions && build_prompts(&prompts, resume ? &m->cfg : &text_cfg, tok, &folder, crops)) {
+  if (captions && build_prompts(&prompts, resume ? &m->cfg : &text_cfg, tok, &folder)) {
     image_folder_free(&folder);
     cli_fail(CMD, "%s", vqgpt_last_error());
     goto done;
@@ -483,17 +521,23 @@ int cmd_train_gpt(int argc, char **argv) {
     cli_fail(CMD, "%s", vqgpt_last_error());
     goto done;
   }
-  image_folder_free(&folder);
   if (!key) {
+    image_folder_free(&folder);
     cli_fail(CMD, "%s", vqgpt_last_error());
     goto done;
   }
-  int cached = load_cache(&cs, key, key_path, codes_path, classes ? labels_path : NULL, h, w,
-                          n_expected);
+  int cached = load_cache(&cs, key, key_path, codes_path, classes ? labels_path : NULL,
+                          sources_path, h, w, n_max, crops);
   if (cached) {
     fprintf(stderr, "reusing cached codes %s (%d grids of %dx%d)\n", codes_path, cs.n, h, w);
-  } else if (encode_folder(&cs, vq, data, classes, crops, o.seed, (int)scale, crop_w, crop_h,
-                           key, key_path, codes_path, labels_path)) {
+  } else if (encode_folder(&cs, vq, data, &folder, classes, crops, o.seed, (int)scale, crop_w,
+                           crop_h, key, key_path, codes_path, labels_path, sources_path)) {
+    image_folder_free(&folder);
+    cli_fail(CMD, "%s", vqgpt_last_error());
+    goto done;
+  }
+  image_folder_free(&folder);
+  if (captions && prompts_per_grid(&prompts, &cs, resume ? m->cfg.text_len : (int)text_len)) {
     cli_fail(CMD, "%s", vqgpt_last_error());
     goto done;
   }
@@ -621,5 +665,6 @@ done:
   free(codes_path);
   free(labels_path);
   free(key_path);
+  free(sources_path);
   return rc;
 }

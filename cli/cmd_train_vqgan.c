@@ -9,6 +9,7 @@
 #include "cli/args.h"
 #include "core/clock.h"
 #include "cli/commands.h"
+#include "cli/folder_report.h"
 #include "core/error.h"
 #include "core/rng.h"
 #include "data/dataset.h"
@@ -237,6 +238,7 @@ int cmd_train_vqgan(int argc, char **argv) {
     cli_fail(CMD, "%s", vqgpt_last_error());
     goto done;
   }
+  cli_report_folder(CMD, a.data, &s.data.folder);
   fprintf(stderr, "%s: %zu images (%zu train, %zu validation), %dx%d crops\n", a.data, s.data.n,
           s.n_train, s.n_val, (int)a.size, (int)a.size);
   if (!(g = vqgan_create(&cfg, &rng)) || !(d = patchgan_create(&o.disc, o.batch, o.size, o.size, 2, &rng))) {

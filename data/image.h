@@ -10,7 +10,18 @@ typedef struct {
   uint8_t *rgb;   // (H, W, 3) interleaved
 } image_rgb;
 
-// Reads PNG/JPEG/... (anything stb_image decodes) as 8-bit RGB. Errors name the path.
+// Decoded images are refused, before any pixel memory is allocated, beyond these limits.
+#define IMAGE_MAX_SIDE 16384           // pixels, each side
+#define IMAGE_MAX_PIXELS (1L << 26)    // width * height (64 Mi, e.g. 8192 x 8192)
+
+// Reads a PNG (libpng) or JPEG (libjpeg-turbo) as 8-bit RGB; the format is told by the file's
+// magic bytes, never its name, and every other format is refused ("not a PNG or JPEG file
+// (looks like ...)"). The path must be a regular file (a FIFO or directory is refused, never
+// waited on). Conversions: grey -> RGB (R = G = B); palette -> RGB; 16-bit -> 8-bit (rounded);
+// an alpha channel (or a PNG tRNS entry) is composited on a white background, so transparent
+// pixels read as white whatever RGB they hide; CMYK JPEGs (Adobe's inverted form) are converted
+// naively to RGB without colour management. A truncated or corrupt file is an error, never a
+// partly filled image. Errors are one line naming the path.
 int image_load(image_rgb *img, const char *path);
 void image_free(image_rgb *img);
 // Writes PNG atomically (temporary file + rename); no partial file on failure.

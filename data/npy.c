@@ -9,6 +9,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/regular_file.h"
 
 // '<i4' and '<i8' bytes are copied as they are.
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -274,13 +275,9 @@ static int read_file(const char *path, FILE *fp, size_t fsize, int32_t **data, i
 int npy_read_i32(const char *path, int32_t **data, int *ndim, int64_t shape[NPY_MAX_DIMS]) {
   *data = NULL;
   *ndim = 0;
-  FILE *fp = fopen(path, "rb");
-  if (!fp) return fail(path, "cannot open: %s", strerror(errno));
   struct stat sb;
-  if (fstat(fileno(fp), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-    fclose(fp);
-    return fail(path, "not a regular file");
-  }
+  FILE *fp = vqgpt_fopen_regular(path, &sb);
+  if (!fp) return -1;
   int rc = read_file(path, fp, (size_t)sb.st_size, data, ndim, shape);
   fclose(fp);
   return rc;

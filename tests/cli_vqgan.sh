@@ -65,14 +65,17 @@ assert (w, h) == (48, 32), (w, h)
 PY
 if "$VQGPT" reconstruct --vqgan "$MODEL" --image "$FX/vqgan_tiny_input0.png" --out "$T/r0.png" 2>"$T/log" && grep -q PSNR "$T/log"; then ok; else bad "reconstruct"; fi
 # A 50x37 image: rejected as it is, accepted with --crop (48x36) and --resize 32 (43x32 -> 40x32).
-python3 - "$T/odd.ppm" <<'PY'
-import sys
+python3 - "$T/odd.png" <<'PY'
+import struct, sys, zlib
 w, h = 50, 37
-open(sys.argv[1], "wb").write(b"P6 %d %d 255\n" % (w, h) + bytes((x * 5 + y * 3 + c * 80) % 256 for y in range(h) for x in range(w) for c in range(3)))
+rows = b"".join(b"\0" + bytes((x * 5 + y * 3 + c * 80) % 256 for x in range(w) for c in range(3)) for y in range(h))
+chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+open(sys.argv[1], "wb").write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+                              + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
 PY
-expect_error "size not a multiple" "multiple of the VQGAN's factor 4" "$T/odd_out.png" "$VQGPT" reconstruct --vqgan "$MODEL" --image "$T/odd.ppm" --out "$T/odd_out.png"
-if "$VQGPT" reconstruct --vqgan "$MODEL" --image "$T/odd.ppm" --crop --out "$T/crop.png" 2>/dev/null; then ok; else bad "--crop"; fi
-if "$VQGPT" reconstruct --vqgan "$MODEL" --image "$T/odd.ppm" --resize 32 --out "$T/resize.png" 2>/dev/null; then ok; else bad "--resize"; fi
+expect_error "size not a multiple" "multiple of the VQGAN's factor 4" "$T/odd_out.png" "$VQGPT" reconstruct --vqgan "$MODEL" --image "$T/odd.png" --out "$T/odd_out.png"
+if "$VQGPT" reconstruct --vqgan "$MODEL" --image "$T/odd.png" --crop --out "$T/crop.png" 2>/dev/null; then ok; else bad "--crop"; fi
+if "$VQGPT" reconstruct --vqgan "$MODEL" --image "$T/odd.png" --resize 32 --out "$T/resize.png" 2>/dev/null; then ok; else bad "--resize"; fi
 python3 - "$T/crop.png" "$T/resize.png" <<'PY' && ok || bad "--crop/--resize sizes"
 import struct, sys
 for path, want in zip(sys.argv[1:], [(48, 36), (40, 32)]):
@@ -127,7 +130,7 @@ expect_error "unwritable output" "$T/no/such/dir/out.png" "$T/no/such/dir/out.pn
 expect_error "unwritable codes" "$T/no/dir/c.npy" "$T/no/dir/c.npy" "$VQGPT" encode --vqgan "$MODEL" --image "$FX/vqgan_tiny_input0.png" --out "$T/no/dir/c.npy"
 expect_error "unknown option" "--bogus" "" "$VQGPT" encode --bogus 1
 expect_error "missing option" "--vqgan" "" "$VQGPT" decode --codes "$T/c1.npy" --out "$T/o.png"
-expect_error "bad resize" "--resize" "$T/o.png" "$VQGPT" reconstruct --vqgan "$MODEL" --image "$T/odd.ppm" --resize 30 --out "$T/o.png"
+expect_error "bad resize" "--resize" "$T/o.png" "$VQGPT" reconstruct --vqgan "$MODEL" --image "$T/odd.png" --resize 30 --out "$T/o.png"
 
 echo "cli_vqgan: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -15,6 +15,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/regular_file.h"
 #include "weights/json.h"
 
 // The format is little-endian; tensor bytes are copied as they are.
@@ -231,18 +232,9 @@ done:
 
 int st_open(st_file *f, const char *path) {
   memset(f, 0, sizeof *f);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return fail(path, "cannot open: %s", strerror(errno));
   struct stat sb;
-  if (fstat(fd, &sb) != 0) {
-    int e = errno;
-    close(fd);
-    return fail(path, "cannot stat: %s", strerror(e));
-  }
-  if (!S_ISREG(sb.st_mode)) {
-    close(fd);
-    return fail(path, "not a regular file");
-  }
+  int fd = vqgpt_open_regular(path, &sb);  // never blocks on a FIFO; regular files only
+  if (fd < 0) return -1;
   if (sb.st_size < 8) {
     close(fd);
     return fail(path, "file too short (%lld bytes) to hold a safetensors header length",
