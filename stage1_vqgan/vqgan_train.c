@@ -346,6 +346,32 @@ static int read_disc_tensor(void *p, const char *name, float *data, size_t numel
   return st_read_weights(c->f, full, data, 1, shape);
 }
 
+// "\"ch\": 64 in the checkpoint, 32 in this run" for the first key whose value differs between
+// two configs written by vqgan_config_json (same keys in the same order).
+static const char *first_difference(const char *was, const char *now) {
+  static _Thread_local char msg[256];
+  size_t key = 0;  // the opening quote of the latest key (the configs hold no string values)
+  bool in_string = false;
+  for (size_t i = 0; was[i] && was[i] == now[i]; i++)
+    if (was[i] == '"' && (in_string = !in_string)) key = i;
+  // The differing value runs from the key's colon to the next ',' or '}' at bracket depth 0.
+  const char *texts[2] = {was, now};
+  int lens[2], starts[2];
+  for (int k = 0; k < 2; k++) {
+    const char *c = strchr(texts[k] + key, ':');
+    starts[k] = c ? (int)(c - texts[k]) + 2 : (int)key;
+    int depth = 0, j = starts[k];
+    for (; texts[k][j] && (depth > 0 || (texts[k][j] != ',' && texts[k][j] != '}')); j++)
+      depth += texts[k][j] == '[' ? 1 : texts[k][j] == ']' ? -1 : 0;
+    lens[k] = j - starts[k];
+  }
+  const char *colon = strchr(was + key, ':');
+  int key_len = colon ? (int)(colon - (was + key)) : 0;
+  snprintf(msg, sizeof msg, "%.*s is %.*s in the checkpoint, %.*s in this run", key_len, was + key,
+           lens[0], was + starts[0], lens[1], now + starts[1]);
+  return msg;
+}
+
 char *vqgan_trainer_load(vqgan_trainer *t, const char *path) {
   st_file f;
   if (st_open(&f, path)) return NULL;
@@ -360,13 +386,16 @@ char *vqgan_trainer_load(vqgan_trainer *t, const char *path) {
            vqgan_config_parse(&cfg, st_meta(&f, "config"), path);
   if (!rc && (vqgan_config_json(&cfg, got, sizeof got) ||
               vqgan_config_json(&t->g->cfg, want, sizeof want) || strcmp(got, want) != 0))
-    rc = vqgpt_error("%s: the checkpoint's VQGAN config differs from this run's", path);
+    rc = vqgpt_error("%s: the checkpoint's VQGAN config differs from this run's: %s",
+                     path, first_difference(got, want));
   if (!rc && (!disc_cfg || !steps || !ts))
     rc = vqgpt_error("%s: not a training checkpoint (no optimizer state)", path);
   if (!rc) rc = patchgan_config_parse(&dc, disc_cfg, path);
   const patchgan_config *have = patchgan_get_config(t->d);
   if (!rc && (dc.input_nc != have->input_nc || dc.ndf != have->ndf || dc.n_layers != have->n_layers))
-    rc = vqgpt_error("%s: the checkpoint's discriminator config differs from this run's", path);
+    rc = vqgpt_error("%s: the checkpoint's discriminator (input_nc %d, ndf %d, n_layers %d) "
+                     "differs from this run's (input_nc %d, ndf %d, n_layers %d)", path,
+                     dc.input_nc, dc.ndf, dc.n_layers, have->input_nc, have->ndf, have->n_layers);
   if (!rc && sscanf(steps, "{\"g\": %ld, \"d\": %ld}", &t->g_steps, &t->d_steps) != 2)
     rc = vqgpt_error("%s: malformed adam_steps metadata", path);
   for (size_t i = 0; i < t->g->n_params && !rc; i++) {

@@ -75,8 +75,9 @@ int gpt_trainer_validate(gpt_trainer *tr, double *loss);
 // ("train_state"). Written atomically.
 int gpt_trainer_save(const gpt_trainer *tr, const char *path);
 // Restores a checkpoint written by gpt_trainer_save into an initialised trainer whose model has
-// the same config: parameters, moments, step, RNG, data order and the options, except
-// `steps`, which stays as given so a run can be extended.
+// the same config: parameters, moments, step, RNG and data order. The trainer's options must be
+// those the checkpoint recorded, except `steps` (a run can be extended): a difference is an
+// error naming the option and both values.
 int gpt_trainer_resume(gpt_trainer *tr, const char *path);
 
 #endif
