@@ -86,12 +86,12 @@ int bench_gpt(int argc, char **argv) {
   long layers = 12, embd = 512, heads = 8, vocab = 16384, tokens = 256, train_steps = 3;
   bool no_sample = false, no_train = false;
   cli_opt opts[] = {
-      {"layers", OPT_INT, &layers, "transformer blocks"},
-      {"embd", OPT_INT, &embd, "embedding width"},
-      {"heads", OPT_INT, &heads, "attention heads"},
-      {"vocab", OPT_INT, &vocab, "vocabulary (codebook) size"},
-      {"tokens", OPT_INT, &tokens, "tokens sampled per sequence; training sequence length"},
-      {"train-steps", OPT_INT, &train_steps, "timed training steps (after one untimed)"},
+      {"layers", OPT_INT, &layers, "transformer blocks", 1, 256},
+      {"embd", OPT_INT, &embd, "embedding width", 1, 16384},
+      {"heads", OPT_INT, &heads, "attention heads", 1, 16384},
+      {"vocab", OPT_INT, &vocab, "vocabulary (codebook) size", 2, 1 << 20},
+      {"tokens", OPT_INT, &tokens, "tokens sampled per sequence; training sequence length", 1, 16384},
+      {"train-steps", OPT_INT, &train_steps, "timed training steps (after one untimed)", 1, 1000000},
       {"no-sample", OPT_FLAG, &no_sample, "skip the sampling benchmark"},
       {"no-train", OPT_FLAG, &no_train, "skip the training benchmark"},
   };

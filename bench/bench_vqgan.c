@@ -69,9 +69,9 @@ int bench_vqgan(int argc, char **argv) {
   long reps = 3, ch = 128, n_embed = 16384;
   const char *grid = NULL;
   cli_opt opts[] = {
-      {"reps", OPT_INT, &reps, "timed repetitions (the best is reported)"},
-      {"ch", OPT_INT, &ch, "base channel count"},
-      {"n-embed", OPT_INT, &n_embed, "codebook size"},
+      {"reps", OPT_INT, &reps, "timed repetitions (the best is reported)", 1, 1000000},
+      {"ch", OPT_INT, &ch, "base channel count (a multiple of 32)", 32, 4096},
+      {"n-embed", OPT_INT, &n_embed, "codebook size", 2, 1 << 24},
       {"grid", OPT_STRING, &grid, "only decode one HxW grid and report time and peak memory"},
   };
   cli_status st = cli_parse("bench vqgan",

@@ -35,11 +35,11 @@ int bench_vqgan_train(int argc, char **argv) {
   long reps = 3, batch = 4, size = 128, ch = 64, n_embed = 16384;
   const char *lpips_path = NULL;
   cli_opt opts[] = {
-      {"reps", OPT_INT, &reps, "timed steps (the best is reported)"},
-      {"batch", OPT_INT, &batch, "images per step"},
-      {"size", OPT_INT, &size, "image side"},
-      {"ch", OPT_INT, &ch, "base channel count"},
-      {"n-embed", OPT_INT, &n_embed, "codebook size"},
+      {"reps", OPT_INT, &reps, "timed steps (the best is reported)", 1, 1000000},
+      {"batch", OPT_INT, &batch, "images per step", 1, 256},
+      {"size", OPT_INT, &size, "image side (a multiple of 16)", 16, 1024},
+      {"ch", OPT_INT, &ch, "base channel count (a multiple of 32)", 32, 4096},
+      {"n-embed", OPT_INT, &n_embed, "codebook size", 2, 1 << 24},
       {"lpips", OPT_STRING, &lpips_path, "also time a step with these LPIPS weights"},
   };
   cli_status st = cli_parse("bench vqgan-train",

@@ -1,12 +1,16 @@
 #include "cli/args.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
 
 int cli_fail(const char *command, const char *fmt, ...) {
   va_list ap;
@@ -38,6 +42,19 @@ bool cli_dir_writable(const char *path) {
   return ok;
 }
 
+bool cli_output_ok(const char *command, const char *path) {
+  atomic_file_remove_stale(path);
+  if (atomic_file_check_target(path)) {
+    cli_fail(command, "%s", vqgpt_last_error());
+    return false;
+  }
+  if (!cli_dir_writable(path)) {
+    cli_fail(command, "%s: directory missing or not writable", path);
+    return false;
+  }
+  return true;
+}
+
 static void print_help(const char *command, const char *summary, const cli_opt *opts, int n) {
   printf("usage: vqgpt %s [options]\n%s\n\noptions:\n", command, summary);
   for (int i = 0; i < n; i++) {
@@ -47,7 +64,12 @@ static void print_help(const char *command, const char *summary, const cli_opt *
       case OPT_STRING:
         if (*(const char **)o->dest) snprintf(def, sizeof def, " (default %s)", *(const char **)o->dest);
         break;
-      case OPT_INT: snprintf(def, sizeof def, " (default %ld)", *(long *)o->dest); break;
+      case OPT_INT:
+        if (o->min || o->max)
+          snprintf(def, sizeof def, " (%ld to %ld, default %ld)", o->min, o->max, *(long *)o->dest);
+        else
+          snprintf(def, sizeof def, " (default %ld)", *(long *)o->dest);
+        break;
       case OPT_FLOAT: snprintf(def, sizeof def, " (default %g)", *(double *)o->dest); break;
       case OPT_FLAG: break;
     }
@@ -61,8 +83,13 @@ static bool parse_value(const char *command, const cli_opt *o, const char *text)
   errno = 0;
   if (o->kind == OPT_INT) {
     long v = strtol(text, &end, 10);
-    if (errno || end == text || *end) {
+    if (end == text || *end) {
       cli_fail(command, "--%s expects an integer, got '%s'", o->name, text);
+      return false;
+    }
+    long lo = o->min || o->max ? o->min : INT_MIN, hi = o->min || o->max ? o->max : INT_MAX;
+    if (errno == ERANGE || v < lo || v > hi) {
+      cli_fail(command, "--%s must be an integer in [%ld, %ld], got '%s'", o->name, lo, hi, text);
       return false;
     }
     *(long *)o->dest = v;

@@ -12,6 +12,9 @@ typedef struct {
   cli_opt_kind kind;
   void *dest;        // const char **, long *, double *, or bool *
   const char *help;  // one line; the default is the value already in *dest
+  // OPT_INT only: the accepted range [min, max], shown in --help. Left out (both 0), the range
+  // is that of an int, so that no value is truncated where it is converted.
+  long min, max;
 } cli_opt;
 
 typedef enum { CLI_OK, CLI_HELP, CLI_ERROR } cli_status;
@@ -27,6 +30,12 @@ int cli_fail(const char *command, const char *fmt, ...) __attribute__((format(pr
 // The directory that will receive `path` exists and is writable: checked before long work, so
 // that a run does not fail at its first save.
 bool cli_dir_writable(const char *path);
+
+// Before work whose result goes to `path`: removes temporaries of earlier, killed runs
+// ("<path>.tmp.<pid>" of processes that are gone), refuses a path that exists and is not a
+// regular file (a directory, device, FIFO or symbolic link would be replaced by the output),
+// and checks that the directory is writable. Prints the error and returns false on failure.
+bool cli_output_ok(const char *command, const char *path);
 
 // Requires a string option to have been given; prints the error otherwise.
 bool cli_require(const char *command, const char *name, const char *value);

@@ -415,7 +415,7 @@ int cmd_train_gpt(int argc, char **argv) {
   if (!(embd_pdrop >= 0 && embd_pdrop < 1) || !(resid_pdrop >= 0 && resid_pdrop < 1) ||
       !(attn_pdrop >= 0 && attn_pdrop < 1))
     return cli_fail(CMD, "dropout probabilities must be in [0, 1)");
-  if (!cli_dir_writable(out)) return cli_fail(CMD, "%s: directory missing or not writable", out);
+  if (!cli_output_ok(CMD, out)) return 1;
   if (resume && !file_exists(out)) return cli_fail(CMD, "--resume: %s does not exist", out);
   if (!resume && !overwrite && file_exists(out))
     return cli_fail(CMD, "%s exists: pass --resume to continue it or --overwrite to replace it", out);
@@ -590,8 +590,7 @@ int cmd_train_gpt(int argc, char **argv) {
       cli_fail(CMD, "%s", vqgpt_last_error());
       goto done;
     }
-    fprintf(stderr, "resuming %s at step %ld of %ld (its stored training options apply)\n", out,
-            tr.step, tr.opt.steps);
+    fprintf(stderr, "resuming %s at step %ld of %ld\n", out, tr.step, tr.opt.steps);
   }
   fprintf(stderr,
           "GPT: %d layers, %d heads, %d wide, vocab %d, %.2fM parameters; %d training / %d "

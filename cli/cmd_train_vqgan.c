@@ -1,5 +1,6 @@
 // `vqgpt train-vqgan`: trains a VQGAN on an image folder with the reference's objective.
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "data/dataset.h"
+#include "weights/json.h"
 #include "stage1_vqgan/vqgan_train.h"
 
 #define CMD "train-vqgan"
@@ -22,7 +24,7 @@ typedef struct {
   long size, scale, steps, batch, disc_start, seed, log_every, sample_every, save_every, n_val;
   long ndf, disc_layers, n_embed, reinit_every;
   double lr, disc_weight, perceptual_weight, codebook_weight;
-  bool resume;
+  bool resume, overwrite;
 } train_args;
 
 static int read_file(const char *path, char **out) {
@@ -156,6 +158,74 @@ static int file_exists(const char *p) {
   return stat(p, &st) == 0;
 }
 
+// The settings that shape a run, recorded in the checkpoint's train_state ("settings": flag ->
+// value as text) so that --resume can refuse a run that would silently differ. --steps may
+// change (a run is extended); logging and checkpoint intervals do not change the run.
+#define N_SETTINGS 16
+typedef struct {
+  const char *flag;
+  char value[48];
+} run_setting;
+
+static int run_settings(run_setting *s, const train_args *a, size_t n_images, bool have_lpips) {
+  int n = 0;
+#define SET(name, ...) (s[n].flag = name, snprintf(s[n].value, sizeof s[n].value, __VA_ARGS__), n++)
+  SET("--batch", "%ld", a->batch);
+  SET("--size", "%ld", a->size);
+  SET("--lr", "%.9g", a->lr);
+  SET("--disc-start", "%ld", a->disc_start);
+  SET("--disc-weight", "%.9g", a->disc_weight);
+  SET("--disc-loss", "%s", a->disc_loss);
+  SET("--ndf", "%ld", a->ndf);
+  SET("--disc-layers", "%ld", a->disc_layers);
+  SET("--lpips", "%s", have_lpips ? "given" : "none");
+  SET("--perceptual-weight", "%.9g", have_lpips ? a->perceptual_weight : 0.0);
+  SET("--codebook-weight", "%.9g", a->codebook_weight);
+  SET("--quant-loss", "%s", a->quant_loss);
+  SET("--reinit-every", "%ld", a->reinit_every);
+  SET("--val", "%ld", a->n_val);
+  SET("--seed", "%ld", a->seed);
+  SET("--data (images found)", "%zu", n_images);
+#undef SET
+  return n;
+}
+
+// train_state: {"step": S, "rng": R, "settings": {...}}; step and rng first, in the form older
+// checkpoints have, so that one sscanf reads both kinds.
+static char *train_state_json(long step, uint64_t rng, const run_setting *s, int n) {
+  size_t cap = 256 + (size_t)n * 96;
+  char *j = malloc(cap);
+  if (!j) return NULL;
+  size_t len = (size_t)snprintf(j, cap, "{\"step\": %ld, \"rng\": %" PRIu64 ", \"settings\": {", step, rng);
+  for (int i = 0; i < n && len < cap; i++)
+    len += (size_t)snprintf(j + len, cap - len, "%s\"%s\": \"%s\"", i ? ", " : "", s[i].flag, s[i].value);
+  if (len < cap) snprintf(j + len, cap - len, "}}");
+  return j;
+}
+
+// --resume continues the run the checkpoint recorded: every setting must be the same.
+static int check_resume_settings(const char *path, const char *state, const run_setting *s, int n) {
+  json_value *root = json_parse(state, strlen(state));
+  const json_value *rec = root ? json_get(root, "settings") : NULL;
+  int rc = 0;
+  if (!rec || rec->type != JSON_OBJECT) {
+    rc = vqgpt_error("%s: the checkpoint does not record its training settings (written by an "
+                     "older vqgpt?), so a resume cannot be checked: start afresh with --overwrite",
+                     path);
+  }
+  for (int i = 0; i < n && !rc; i++) {
+    const char *was = json_get_string(rec, s[i].flag);
+    if (!was)
+      rc = vqgpt_error("%s: the checkpoint does not record %s", path, s[i].flag);
+    else if (strcmp(was, s[i].value))
+      rc = vqgpt_error("%s: %s is %s for this run but the checkpoint was trained with %s (resume "
+                       "with the same settings; only --steps may change)", path, s[i].flag,
+                       s[i].value, was);
+  }
+  json_free(root);
+  return rc;
+}
+
 int cmd_train_vqgan(int argc, char **argv) {
   train_args a = {.config = "small", .disc_loss = "hinge", .quant_loss = "legacy", .size = 64,
                   .steps = 20000, .batch = 4, .disc_start = 10000, .seed = 1, .log_every = 50,
@@ -165,46 +235,50 @@ int cmd_train_vqgan(int argc, char **argv) {
       {"data", OPT_STRING, &a.data, "image folder (PNG/JPEG, searched recursively)"},
       {"out", OPT_STRING, &a.out, "checkpoint / model file (.safetensors), written atomically"},
       {"config", OPT_STRING, &a.config, "tiny | small | f16 | a JSON file {embed_dim, n_embed, ddconfig}"},
-      {"n-embed", OPT_INT, &a.n_embed, "override the codebook size"},
-      {"size", OPT_INT, &a.size, "training crop side in pixels"},
-      {"scale", OPT_INT, &a.scale, "scale each image's shorter side to this first (0: --size)"},
-      {"steps", OPT_INT, &a.steps, "total training steps"},
-      {"batch", OPT_INT, &a.batch, "images per step"},
+      {"n-embed", OPT_INT, &a.n_embed, "override the codebook size (0: the config's)", 0, 1 << 24},
+      {"size", OPT_INT, &a.size, "training crop side in pixels", 8, 1024},
+      {"scale", OPT_INT, &a.scale, "scale each image's shorter side to this first (0: --size)", 0, 4096},
+      {"steps", OPT_INT, &a.steps, "total training steps", 1, 1000000000},
+      {"batch", OPT_INT, &a.batch, "images per step", 1, 256},
       {"lr", OPT_FLOAT, &a.lr, "base learning rate (times batch, as the reference)"},
-      {"disc-start", OPT_INT, &a.disc_start, "step at which the GAN loss switches on"},
+      {"disc-start", OPT_INT, &a.disc_start, "step at which the GAN loss switches on", 0, 1000000000},
       {"disc-weight", OPT_FLOAT, &a.disc_weight, "discriminator weight on the adaptive lambda"},
       {"disc-loss", OPT_STRING, &a.disc_loss, "hinge | vanilla"},
-      {"ndf", OPT_INT, &a.ndf, "discriminator base channels"},
-      {"disc-layers", OPT_INT, &a.disc_layers, "discriminator n_layers"},
+      {"ndf", OPT_INT, &a.ndf, "discriminator base channels", 1, PATCHGAN_MAX_CHANNELS},
+      {"disc-layers", OPT_INT, &a.disc_layers, "discriminator n_layers", 1, PATCHGAN_MAX_N_LAYERS},
       {"lpips", OPT_STRING, &a.lpips, "LPIPS weights (.safetensors); without them perceptual weight is 0"},
       {"perceptual-weight", OPT_FLOAT, &a.perceptual_weight, "LPIPS weight"},
       {"codebook-weight", OPT_FLOAT, &a.codebook_weight, "codebook + commitment loss weight"},
       {"quant-loss", OPT_STRING, &a.quant_loss, "legacy (reference default) | corrected"},
-      {"reinit-every", OPT_INT, &a.reinit_every, "re-initialise codes unused for this many steps (0: never)"},
-      {"val", OPT_INT, &a.n_val, "validation images held out (evenly spaced)"},
-      {"log-every", OPT_INT, &a.log_every, "steps between progress lines"},
-      {"sample-every", OPT_INT, &a.sample_every, "steps between validation PSNR + <out>.recon.png"},
-      {"save-every", OPT_INT, &a.save_every, "steps between checkpoints"},
-      {"seed", OPT_INT, &a.seed, "random seed (weights, crops, flips)"},
-      {"resume", OPT_FLAG, &a.resume, "continue from --out exactly where it stopped"},
+      {"reinit-every", OPT_INT, &a.reinit_every, "re-initialise codes unused for this many steps (0: never)", 0, 1000000000},
+      {"val", OPT_INT, &a.n_val, "validation images held out (evenly spaced)", 0, 1000000},
+      {"log-every", OPT_INT, &a.log_every, "steps between progress lines", 1, 1000000000},
+      {"sample-every", OPT_INT, &a.sample_every, "steps between validation PSNR + <out>.recon.png", 1, 1000000000},
+      {"save-every", OPT_INT, &a.save_every, "steps between checkpoints", 1, 1000000000},
+      {"seed", OPT_INT, &a.seed, "random seed (weights, crops, flips)", 0, LONG_MAX},
+      {"resume", OPT_FLAG, &a.resume, "continue from --out exactly where it stopped (same settings)"},
+      {"overwrite", OPT_FLAG, &a.overwrite, "start afresh even if --out exists"},
   };
   cli_status st = cli_parse(CMD, "Train a VQGAN (L1 + LPIPS + codebook + PatchGAN) on an image folder.",
                             argc, argv, opts, sizeof opts / sizeof opts[0]);
   if (st != CLI_OK) return st == CLI_HELP ? 0 : 1;
   if (!cli_require(CMD, "data", a.data) || !cli_require(CMD, "out", a.out)) return 1;
-  if (a.steps < 1 || a.batch < 1 || a.batch > 256 || a.size < 8 || a.size > 1024 || a.log_every < 1 ||
-      (a.scale != 0 && (a.scale < a.size || a.scale > 4096)) ||
-      a.sample_every < 1 || a.save_every < 1 || a.lr <= 0 || a.reinit_every < 0 || a.disc_layers < 1 ||
-      a.disc_layers > PATCHGAN_MAX_N_LAYERS || a.ndf < 1 || a.n_embed < 0)
-    return cli_fail(CMD, "an option is out of range (see --help)");
+  if (!(a.lr > 0)) return cli_fail(CMD, "--lr must be > 0 (got %g)", a.lr);
+  if (!(a.disc_weight >= 0) || !(a.perceptual_weight >= 0) || !(a.codebook_weight >= 0))
+    return cli_fail(CMD, "--disc-weight, --perceptual-weight and --codebook-weight must be >= 0");
+  if (a.scale != 0 && a.scale < a.size)
+    return cli_fail(CMD, "--scale %ld is below --size %ld (0 scales to --size)", a.scale, a.size);
   if (strcmp(a.disc_loss, "hinge") && strcmp(a.disc_loss, "vanilla"))
     return cli_fail(CMD, "--disc-loss must be hinge or vanilla");
   if (strcmp(a.quant_loss, "legacy") && strcmp(a.quant_loss, "corrected"))
     return cli_fail(CMD, "--quant-loss must be legacy or corrected");
   if (a.reinit_every && a.save_every % a.reinit_every)
     return cli_fail(CMD, "--save-every must be a multiple of --reinit-every (exact resume)");
+  if (a.resume && a.overwrite) return cli_fail(CMD, "give --resume or --overwrite, not both");
+  if (!cli_output_ok(CMD, a.out)) return 1;
   if (a.resume && !file_exists(a.out)) return cli_fail(CMD, "--resume: %s does not exist", a.out);
-  if (!cli_dir_writable(a.out)) return cli_fail(CMD, "%s: directory missing or not writable", a.out);
+  if (!a.resume && !a.overwrite && file_exists(a.out))
+    return cli_fail(CMD, "%s exists: pass --resume to continue it or --overwrite to replace it", a.out);
 
   vqgan_config cfg;
   if (make_config(&cfg, a.config, (int)a.size, (int)a.n_embed)) return cli_fail(CMD, "%s", vqgpt_last_error());
@@ -254,10 +328,19 @@ int cmd_train_vqgan(int argc, char **argv) {
     cli_fail(CMD, "%s", vqgpt_last_error());
     goto done;
   }
+  run_setting settings[N_SETTINGS];
+  int n_settings = run_settings(settings, &a, s.data.n, lp != NULL);
   if (a.resume) {
-    if (!(state = vqgan_trainer_load(tr, a.out)) ||
-        sscanf(state, "{\"step\": %ld, \"rng\": %" SCNu64 "}", &step, &rng) != 2) {
-      cli_fail(CMD, "%s", state ? "malformed train_state in the checkpoint" : vqgpt_last_error());
+    if (!(state = vqgan_trainer_load(tr, a.out))) {
+      cli_fail(CMD, "%s", vqgpt_last_error());
+      goto done;
+    }
+    if (sscanf(state, "{\"step\": %ld, \"rng\": %" SCNu64, &step, &rng) != 2 || step < 0) {
+      cli_fail(CMD, "%s: malformed train_state in the checkpoint", a.out);
+      goto done;
+    }
+    if (check_resume_settings(a.out, state, settings, n_settings)) {
+      cli_fail(CMD, "%s", vqgpt_last_error());
       goto done;
     }
     fprintf(stderr, "resumed %s at step %ld\n", a.out, step);
@@ -285,7 +368,8 @@ int cmd_train_vqgan(int argc, char **argv) {
       image_dataset_random_crop(&s.data, s.train_idx[rng_below(&rng, s.n_train)], &rng, x + per * b);
     vqgan_step_stats ss;
     if (vqgan_trainer_step(tr, x, step, &ss)) {
-      rc = cli_fail(CMD, "step %ld: %s", step, vqgpt_last_error());
+      // Counted as the progress lines count (step N is the N-th); the diverged state is not saved.
+      rc = cli_fail(CMD, "step %ld: %s; stopped without saving it", step + 1, vqgpt_last_error());
       break;
     }
     const int32_t *idx = vqgan_trainer_indices(tr);
@@ -321,9 +405,10 @@ int cmd_train_vqgan(int argc, char **argv) {
       fprintf(stderr, "step %ld: validation PSNR %.2f dB (%zu images) -> %s\n", step, psnr, s.n_val, recon_png);
     }
     if (step % a.save_every == 0 || step == a.steps) {
-      char ts[128];
-      snprintf(ts, sizeof ts, "{\"step\": %ld, \"rng\": %" PRIu64 "}", step, rng);
-      if (vqgan_trainer_save(tr, a.out, ts)) rc = cli_fail(CMD, "%s", vqgpt_last_error());
+      char *ts = train_state_json(step, rng, settings, n_settings);
+      if (!ts) rc = cli_fail(CMD, "out of memory");
+      else if (vqgan_trainer_save(tr, a.out, ts)) rc = cli_fail(CMD, "%s", vqgpt_last_error());
+      free(ts);
     }
   }
   if (!rc) fprintf(stderr, "done: %ld steps in %.1f s -> %s\n", step, vqgpt_seconds() - t0, a.out);

@@ -37,7 +37,7 @@ int cmd_encode(int argc, char **argv) {
       {"image", OPT_STRING, &a.image, "input image (PNG/JPEG)"},
       {"out", OPT_STRING, &a.out, "output codes (.npy, int32 [h, w])"},
       {"crop", OPT_FLAG, &a.crop, "center-crop to a multiple of the factor"},
-      {"resize", OPT_INT, &a.resize, "scale the shorter side to N pixels first"},
+      {"resize", OPT_INT, &a.resize, "scale the shorter side to N pixels first (0: no)", 0, 16384},
   };
   char summary[1024];
   snprintf(summary, sizeof summary, "Encode an image into its grid of codebook indices.\n%s", SIZE_RULE);
@@ -107,7 +107,7 @@ int cmd_reconstruct(int argc, char **argv) {
       {"image", OPT_STRING, &a.image, "input image (PNG/JPEG)"},
       {"out", OPT_STRING, &a.out, "output PNG"},
       {"crop", OPT_FLAG, &a.crop, "center-crop to a multiple of the factor"},
-      {"resize", OPT_INT, &a.resize, "scale the shorter side to N pixels first"},
+      {"resize", OPT_INT, &a.resize, "scale the shorter side to N pixels first (0: no)", 0, 16384},
   };
   char summary[1024];
   snprintf(summary, sizeof summary, "Encode an image and decode it again (prints the PSNR).\n%s", SIZE_RULE);

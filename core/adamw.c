@@ -13,11 +13,14 @@
 // One contiguous range of the update. libm's sqrtf may set errno, which keeps the compiler from
 // vectorizing the loop under the project's flags; the AVX square root is the same correctly
 // rounded IEEE operation.
-static void adamw_range(float *param, const float *grad, float *m, float *v, size_t i0,
+static bool adamw_range(float *param, const float *grad, float *m, float *v, size_t i0,
                         size_t i1, float beta1, float beta2, float eps, float decay,
                         float step_size, float bc2_sqrt) {
   size_t i = i0;
+  // x * 0 is 0 for finite x and NaN for an infinity or a NaN: one extra multiply-add per value.
+  float acc = 0.0f;
 #if defined(__AVX__) && defined(__FMA__)
+  __m256 vacc = _mm256_setzero_ps();
   const __m256 b2 = _mm256_set1_ps(beta2);
   const __m256 ob1 = _mm256_set1_ps(1.0f - beta1), ob2 = _mm256_set1_ps(1.0f - beta2);
   const __m256 ve = _mm256_set1_ps(eps), vd = _mm256_set1_ps(decay);
@@ -33,7 +36,11 @@ static void adamw_range(float *param, const float *grad, float *m, float *v, siz
     __m256 p = _mm256_loadu_ps(param + i);
     p = _mm256_sub_ps(_mm256_mul_ps(p, vd), _mm256_div_ps(_mm256_mul_ps(vs, mi), denom));
     _mm256_storeu_ps(param + i, p);
+    vacc = _mm256_add_ps(vacc, _mm256_mul_ps(p, _mm256_setzero_ps()));
   }
+  float lanes[8];
+  _mm256_storeu_ps(lanes, vacc);
+  for (int k = 0; k < 8; k++) acc += lanes[k];
 #endif
   for (; i < i1; i++) {
     float g = grad[i];
@@ -43,21 +50,25 @@ static void adamw_range(float *param, const float *grad, float *m, float *v, siz
     v[i] = vi;
     float denom = sqrtf(vi) / bc2_sqrt + eps;
     param[i] = param[i] * decay - step_size * mi / denom;
+    acc += param[i] * 0.0f;
   }
+  return acc == 0.0f;
 }
 
-void adamw_update(float *param, const float *grad, float *m, float *v, size_t n, float lr,
+bool adamw_update(float *param, const float *grad, float *m, float *v, size_t n, float lr,
                   float beta1, float beta2, float eps, float weight_decay, long step) {
   float bc1 = 1.0f - powf(beta1, (float)step);
   float bc2_sqrt = sqrtf(1.0f - powf(beta2, (float)step));
   float step_size = lr / bc1;
   float decay = 1.0f - lr * weight_decay;
   size_t chunk = 16384, nc = (n + chunk - 1) / chunk;
-#pragma omp parallel for schedule(static) if (n >= VQGPT_PAR_MIN)
+  int bad = 0;
+#pragma omp parallel for schedule(static) if (n >= VQGPT_PAR_MIN) reduction(| : bad)
   for (size_t c = 0; c < nc; c++) {
     size_t i0 = c * chunk, i1 = i0 + chunk < n ? i0 + chunk : n;
-    adamw_range(param, grad, m, v, i0, i1, beta1, beta2, eps, decay, step_size, bc2_sqrt);
+    bad |= !adamw_range(param, grad, m, v, i0, i1, beta1, beta2, eps, decay, step_size, bc2_sqrt);
   }
+  return !bad;
 }
 
 double adamw_global_norm(const float *grad, size_t n) {

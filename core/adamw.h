@@ -3,10 +3,13 @@
 #ifndef VQGPT_ADAMW_H
 #define VQGPT_ADAMW_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
-// param, grad, m, v: (n). step counts from 1 (the update being made).
-void adamw_update(float *param, const float *grad, float *m, float *v, size_t n, float lr,
+// param, grad, m, v: (n). step counts from 1 (the update being made). Returns whether every
+// updated parameter is finite (checked in the same pass, so that a diverging run is caught at
+// the step that diverged).
+bool adamw_update(float *param, const float *grad, float *m, float *v, size_t n, float lr,
                   float beta1, float beta2, float eps, float weight_decay, long step);
 
 // sqrt(sum grad^2) over (n), summed in fixed blocks so it does not depend on thread count.

@@ -48,6 +48,20 @@ void logits_limit(float *logits, int V, int n_allowed) {
 
 void logits_temperature(float *logits, int V, float temperature) {
   if (temperature == 1.0f) return;
+  // Dividing by a tiny temperature can overflow: two logits at +inf make the softmax NaN. When
+  // any finite logit would become infinite, the temperature has reached its limit T -> 0,
+  // where all the mass is on the largest logit: that one (every one equal to it, on a tie)
+  // becomes 0 and the others -inf, i.e. greedy selection.
+  float mx = -INFINITY, big = 0;
+  for (int v = 0; v < V; v++) {
+    if (!isfinite(logits[v])) continue;
+    mx = logits[v] > mx ? logits[v] : mx;
+    big = fabsf(logits[v]) > big ? fabsf(logits[v]) : big;
+  }
+  if (isinf(big / temperature)) {
+    for (int v = 0; v < V; v++) logits[v] = logits[v] == mx ? 0.0f : -INFINITY;
+    return;
+  }
   for (int v = 0; v < V; v++) logits[v] /= temperature;
 }
 
@@ -129,6 +143,8 @@ int32_t logits_argmax(const float *logits, int V) {
 int32_t logits_sample(const float *logits, int V, uint64_t *rng, logits_scratch *s) {
   float mx = -INFINITY;
   for (int v = 0; v < V; v++) mx = logits[v] > mx ? logits[v] : mx;
+  // A +inf logit (or none above -inf) has no softmax: its limit is the argmax.
+  if (!isfinite(mx)) return logits_argmax(logits, V);
   double sum = 0;
   for (int v = 0; v < V; v++) {
     float e = logits[v] > -INFINITY ? expf(logits[v] - mx) : 0.0f;

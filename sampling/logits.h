@@ -35,6 +35,8 @@ void logits_scratch_free(logits_scratch *s);
 
 // Each step edits logits (V) in place; removed tokens become -inf.
 void logits_limit(float *logits, int V, int n_allowed);  // keep tokens 0..n_allowed-1
+// Divides by the temperature; when that would overflow a finite logit (a temperature near 0),
+// applies the limit T -> 0 instead: the largest logit(s) become 0, all others -inf (greedy).
 void logits_temperature(float *logits, int V, float temperature);
 void logits_top_k(float *logits, int V, int k, logits_scratch *s);
 void logits_top_p(float *logits, int V, float p, logits_scratch *s);

@@ -17,6 +17,7 @@
 #define PG_SLOPE 0.2f
 #define PG_EPS 1e-5f
 #define PG_MOMENTUM 0.1f
+#define PG_MAX_FLOATS ((size_t)1 << 32)  // 16 GiB of parameters, activations and scratch
 
 typedef struct {
   conv2d_shape s;
@@ -60,7 +61,8 @@ int patchgan_config_parse(patchgan_config *cfg, const char *json, const char *so
             json_get_int(v, "ndf", &ndf) && json_get_int(v, "n_layers", &nl);
   json_free(v);
   if (!ok) return vqgpt_error("%s: config needs integer input_nc, ndf and n_layers", source);
-  if (in_nc < 1 || in_nc > 4096 || ndf < 1 || ndf > 4096 || nl < 1 || nl > PATCHGAN_MAX_N_LAYERS)
+  if (in_nc < 1 || in_nc > PATCHGAN_MAX_CHANNELS || ndf < 1 || ndf > PATCHGAN_MAX_CHANNELS ||
+      nl < 1 || nl > PATCHGAN_MAX_N_LAYERS)
     return vqgpt_error("%s: config out of range (input_nc %lld, ndf %lld, n_layers %lld)", source,
                        (long long)in_nc, (long long)ndf, (long long)nl);
   cfg->input_nc = (int)in_nc;
@@ -73,7 +75,8 @@ static size_t pad16(size_t n) { return (n + 15) & ~(size_t)15; }
 
 // Lays out the layers and carves every buffer from one zeroed allocation.
 static patchgan *pg_build(const patchgan_config *cfg, int B, int H, int W, int n_slots) {
-  if (cfg->input_nc < 1 || cfg->ndf < 1 || cfg->n_layers < 1 ||
+  if (cfg->input_nc < 1 || cfg->input_nc > PATCHGAN_MAX_CHANNELS || cfg->ndf < 1 ||
+      cfg->ndf > PATCHGAN_MAX_CHANNELS || cfg->n_layers < 1 ||
       cfg->n_layers > PATCHGAN_MAX_N_LAYERS) {
     vqgpt_error("patchgan: invalid config (input_nc %d, ndf %d, n_layers %d)", cfg->input_nc,
                 cfg->ndf, cfg->n_layers);
@@ -130,6 +133,15 @@ static patchgan *pg_build(const patchgan_config *cfg, int B, int H, int W, int n
   n_slot += pad16((size_t)B * cfg->input_nc * H * W);
   g_max = pad16(g_max);  // layer outputs only: the input's gradient goes to the caller's dx
   const size_t total = 2 * pad16(n_params) + n_buf + (size_t)n_slots * n_slot + 2 * g_max + pad16(scr);
+  // Channels, batch and sides are bounded (at most 8 * PATCHGAN_MAX_CHANNELS, int sides), so the
+  // size_t sums above cannot wrap on a 64-bit host; a total beyond the limit is a mistake.
+  if (total > PG_MAX_FLOATS) {
+    vqgpt_error("patchgan: ndf %d, %d layers at batch %d of %dx%d needs %zu MiB, more than the "
+                "%zu MiB supported", cfg->ndf, cfg->n_layers, B, H, W, total / (1 << 18),
+                PG_MAX_FLOATS / (1 << 18));
+    free(d);
+    return NULL;
+  }
   d->slots = calloc((size_t)n_slots, sizeof *d->slots);
   d->arena = calloc(total, sizeof(float));
   if (!d->slots || !d->arena) {
@@ -290,14 +302,9 @@ int64_t patchgan_num_batches_tracked(const patchgan *d, int module) {
 patchgan *patchgan_load(const char *path, int B, int H, int W, int n_slots) {
   st_file f;
   if (st_open(&f, path)) return NULL;
-  const char *format = st_meta(&f, "format");
-  if (!format || strcmp(format, "taming-patchgan")) {
-    vqgpt_error("%s: not a taming-patchgan file (format '%s')", path, format ? format : "");
-    st_close(&f);
-    return NULL;
-  }
   patchgan_config cfg;
-  if (patchgan_config_parse(&cfg, st_meta(&f, "config"), path)) {
+  if (st_check_format(&f, "taming-patchgan", "a PatchGAN discriminator") ||
+      patchgan_config_parse(&cfg, st_meta(&f, "config"), path)) {
     st_close(&f);
     return NULL;
   }
@@ -308,7 +315,7 @@ patchgan *patchgan_load(const char *path, int B, int H, int W, int n_slots) {
   }
   pg_tensor t;
   for (int i = 0; pg_tensor_at(d, i, &t); i++)
-    if (st_read_f32(&f, t.name, t.data, t.ndim, t.shape)) goto fail;
+    if (st_read_weights(&f, t.name, t.data, t.ndim, t.shape)) goto fail;
   for (int l = 0; l < d->n_layers; l++) {
     pg_layer *L = &d->layer[l];
     if (!L->bn) continue;
@@ -324,6 +331,7 @@ patchgan *patchgan_load(const char *path, int B, int H, int W, int n_slots) {
     if (st_read_i32(&f, name, &v, st->ndim, st->shape)) goto fail;
     L->num_batches_tracked = v;
   }
+  if (st_check_all_used(&f, NULL)) goto fail;
   st_close(&f);
   return d;
 fail:

@@ -14,6 +14,8 @@
 #include <stdint.h>
 
 #define PATCHGAN_MAX_N_LAYERS 8
+// input_nc and ndf at most this (the widest layer has 8 * ndf channels).
+#define PATCHGAN_MAX_CHANNELS 4096
 
 // The reference constructor parameters.
 typedef struct {
@@ -36,7 +38,8 @@ int patchgan_config_parse(patchgan_config *cfg, const char *json, const char *so
 patchgan *patchgan_create(const patchgan_config *cfg, int B, int H, int W, int n_slots,
                           uint64_t *rng);
 // Loads a taming-patchgan safetensors file (F32/F16/BF16; every tensor shape-checked; a missing
-// num_batches_tracked counts as 0; extra tensors, e.g. optimizer state, are ignored).
+// num_batches_tracked counts as 0; a NaN or infinity, or a tensor the config does not describe,
+// is an error).
 patchgan *patchgan_load(const char *path, int B, int H, int W, int n_slots);
 // Writes parameters, running statistics and I64 counters with format and config metadata,
 // atomically.

@@ -134,9 +134,7 @@ static lpips *lp_build(int B, int H, int W) {
 lpips *lpips_load(const char *path, int B, int H, int W) {
   st_file f;
   if (st_open(&f, path)) return NULL;
-  const char *format = st_meta(&f, "format");
-  if (format && strcmp(format, "taming-lpips")) {
-    vqgpt_error("%s: format '%s', expected taming-lpips", path, format);
+  if (st_check_format(&f, "taming-lpips", "LPIPS weights")) {
     st_close(&f);
     return NULL;
   }
@@ -150,24 +148,25 @@ lpips *lpips_load(const char *path, int B, int H, int W) {
     const conv2d_shape *s = &m->shape[i];
     const int64_t ws[4] = {s->c_out, s->c_in, 3, 3}, bs[1] = {s->c_out};
     snprintf(name, sizeof name, "net.slice%d.%d.weight", lp_level[i] + 1, lp_index[i]);
-    if (st_read_f32(&f, name, m->weight[i], 4, ws)) goto fail;
+    if (st_read_weights(&f, name, m->weight[i], 4, ws)) goto fail;
     snprintf(name, sizeof name, "net.slice%d.%d.bias", lp_level[i] + 1, lp_index[i]);
-    if (st_read_f32(&f, name, m->bias[i], 1, bs)) goto fail;
+    if (st_read_weights(&f, name, m->bias[i], 1, bs)) goto fail;
   }
   for (int k = 0; k < LP_NLEVEL; k++) {
     const int64_t ls[4] = {1, lp_chans[k], 1, 1};
     snprintf(name, sizeof name, "lin%d.model.1.weight", k);
-    if (st_read_f32(&f, name, m->lin[k], 4, ls)) goto fail;
+    if (st_read_weights(&f, name, m->lin[k], 4, ls)) goto fail;
   }
   const int64_t ss[4] = {1, 3, 1, 1};
-  if (st_read_f32(&f, "scaling_layer.shift", m->shift, 4, ss) ||
-      st_read_f32(&f, "scaling_layer.scale", m->scale, 4, ss))
+  if (st_read_weights(&f, "scaling_layer.shift", m->shift, 4, ss) ||
+      st_read_weights(&f, "scaling_layer.scale", m->scale, 4, ss))
     goto fail;
   for (int c = 0; c < 3; c++)
     if (!(m->scale[c] != 0)) {
       vqgpt_error("%s: scaling_layer.scale has a zero", path);
       goto fail;
     }
+  if (st_check_all_used(&f, NULL)) goto fail;
   st_close(&f);
   return m;
 fail:

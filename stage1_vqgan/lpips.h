@@ -8,7 +8,8 @@
 typedef struct lpips lpips;
 
 // Loads the reference state_dict names (net.slice{1..5}.{i}.weight/bias, lin{0..4}.model.1.weight,
-// scaling_layer.shift/scale; F32/F16/BF16, each shape-checked) and builds for up to B images of
+// scaling_layer.shift/scale; F32/F16/BF16, each shape-checked and finite; format taming-lpips;
+// no other tensor) and builds for up to B images of
 // H x W (both at least 16, so that relu5_3 has a pixel). NULL on error.
 lpips *lpips_load(const char *path, int B, int H, int W);
 void lpips_free(lpips *m);

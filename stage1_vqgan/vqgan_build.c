@@ -11,6 +11,9 @@
 #include "stage1_vqgan/vqgan_layers.h"
 #include "weights/safetensors.h"
 
+// 2^31 floats (8 GiB): 20 times the released f16/16384 model; a config beyond it is a mistake.
+#define VQGAN_MAX_PARAMS ((size_t)1 << 31)
+
 typedef struct {
   vqgan *m;
   size_t cap_params, cap_convs;
@@ -250,6 +253,12 @@ static vqgan *build(const vqgan_config *cfg) {
   add_conv(&b, &m->post_quant_conv, cfg->embed_dim, cfg->z_channels, 1, top, "post_quant_conv");
   int64_t es[2] = {cfg->n_embed, cfg->embed_dim};
   m->embedding = add_param(&b, 2, es, "quantize.embedding.weight");
+  if (!b.failed && m->n_floats > VQGAN_MAX_PARAMS) {
+    vqgpt_error("the VQGAN config describes %zu parameters, more than the %zu supported",
+                m->n_floats, (size_t)VQGAN_MAX_PARAMS);
+    vqgan_free(m);
+    return NULL;
+  }
   if (!b.failed) m->w = calloc(m->n_floats, sizeof(float));
   if (b.failed || !m->w) {
     vqgan_free(m);
@@ -288,25 +297,25 @@ vqgan *vqgan_create(const vqgan_config *cfg, uint64_t *rng) {
   return m;
 }
 
+// What a VQGAN file may hold beside the model: a training checkpoint's optimizer state and
+// discriminator (vqgan_trainer_save), which a plain load leaves.
+static const char *const VQGAN_FILE_EXTRAS[] = {"opt.*", "loss.discriminator.*", NULL};
+
 vqgan *vqgan_load(const char *path) {
   st_file f;
   if (st_open(&f, path)) return NULL;
-  const char *format = st_meta(&f, "format");
-  if (format && strcmp(format, "taming-vqgan") != 0) {
-    vqgpt_error("%s: format is '%s', not a VQGAN ('taming-vqgan')", path, format);
-    st_close(&f);
-    return NULL;
-  }
   vqgan_config cfg;
   vqgan *m = NULL;
-  if (vqgan_config_parse(&cfg, st_meta(&f, "config"), path) == 0 && (m = build(&cfg))) {
-    for (size_t i = 0; i < m->n_params; i++) {
+  if (st_check_format(&f, "taming-vqgan", "a VQGAN") == 0 &&
+      vqgan_config_parse(&cfg, st_meta(&f, "config"), path) == 0 && (m = build(&cfg))) {
+    int rc = 0;
+    for (size_t i = 0; i < m->n_params && !rc; i++) {
       const vqgan_param *p = &m->params[i];
-      if (st_read_f32(&f, p->name, m->w + p->offset, p->ndim, p->shape)) {
-        vqgan_free(m);
-        m = NULL;
-        break;
-      }
+      rc = st_read_weights(&f, p->name, m->w + p->offset, p->ndim, p->shape);
+    }
+    if (rc || st_check_all_used(&f, VQGAN_FILE_EXTRAS)) {
+      vqgan_free(m);
+      m = NULL;
     }
   }
   st_close(&f);

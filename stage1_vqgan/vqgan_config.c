@@ -32,15 +32,19 @@ static int get_int_list(const json_value *obj, const char *key, int *out, int *n
   return 0;
 }
 
-// GroupNorm(32) needs every normalised channel count to be a multiple of 32.
+// GroupNorm(32) needs every normalised channel count to be a multiple of 32. Products are
+// formed in 64 bits: both factors may be up to CONFIG_MAX_CHANNELS.
 static int check_consistent(const vqgan_config *c, const char *source) {
-  for (int i = 0; i < c->n_levels; i++)
-    if ((c->ch * c->ch_mult[i]) % 32)
-      return vqgpt_error("%s: config: ch * ch_mult[%d] = %d is not a multiple of 32 (GroupNorm)",
-                         source, i, c->ch * c->ch_mult[i]);
   if (c->ch % 32) return vqgpt_error("%s: config: ch = %d is not a multiple of 32 (GroupNorm)", source, c->ch);
-  if ((long long)c->ch * c->ch_mult[c->n_levels - 1] > CONFIG_MAX_CHANNELS)
-    return vqgpt_error("%s: config: channel count too large", source);
+  for (int i = 0; i < c->n_levels; i++) {
+    int64_t channels = (int64_t)c->ch * c->ch_mult[i];
+    if (channels > CONFIG_MAX_CHANNELS)
+      return vqgpt_error("%s: config: ch * ch_mult[%d] = %lld channels, more than the %d supported",
+                         source, i, (long long)channels, CONFIG_MAX_CHANNELS);
+  }
+  if (c->n_levels > 1 && (c->resolution >> (c->n_levels - 1)) < 1)
+    return vqgpt_error("%s: config: resolution %d is too small for %d levels", source, c->resolution,
+                       c->n_levels);
   if (c->double_z)
     return vqgpt_error("%s: config: double_z is true, which a VQGAN's quant_conv cannot take", source);
   return 0;

@@ -7,6 +7,7 @@
 
 #include "core/adamw.h"
 #include "core/error.h"
+#include "core/finite.h"
 #include "core/loss.h"
 #include "core/rng.h"
 #include "stage1_vqgan/vqgan_layers.h"
@@ -130,6 +131,12 @@ static int reconstruction_loss(vqgan_trainer *t, const float *x, vqgan_step_stat
   return 0;
 }
 
+// A loss term that is NaN or infinite stops training before any update uses it.
+static int check_loss(const char *term, double value) {
+  if (isfinite(value)) return 0;
+  return vqgpt_error("training diverged: the %s loss is %g", term, value);
+}
+
 static int generator_step(vqgan_trainer *t, const float *x, double disc_factor,
                           vqgan_step_stats *s) {
   double qloss;
@@ -154,12 +161,18 @@ static int generator_step(vqgan_trainer *t, const float *x, double disc_factor,
     for (size_t i = 0; i < t->n_img; i++) t->drec[i] += k * t->dgan[i];
   }
   s->loss = nll + s->d_weight * disc_factor * s->g_loss + t->o.codebook_weight * qloss;
+  if (check_loss("l1", s->l1) || check_loss("perceptual", s->lpips) ||
+      check_loss("codebook", s->qloss) || check_loss("g_loss", s->g_loss) ||
+      check_loss("adaptive-weight (lambda)", s->d_weight))
+    return -1;
   if (vqgan_tape_backward(t->tape, t->drec, (float)t->o.codebook_weight, t->o.legacy_quant,
                           t->g_grad))
     return -1;
   float lr = (float)(t->o.base_lr * t->o.batch);
-  adamw_update(t->g->w, t->g_grad, t->g_m, t->g_v, t->g->n_floats, lr, ADAM_BETA1, ADAM_BETA2,
-               ADAM_EPS, 0.0f, ++t->g_steps);
+  if (!adamw_update(t->g->w, t->g_grad, t->g_m, t->g_v, t->g->n_floats, lr, ADAM_BETA1,
+                    ADAM_BETA2, ADAM_EPS, 0.0f, ++t->g_steps))
+    return vqgpt_error("training diverged: the generator's update made a parameter non-finite "
+                       "(learning rate %g too high?)", lr);
   return 0;
 }
 
@@ -185,6 +198,7 @@ static int discriminator_step(vqgan_trainer *t, const float *x, double disc_fact
                        : loss_d_vanilla(t->dreal, t->dfake, t->logits_real, t->n_logits,
                                         t->logits_fake, t->n_logits);
   s->d_loss = disc_factor * l;
+  if (check_loss("d_loss", s->d_loss)) return -1;
   s->logits_real = mean(t->logits_real, t->n_logits);
   s->logits_fake = mean(t->logits_fake, t->n_logits);
   for (size_t i = 0; i < t->n_logits; i++) {
@@ -195,8 +209,10 @@ static int discriminator_step(vqgan_trainer *t, const float *x, double disc_fact
       patchgan_backward(t->d, 1, t->dfake, NULL, true))
     return -1;
   float lr = (float)(t->o.base_lr * t->o.batch);
-  adamw_update(patchgan_params(t->d), patchgan_grads(t->d), t->d_m, t->d_v, t->n_d, lr,
-               ADAM_BETA1, ADAM_BETA2, ADAM_EPS, 0.0f, ++t->d_steps);
+  if (!adamw_update(patchgan_params(t->d), patchgan_grads(t->d), t->d_m, t->d_v, t->n_d, lr,
+                    ADAM_BETA1, ADAM_BETA2, ADAM_EPS, 0.0f, ++t->d_steps))
+    return vqgpt_error("training diverged: the discriminator's update made a parameter "
+                       "non-finite (learning rate %g too high?)", lr);
   return 0;
 }
 
@@ -263,7 +279,33 @@ static int add_disc_tensor(void *p, const char *name, float *data, size_t numel)
   return st_writer_add(c->w, c->names[c->n++], ST_F32, 1, shape, data);
 }
 
+static int check_finite_tensor(void *ctx, const char *name, float *data, size_t numel) {
+  const char *path = ctx;
+  if (vqgpt_all_finite(data, numel)) return 0;
+  return vqgpt_error("%s: not saved: discriminator tensor '%s' holds a NaN or an infinity", path,
+                     name);
+}
+
+// A checkpoint is never written with a NaN or an infinity in it: resuming it could only diverge.
+static int check_finite_state(const vqgan_trainer *t, const char *path) {
+  struct {
+    const char *what;
+    const float *x;
+    size_t n;
+  } parts[] = {{"VQGAN parameters", t->g->w, t->g->n_floats},
+               {"generator Adam moments", t->g_m, t->g->n_floats},
+               {"generator Adam moments", t->g_v, t->g->n_floats},
+               {"discriminator Adam moments", t->d_m, t->n_d},
+               {"discriminator Adam moments", t->d_v, t->n_d}};
+  for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
+    if (!vqgpt_all_finite(parts[i].x, parts[i].n))
+      return vqgpt_error("%s: not saved: the %s hold a NaN or an infinity (training diverged)",
+                         path, parts[i].what);
+  return for_each_disc_tensor(t->d, check_finite_tensor, (void *)path);
+}
+
 int vqgan_trainer_save(const vqgan_trainer *t, const char *path, const char *train_state) {
+  if (check_finite_state(t, path)) return -1;
   st_writer *w = st_writer_new();
   char (*names)[96] = calloc(DISC_MAX_MODULES * 4, sizeof *names);
   if (!w || !names) {
@@ -301,7 +343,33 @@ static int read_disc_tensor(void *p, const char *name, float *data, size_t numel
   char full[96];
   snprintf(full, sizeof full, "loss.discriminator.%s", name);
   int64_t shape[1] = {(int64_t)numel};
-  return st_read_f32(c->f, full, data, 1, shape);
+  return st_read_weights(c->f, full, data, 1, shape);
+}
+
+// "\"ch\": 64 in the checkpoint, 32 in this run" for the first key whose value differs between
+// two configs written by vqgan_config_json (same keys in the same order).
+static const char *first_difference(const char *was, const char *now) {
+  static _Thread_local char msg[256];
+  size_t key = 0;  // the opening quote of the latest key (the configs hold no string values)
+  bool in_string = false;
+  for (size_t i = 0; was[i] && was[i] == now[i]; i++)
+    if (was[i] == '"' && (in_string = !in_string)) key = i;
+  // The differing value runs from the key's colon to the next ',' or '}' at bracket depth 0.
+  const char *texts[2] = {was, now};
+  int lens[2], starts[2];
+  for (int k = 0; k < 2; k++) {
+    const char *c = strchr(texts[k] + key, ':');
+    starts[k] = c ? (int)(c - texts[k]) + 2 : (int)key;
+    int depth = 0, j = starts[k];
+    for (; texts[k][j] && (depth > 0 || (texts[k][j] != ',' && texts[k][j] != '}')); j++)
+      depth += texts[k][j] == '[' ? 1 : texts[k][j] == ']' ? -1 : 0;
+    lens[k] = j - starts[k];
+  }
+  const char *colon = strchr(was + key, ':');
+  int key_len = colon ? (int)(colon - (was + key)) : 0;
+  snprintf(msg, sizeof msg, "%.*s is %.*s in the checkpoint, %.*s in this run", key_len, was + key,
+           lens[0], was + starts[0], lens[1], now + starts[1]);
+  return msg;
 }
 
 char *vqgan_trainer_load(vqgan_trainer *t, const char *path) {
@@ -314,28 +382,34 @@ char *vqgan_trainer_load(vqgan_trainer *t, const char *path) {
   const char *ts = st_meta(&f, "train_state");
   patchgan_config dc;
   char want[1024], got[1024];
-  int rc = vqgan_config_parse(&cfg, st_meta(&f, "config"), path);
+  int rc = st_check_format(&f, "taming-vqgan", "a VQGAN checkpoint") ||
+           vqgan_config_parse(&cfg, st_meta(&f, "config"), path);
   if (!rc && (vqgan_config_json(&cfg, got, sizeof got) ||
               vqgan_config_json(&t->g->cfg, want, sizeof want) || strcmp(got, want) != 0))
-    rc = vqgpt_error("%s: the checkpoint's VQGAN config differs from this run's", path);
+    rc = vqgpt_error("%s: the checkpoint's VQGAN config differs from this run's: %s",
+                     path, first_difference(got, want));
   if (!rc && (!disc_cfg || !steps || !ts))
     rc = vqgpt_error("%s: not a training checkpoint (no optimizer state)", path);
   if (!rc) rc = patchgan_config_parse(&dc, disc_cfg, path);
   const patchgan_config *have = patchgan_get_config(t->d);
   if (!rc && (dc.input_nc != have->input_nc || dc.ndf != have->ndf || dc.n_layers != have->n_layers))
-    rc = vqgpt_error("%s: the checkpoint's discriminator config differs from this run's", path);
+    rc = vqgpt_error("%s: the checkpoint's discriminator (input_nc %d, ndf %d, n_layers %d) "
+                     "differs from this run's (input_nc %d, ndf %d, n_layers %d)", path,
+                     dc.input_nc, dc.ndf, dc.n_layers, have->input_nc, have->ndf, have->n_layers);
   if (!rc && sscanf(steps, "{\"g\": %ld, \"d\": %ld}", &t->g_steps, &t->d_steps) != 2)
     rc = vqgpt_error("%s: malformed adam_steps metadata", path);
   for (size_t i = 0; i < t->g->n_params && !rc; i++) {
     const vqgan_param *p = &t->g->params[i];
-    rc = st_read_f32(&f, p->name, t->g->w + p->offset, p->ndim, p->shape);
+    rc = st_read_weights(&f, p->name, t->g->w + p->offset, p->ndim, p->shape);
   }
   int64_t ng[1] = {(int64_t)t->g->n_floats}, nd[1] = {(int64_t)t->n_d};
   load_ctx ctx = {&f};
   if (!rc)
-    rc = st_read_f32(&f, "opt.g.m", t->g_m, 1, ng) || st_read_f32(&f, "opt.g.v", t->g_v, 1, ng) ||
-         st_read_f32(&f, "opt.d.m", t->d_m, 1, nd) || st_read_f32(&f, "opt.d.v", t->d_v, 1, nd) ||
-         for_each_disc_tensor(t->d, read_disc_tensor, &ctx);
+    rc = st_read_weights(&f, "opt.g.m", t->g_m, 1, ng) ||
+         st_read_weights(&f, "opt.g.v", t->g_v, 1, ng) ||
+         st_read_weights(&f, "opt.d.m", t->d_m, 1, nd) ||
+         st_read_weights(&f, "opt.d.v", t->d_v, 1, nd) ||
+         for_each_disc_tensor(t->d, read_disc_tensor, &ctx) || st_check_all_used(&f, NULL);
   if (!rc && !(state = strdup(ts))) vqgpt_error("out of memory");
   st_close(&f);
   return state;

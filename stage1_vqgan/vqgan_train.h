@@ -43,7 +43,10 @@ typedef struct vqgan_trainer vqgan_trainer;
 vqgan_trainer *vqgan_trainer_new(vqgan *g, patchgan *d, lpips *lp, const vqgan_train_opts *o);
 void vqgan_trainer_free(vqgan_trainer *t);
 
-// One generator + discriminator step on x (batch, 3, size, size); step counts from 0.
+// One generator + discriminator step on x (batch, 3, size, size); step counts from 0. Fails
+// ("training diverged: ...") when a loss term (l1, perceptual, codebook, g_loss, the adaptive
+// weight, d_loss) is NaN or infinite, before any update uses it, or when an update makes a
+// parameter non-finite.
 int vqgan_trainer_step(vqgan_trainer *t, const float *x, long step, vqgan_step_stats *s);
 // Codebook indices chosen in the last step, (batch, size/f, size/f).
 const int32_t *vqgan_trainer_indices(const vqgan_trainer *t);
@@ -53,10 +56,12 @@ int vqgan_trainer_reinit_codes(vqgan_trainer *t, const bool *dead, uint64_t *rng
 
 // Checkpoint: the VQGAN (plain model tensors and metadata, loadable by vqgan_load), the
 // discriminator as loss.discriminator.*, both Adam states as opt.{g,d}.{m,v}, and the
-// caller's train_state JSON in the metadata. Written atomically.
+// caller's train_state JSON in the metadata. Written atomically; refused (nothing written) if
+// any parameter, moment or running statistic is NaN or infinite.
 int vqgan_trainer_save(const vqgan_trainer *t, const char *path, const char *train_state);
-// Restores what vqgan_trainer_save wrote into this trainer's models and optimizers; returns a
-// malloc'd copy of the train_state JSON (caller frees), NULL on error.
+// Restores what vqgan_trainer_save wrote into this trainer's models and optimizers (format
+// taming-vqgan, the same VQGAN and discriminator configs, every tensor finite and used);
+// returns a malloc'd copy of the train_state JSON (caller frees), NULL on error.
 char *vqgan_trainer_load(vqgan_trainer *t, const char *path);
 
 #endif

@@ -339,22 +339,24 @@ int gpt_read_block(const gpt *m, const st_file *f, const char *prefix, float *bl
   for (size_t i = 0; i < m->n_tensors; i++) {
     const gpt_tensor_info *t = &m->tensors[i];
     snprintf(name, sizeof name, "%s%s", prefix, t->name);
-    if (st_read_f32(f, name, block + t->offset, t->ndim, t->shape)) return -1;
+    if (st_read_weights(f, name, block + t->offset, t->ndim, t->shape)) return -1;
   }
   return 0;
 }
+
+// Tensors a GPT file may hold beside the model (st_check_all_used patterns): a training
+// checkpoint's AdamW moments and data order (gpt_trainer_save), the reference's causal-mask
+// buffers.
+const char *const GPT_FILE_EXTRAS[] = {"opt.m.*", "opt.v.*", "train.order", "blocks.*.attn.mask", "tokenizer",
+                                       NULL};
 
 gpt *gpt_load(const char *path) {
   st_file f;
   if (st_open(&f, path)) return NULL;
   gpt *m = NULL;
-  const char *format = st_meta(&f, "format");
   const char *config = st_meta(&f, "config");
   gpt_config cfg;
-  if (format && strcmp(format, "taming-gpt") != 0) {
-    vqgpt_error("%s: not a GPT model (format '%s')", path, format);
-    goto done;
-  }
+  if (st_check_format(&f, "taming-gpt", "a GPT model")) goto done;
   if (!config) {
     vqgpt_error("%s: no 'config' in the safetensors metadata", path);
     goto done;
@@ -362,7 +364,8 @@ gpt *gpt_load(const char *path) {
   if (gpt_config_parse(&cfg, config, path)) goto done;
   m = gpt_alloc(&cfg, path);
   if (!m) goto done;
-  if (gpt_read_block(m, &f, "", m->params) || gpt_card_read(&m->card, &f, path)) {
+  if (gpt_read_block(m, &f, "", m->params) || gpt_card_read(&m->card, &f, path) ||
+      st_check_all_used(&f, GPT_FILE_EXTRAS)) {
     gpt_free(m);
     m = NULL;
   }

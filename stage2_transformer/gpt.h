@@ -155,8 +155,12 @@ size_t gpt_count_params(const gpt_config *cfg);
 // N(0, 0.02), biases 0, LayerNorm 1/0, pos_emb 0).
 gpt *gpt_create(const gpt_config *cfg, uint64_t *rng);
 // Loads a taming-gpt safetensors file: F32/F16/BF16 tensors, each checked against the
-// config; attention mask buffers and any extra (optimizer) tensors are ignored.
+// config and finite. Besides the model only the tensors matching GPT_FILE_EXTRAS may be in it
+// (they are ignored); any other is an error naming it.
 gpt *gpt_load(const char *path);
+// st_check_all_used patterns (NULL-terminated) of what the project writes beside a GPT on
+// purpose: the trainer's optimizer state and data order, attention-mask buffers.
+extern const char *const GPT_FILE_EXTRAS[];
 // Loads the parameters from an open file (names prefixed by `prefix`, e.g. "" or "opt.m.")
 // into block (n_params).
 int gpt_read_block(const gpt *m, const st_file *f, const char *prefix, float *block);

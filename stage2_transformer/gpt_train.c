@@ -8,6 +8,7 @@
 
 #include "core/adamw.h"
 #include "core/error.h"
+#include "core/finite.h"
 #include "core/rng.h"
 #include "weights/json.h"
 #include "weights/safetensors.h"
@@ -210,16 +211,25 @@ int gpt_trainer_step(gpt_trainer *tr, gpt_step_stats *stats) {
   uint64_t drop_seed = rng_next(&tr->rng);
   gpt_zero_grad(m);
   if (gpt_forward(m, tr->idx, tr->tgt, B, T, true, drop_seed) || gpt_backward(m)) return -1;
-  if (!isfinite(m->loss)) return vqgpt_error("training diverged at step %ld (loss %g)", tr->step + 1, m->loss);
+  // A non-finite loss, gradient or updated parameter stops training at the step it appears
+  // in (the caller then saves nothing: gpt_trainer_save refuses non-finite state anyway).
+  if (!isfinite(m->loss))
+    return vqgpt_error("step %ld: training diverged: the loss is %g", tr->step + 1, m->loss);
   double norm = adamw_global_norm(m->grads, m->n_params);
+  if (!isfinite(norm))
+    return vqgpt_error("step %ld: training diverged: the gradient norm is %g", tr->step + 1, norm);
   adamw_clip(m->grads, m->n_params, norm, tr->opt.grad_clip);
   float lr = gpt_train_lr(&tr->opt, tr->step);
+  bool finite = true;
   for (size_t i = 0; i < m->n_tensors; i++) {
     const gpt_tensor_info *t = &m->tensors[i];
-    adamw_update(m->params + t->offset, m->grads + t->offset, tr->m + t->offset, tr->v + t->offset,
-                 t->numel, lr, tr->opt.beta1, tr->opt.beta2, tr->opt.eps,
-                 t->decay ? tr->opt.weight_decay : 0.0f, tr->step + 1);
+    finite &= adamw_update(m->params + t->offset, m->grads + t->offset, tr->m + t->offset,
+                           tr->v + t->offset, t->numel, lr, tr->opt.beta1, tr->opt.beta2,
+                           tr->opt.eps, t->decay ? tr->opt.weight_decay : 0.0f, tr->step + 1);
   }
+  if (!finite)
+    return vqgpt_error("step %ld: training diverged: the update made a parameter non-finite "
+                       "(learning rate %g too high?)", tr->step + 1, lr);
   tr->step++;
   if (stats) {
     stats->loss = m->loss;
@@ -280,6 +290,13 @@ static char *state_json(const gpt_trainer *tr) {
 
 int gpt_trainer_save(const gpt_trainer *tr, const char *path) {
   const gpt *m = tr->model;
+  // A checkpoint is never written with a NaN or an infinity in it.
+  const float *blocks[3] = {m->params, tr->m, tr->v};
+  const char *what[3] = {"parameters", "AdamW moments", "AdamW moments"};
+  for (int i = 0; i < 3; i++)
+    if (!vqgpt_all_finite(blocks[i], m->n_params))
+      return vqgpt_error("%s: not saved: the GPT's %s hold a NaN or an infinity (training "
+                         "diverged)", path, what[i]);
   st_writer *w = st_writer_new();
   if (!w) return vqgpt_error("out of memory");
   char **names[3] = {NULL, NULL, NULL};
@@ -337,6 +354,36 @@ static bool get_int(const json_value *o, const char *key, int *out) {
   return true;
 }
 
+// A resumed run continues the recorded one: every option but the step count must be the one
+// it was trained with (a changed batch or learning rate would silently change the run).
+static int check_same_options(const char *path, const gpt_train_options *was,
+                              const gpt_train_options *now) {
+  struct {
+    const char *flag;
+    double was, now;
+  } f[] = {{"--batch", was->batch_size, now->batch_size},
+           {"--lr", was->lr, now->lr},
+           {"--min-lr", was->min_lr, now->min_lr},
+           {"--warmup", (double)was->warmup, (double)now->warmup},
+           {"--weight-decay", was->weight_decay, now->weight_decay},
+           {"AdamW beta1", was->beta1, now->beta1},
+           {"AdamW beta2", was->beta2, now->beta2},
+           {"AdamW eps", was->eps, now->eps},
+           {"--grad-clip", was->grad_clip, now->grad_clip},
+           {"--pkeep", was->pkeep, now->pkeep},
+           {"--val-fraction", was->val_fraction, now->val_fraction}};
+  for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
+    if (f[i].was != f[i].now)
+      return vqgpt_error("%s: %s is %.7g for this run but the checkpoint was trained with %.7g "
+                         "(resume with the same settings; only --steps may change)",
+                         path, f[i].flag, f[i].now, f[i].was);
+  if (was->seed != now->seed)
+    return vqgpt_error("%s: --seed is %" PRIu64 " for this run but the checkpoint was trained "
+                       "with %" PRIu64 " (resume with the same settings; only --steps may change)",
+                       path, now->seed, was->seed);
+  return 0;
+}
+
 int gpt_trainer_resume(gpt_trainer *tr, const char *path) {
   gpt *m = tr->model;
   st_file f;
@@ -345,6 +392,7 @@ int gpt_trainer_resume(gpt_trainer *tr, const char *path) {
   int rc = -1;
   const char *state = st_meta(&f, "train_state"), *config = st_meta(&f, "config");
   gpt_config cfg;
+  if (st_check_format(&f, "taming-gpt", "a GPT checkpoint")) goto done;
   if (!state) {
     vqgpt_error("%s: not a training checkpoint (no train_state)", path);
     goto done;
@@ -388,7 +436,7 @@ int gpt_trainer_resume(gpt_trainer *tr, const char *path) {
     vqgpt_error("%s: train_state cond_drop is not a number", path);
     goto done;
   }
-  if (gpt_train_options_check(&opt)) goto done;
+  if (gpt_train_options_check(&opt) || check_same_options(path, &opt, &tr->opt)) goto done;
   if (n_samples != tr->data.n || h != tr->data.h || w != tr->data.w) {
     vqgpt_error("%s: checkpoint was trained on %d grids of %dx%d, the data has %d of %dx%d", path,
                 n_samples, h, w, tr->data.n, tr->data.h, tr->data.w);
@@ -421,10 +469,11 @@ int gpt_trainer_resume(gpt_trainer *tr, const char *path) {
     vqgpt_error("%s: train.order does not match the data split", path);
     goto done;
   }
+  static const char *const mask_buffers[] = {"blocks.*.attn.mask", "tokenizer", NULL};
   if (gpt_read_block(m, &f, "", m->params) || gpt_read_block(m, &f, "opt.m.", tr->m) ||
-      gpt_read_block(m, &f, "opt.v.", tr->v))
+      gpt_read_block(m, &f, "opt.v.", tr->v) || st_check_all_used(&f, mask_buffers))
     goto done;
-  if (new_batch && (alloc_batch(tr) || gpt_build(m, opt.batch_size, h * w))) goto done;
+  if (new_batch && (alloc_batch(tr) || gpt_build(m, opt.batch_size, tr->T))) goto done;
   tr->step = step;
   tr->rng = rng;
   tr->epoch = epoch;

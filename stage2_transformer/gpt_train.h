@@ -69,18 +69,21 @@ typedef struct {
 int gpt_trainer_init(gpt_trainer *tr, gpt *model, const gpt_dataset *data,
                      const gpt_train_options *opt);
 void gpt_trainer_free(gpt_trainer *tr);
-// One optimizer step on the next batch.
+// One optimizer step on the next batch. Fails ("step N: training diverged: ...") when the
+// loss or the gradient norm is NaN or infinite (before the update) or the update makes a
+// parameter non-finite.
 int gpt_trainer_step(gpt_trainer *tr, gpt_step_stats *stats);
 // Mean cross-entropy on the held-out samples (no corruption, no dropout); NAN if there are
 // none.
 int gpt_trainer_validate(gpt_trainer *tr, double *loss);
 // A checkpoint: the model (loadable as a plain model) plus the AdamW moments ("opt.m.*",
 // "opt.v.*"), the data order ("train.order") and the step, RNG and options in the metadata
-// ("train_state"). Written atomically.
+// ("train_state"). Written atomically; refused when any parameter or moment is non-finite.
 int gpt_trainer_save(const gpt_trainer *tr, const char *path);
 // Restores a checkpoint written by gpt_trainer_save into an initialised trainer whose model has
-// the same config: parameters, moments, step, RNG, data order and the options, except
-// `steps`, which stays as given so a run can be extended.
+// the same config: parameters, moments, step, RNG and data order. The trainer's options must be
+// those the checkpoint recorded, except `steps` (a run can be extended): a difference is an
+// error naming the option and both values.
 int gpt_trainer_resume(gpt_trainer *tr, const char *path);
 
 #endif

@@ -167,7 +167,7 @@ grep -q "validation loss" err.txt || fail "no validation loss"
 [ -e cls.safetensors ] && [ -e cls.safetensors.codes.npy ] && [ -e cls.safetensors.labels.npy ] ||
   fail "train-gpt outputs missing"
 [ "$(npy_shape cls.safetensors.codes.npy)" = "(12, 8, 8)" ] || fail "cached codes shape $(npy_shape cls.safetensors.codes.npy)"
-ok "resume class-conditional" "$VQGPT" train-gpt --vqgan "$VQ" --data data --out cls.safetensors \
+ok "resume class-conditional" "$VQGPT" train-gpt --vqgan "$VQ" --data data --out cls.safetensors --val-fraction 0.25 \
   --classes --steps 12 --resume "${TRAIN[@]}"
 grep -q "reusing cached codes" err.txt || fail "resume re-encoded the images"
 grep -q "resuming cls.safetensors at step 8" err.txt || fail "resume did not start at step 8"

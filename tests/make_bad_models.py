@@ -21,6 +21,28 @@ def pack(header, data, header_bytes=None):
     return struct.pack("<Q", len(h)) + h + data
 
 
+def repack(header, data, drop=(), add=None):
+    """The tensors minus `drop`, plus `add` (name -> (dtype, shape, bytes)), laid out back to
+    back: a well-formed file whose only fault is its content."""
+    h, blobs, off = {}, [], 0
+    if "__metadata__" in header:
+        h["__metadata__"] = header["__metadata__"]
+    items = [(k, v["dtype"], v["shape"], data[v["data_offsets"][0]:v["data_offsets"][1]])
+             for k, v in header.items() if k != "__metadata__" and k not in drop]
+    items += [(k, d, sh, b) for k, (d, sh, b) in (add or {}).items()]
+    for name, dtype, shape, blob in items:
+        h[name] = {"dtype": dtype, "shape": shape, "data_offsets": [off, off + len(blob)]}
+        blobs.append(blob)
+        off += len(blob)
+    return h, b"".join(blobs)
+
+
+def with_value(header, data, name, index, value):
+    """data with element `index` of F32 tensor `name` set to value."""
+    b = header[name]["data_offsets"][0] + 4 * index
+    return data[:b] + struct.pack("<f", value) + data[b + 4:]
+
+
 def main():
     good, outdir = sys.argv[1], sys.argv[2]
     header, data = load(good)
@@ -52,10 +74,38 @@ def main():
     h[first]["dtype"] = "X99"
     cases["unknown_dtype"] = (pack(h, data), "X99")
 
-    h = json.loads(json.dumps(header))
     victim = "decoder.conv_out.weight"
-    del h[victim]
-    cases["missing_tensor"] = (pack(h, data), victim)
+    cases["missing_tensor"] = (pack(*repack(header, data, drop=[victim])), victim)
+
+    # The data section must be exactly the tensors' bytes.
+    hb = json.dumps(header).encode()
+    hb += b" " * (-len(hb) % 8 or 8)  # at least one byte of padding, so a shorter length parses
+    cases["header_length_short"] = (struct.pack("<Q", len(hb) - 1) + hb + data, "1 trailing byte")
+    cases["trailing_bytes"] = (pack(header, data + b"\0" * 8), "8 trailing bytes")
+    h = json.loads(json.dumps(header))
+    last = max(names, key=lambda k: h[k]["data_offsets"][0])
+    h[last]["data_offsets"] = [o + 4 for o in h[last]["data_offsets"]]
+    cases["gap"] = (pack(h, data + b"\0" * 4), "belong to no tensor")
+
+    # Every tensor must be used by the model the config describes.
+    h, d = repack(header, data, add={"encoder.extra.weight": ("F32", [2], b"\0" * 8)})
+    cases["unused_tensor"] = (pack(h, d), "encoder.extra.weight")
+    h = json.loads(json.dumps(header))
+    cfg = json.loads(h["__metadata__"]["config"])
+    if cfg["ddconfig"]["attn_resolutions"]:
+        cfg["ddconfig"]["attn_resolutions"] = []
+        h["__metadata__"]["config"] = json.dumps(cfg)
+        cases["config_without_attention"] = (pack(h, data), "not part of the model")
+
+    # Weights must be finite.
+    cases["nan_weight"] = (pack(header, with_value(header, data, "decoder.conv_in.weight", 5, float("nan"))),
+                           "decoder.conv_in.weight")
+    cases["inf_weight"] = (pack(header, with_value(header, data, "quantize.embedding.weight", 0, float("-inf"))),
+                           "quantize.embedding.weight")
+
+    h = json.loads(json.dumps(header))
+    del h["__metadata__"]["format"]
+    cases["format_missing"] = (pack(h, data), "no 'format'")
 
     h = json.loads(json.dumps(header))
     victim = "encoder.conv_in.bias"

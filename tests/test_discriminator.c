@@ -146,6 +146,33 @@ static void parity(void) {
     CHECK(fmt && !strcmp(fmt, "taming-patchgan"));
     st_close(&saved);
   }
+  // A NaN in a weight, or a tensor the config does not describe, is refused by name.
+  float *w0 = patchgan_tensor(d, "main.0.weight", NULL, NULL);
+  float keep = w0[3];
+  w0[3] = NAN;
+  CHECK(patchgan_save(d, path) == 0);
+  CHECK(patchgan_load(path, 1, H, W, 1) == NULL &&
+        strstr(vqgpt_last_error(), "tensor 'main.0.weight' holds a non-finite value (nan at index 3)"));
+  w0[3] = keep;
+  CHECK(patchgan_save(d, path) == 0);
+  st_file orig;
+  if (st_open(&orig, path) == 0) {
+    st_writer *w = st_writer_new();
+    for (size_t i = 0; i < orig.n_tensors; i++) {
+      const st_tensor *t = &orig.tensors[i];
+      st_writer_add(w, t->name, t->dtype, t->ndim, t->shape, t->data);
+    }
+    int64_t one = 1;
+    st_writer_add(w, "main.99.weight", ST_F32, 1, &one, &keep);
+    for (size_t i = 0; i < orig.n_meta; i++) st_writer_meta(w, orig.meta_keys[i], orig.meta_values[i]);
+    char extra[80];
+    snprintf(extra, sizeof extra, "%s.extra", path);
+    CHECK(st_writer_save(w, extra) == 0);
+    st_writer_free(w);
+    st_close(&orig);
+    CHECK(patchgan_load(extra, 1, H, W, 1) == NULL && strstr(vqgpt_last_error(), "'main.99.weight' is not part of"));
+    unlink(extra);
+  }
   unlink(path);
 done:
   free(real);

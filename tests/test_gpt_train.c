@@ -70,6 +70,10 @@ static void test_learns(void) {
   free(codes);
 }
 
+static void change_batch(gpt_train_options *o) { o->batch_size = 3; }
+static void change_lr(gpt_train_options *o) { o->lr = 1e-3f; }
+static void change_seed(gpt_train_options *o) { o->seed = 99; }
+
 static void test_resume_exact(void) {
   int n = 37, h = 3, w = 3, V = 20, K = 4, N = 12;
   int32_t codes[37 * 9], labels[37];
@@ -101,18 +105,38 @@ static void test_resume_exact(void) {
   gpt_trainer_free(&tb);
   gpt_free(b);
 
-  // The checkpoint loads as a plain model; a fresh trainer (different seed and batch on
-  // purpose: the checkpoint's options win, except steps) resumes it.
+  // A trainer with other options (only the step count may change) refuses the checkpoint,
+  // naming the option and both values.
+  struct {
+    void (*change)(gpt_train_options *);
+    const char *want;
+  } changes[] = {{change_batch, "--batch is 3 for this run but the checkpoint was trained with 5"},
+                 {change_lr, "--lr is 0.001 for this run but the checkpoint was trained with 0.0003"},
+                 {change_seed, "--seed is 99 for this run but the checkpoint was trained with 1234"}};
+  for (size_t i = 0; i < sizeof changes / sizeof changes[0]; i++) {
+    gpt *x = tiny_model(V, h * w + 2, K, 0.1f, 3);
+    gpt_train_options o2 = o;
+    changes[i].change(&o2);
+    gpt_trainer tx;
+    CHECK(gpt_trainer_init(&tx, x, &d, &o2) == 0);
+    CHECK(gpt_trainer_resume(&tx, path) != 0);
+    CHECKF(strstr(vqgpt_last_error(), changes[i].want), "got '%s'", vqgpt_last_error());
+    gpt_trainer_free(&tx);
+    gpt_free(x);
+  }
+
+  // The checkpoint loads as a plain model; a fresh trainer with the same options and more
+  // steps resumes it.
   gpt *c = gpt_load(path);
   CHECKF(c != NULL, "load checkpoint: %s", vqgpt_last_error());
   if (c) {
     gpt_train_options o2 = o;
-    o2.seed = 99;
-    o2.batch_size = 3;
+    o2.steps = N + 5;
     gpt_trainer tc;
     CHECK(gpt_trainer_init(&tc, c, &d, &o2) == 0);
     CHECKF(gpt_trainer_resume(&tc, path) == 0, "resume: %s", vqgpt_last_error());
-    CHECK(tc.step == N / 2 && tc.opt.batch_size == 5 && tc.opt.seed == 1234);
+    CHECK(tc.step == N / 2 && tc.opt.batch_size == 5 && tc.opt.seed == 1234 && tc.opt.steps == N + 5);
+    tc.opt.steps = N;  // the straight run's schedule, for the bit-for-bit comparison
     for (int s = N / 2; s < N; s++) CHECK(gpt_trainer_step(&tc, NULL) == 0);
     CHECK(tc.step == ta.step && tc.rng == ta.rng && tc.cursor == ta.cursor && tc.epoch == ta.epoch);
     CHECKF(memcmp(c->params, a->params, a->n_params * sizeof(float)) == 0,

@@ -6,8 +6,10 @@
 #include <math.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include "core/atomic_file.h"
 #include "core/blas.h"
 #include "core/error.h"
 #include "test_util.h"
@@ -508,17 +510,91 @@ static void test_hostile(void) {
   // A name with a control character (escaped in JSON) still gives a one-line error.
   hostile("{\"a\\nb\":{\"dtype\":\"Q8\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "tensor 'a?b': unknown dtype");
 
-  // Holes and trailing bytes are tolerated; adjacent tensors and empty ones at any offset too.
+  // The tensors must cover the data section exactly: a gap at the start, between tensors, or
+  // bytes after the last one (a header length one short: the JSON still parses, ending in
+  // padding, and every tensor would be read one byte off) are errors.
+  hostile("{\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[4,8]}}", 8,
+          "bytes [0, 4] of the data section belong to no tensor (a gap before 'a')");
+  hostile("{\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]},"
+          "\"b\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[6,8]}}", 8,
+          "bytes [4, 6] of the data section belong to no tensor (a gap between 'a' and 'b')");
+  hostile("{\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]}}", 5,
+          "1 trailing byte after the tensors' data");
+  hostile("{}", 3, "3 trailing bytes");
+  hostile("{\"z\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]}}", 1, "1 trailing byte after");
+  {
+    // A header length one byte short of a good file's.
+    const char *h = "{\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]}}   ";
+    pathbuf short_buf = tmp_path("short_len.safetensors");
+    craft(short_buf.s, strlen(h), h, 4);
+    CHECKF(st_open(&f, short_buf.s) == 0, "%s", vqgpt_last_error());
+    st_close(&f);
+    craft(short_buf.s, strlen(h) - 1, h, 4);
+    expect_open_error(short_buf.s, "1 trailing byte after", "header length one short");
+    unlink(short_buf.s);
+  }
+
+  // Adjacent tensors in any header order, and empty ones at any offset, are fine.
   pathbuf ok_buf = tmp_path("ok.safetensors");
   p = ok_buf.s;
   const char *okh = "{\"z\":{\"dtype\":\"F32\",\"shape\":[0,3],\"data_offsets\":[4,4]},"
                     "\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]},"
-                    "\"b\":{\"dtype\":\"BOOL\",\"shape\":[2],\"data_offsets\":[8,10]},"
+                    "\"b\":{\"dtype\":\"BOOL\",\"shape\":[2],\"data_offsets\":[5,7]},"
                     "\"c\":{\"dtype\":\"I8\",\"shape\":[],\"data_offsets\":[4,5]}}  ";
-  craft(p, strlen(okh), okh, 16);
+  craft(p, strlen(okh), okh, 7);
   CHECKF(st_open(&f, p) == 0, "%s", vqgpt_last_error());
-  CHECK(f.n_tensors == 4 && st_find(&f, "b") && st_find(&f, "b")->data[0] == 8);
+  CHECK(f.n_tensors == 4 && st_find(&f, "b") && st_find(&f, "b")->data[0] == 5);
   CHECK(st_find(&f, "c") && st_find(&f, "c")->ndim == 0 && st_find(&f, "c")->numel == 1);
+  st_close(&f);
+  unlink(p);
+}
+
+// Loaders take every tensor (st_check_all_used), refuse non-finite weights (st_read_weights)
+// and check the format.
+static void test_used_finite_format(void) {
+  pathbuf p_buf = tmp_path("used.safetensors");
+  const char *p = p_buf.s;
+  float a[3] = {1, 2, 3}, bad[3] = {1, NAN, 3}, inf[2] = {0, -INFINITY};
+  int64_t s3[1] = {3}, s2[1] = {2};
+  st_writer *w = st_writer_new();
+  CHECK(st_writer_meta(w, "format", "taming-test") == 0 && st_writer_add(w, "a", ST_F32, 1, s3, a) == 0 &&
+        st_writer_add(w, "bad", ST_F32, 1, s3, bad) == 0 && st_writer_add(w, "h.inf", ST_F16, 1, s2, NULL) == -1);
+  uint16_t hinf[2] = {0x3C00, 0xFC00};  // 1, -inf as halves
+  CHECK(st_writer_add(w, "h.inf", ST_F16, 1, s2, hinf) == 0 &&
+        st_writer_add(w, "opt.m.x", ST_F32, 1, s2, inf) == 0 &&
+        st_writer_add(w, "blocks.3.attn.mask", ST_F32, 1, s2, inf) == 0 && st_writer_save(w, p) == 0);
+  st_writer_free(w);
+  st_file f;
+  float out[3];
+  CHECKF(st_open(&f, p) == 0, "%s", vqgpt_last_error());
+  CHECK(st_check_format(&f, "taming-test", "a test") == 0);
+  CHECK(st_check_format(&f, "taming-gpt", "a GPT") == -1 &&
+        strstr(vqgpt_last_error(), "format is 'taming-test', not a GPT ('taming-gpt')"));
+  CHECK(st_read_weights(&f, "a", out, 1, s3) == 0 && out[2] == 3);
+  CHECK(st_read_weights(&f, "bad", out, 1, s3) == -1 &&
+        strstr(vqgpt_last_error(), "tensor 'bad' holds a non-finite value (nan at index 1)"));
+  CHECK(st_read_weights(&f, "h.inf", out, 1, s2) == -1 && strstr(vqgpt_last_error(), "-inf at index 1"));
+  CHECK(st_read_f32(&f, "h.inf", out, 1, s2) == 0 && isinf(out[1]));  // the plain reader keeps them
+  // Read so far: a, bad, h.inf. Unused: opt.m.x and the mask, accepted only by pattern.
+  CHECK(st_check_all_used(&f, NULL) == -1 &&
+        strstr(vqgpt_last_error(), "tensor 'opt.m.x' is not part of the model its config describes (2 such tensors)"));
+  const char *const only_opt[] = {"opt.*", NULL};
+  CHECK(st_check_all_used(&f, only_opt) == -1 && strstr(vqgpt_last_error(), "'blocks.3.attn.mask'") &&
+        strstr(vqgpt_last_error(), "(1 such tensor)"));
+  const char *const both[] = {"opt.*", "blocks.*.attn.mask", NULL};
+  CHECK(st_check_all_used(&f, both) == 0);
+  const char *const near[] = {"opt.m", "blocks.*.attn", "*.mask.x", NULL};
+  CHECK(st_check_all_used(&f, near) == -1);
+  CHECK(st_mark_used(&f, "opt.m.x") && st_mark_used(&f, "blocks.3.attn.mask") && !st_mark_used(&f, "nope"));
+  CHECK(st_check_all_used(&f, NULL) == 0);
+  st_close(&f);
+
+  // No format at all.
+  w = st_writer_new();
+  CHECK(st_writer_add(w, "a", ST_F32, 1, s3, a) == 0 && st_writer_save(w, p) == 0);
+  st_writer_free(w);
+  CHECK(st_open(&f, p) == 0 && st_check_format(&f, "taming-vqgan", "a VQGAN") == -1 &&
+        strstr(vqgpt_last_error(), "no 'format' in the metadata: not a VQGAN ('taming-vqgan')"));
   st_close(&f);
   unlink(p);
 }
@@ -559,6 +635,44 @@ static void test_atomic_writes(void) {
   CHECK(stat(d, &sb) == 0 && S_ISDIR(sb.st_mode) && stat(inner, &sb) == 0);
   unlink(inner);
   rmdir(d);
+
+  // Targets that exist and are not regular files are refused before anything is written:
+  // a symbolic link (to a file that must stay untouched), a FIFO, a device.
+  pathbuf keep_buf = tmp_path("keep.bin"), link_buf = tmp_path("link.safetensors"),
+          fifo_buf = tmp_path("fifo.safetensors");
+  CHECK(write_bytes(keep_buf.s, "keep", 4) == 0 && symlink(keep_buf.s, link_buf.s) == 0);
+  CHECK(st_writer_save(w, link_buf.s) == -1 &&
+        strstr(vqgpt_last_error(), "it exists and is a symbolic link, not a regular file"));
+  CHECK(lstat(link_buf.s, &sb) == 0 && S_ISLNK(sb.st_mode) && stat(keep_buf.s, &sb) == 0 && sb.st_size == 4);
+  CHECK(mkfifo(fifo_buf.s, 0600) == 0);
+  CHECK(st_writer_save(w, fifo_buf.s) == -1 && strstr(vqgpt_last_error(), "is a FIFO"));
+  CHECK(lstat(fifo_buf.s, &sb) == 0 && S_ISFIFO(sb.st_mode));
+  CHECK(atomic_file_check_target("/dev/null") == -1 && strstr(vqgpt_last_error(), "character device"));
+  CHECK(atomic_file_check_target(p) == 0 && atomic_file_check_target(bad) == 0);
+  unlink(link_buf.s);
+  unlink(fifo_buf.s);
+  unlink(keep_buf.s);
+
+  // Temporaries of killed runs ("<target>.tmp.<pid>", the process gone) are removed by the
+  // next write of the same target; those of live processes, of other targets, and names
+  // that only look alike stay.
+  pid_t child = fork();
+  if (child == 0) _exit(0);
+  CHECK(child > 0 && waitpid(child, NULL, 0) == child);  // a pid that is surely dead now
+  char stale[300], live[300], other[300], odd[300];
+  snprintf(stale, sizeof stale, "%s.tmp.%ld", p, (long)child);
+  snprintf(live, sizeof live, "%s.tmp.%ld", p, (long)getppid());
+  snprintf(other, sizeof other, "%s/other.safetensors.tmp.%ld", tmpdir, (long)child);
+  snprintf(odd, sizeof odd, "%s.tmp.%ldx", p, (long)child);
+  CHECK(write_bytes(stale, "s", 1) == 0 && write_bytes(live, "l", 1) == 0 &&
+        write_bytes(other, "o", 1) == 0 && write_bytes(odd, "x", 1) == 0);
+  CHECK(st_writer_save(w, p) == 0);
+  CHECK(access(stale, F_OK) != 0 && access(live, F_OK) == 0 && access(other, F_OK) == 0 &&
+        access(odd, F_OK) == 0);
+  CHECK(write_bytes(stale, "s", 1) == 0 && atomic_file_remove_stale(p) == 1 && access(stale, F_OK) != 0);
+  unlink(live);
+  unlink(other);
+  unlink(odd);
   st_writer_free(w);
 
   // Only the model file is left: no temporaries.
@@ -594,6 +708,7 @@ int main(int argc, char **argv) {
   test_store_floats_as();
   test_fixtures();
   test_hostile();
+  test_used_finite_format();
   test_atomic_writes();
   CHECKF(rmdir(tmpdir) == 0, "temporary directory not empty: %s", strerror(errno));
   return test_finish("test_safetensors");

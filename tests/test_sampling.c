@@ -89,6 +89,38 @@ static void test_top_p_temperature(void) {
   logits_scratch_free(&s);
 }
 
+// A temperature so small that logit / T overflows acts as its limit, greedy: the largest logit
+// (every one equal to it) is kept at 0, the others go to -inf, and a draw takes the argmax.
+static void test_tiny_temperature(void) {
+  logits_scratch s;
+  CHECK(logits_scratch_init(&s, 5) == 0);
+  sampling_params sp;
+  sampling_params_default(&sp);
+  float tiny[3] = {1e-45f, 1e-38f, 1e-30f};
+  for (int k = 0; k < 3; k++) {
+    sp.temperature = tiny[k];
+    for (uint64_t seed = 1; seed <= 20; seed++) {
+      // Several logits would overflow to +inf: the softmax of those is NaN.
+      float x[5] = {3.0f, 7.5f, -2.0f, 7.25f, -INFINITY};
+      uint64_t rng = seed;
+      CHECKF(logits_select(x, 5, &sp, &rng, &s) == 1, "T = %g, seed %d", tiny[k], (int)seed);
+    }
+    if (k == 2) continue;  // 7.5 / 1e-30 does not overflow: an ordinary division
+    float x[5] = {3.0f, 7.5f, -2.0f, 7.5f, -INFINITY};
+    logits_temperature(x, 5, tiny[k]);
+    CHECK(x[1] == 0 && x[3] == 0 && x[0] == -INFINITY && x[2] == -INFINITY && x[4] == -INFINITY);
+  }
+  // Small but not overflowing: an ordinary division.
+  float y[2] = {1.0f, 2.0f};
+  logits_temperature(y, 2, 1e-30f);
+  CHECK(y[0] == 1e30f && y[1] == 2e30f);
+  // A +inf logit: the draw is its argmax, not a NaN walk.
+  float z[3] = {0.0f, INFINITY, 1.0f};
+  uint64_t rng = 3;
+  CHECK(logits_sample(z, 3, &rng, &s) == 1);
+  logits_scratch_free(&s);
+}
+
 // Draws follow softmax(logits / T) within the top-k set.
 static void test_draw_distribution(void) {
   int V = 5, n = 40000;
@@ -192,6 +224,7 @@ int main(int argc, char **argv) {
   vqgpt_blas_setup(argv);
   test_top_k();
   test_top_p_temperature();
+  test_tiny_temperature();
   test_draw_distribution();
   test_params_check();
   test_sampler();

@@ -16,6 +16,7 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/regular_file.h"
+#include "core/finite.h"
 #include "weights/json.h"
 
 // The format is little-endian; tensor bytes are copied as they are.
@@ -154,23 +155,41 @@ static int cmp_by_offset(const void *a, const void *b) {
   return x->data < y->data ? -1 : x->data > y->data;
 }
 
-static int check_overlaps(const char *path, st_file *f, const uint8_t *base) {
-  if (f->n_tensors < 2) return 0;
-  const st_tensor **by = malloc(f->n_tensors * sizeof *by);
+// The format's data section is exactly the tensors' bytes: sorted by offset they must not
+// overlap, and (as the specification's byte buffer) leave no gap and nothing after them. A gap
+// or trailing bytes mean a wrong header length or a corrupt file, e.g. a length one short still
+// parses (the JSON ends in padding) and would read every tensor one byte off.
+static int check_layout(const char *path, st_file *f, const uint8_t *base, size_t data_size) {
+  const st_tensor **by = malloc((f->n_tensors ? f->n_tensors : 1) * sizeof *by);
   if (!by) return fail(path, "out of memory");
   size_t n = 0;
   for (size_t i = 0; i < f->n_tensors; i++)
     if (f->tensors[i].nbytes) by[n++] = &f->tensors[i];  // empty tensors occupy nothing
   qsort(by, n, sizeof *by, cmp_by_offset);
   int rc = 0;
-  for (size_t i = 1; i < n && !rc; i++) {
-    const st_tensor *a = by[i - 1], *b = by[i];
-    if (b->data < a->data + a->nbytes) {
-      size_t ab = (size_t)(a->data - base), bb = (size_t)(b->data - base);
+  size_t end = 0;  // bytes [0, end) are covered so far
+  const char *prev = NULL;
+  for (size_t i = 0; i < n && !rc; i++) {
+    const st_tensor *b = by[i];
+    size_t bb = (size_t)(b->data - base);
+    if (bb < end) {
+      const st_tensor *a = by[i - 1];
+      size_t ab = (size_t)(a->data - base);
       rc = fail(path, "tensors '%s' [%zu, %zu] and '%s' [%zu, %zu] overlap", a->name, ab,
                 ab + a->nbytes, b->name, bb, bb + b->nbytes);
+    } else if (bb > end) {
+      rc = prev ? fail(path, "bytes [%zu, %zu] of the data section belong to no tensor (a gap "
+                             "between '%s' and '%s')", end, bb, prev, b->name)
+                : fail(path, "bytes [0, %zu] of the data section belong to no tensor (a gap "
+                             "before '%s')", bb, b->name);
     }
+    end = bb + b->nbytes;
+    prev = b->name;
   }
+  if (!rc && end != data_size)
+    rc = fail(path, "%zu trailing byte%s after the tensors' data (the data section has %zu bytes, "
+                    "the tensors cover %zu): a wrong header length or a corrupt file",
+              data_size - end, data_size - end == 1 ? "" : "s", data_size, end);
   free(by);
   return rc;
 }
@@ -224,7 +243,8 @@ static int parse_header(st_file *f, const char *path) {
       else f->n_tensors++;
     }
   }
-  if (!rc) rc = check_overlaps(path, f, data_base);
+  if (!rc) rc = check_layout(path, f, data_base, data_size);
+  if (!rc && f->n_tensors && !(f->used = calloc(f->n_tensors, 1))) rc = fail(path, "out of memory");
 done:
   json_free(root);
   return rc;
@@ -275,6 +295,7 @@ void st_close(st_file *f) {
   }
   free(f->meta_keys);
   free(f->meta_values);
+  free(f->used);
   free(f->path);
   memset(f, 0, sizeof *f);
 }
@@ -331,6 +352,7 @@ static const st_tensor *lookup(const st_file *f, const char *name, int ndim, con
            shape_str(b, sizeof b, t->ndim, t->shape), t->numel, ndim);
       return NULL;
     }
+    f->used[t - f->tensors] = 1;
     return t;
   }
   bool same = ndim == t->ndim;
@@ -342,6 +364,7 @@ static const st_tensor *lookup(const st_file *f, const char *name, int ndim, con
          shape_str(b, sizeof b, ndim > 0 && ndim <= ST_MAX_DIMS ? ndim : 0, shape));
     return NULL;
   }
+  f->used[t - f->tensors] = 1;
   return t;
 }
 
@@ -395,6 +418,56 @@ int st_read_i32(const st_file *f, const char *name, int32_t *dst, int ndim, cons
                   name, v, i);
     dst[i] = (int32_t)v;
   }
+  return 0;
+}
+
+int st_read_weights(const st_file *f, const char *name, float *dst, int ndim, const int64_t *shape) {
+  if (st_read_f32(f, name, dst, ndim, shape)) return -1;
+  size_t n = st_find(f, name)->numel, bad = vqgpt_first_nonfinite(dst, n);
+  if (bad < n)
+    return fail(f->path, "tensor '%s' holds a non-finite value (%g at index %zu): a diverged or "
+                "corrupt model", name, dst[bad], bad);
+  return 0;
+}
+
+bool st_mark_used(const st_file *f, const char *name) {
+  const st_tensor *t = st_find(f, name);
+  if (t) f->used[t - f->tensors] = 1;
+  return t != NULL;
+}
+
+// Glob match where '*' stands for any run of characters (the only special character).
+static bool glob_match(const char *pat, const char *s) {
+  if (*pat == '*') {
+    for (;; s++) {
+      if (glob_match(pat + 1, s)) return true;
+      if (!*s) return false;
+    }
+  }
+  if (!*pat) return !*s;
+  return *s == *pat && glob_match(pat + 1, s + 1);
+}
+
+int st_check_all_used(const st_file *f, const char *const *accept) {
+  size_t first = f->n_tensors, n_unused = 0;
+  for (size_t i = 0; i < f->n_tensors; i++) {
+    if (f->used[i]) continue;
+    bool ok = false;
+    for (const char *const *p = accept; p && *p && !ok; p++) ok = glob_match(*p, f->tensors[i].name);
+    if (ok) continue;
+    if (!n_unused++) first = i;
+  }
+  if (!n_unused) return 0;
+  return fail(f->path, "tensor '%s' is not part of the model its config describes (%zu such "
+              "tensor%s): a wrong config or a file of another model", f->tensors[first].name,
+              n_unused, n_unused == 1 ? "" : "s");
+}
+
+int st_check_format(const st_file *f, const char *want, const char *what) {
+  const char *have = st_meta(f, "format");
+  if (!have) return fail(f->path, "no 'format' in the metadata: not %s ('%s')", what, want);
+  if (strcmp(have, want))
+    return fail(f->path, "format is '%s', not %s ('%s')", have, what, want);
   return 0;
 }
 

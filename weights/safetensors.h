@@ -3,6 +3,7 @@
 #ifndef VQGPT_SAFETENSORS_H
 #define VQGPT_SAFETENSORS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -28,11 +29,13 @@ typedef struct {
   size_t n_tensors;
   char **meta_keys, **meta_values;  // __metadata__ (string values only, per the format)
   size_t n_meta;
+  unsigned char *used;  // (n_tensors) set by the readers: which tensors a loader took
 } st_file;
 
 // Opens and validates: header length within the file, JSON well-formed, every tensor with a
-// known dtype, shape product matching its byte range, offsets inside the data section and
-// not overlapping, no duplicate names, __metadata__ an object of strings. Tensors keep the
+// known dtype, shape product matching its byte range, offsets inside the data section, the
+// tensors covering the data section exactly (no overlap, no gap, no trailing bytes), no
+// duplicate names, __metadata__ an object of strings. Tensors keep the
 // header's order. On failure returns -1, *f is left empty (st_close on it is harmless), and
 // the error reads "<path>: <problem>".
 int st_open(st_file *f, const char *path);
@@ -52,6 +55,22 @@ int st_read_f32(const st_file *f, const char *name, float *dst, int ndim, const 
 // For both readers, shape may be NULL to accept any shape: `ndim` is then the element count
 // that dst holds, and the tensor must have exactly that many elements.
 int st_read_i32(const st_file *f, const char *name, int32_t *dst, int ndim, const int64_t *shape);
+// st_read_f32 for weights and training state: a NaN or an infinity is an error naming the
+// tensor and the index.
+int st_read_weights(const st_file *f, const char *name, float *dst, int ndim, const int64_t *shape);
+
+// Model loaders take every tensor of a file, so that a file with tensors its config does not
+// describe (a config without attention for a file with attention weights, say) is refused
+// rather than half-read. The readers above mark the tensors they read; st_mark_used marks one
+// by hand (false if there is no such tensor). st_check_all_used then fails naming the first
+// tensor neither read nor matching one of the `accept` patterns (a NULL-terminated list, may be
+// NULL; '*' in a pattern matches any run of characters, e.g. "opt.*", "blocks.*.attn.mask"):
+// what the project writes on purpose beside a model (optimizer state, buffers).
+bool st_mark_used(const st_file *f, const char *name);
+int st_check_all_used(const st_file *f, const char *const *accept);
+// The file's "format" metadata is `want`; errors name the file, the format found and the one
+// expected, with `what` saying what the command needed ("a VQGAN").
+int st_check_format(const st_file *f, const char *want, const char *what);
 
 // Writer: collects tensors (data is referenced, not copied, until st_writer_save returns) and
 // metadata, then writes header + data to "<path>.tmp.<pid>", fsyncs, and renames onto path.
