@@ -161,6 +161,7 @@ static void test_hostile_prompts(const char *model_path) {
   } cases[] = {
       {"", "prompt is empty"},
       {" \t\r\n ", "prompt is only whitespace"},
+      {"\xe3\x80\x80", "prompt gives no tokens"},  // an ideographic space: normalized away
       {"a red\x01 bag", "control character U+0001 (byte 5)"},
       {"a red\x1b[31m bag", "control character U+001B"},
       {"a red bag\x7f", "control character U+007F (byte 9)"},
@@ -336,6 +337,7 @@ static void test_train(const char *captions, const char *model_path) {
   expect_train_error(tmpdir, VOCAB, out.s, "not a regular file", "directory");
   pathbuf nodir = tmp_path("no/such/dir/out.model");
   expect_train_error(captions, VOCAB, nodir.s, "out.model: cannot write", "unwritable output");
+  expect_train_error(captions, VOCAB, captions, "is the caption file", "output over the captions");
 
   struct {
     const char *text, *what;

@@ -272,6 +272,10 @@ static int caption_lines(const char *path, char *text, size_t size, char ***line
 int tokenizer_train(const char *text_path, int vocab_size, const char *out_model_path) {
   if (vocab_size < TOKENIZER_MIN_VOCAB || vocab_size > TOKENIZER_MAX_VOCAB)
     return vqgpt_error("vocabulary size %d is outside %d..%d", vocab_size, TOKENIZER_MIN_VOCAB, TOKENIZER_MAX_VOCAB);
+  struct stat in, out_st;
+  if (stat(text_path, &in) == 0 && stat(out_model_path, &out_st) == 0 && in.st_dev == out_st.st_dev &&
+      in.st_ino == out_st.st_ino)
+    return vqgpt_file_error(out_model_path, false, "is the caption file: the model would replace it");
   unsigned char *text;
   size_t size;
   if (read_file(text_path, TOKENIZER_MAX_CAPTION_FILE_BYTES, "a caption file", &text, &size)) return -1;
