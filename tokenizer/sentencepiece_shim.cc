@@ -158,7 +158,7 @@ extern "C" int tokenizer_spm_train(const char *const *lines, size_t n_lines, int
         {"input_sentence_size", "0"},
         {"shuffle_input_sentence", "false"},
         {"max_sentence_length", std::to_string(max_line_bytes)},
-        {"minloglevel", "2"},  // no progress chatter on stderr; errors come back as a status
+        {"minloglevel", "3"},  // prints nothing (below FATAL): errors come back as a status
     };
     LineIterator it(lines, n_lines);
     std::string proto;

@@ -11,6 +11,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "tokenizer/model_check.h"
 #include "tokenizer/sentencepiece_shim.h"
 
 // Caption files larger than this are a corpus, not captions: train on a sample.
@@ -29,10 +30,18 @@ struct vqgpt_tokenizer {
 // well formed (truncated, overlong, a surrogate or past U+10FFFF).
 static size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp) {
   static const uint32_t min_cp[5] = {0, 0, 0x80, 0x800, 0x10000};
-  size_t len = s[0] < 0x80 ? 1 : s[0] >= 0xc2 && s[0] <= 0xdf ? 2 : s[0] >= 0xe0 && s[0] <= 0xef ? 3
-             : s[0] >= 0xf0 && s[0] <= 0xf4                  ? 4
-                                                               : 0;
-  if (!len || len > n) return 0;
+  size_t len;
+  if (s[0] < 0x80)
+    len = 1;
+  else if (s[0] >= 0xc2 && s[0] <= 0xdf)
+    len = 2;
+  else if (s[0] >= 0xe0 && s[0] <= 0xef)
+    len = 3;
+  else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+    len = 4;
+  else
+    return 0;
+  if (len > n) return 0;
   uint32_t c = len == 1 ? s[0] : s[0] & (0x7f >> len);
   for (size_t i = 1; i < len; i++) {
     if ((s[i] & 0xc0) != 0x80) return 0;
@@ -126,60 +135,26 @@ static int read_file(const char *path, size_t limit, const char *what, unsigned 
 
 // ---- loading ---------------------------------------------------------------------------
 
-// Reads a protobuf varint at p[*i] (p has n bytes).
-static bool read_varint(const unsigned char *p, size_t n, size_t *i, uint64_t *v) {
-  *v = 0;
-  for (int shift = 0; shift < 64 && *i < n; shift += 7) {
-    unsigned char b = p[(*i)++];
-    *v |= (uint64_t)(b & 0x7f) << shift;
-    if (b < 0x80) return true;
-  }
-  return false;
-}
-
-// SentencePiece accepts a model cut at any record boundary (protobuf has no length or
-// checksum) as a smaller model. A ModelProto is written in field order: pieces (1),
-// trainer_spec (2), normalizer_spec (3), ...; requiring well-formed top-level records and both
-// specs turns every truncation before the end of the normalizer spec into an error.
-static bool model_proto_complete(const unsigned char *p, size_t n) {
-  bool seen[4] = {false, false, false, false};
-  for (size_t i = 0; i < n;) {
-    uint64_t key, v;
-    if (!read_varint(p, n, &i, &key)) return false;
-    switch (key & 7) {
-      case 0: if (!read_varint(p, n, &i, &v)) return false; break;
-      case 1: if (n - i < 8) return false; i += 8; break;
-      case 2: if (!read_varint(p, n, &i, &v) || v > n - i) return false; i += (size_t)v; break;
-      case 5: if (n - i < 4) return false; i += 4; break;
-      default: return false;
-    }
-    if ((key >> 3) < 4) seen[key >> 3] = true;
-  }
-  return seen[1] && seen[2] && seen[3];
-}
-
 vqgpt_tokenizer *tokenizer_load_bytes(const void *data, size_t n, const char *source) {
   if (!data || n == 0) {
     vqgpt_file_error(source, false, "empty tokenizer model");
     return NULL;
   }
+  const char *problem = tokenizer_model_problem(data, n);
+  if (problem) {
+    vqgpt_file_error(source, false, "not a SentencePiece model (%s)", problem);
+    return NULL;
+  }
   vqgpt_tokenizer *tok = calloc(1, sizeof *tok);
-  if (tok) tok->bytes = malloc(n);
-  if (!tok || !tok->bytes) {
+  if (!tok || !(tok->bytes = malloc(n))) {
     free(tok);
     vqgpt_file_error(source, false, "out of memory");
     return NULL;
   }
   memcpy(tok->bytes, data, n);
   tok->n_bytes = n;
-  if (!model_proto_complete(data, n)) {
-    vqgpt_file_error(source, false, "not a SentencePiece model (malformed or truncated)");
-    tokenizer_free(tok);
-    return NULL;
-  }
   tok->spm = tokenizer_spm_load(data, n, source, &tok->info);
-  if (tok->spm && tok->info.vocab_size < 1) vqgpt_file_error(source, false, "tokenizer model has no pieces");
-  if (!tok->spm || tok->info.vocab_size < 1) {
+  if (!tok->spm) {
     tokenizer_free(tok);
     return NULL;
   }
@@ -297,6 +272,10 @@ static int caption_lines(const char *path, char *text, size_t size, char ***line
 int tokenizer_train(const char *text_path, int vocab_size, const char *out_model_path) {
   if (vocab_size < TOKENIZER_MIN_VOCAB || vocab_size > TOKENIZER_MAX_VOCAB)
     return vqgpt_error("vocabulary size %d is outside %d..%d", vocab_size, TOKENIZER_MIN_VOCAB, TOKENIZER_MAX_VOCAB);
+  struct stat in, out_st;
+  if (stat(text_path, &in) == 0 && stat(out_model_path, &out_st) == 0 && in.st_dev == out_st.st_dev &&
+      in.st_ino == out_st.st_ino)
+    return vqgpt_file_error(out_model_path, false, "is the caption file: the model would replace it");
   unsigned char *text;
   size_t size;
   if (read_file(text_path, TOKENIZER_MAX_CAPTION_FILE_BYTES, "a caption file", &text, &size)) return -1;
