@@ -28,49 +28,47 @@ static inline float drop_scale(uint64_t seed, size_t index, float pdrop) {
   return rng_hash_uniform(seed, index) < pdrop ? 0.0f : 1.0f / (1.0f - pdrop);
 }
 
-// Per-row softmax of the scaled scores of all (b, h) over the causal prefix, zeros above the
-// diagonal. att: (BH, T, T) in place.
-static void causal_softmax_rows(float *att, int BH, int T) {
-#pragma omp parallel for schedule(static) if ((size_t)BH * T * T >= VQGPT_PAR_MIN)
-  for (size_t r = 0; r < (size_t)BH * T; r++) {
-    int i = (int)(r % (size_t)T);
-    float *a = att + r * T;  // (T)
-    softmax_inplace(a, i + 1);
-    for (int j = i + 1; j < T; j++) a[j] = 0.0f;
-  }
-}
-
 // dst (BH, T, T) = att with the dropout mask applied.
 static void apply_dropout(float *dst, const float *att, size_t n, float pdrop, uint64_t seed) {
 #pragma omp parallel for schedule(static) if (n >= VQGPT_PAR_MIN)
   for (size_t k = 0; k < n; k++) dst[k] = att[k] == 0.0f ? 0.0f : att[k] * drop_scale(seed, k, pdrop);
 }
 
-// The products run as one sgemm per (batch, head) on strided views of qkv: OpenBLAS threads each
-// of them, so these loops stay sequential (no OpenMP around sgemm).
+// One (batch, head) pair: S = scale Q K^T, the causal softmax, (dropout), Y = P V.
+static void attend_pair(float *out, float *att, const float *qkv, int b, int h, int T, int C,
+                       int H, float pdrop, uint64_t seed, float *scratch) {
+  int hs = C / H, C3 = 3 * C;
+  size_t bh = (size_t)b * H + h, TT = (size_t)T * T;
+  const float *q = qkv + (size_t)b * T * C3 + (size_t)h * hs;  // (T, hs), row stride 3C
+  const float *k = q + C, *v = q + 2 * C;
+  float *a = att + bh * TT;  // (T, T); above the diagonal overwritten by the softmax
+  vqgpt_sgemm(false, true, T, T, hs, 1.0f / sqrtf((float)hs), q, C3, k, C3, 0.0f, a, T);
+  for (int i = 0; i < T; i++) {
+    softmax_inplace(a + (size_t)i * T, i + 1);
+    for (int j = i + 1; j < T; j++) a[(size_t)i * T + j] = 0.0f;
+  }
+  const float *P = a;
+  if (pdrop > 0.0f) {
+    float *d = scratch + bh * TT;
+    for (size_t k2 = 0; k2 < TT; k2++)
+      d[k2] = a[k2] == 0.0f ? 0.0f : a[k2] * drop_scale(seed, bh * TT + k2, pdrop);
+    P = d;
+  }
+  float *y = out + (size_t)b * T * C + (size_t)h * hs;  // (T, hs), stride C
+  vqgpt_sgemm(false, false, T, hs, T, 1.0f, P, T, v, C3, 0.0f, y, C);
+}
+
+// The (batch, head) pairs are independent: with at least as many pairs as threads each thread
+// takes whole pairs with single-threaded products (OpenBLAS does not thread inside a parallel
+// region), so the cores never meet inside a small product. Every pair computes the same
+// sequence of operations either way.
 void causal_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C,
                               int H, float pdrop, uint64_t seed, float *scratch) {
-  int hs = C / H, C3 = 3 * C;
-  float scale = 1.0f / sqrtf((float)hs);
-  for (int bh = 0; bh < B * H; bh++) {
-    int b = bh / H, h = bh % H;
-    const float *q = qkv + (size_t)b * T * C3 + (size_t)h * hs;  // (T, hs), row stride 3C
-    const float *k = q + C;
-    // S = scale * Q K^T (the entries above the diagonal are overwritten by the softmax)
-    vqgpt_sgemm(false, true, T, T, hs, scale, q, C3, k, C3, 0.0f, att + (size_t)bh * T * T, T);
-  }
-  causal_softmax_rows(att, B * H, T);
-  const float *P = att;
-  if (pdrop > 0.0f) {
-    apply_dropout(scratch, att, (size_t)B * H * T * T, pdrop, seed);
-    P = scratch;
-  }
-  for (int bh = 0; bh < B * H; bh++) {
-    int b = bh / H, h = bh % H;
-    const float *v = qkv + (size_t)b * T * C3 + 2 * C + (size_t)h * hs;  // (T, hs)
-    float *y = out + (size_t)b * T * C + (size_t)h * hs;                  // (T, hs), stride C
-    vqgpt_sgemm(false, false, T, hs, T, 1.0f, P + (size_t)bh * T * T, T, v, C3, 0.0f, y, C);
-  }
+  int BH = B * H;
+  bool par = BH >= vqgpt_team_threads() && (size_t)BH * T * T >= VQGPT_PAR_MIN / 8;
+#pragma omp parallel for schedule(dynamic) if (par)
+  for (int bh = 0; bh < BH; bh++)
+    attend_pair(out, att, qkv, bh / H, bh % H, T, C, H, pdrop, seed, scratch);
 }
 
 void causal_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att,
