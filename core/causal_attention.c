@@ -28,12 +28,6 @@ static inline float drop_scale(uint64_t seed, size_t index, float pdrop) {
   return rng_hash_uniform(seed, index) < pdrop ? 0.0f : 1.0f / (1.0f - pdrop);
 }
 
-// dst (BH, T, T) = att with the dropout mask applied.
-static void apply_dropout(float *dst, const float *att, size_t n, float pdrop, uint64_t seed) {
-#pragma omp parallel for schedule(static) if (n >= VQGPT_PAR_MIN)
-  for (size_t k = 0; k < n; k++) dst[k] = att[k] == 0.0f ? 0.0f : att[k] * drop_scale(seed, k, pdrop);
-}
-
 // One (batch, head) pair: S = scale Q K^T, the causal softmax, (dropout), Y = P V.
 static void attend_pair(float *out, float *att, const float *qkv, int b, int h, int T, int C,
                        int H, float pdrop, uint64_t seed, float *scratch) {
@@ -71,55 +65,56 @@ void causal_attention_forward(float *out, float *att, const float *qkv, int B, i
     attend_pair(out, att, qkv, bh / H, bh % H, T, C, H, pdrop, seed, scratch);
 }
 
-void causal_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att,
-                               int B, int T, int C, int H, float pdrop, uint64_t seed,
-                               float *scratch) {
+// The backward of one (batch, head) pair; its slice of scratch first holds the probabilities
+// after dropout (for dV), then dP and dS.
+static void attend_pair_backward(float *dqkv, const float *dout, const float *qkv,
+                                 const float *att, int b, int h, int T, int C, int H, float pdrop,
+                                 uint64_t seed, float *scratch) {
   int hs = C / H, C3 = 3 * C;
   float scale = 1.0f / sqrtf((float)hs);
-  size_t TT = (size_t)T * T;
-  // dV = Pd^T dY, with Pd the probabilities after dropout (regenerated into scratch).
-  const float *P = att;
+  size_t bh = (size_t)b * H + h, TT = (size_t)T * T;
+  const float *a = att + bh * TT;                                  // (T, T)
+  float *s = scratch + bh * TT;                                    // (T, T)
+  const float *dy = dout + (size_t)b * T * C + (size_t)h * hs;     // (T, hs), stride C
+  const float *q = qkv + (size_t)b * T * C3 + (size_t)h * hs;      // (T, hs), stride 3C
+  const float *k = q + C, *v = q + 2 * C;
+  float *dq = dqkv + (size_t)b * T * C3 + (size_t)h * hs, *dk = dq + C, *dv = dq + 2 * C;
+  // dV = Pd^T dY, with Pd the probabilities after dropout.
+  const float *P = a;
   if (pdrop > 0.0f) {
-    apply_dropout(scratch, att, (size_t)B * H * TT, pdrop, seed);
-    P = scratch;
+    for (size_t k2 = 0; k2 < TT; k2++)
+      s[k2] = a[k2] == 0.0f ? 0.0f : a[k2] * drop_scale(seed, bh * TT + k2, pdrop);
+    P = s;
   }
-  for (int bh = 0; bh < B * H; bh++) {
-    int b = bh / H, h = bh % H;
-    const float *dy = dout + (size_t)b * T * C + (size_t)h * hs;          // (T, hs), stride C
-    float *dv = dqkv + (size_t)b * T * C3 + 2 * C + (size_t)h * hs;       // (T, hs), stride 3C
-    vqgpt_sgemm(true, false, T, hs, T, 1.0f, P + bh * TT, T, dy, C, 0.0f, dv, C3);
-  }
-  // dPd = dY V^T into scratch (Pd is no longer needed).
-  for (int bh = 0; bh < B * H; bh++) {
-    int b = bh / H, h = bh % H;
-    const float *dy = dout + (size_t)b * T * C + (size_t)h * hs;
-    const float *v = qkv + (size_t)b * T * C3 + 2 * C + (size_t)h * hs;
-    vqgpt_sgemm(false, true, T, T, hs, 1.0f, dy, C, v, C3, 0.0f, scratch + bh * TT, T);
-  }
+  vqgpt_sgemm(true, false, T, hs, T, 1.0f, P, T, dy, C, 0.0f, dv, C3);
+  // dPd = dY V^T (Pd is no longer needed).
+  vqgpt_sgemm(false, true, T, T, hs, 1.0f, dy, C, v, C3, 0.0f, s, T);
   // Softmax backward per row: dS = P (dP - sum_k P_k dP_k) * scale, dP = dPd * mask. P is zero
   // above the diagonal, so dS is too.
-#pragma omp parallel for schedule(static) if ((size_t)B * H * TT >= VQGPT_PAR_MIN)
-  for (size_t r = 0; r < (size_t)B * H * T; r++) {
-    int i = (int)(r % (size_t)T);
-    const float *a = att + r * T;
-    float *ds = scratch + r * T;
+  for (int i = 0; i < T; i++) {
+    const float *ar = a + (size_t)i * T;
+    float *ds = s + (size_t)i * T;
     if (pdrop > 0.0f)
-      for (int j = 0; j <= i; j++) ds[j] *= drop_scale(seed, r * T + j, pdrop);
+      for (int j = 0; j <= i; j++) ds[j] *= drop_scale(seed, bh * TT + (size_t)i * T + j, pdrop);
     float dot = 0;
-    for (int j = 0; j <= i; j++) dot += a[j] * ds[j];
-    for (int j = 0; j <= i; j++) ds[j] = a[j] * (ds[j] - dot) * scale;
+    for (int j = 0; j <= i; j++) dot += ar[j] * ds[j];
+    for (int j = 0; j <= i; j++) ds[j] = ar[j] * (ds[j] - dot) * scale;
     for (int j = i + 1; j < T; j++) ds[j] = 0.0f;
   }
   // dQ = dS K, dK = dS^T Q.
-  for (int bh = 0; bh < B * H; bh++) {
-    int b = bh / H, h = bh % H;
-    const float *q = qkv + (size_t)b * T * C3 + (size_t)h * hs;
-    const float *k = q + C;
-    float *dq = dqkv + (size_t)b * T * C3 + (size_t)h * hs;
-    float *dk = dq + C;
-    vqgpt_sgemm(false, false, T, hs, T, 1.0f, scratch + bh * TT, T, k, C3, 0.0f, dq, C3);
-    vqgpt_sgemm(true, false, T, hs, T, 1.0f, scratch + bh * TT, T, q, C3, 0.0f, dk, C3);
-  }
+  vqgpt_sgemm(false, false, T, hs, T, 1.0f, s, T, k, C3, 0.0f, dq, C3);
+  vqgpt_sgemm(true, false, T, hs, T, 1.0f, s, T, q, C3, 0.0f, dk, C3);
+}
+
+// Pairs in parallel as in the forward.
+void causal_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att,
+                               int B, int T, int C, int H, float pdrop, uint64_t seed,
+                               float *scratch) {
+  int BH = B * H;
+  bool par = BH >= vqgpt_team_threads() && (size_t)BH * T * T >= VQGPT_PAR_MIN / 8;
+#pragma omp parallel for schedule(dynamic) if (par)
+  for (int bh = 0; bh < BH; bh++)
+    attend_pair_backward(dqkv, dout, qkv, att, bh / H, bh % H, T, C, H, pdrop, seed, scratch);
 }
 
 // scores (T) = scale * K (T, hs) q, then softmax, then y (hs) = sum_j p_j V_j. With AVX2 and a
