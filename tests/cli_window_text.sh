@@ -79,6 +79,13 @@ ok "prompt, --cfg 1" "$VQGPT" sample --gpt text.safetensors --prompt "a red snea
 cmp -s p1.npy p2.npy || fail "--cfg 1 differs from unguided sampling"
 ok "prompt, --cfg 3" "$VQGPT" sample --gpt text.safetensors --prompt "a red sneaker and a blue bag" --num 2 --seed 1 --cfg 3 --codes-out p3.npy
 cmp -s p1.npy p3.npy && fail "--cfg 3 changed nothing"
+# A model's recommended settings apply when no flag is given; a flag overrides them.
+ok "export with settings" "$VQGPT" export --in text.safetensors --out rec.safetensors --sampling '{"cfg": 3}'
+ok "recommended cfg" "$VQGPT" sample --gpt rec.safetensors --prompt "a red sneaker and a blue bag" --num 2 --seed 1 --codes-out r3.npy
+cmp -s r3.npy p3.npy || fail "the stored cfg 3 differs from --cfg 3"
+ok "flag over the recommendation" "$VQGPT" sample --gpt rec.safetensors --prompt "a red sneaker and a blue bag" --num 2 --seed 1 --cfg 1 --codes-out r1.npy
+cmp -s r1.npy p1.npy || fail "--cfg 1 did not override the stored cfg"
+bad "bad settings" "unknown key" "$VQGPT" export --in text.safetensors --out x.npy --sampling '{"guidance": 3}'
 ok "prompt, window" "$VQGPT" sample --gpt text.safetensors --prompt "a green coat" --grid 10x12 --cfg 2 --codes-out pw.npy
 [ "$(npy_shape pw.npy)" = "(10, 12)" ] || fail "text window shape $(npy_shape pw.npy)"
 bad "prompt too long" "the model takes 20" "$VQGPT" sample --gpt text.safetensors --prompt "a red sneaker and a blue bag to the right of a red sneaker" --codes-out x.npy

@@ -70,6 +70,67 @@ static void test_learns(void) {
   free(codes);
 }
 
+// A text-conditional model on grids whose step is told by the prompt's second token (the
+// first is a distractor, the rest padding): it must learn to read the prefix (the loss ignores
+// the prompt positions), do far worse when the prompts are shuffled, and train with condition
+// dropout on too.
+static void test_text_learns(void) {
+  int n = 240, h = 4, w = 4, Vc = 16, Vt = 6, L = 3, K = 3;
+  gpt_config cfg = {.vocab_size = Vc + Vt + 1, .block_size = L + h * w - 1, .n_layer = 2,
+                    .n_head = 4, .n_embd = 32, .cond = GPT_COND_TEXT, .text_len = L,
+                    .text_vocab = Vt, .n_codes = Vc};
+  uint64_t rng = 7;
+  gpt *m = gpt_create(&cfg, &rng);
+  CHECKF(m && gpt_config_check(&m->cfg, "text") == 0, "text model: %s", vqgpt_last_error());
+  if (!m) return;
+  int32_t *codes = malloc(sizeof(int32_t) * n * h * w), labels[240], prompts[240 * 3],
+          shuffled[240 * 3];
+  make_data(codes, labels, n, h, w, Vc, K, &rng);
+  for (int i = 0; i < n; i++) {
+    prompts[i * L] = Vc + (int32_t)rng_below(&rng, Vt);  // noise
+    prompts[i * L + 1] = Vc + labels[i];                 // the step
+    prompts[i * L + 2] = gpt_text_pad(&m->cfg);
+  }
+  for (int i = 0; i < n; i++)  // another sample's prompt
+    memcpy(shuffled + i * L, prompts + ((i * 7 + 3) % n) * L, sizeof(int32_t) * L);
+  gpt_train_options o;
+  gpt_train_options_default(&o);
+  o.batch_size = 16;
+  o.steps = 100;
+  o.lr = 5e-3f;
+  o.min_lr = 3e-4f;
+  o.warmup = 10;
+  o.val_fraction = 0.1f;
+  o.cond_drop = 0.1f;
+  gpt_dataset d = {.codes = codes, .prompts = prompts, .n = n, .h = h, .w = w};
+  gpt_trainer tr;
+  CHECKF(gpt_trainer_init(&tr, m, &d, &o) == 0, "init: %s", vqgpt_last_error());
+  CHECK(tr.T == L + h * w - 1);
+  for (long s = 0; s < o.steps; s++)
+    if (gpt_trainer_step(&tr, NULL)) {
+      CHECKF(0, "step: %s", vqgpt_last_error());
+      break;
+    }
+  double v_right, v_wrong;
+  CHECK(gpt_trainer_validate(&tr, &v_right) == 0);
+  tr.data.prompts = shuffled;
+  CHECK(gpt_trainer_validate(&tr, &v_wrong) == 0);
+  fprintf(stderr, "text model: validation loss %.4f, with other samples' prompts %.4f\n", v_right,
+          v_wrong);
+  CHECKF(v_right < 0.35 * log(Vc), "validation loss %g not well below log(V) = %g", v_right, log(Vc));
+  CHECKF(v_wrong > 2 * v_right, "the prompt does not matter: %g vs %g", v_wrong, v_right);
+  gpt_trainer_free(&tr);
+  // Prompt tokens outside the text range and dropout without a null condition are refused.
+  prompts[5] = 3;
+  CHECK(gpt_trainer_init(&tr, m, &d, &o) != 0 && strstr(vqgpt_last_error(), "prompt token 3"));
+  gpt_free(m);
+  gpt *c = tiny_model(Vc, h * w, K, 0.0f, 1);
+  d = (gpt_dataset){.codes = codes, .labels = labels, .n = n, .h = h, .w = w};
+  CHECK(gpt_trainer_init(&tr, c, &d, &o) != 0 && strstr(vqgpt_last_error(), "null"));
+  gpt_free(c);
+  free(codes);
+}
+
 static void change_batch(gpt_train_options *o) { o->batch_size = 3; }
 static void change_lr(gpt_train_options *o) { o->lr = 1e-3f; }
 static void change_seed(gpt_train_options *o) { o->seed = 99; }
@@ -227,5 +288,6 @@ int main(int argc, char **argv) {
   test_bad_data();
   test_resume_exact();
   test_learns();
+  test_text_learns();
   return test_finish("test_gpt_train");
 }
