@@ -714,6 +714,44 @@ static void add_inplace(float *x, const float *y, size_t n) {
   for (size_t i = 0; i < n; i++) x[i] += y[i];
 }
 
+// Stores the key and value of sequence b at position t of layer l from its qkv row (3C).
+static void store_kv(gpt_kv *kv, int l, int b, int t, const float *qkv_row, int C, int H) {
+  int hs = C / H, B = kv->B, Tm = kv->Tmax;
+  float *kc = kv->k + (size_t)l * B * Tm * C, *vc = kv->v + (size_t)l * B * Tm * C;
+  for (int h = 0; h < H; h++) {
+    size_t at = (((size_t)b * H + h) * Tm + t) * hs;  // (B, H, Tmax, hs)
+    memcpy(kc + at, qkv_row + C + (size_t)h * hs, hs * sizeof(float));
+    memcpy(vc + at, qkv_row + 2 * C + (size_t)h * hs, hs * sizeof(float));
+  }
+}
+
+// The rest of layer l for the B newest positions, whose queries are in kv->tmp, keys and values
+// already in the cache (T positions filled) and residual stream in kv->x: attention over the
+// cache, the output projection, the MLP, both residual additions.
+static void attend_and_mlp(const gpt *m, gpt_kv *kv, int l, int T) {
+  const gpt_config *c = &m->cfg;
+  const gpt_params *p = &m->p;
+  int B = kv->B, C = c->n_embd, H = c->n_head, Tm = kv->Tmax;
+  size_t Lc = (size_t)l * C;
+  const float *kc = kv->k + (size_t)l * B * Tm * C, *vc = kv->v + (size_t)l * B * Tm * C;
+  causal_attention_step(kv->atty, kv->tmp, kc, vc, B, T, Tm, C, H, kv->scores);
+  linear_forward(kv->tmp, kv->atty, p->proj_w + Lc * C, p->proj_b + Lc, B, C, C);
+  add_inplace(kv->x, kv->tmp, (size_t)B * C);
+  layernorm_forward(kv->ln, NULL, NULL, kv->x, p->ln2_w + Lc, p->ln2_b + Lc, B, C, GPT_LN_EPS);
+  linear_forward(kv->h, kv->ln, p->fc_w + Lc * 4 * C, p->fc_b + Lc * 4, B, C, 4 * C);
+  gelu_forward(kv->h, kv->h, (size_t)B * 4 * C);
+  linear_forward(kv->tmp, kv->h, p->fcproj_w + Lc * 4 * C, p->fcproj_b + Lc, B, 4 * C, C);
+  add_inplace(kv->x, kv->tmp, (size_t)B * C);
+}
+
+// Next-token logits (B, V) from the residual stream kv->x.
+static void step_logits(const gpt *m, gpt_kv *kv, float *logits) {
+  const gpt_config *c = &m->cfg;
+  layernorm_forward(kv->ln, NULL, NULL, kv->x, m->p.lnf_w, m->p.lnf_b, kv->B, c->n_embd,
+                    GPT_LN_EPS);
+  linear_forward(logits, kv->ln, m->p.head_w, NULL, kv->B, c->n_embd, c->vocab_size);
+}
+
 int gpt_step(const gpt *m, gpt_kv *kv, const int32_t *tokens, float *logits) {
   const gpt_config *c = &m->cfg;
   const gpt_params *p = &m->p;
@@ -729,31 +767,16 @@ int gpt_step(const gpt *m, gpt_kv *kv, const int32_t *tokens, float *logits) {
   }
   for (int l = 0; l < L; l++) {
     size_t Lc = (size_t)l * C;
-    float *kc = kv->k + (size_t)l * B * Tm * C;  // (B, H, Tmax, hs)
-    float *vc = kv->v + (size_t)l * B * Tm * C;
     layernorm_forward(kv->ln, NULL, NULL, kv->x, p->ln1_w + Lc, p->ln1_b + Lc, B, C, GPT_LN_EPS);
     linear_forward(kv->qkv, kv->ln, p->qkv_w + Lc * 3 * C, p->qkv_b + Lc * 3, B, C, 3 * C);
-    int hs = C / H;
     for (int b = 0; b < B; b++) {
       const float *row = kv->qkv + (size_t)b * 3 * C;
       memcpy(kv->tmp + (size_t)b * C, row, C * sizeof(float));
-      for (int h = 0; h < H; h++) {
-        size_t at = (((size_t)b * H + h) * Tm + pos) * hs;
-        memcpy(kc + at, row + C + (size_t)h * hs, hs * sizeof(float));
-        memcpy(vc + at, row + 2 * C + (size_t)h * hs, hs * sizeof(float));
-      }
+      store_kv(kv, l, b, pos, row, C, H);
     }
-    causal_attention_step(kv->atty, kv->tmp, kc, vc, B, pos + 1, Tm, C, H, kv->scores);
-    linear_forward(kv->tmp, kv->atty, p->proj_w + Lc * C, p->proj_b + Lc, B, C, C);
-    add_inplace(kv->x, kv->tmp, (size_t)B * C);
-    layernorm_forward(kv->ln, NULL, NULL, kv->x, p->ln2_w + Lc, p->ln2_b + Lc, B, C, GPT_LN_EPS);
-    linear_forward(kv->h, kv->ln, p->fc_w + Lc * 4 * C, p->fc_b + Lc * 4, B, C, 4 * C);
-    gelu_forward(kv->h, kv->h, (size_t)B * 4 * C);
-    linear_forward(kv->tmp, kv->h, p->fcproj_w + Lc * 4 * C, p->fcproj_b + Lc, B, 4 * C, C);
-    add_inplace(kv->x, kv->tmp, (size_t)B * C);
+    attend_and_mlp(m, kv, l, pos + 1);
   }
-  layernorm_forward(kv->ln, NULL, NULL, kv->x, p->lnf_w, p->lnf_b, B, C, GPT_LN_EPS);
-  linear_forward(logits, kv->ln, p->head_w, NULL, B, C, V);
+  step_logits(m, kv, logits);
   kv->T = pos + 1;
   return 0;
 }
@@ -781,7 +804,6 @@ int gpt_prefill(const gpt *m, gpt_kv *kv, const int32_t *tokens, int T, float *l
   const gpt_config *c = &m->cfg;
   const gpt_params *p = &m->p;
   int B = kv->B, C = c->n_embd, L = c->n_layer, H = c->n_head, V = c->vocab_size, Tm = kv->Tmax;
-  int hs = C / H;
   if (T < 1 || T > Tm) return vqgpt_error("GPT prefill of %d tokens: block_size is %d", T, Tm);
   if (kv_alloc_prefill(kv, c)) return -1;
   size_t BT = (size_t)B * T;
@@ -794,20 +816,12 @@ int gpt_prefill(const gpt *m, gpt_kv *kv, const int32_t *tokens, int T, float *l
   }
   for (int l = 0; l < L; l++) {
     size_t Lc = (size_t)l * C;
-    float *kc = kv->k + (size_t)l * B * Tm * C;  // (B, H, Tmax, hs)
-    float *vc = kv->v + (size_t)l * B * Tm * C;
     layernorm_forward(kv->pln, NULL, NULL, kv->px, p->ln1_w + Lc, p->ln1_b + Lc, (int)BT, C,
                       GPT_LN_EPS);
     linear_forward(kv->pqkv, kv->pln, p->qkv_w + Lc * 3 * C, p->qkv_b + Lc * 3, (int)BT, C, 3 * C);
     for (int b = 0; b < B; b++)
-      for (int t = 0; t < T; t++) {
-        const float *row = kv->pqkv + ((size_t)b * T + t) * 3 * C;
-        for (int h = 0; h < H; h++) {
-          size_t at = (((size_t)b * H + h) * Tm + t) * hs;
-          memcpy(kc + at, row + C + (size_t)h * hs, hs * sizeof(float));
-          memcpy(vc + at, row + 2 * C + (size_t)h * hs, hs * sizeof(float));
-        }
-      }
+      for (int t = 0; t < T; t++) store_kv(kv, l, b, t, kv->pqkv + ((size_t)b * T + t) * 3 * C, C, H);
+    if (l == L - 1) break;  // the last layer: only the newest positions go on (below)
     causal_attention_forward(kv->patty, kv->patt, kv->pqkv, B, T, C, H, 0.0f, 0, NULL);
     linear_forward(kv->ptmp, kv->patty, p->proj_w + Lc * C, p->proj_b + Lc, (int)BT, C, C);
     add_inplace(kv->px, kv->ptmp, BT * C);
@@ -819,11 +833,15 @@ int gpt_prefill(const gpt *m, gpt_kv *kv, const int32_t *tokens, int T, float *l
                    C);
     add_inplace(kv->px, kv->ptmp, BT * C);
   }
-  // Only the last position's logits are wanted: the head runs on B rows, not B*T.
-  for (int b = 0; b < B; b++)
-    memcpy(kv->x + (size_t)b * C, kv->px + ((size_t)b * T + T - 1) * C, C * sizeof(float));
-  layernorm_forward(kv->ln, NULL, NULL, kv->x, p->lnf_w, p->lnf_b, B, C, GPT_LN_EPS);
-  linear_forward(logits, kv->ln, p->head_w, NULL, B, C, V);
+  // Only the last position's logits are wanted, so after the keys and values of the last layer
+  // its attention, MLP and the head run on the B last positions alone, as a step does.
+  for (int b = 0; b < B; b++) {
+    size_t last = (size_t)b * T + T - 1;
+    memcpy(kv->x + (size_t)b * C, kv->px + last * C, C * sizeof(float));
+    memcpy(kv->tmp + (size_t)b * C, kv->pqkv + last * 3 * C, C * sizeof(float));
+  }
+  attend_and_mlp(m, kv, L - 1, T);
+  step_logits(m, kv, logits);
   kv->T = T;
   return 0;
 }
