@@ -278,6 +278,14 @@ static char *put_json_string(char *q, const char *s) {
   return q;
 }
 
+// A class's name from its folder's: "3_dress" is "dress" (a numeric prefix orders the folders,
+// which give the class ids in sorted order), other names stay as they are.
+static const char *class_name(const char *folder) {
+  const char *p = folder;
+  while (*p >= '0' && *p <= '9') p++;
+  return p > folder && *p == '_' && p[1] ? p + 1 : folder;
+}
+
 // The card of a new model: the VQGAN it is trained with, the class names, the tokenizer.
 static int make_card(gpt_card *card, const char *vqgan_path, const vqgan *vq,
                      const image_folder *folder, bool classes, const vqgpt_tokenizer *tok) {
@@ -300,7 +308,7 @@ static int make_card(gpt_card *card, const char *vqgan_path, const vqgan *vq,
     *q++ = '[';
     for (int c = 0; c < folder->n_classes; c++) {
       if (c) q += sprintf(q, ", ");
-      q = put_json_string(q, folder->class_names[c]);
+      q = put_json_string(q, class_name(folder->class_names[c]));
     }
     sprintf(q, "]");
   }

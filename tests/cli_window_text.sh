@@ -120,8 +120,9 @@ done
 bad "captions without tokenizer" "--tokenizer" "$VQGPT" train-gpt --vqgan "$VQ" --data data --captions --out bad.safetensors
 
 # --- Classes by name, with guidance.
-mkdir -p cls/cats cls/dogs
-cp data/img0.png data/img1.png data/img2.png cls/cats/ && cp data/img3.png data/img4.png data/img5.png cls/dogs/
+# A numeric prefix orders the folders and is not part of the name.
+mkdir -p cls/0_cats cls/1_dogs
+cp data/img0.png data/img1.png data/img2.png cls/0_cats/ && cp data/img3.png data/img4.png data/img5.png cls/1_dogs/
 ok "train class GPT" "$VQGPT" train-gpt --vqgan "$VQ" --data cls --classes --cond-drop 0.25 --steps 4 --batch 2 --n-layer 1 --n-head 2 --n-embd 16 --val-fraction 0 --out cls.safetensors
 ok "list classes" "$VQGPT" sample --gpt cls.safetensors --list-classes
 [ "$(cat out.txt)" = "$(printf '0\tcats\n1\tdogs')" ] || fail "class list: $(cat out.txt)"
