@@ -5,10 +5,10 @@
 #include "core/blas.h"
 #include "core/mathf.h"
 
-// Row-wise softmax in place, max-subtracted so exp never overflows.
-static void attn2d_softmax_rows(float *s, int N) {
-#pragma omp parallel for schedule(static) if ((size_t)N * N >= 16384)
-  for (int i = 0; i < N; i++) {
+// Row-wise softmax of rows x N scores in place, max-subtracted so exp never overflows.
+static void attn2d_softmax_rows(float *s, int rows, int N) {
+#pragma omp parallel for schedule(static) if ((size_t)rows * N >= 16384)
+  for (int i = 0; i < rows; i++) {
     float *row = s + (size_t)i * N;
     float mx = row[0];
 #pragma omp simd reduction(max : mx)
@@ -35,9 +35,30 @@ void attn2d_forward(float *out, float *probs, const float *q, const float *k, co
     float *pb = probs + b * nn;                                         // (N, N)
     // scores (N_q, N_k) = q^T k * scale
     vqgpt_sgemm(true, false, N, N, C, scale, qb, N, kb, N, 0.0f, pb, N);
-    attn2d_softmax_rows(pb, N);
+    attn2d_softmax_rows(pb, N, N);
     // out (C, N_q) = v (C, N_k) probs^T
     vqgpt_sgemm(false, true, C, N, N, 1.0f, vb, N, pb, N, 0.0f, out + b * cn, N);
+  }
+}
+
+size_t attn2d_rows_scratch_size(int N) {
+  return (size_t)(N < ATTN2D_ROWS ? N : ATTN2D_ROWS) * N;
+}
+
+void attn2d_forward_rows(float *out, float *scratch, const float *q, const float *k,
+                         const float *v, int B, int C, int N) {
+  float scale = attn2d_scale(C);
+  size_t cn = (size_t)C * N;
+  for (int b = 0; b < B; b++) {
+    const float *qb = q + b * cn, *kb = k + b * cn, *vb = v + b * cn;  // (C, N)
+    for (int i0 = 0; i0 < N; i0 += ATTN2D_ROWS) {
+      int R = N - i0 < ATTN2D_ROWS ? N - i0 : ATTN2D_ROWS;
+      // scores (R, N_k) = q[:, i0:i0+R]^T k * scale
+      vqgpt_sgemm(true, false, R, N, C, scale, qb + i0, N, kb, N, 0.0f, scratch, N);
+      attn2d_softmax_rows(scratch, R, N);
+      // out[:, i0:i0+R] (C, R) = v (C, N_k) probs^T
+      vqgpt_sgemm(false, true, C, R, N, 1.0f, vb, N, scratch, N, 0.0f, out + b * cn + i0, N);
+    }
   }
 }
 

@@ -22,7 +22,7 @@ static int ws_alloc(workspace *ws, vqgan *m, int B, int H, int W) {
   memset(ws, 0, sizeof *ws);
   vqgan_sizes s = vqgan_forward_sizes(m, B, H, W);
   size_t scratch = s.scratch > vqgan_quantize_scratch_size(m) ? s.scratch : vqgan_quantize_scratch_size(m);
-  size_t sizes[8] = {s.act, s.act, s.act, s.act, scratch, 4 * s.attn_cn + s.attn_nn,
+  size_t sizes[8] = {s.act, s.act, s.act, s.act, scratch, 4 * s.attn_cn + s.attn_rows,
                      (size_t)B * VQGAN_GROUPS, (size_t)B * VQGAN_GROUPS};
   size_t total = 0;
   for (int i = 0; i < 8; i++) total += (sizes[i] + 15) / 16 * 16;  // 64-byte aligned pieces
@@ -51,7 +51,7 @@ static int ws_alloc(workspace *ws, vqgan *m, int B, int H, int W) {
   // In inference every intermediate of a block may share one buffer (see resblock_forward).
   ws->rb = (vqgan_resblock_bufs){ws->p, ws->p, ws->p, ws->q, st, st, NULL, NULL};
   ws->ab = (vqgan_attn_bufs){ws->p, attn, attn + s.attn_cn, attn + 2 * s.attn_cn,
-                             attn + 3 * s.attn_cn, attn + 4 * s.attn_cn, st};
+                             attn + 3 * s.attn_cn, attn + 4 * s.attn_cn, st, true};
   return 0;
 }
 

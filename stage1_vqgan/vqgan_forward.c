@@ -64,7 +64,10 @@ void vqgan_attn_forward(const vqgan *m, const vqgan_attnblock *a, float *out, co
   vqgan_conv_forward(m, &a->q, b->q, b->hn, B, h, w, scratch);
   vqgan_conv_forward(m, &a->k, b->k, b->hn, B, h, w, scratch);
   vqgan_conv_forward(m, &a->v, b->v, b->hn, B, h, w, scratch);
-  attn2d_forward(b->o, b->probs, b->q, b->k, b->v, B, a->c, n);
+  if (b->rows)
+    attn2d_forward_rows(b->o, b->probs, b->q, b->k, b->v, B, a->c, n);
+  else
+    attn2d_forward(b->o, b->probs, b->q, b->k, b->v, B, a->c, n);
   vqgan_conv_forward(m, &a->proj_out, out, b->o, B, h, w, scratch);
   vqgan_add_inplace(out, x, (size_t)B * a->c * n);
 }
@@ -142,6 +145,7 @@ static void attn_sizes(const vqgan_attnblock *a, int B, int H, int W, vqgan_size
   size_t n = (size_t)(H >> a->level) * (W >> a->level);
   s->attn_cn = max_z(s->attn_cn, (size_t)B * a->c * n);
   s->attn_nn = max_z(s->attn_nn, (size_t)B * n * n);
+  s->attn_rows = max_z(s->attn_rows, attn2d_rows_scratch_size(n));
   s->attn_n = max_z(s->attn_n, n);
 }
 

@@ -106,8 +106,9 @@ typedef struct {
 
 typedef struct {
   float *hn, *q, *k, *v, *o;  // norm(x), projections, attention output; (B, C, N)
-  float *probs;               // (B, N, N)
+  float *probs;               // (B, N, N) kept for the backward, or the row-block scratch
   vqgan_gn_stats st;
+  bool rows;                  // inference: probs is attn2d_rows_scratch_size(N), not kept
 } vqgan_attn_bufs;
 
 // y += x over n values (residual connections and gradient sums).
@@ -137,6 +138,7 @@ void vqgan_lookup(const vqgan *m, const int32_t *indices, int B, int h, int w, f
 // the largest attention length N.
 typedef struct {
   size_t act, scratch, attn_cn, attn_nn, attn_n;
+  size_t attn_rows;  // the row-block attention scratch of inference
 } vqgan_sizes;
 vqgan_sizes vqgan_forward_sizes(const vqgan *m, int B, int H, int W);
 
