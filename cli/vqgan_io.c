@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/memory.h"
 
 // Loads the image and brings it to a size the model takes, following SIZE_RULE.
 int vqgan_io_prepare_image(image_rgb *img, const char *path, int f, bool crop, long resize) {
@@ -77,6 +78,7 @@ int vqgan_io_decode_to_png(vqgan *m, const int32_t *codes, int n, int h, int w, 
   int f = vqgan_factor(m);
   if (vqgan_get_config(m)->out_ch != 3) return vqgpt_error("the VQGAN outputs %d channels, PNG needs 3", vqgan_get_config(m)->out_ch);
   size_t per = (size_t)3 * h * f * w * f;
+  if (vqgpt_memory_check(per * n * (sizeof(float) + 1), "the decoded images")) return -1;
   float *x = malloc(per * n * sizeof *x);
   if (!x) return vqgpt_error("out of memory decoding %d grids of %dx%d", n, w, h);
   int rc = 0;

@@ -1,9 +1,11 @@
 // Inference: vqgan_encode and vqgan_decode over a handful of reused activation buffers, so
 // memory stays at a few times the largest activation whatever the depth of the model.
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
+#include "core/memory.h"
 #include "core/upsample.h"
 #include "stage1_vqgan/vqgan_layers.h"
 
@@ -27,6 +29,9 @@ static int ws_alloc(workspace *ws, vqgan *m, int B, int H, int W) {
   size_t total = 0;
   for (int i = 0; i < 8; i++) total += (sizes[i] + 15) / 16 * 16;  // 64-byte aligned pieces
   if (m->workspace_floats < total) {
+    char what[96];
+    snprintf(what, sizeof what, "a %dx%d VQGAN pass (batch %d)", W, H, B);
+    if (vqgpt_memory_check(total * sizeof(float), what)) return -1;
     free(m->workspace);
     m->workspace = aligned_alloc(64, total * sizeof(float));
     m->workspace_floats = m->workspace ? total : 0;

@@ -8,6 +8,7 @@
 #include "core/causal_attention.h"
 #include "core/dropout.h"
 #include "core/error.h"
+#include "core/memory.h"
 #include "core/gelu.h"
 #include "core/layernorm.h"
 #include "core/linear.h"
@@ -689,6 +690,7 @@ int gpt_kv_init(gpt_kv *kv, const gpt *m, int B) {
                     &kv->scores};
   size_t total = 0, n = sizeof sizes / sizeof sizes[0];
   for (size_t i = 0; i < n; i++) total += sizes[i];
+  if (vqgpt_memory_check(total * sizeof(float), "the KV cache")) return -1;
   kv->block = malloc(total * sizeof(float));
   if (!kv->block) return vqgpt_error("out of memory for the KV cache (%.1f MB)", total * 4.0 / 1e6);
   float *q = kv->block;
@@ -789,6 +791,7 @@ static int kv_alloc_prefill(gpt_kv *kv, const gpt_config *c) {
   float **ptrs[] = {&kv->px, &kv->pln, &kv->pqkv, &kv->patty, &kv->ptmp, &kv->ph, &kv->patt};
   size_t total = 0, n = sizeof sizes / sizeof sizes[0];
   for (size_t i = 0; i < n; i++) total += sizes[i];
+  if (vqgpt_memory_check(total * sizeof(float), "the prefill activations")) return -1;
   kv->pblock = malloc(total * sizeof(float));
   if (!kv->pblock)
     return vqgpt_error("out of memory for the prefill scratch (%.1f MB)", total * 4.0 / 1e6);

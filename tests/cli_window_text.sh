@@ -58,6 +58,12 @@ open(sys.argv[2], 'wb').write(struct.pack('<Q', len(hb)) + hb + raw[8 + n:])
 PY
 bad "window larger than the block" "block_size" "$VQGPT" sample --gpt wide.safetensors --grid 12x12 --codes-out x.npy
 
+# --- The memory budget refuses a pass before allocating it.
+NOFILES="x.png"
+bad "over the memory budget" "VQGPT_MAX_MEMORY" env VQGPT_MAX_MEMORY=0.001 "$VQGPT" decode --vqgan "$VQ" --codes w3.npy --out x.png
+bad "KV cache over the budget" "memory budget" env VQGPT_MAX_MEMORY=0.00001 "$VQGPT" sample --gpt "$WIN" --class 3 --grid 9x13 --num 64 --codes-out x.npy
+ok "within the budget" env VQGPT_MAX_MEMORY=1 "$VQGPT" decode --vqgan "$VQ" --codes w3.npy --out w3.png
+
 # --- Images with captions: drawn by the tiny fixtures, captioned by their seed's parity.
 mkdir -p data
 for i in 0 1 2 3 4 5 6 7; do
