@@ -13,6 +13,13 @@ int bench_window(int argc, char **argv);
 // with the given base channels and codebook size.
 vqgan_config bench_f16_config(int ch, int n_embed);
 
+// Measured machine limits, printed as one line "machine: ..." before a benchmark's figures.
+typedef struct {
+  double sgemm_gflops;  // 1024^3 sgemm, all threads
+  double read_gbs;      // streaming read of 256 MB, all threads
+} bench_limits;
+int bench_machine_limits(bench_limits *out);
+
 // The shortest of `reps` timed calls of run(ctx) in seconds; -1 if a call fails.
 double bench_best_of(int reps, int (*run)(void *), void *ctx);
 

@@ -14,7 +14,7 @@
 #include "sampling/sampler.h"
 #include "stage2_transformer/gpt_train.h"
 
-static int bench_sample(const gpt *m, int B, int n_tokens) {
+static int bench_sample(const gpt *m, int B, int n_tokens, const bench_limits *limits) {
   int32_t *cond = calloc((size_t)B, sizeof(int32_t));
   int32_t *out = malloc((size_t)B * n_tokens * sizeof(int32_t));
   if (!cond || !out) {
@@ -37,8 +37,12 @@ static int bench_sample(const gpt *m, int B, int n_tokens) {
   free(cond);
   free(out);
   if (rc) return cli_fail("bench gpt", "%s", vqgpt_last_error());
-  printf("sample  batch %d: %d tokens in %.3f s = %.1f tokens/s (%.2f ms per step)\n", B,
-         B * n_tokens, dt, B * n_tokens / dt, 1e3 * dt / n_tokens);
+  // Each step reads every weight once (for the whole batch): the memory-bandwidth bound.
+  double gbs = m->n_params * sizeof(float) * (double)n_tokens / dt / 1e9;
+  printf("sample  batch %d: %d tokens in %.3f s = %.1f tokens/s (%.2f ms per step; weights read "
+         "at %.1f GB/s, %.0f%% of the machine's)\n",
+         B, B * n_tokens, dt, B * n_tokens / dt, 1e3 * dt / n_tokens, gbs,
+         100 * gbs / limits->read_gbs);
   return 0;
 }
 
@@ -98,6 +102,8 @@ int bench_gpt(int argc, char **argv) {
   cli_status s = cli_parse("bench gpt", "Times GPT sampling (KV cache) and training steps.", argc,
                            argv, opts, sizeof opts / sizeof opts[0]);
   if (s != CLI_OK) return s == CLI_HELP ? 0 : 1;
+  bench_limits limits;
+  if (bench_machine_limits(&limits)) return cli_fail("bench", "out of memory");
   if (layers < 1 || embd < 1 || heads < 1 || vocab < 2 || tokens < 1 || train_steps < 1 ||
       layers > 256 || embd > 16384 || vocab > (1 << 20) || tokens > 16384)
     return cli_fail("bench gpt", "sizes out of range");
@@ -112,8 +118,8 @@ int bench_gpt(int argc, char **argv) {
          layers, embd, heads, vocab, m->n_params / 1e6, omp_get_max_threads(),
          vqgpt_blas_corename());
   int rc = 0;
-  if (!no_sample) rc = bench_sample(m, 1, (int)tokens);
-  if (!no_sample && !rc) rc = bench_sample(m, 8, (int)tokens);
+  if (!no_sample) rc = bench_sample(m, 1, (int)tokens, &limits);
+  if (!no_sample && !rc) rc = bench_sample(m, 8, (int)tokens, &limits);
   if (!no_train && !rc) rc = bench_train(m, 4, (int)tokens, (int)train_steps);
   gpt_free(m);
   return rc;

@@ -78,6 +78,8 @@ int bench_vqgan(int argc, char **argv) {
                             "Time encode (256x256) and decode (16x16 codes) of the f16 VQGAN.",
                             argc, argv, opts, sizeof opts / sizeof opts[0]);
   if (st != CLI_OK) return st == CLI_HELP ? 0 : 1;
+  bench_limits limits;
+  if (bench_machine_limits(&limits)) return cli_fail("bench", "out of memory");
   int gh = 16, gw = 16;
   if (grid && (sscanf(grid, "%dx%d", &gh, &gw) != 2 || gh < 1 || gw < 1 || gh > 256 || gw > 256))
     return cli_fail("bench vqgan", "--grid expects HxW (tokens), got '%s'", grid);

@@ -46,6 +46,8 @@ int bench_vqgan_train(int argc, char **argv) {
                             "Time one VQGAN generator + discriminator step (f16 architecture).",
                             argc, argv, opts, sizeof opts / sizeof opts[0]);
   if (st != CLI_OK) return st == CLI_HELP ? 0 : 1;
+  bench_limits limits;
+  if (bench_machine_limits(&limits)) return cli_fail("bench", "out of memory");
   if (reps < 1 || batch < 1 || size < 16 || size % 16 || ch < 32 || ch % 32 || n_embed < 2)
     return cli_fail("bench vqgan-train", "invalid option value (size must be a multiple of 16)");
   vqgan_config cfg = bench_f16_config((int)ch, (int)n_embed);

@@ -46,6 +46,8 @@ int bench_window(int argc, char **argv) {
   cli_status s = cli_parse(CMD, "Times sliding-window sampling of a large code grid.", argc, argv,
                            opts, sizeof opts / sizeof opts[0]);
   if (s != CLI_OK) return s == CLI_HELP ? 0 : 1;
+  bench_limits limits;
+  if (bench_machine_limits(&limits)) return cli_fail("bench", "out of memory");
   int gh, gw;
   if (sscanf(grid_s, "%dx%d", &gh, &gw) != 2 || gh < 1 || gw < 1 || gh > 1024 || gw > 1024)
     return cli_fail(CMD, "--grid expects HxW with sides in [1, 1024] (got '%s')", grid_s);
