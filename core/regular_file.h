@@ -6,6 +6,7 @@
 
 #include <stdio.h>
 #include <sys/stat.h>
+#include <sys/types.h>  // mode_t also without POSIX feature macros
 
 // A read-only descriptor (O_CLOEXEC, blocking mode restored) of the regular file at path, or
 // -1 with one error line "<path>: ..." (vqgpt_last_error). st, if not NULL, receives its fstat.

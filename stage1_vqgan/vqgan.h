@@ -11,9 +11,17 @@
 
 #define VQGAN_MAX_LEVELS 8
 
+// How latents become codes. VQGAN_NEAREST: VectorQuantizer2, the nearest codebook entry
+// (quantize.embedding.weight). VQGAN_GUMBEL: GumbelVQ's GumbelQuantize (config "quantizer":
+// "gumbel"), inference only: the code is the argmax of the logits of a 1x1 conv
+// (quantize.proj, embed_dim -> n_embed), the reference's hard sample without its Gumbel noise;
+// the codebook is quantize.embed.weight.
+typedef enum { VQGAN_NEAREST, VQGAN_GUMBEL } vqgan_quantizer;
+
 // The reference constructor parameters (VQModel: embed_dim, n_embed, ddconfig).
 typedef struct {
   int embed_dim, n_embed;
+  vqgan_quantizer quantizer;
   int ch, out_ch, in_channels, z_channels, resolution;
   int ch_mult[VQGAN_MAX_LEVELS];
   int n_levels;  // len(ch_mult)
@@ -52,8 +60,9 @@ int vqgan_save_as(const vqgan *m, const char *path, st_dtype storage);
 // Encode and decode reuse activation memory kept in the model, so calls on one model must
 // not run concurrently.
 // x: (B, in_channels, H, W) in [-1, 1], H and W multiples of the factor.
-// indices: (B, H/f, W/f) nearest-code indices. z (may be NULL): (B, embed_dim, H/f, W/f), the
-// quant_conv output. qloss (may be NULL): codebook + commitment loss (reference legacy form).
+// indices: (B, H/f, W/f) nearest-code indices (Gumbel: argmax codes). z (may be NULL):
+// (B, embed_dim, H/f, W/f), the quant_conv output. qloss (may be NULL): codebook + commitment
+// loss (reference legacy form); 0 for a Gumbel quantizer.
 int vqgan_encode(vqgan *m, const float *x, int B, int H, int W, int32_t *indices, float *z,
                  float *qloss);
 // indices: (B, h, w), each in [0, n_embed). x: (B, out_ch, h*f, w*f).

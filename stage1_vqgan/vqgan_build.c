@@ -252,7 +252,15 @@ static vqgan *build(const vqgan_config *cfg) {
   build_decoder(&b, cfg);
   add_conv(&b, &m->post_quant_conv, cfg->embed_dim, cfg->z_channels, 1, top, "post_quant_conv");
   int64_t es[2] = {cfg->n_embed, cfg->embed_dim};
-  m->embedding = add_param(&b, 2, es, "quantize.embedding.weight");
+  if (cfg->quantizer == VQGAN_GUMBEL) {
+    // Not a vqgan_conv: its (B, n_embed, h, w) output is never stored whole (vqgan_quantize).
+    int64_t ps[4] = {cfg->n_embed, cfg->embed_dim, 1, 1}, pb[1] = {cfg->n_embed};
+    m->proj_w = add_param(&b, 4, ps, "quantize.proj.weight");
+    m->proj_b = add_param(&b, 1, pb, "quantize.proj.bias");
+    m->embedding = add_param(&b, 2, es, "quantize.embed.weight");
+  } else {
+    m->embedding = add_param(&b, 2, es, "quantize.embedding.weight");
+  }
   if (!b.failed && m->n_floats > VQGAN_MAX_PARAMS) {
     vqgpt_error("the VQGAN config describes %zu parameters, more than the %zu supported",
                 m->n_floats, (size_t)VQGAN_MAX_PARAMS);
@@ -342,10 +350,10 @@ static int append_list(char *buf, size_t cap, size_t *len, const int *v, int n) 
 
 int vqgan_config_json(const vqgan_config *c, char *buf, size_t cap) {
   size_t len = 0;
-  int rc = append(buf, cap, &len,
-                  "{\"embed_dim\": %d, \"n_embed\": %d, \"ddconfig\": {\"double_z\": false, "
+  int rc = append(buf, cap, &len, "{%s\"embed_dim\": %d, \"n_embed\": %d, \"ddconfig\": {\"double_z\": false, "
                   "\"z_channels\": %d, \"resolution\": %d, \"in_channels\": %d, \"out_ch\": %d, "
                   "\"ch\": %d, \"ch_mult\": ",
+                  c->quantizer == VQGAN_GUMBEL ? "\"quantizer\": \"gumbel\", " : "",
                   c->embed_dim, c->n_embed, c->z_channels, c->resolution, c->in_channels,
                   c->out_ch, c->ch);
   rc = rc ? rc : append_list(buf, cap, &len, c->ch_mult, c->n_levels);

@@ -50,6 +50,20 @@ static int check_consistent(const vqgan_config *c, const char *source) {
   return 0;
 }
 
+// "quantizer": absent or "nearest" (VectorQuantizer2), or "gumbel" (GumbelQuantize).
+static int parse_quantizer(const json_value *root, vqgan_quantizer *q, const char *source) {
+  const json_value *v = json_get(root, "quantizer");
+  *q = VQGAN_NEAREST;
+  if (!v) return 0;
+  const char *s = json_get_string(root, "quantizer");
+  if (s && strcmp(s, "nearest") == 0) return 0;
+  if (s && strcmp(s, "gumbel") == 0) {
+    *q = VQGAN_GUMBEL;
+    return 0;
+  }
+  return vqgpt_error("%s: config: 'quantizer' must be \"nearest\" or \"gumbel\"", source);
+}
+
 int vqgan_config_parse(vqgan_config *cfg, const char *json, const char *source) {
   memset(cfg, 0, sizeof *cfg);
   if (!json) return vqgpt_error("%s: no 'config' in the metadata", source);
@@ -85,6 +99,7 @@ int vqgan_config_parse(vqgan_config *cfg, const char *json, const char *source) 
     goto done;
   }
   json_get_bool(dd, "double_z", &cfg->double_z);
+  if (parse_quantizer(root, &cfg->quantizer, source)) goto done;
   rc = check_consistent(cfg, source);
 done:
   json_free(root);

@@ -80,9 +80,48 @@ size_t vqgan_quantize_scratch_size(const vqgan *m) {
   return (size_t)m->cfg.n_embed * (QUANT_CHUNK + 1);
 }
 
+// GumbelQuantize at inference: the code of each position is the argmax of the logits
+// proj(z) = W z + b over the n_embed codes (W: (K, C)), computed chunk by chunk.
+static void gumbel_codes(const vqgan *m, const float *z, int B, int N, int32_t *indices,
+                         float *scratch) {
+  const int K = m->cfg.n_embed, C = m->cfg.embed_dim;
+  const float *W = m->w + m->proj_w, *bias = m->w + m->proj_b;
+  float *logits = scratch;  // (K, chunk)
+  for (int b = 0; b < B; b++) {
+    const float *zb = z + (size_t)b * C * N;  // (C, N)
+    for (int n0 = 0; n0 < N; n0 += QUANT_CHUNK) {
+      int nc = N - n0 < QUANT_CHUNK ? N - n0 : QUANT_CHUNK;
+      vqgpt_sgemm(false, false, K, nc, C, 1.0f, W, C, zb + n0, N, 0.0f, logits, nc);
+      float best[QUANT_CHUNK];
+      int32_t arg[QUANT_CHUNK];
+      for (int j = 0; j < nc; j++) {
+        best[j] = -FLT_MAX;
+        arg[j] = 0;
+      }
+      for (int k = 0; k < K; k++) {
+        const float *row = logits + (size_t)k * nc;
+        for (int j = 0; j < nc; j++) {
+          float s = row[j] + bias[k];
+          if (s > best[j]) {  // strict: ties keep the first index, as torch.argmax
+            best[j] = s;
+            arg[j] = k;
+          }
+        }
+      }
+      for (int j = 0; j < nc; j++) indices[(size_t)b * N + n0 + j] = arg[j];
+    }
+  }
+}
+
 void vqgan_quantize(const vqgan *m, const float *z, int B, int h, int w, int32_t *indices,
                     float *zq, double *loss_out, float *scratch) {
   const int K = m->cfg.n_embed, C = m->cfg.embed_dim, N = h * w;
+  if (m->cfg.quantizer == VQGAN_GUMBEL) {
+    gumbel_codes(m, z, B, N, indices, scratch);
+    if (zq) vqgan_lookup(m, indices, B, h, w, zq);
+    if (loss_out) *loss_out = 0;  // the KL term is a training loss; training is not supported
+    return;
+  }
   const float *E = m->w + m->embedding;  // (K, C)
   float *e2 = scratch;                   // (K)
   float *dots = scratch + K;             // (K, chunk)

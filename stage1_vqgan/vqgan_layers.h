@@ -73,7 +73,8 @@ struct vqgan {
   vqgan_config cfg;
   vqgan_coder enc, dec;
   vqgan_conv quant_conv, post_quant_conv;
-  size_t embedding;  // (n_embed, embed_dim)
+  size_t embedding;  // (n_embed, embed_dim): quantize.embedding (nearest) or quantize.embed (Gumbel)
+  size_t proj_w, proj_b;  // Gumbel only: quantize.proj, (n_embed, embed_dim, 1, 1) and (n_embed)
   vqgan_param *params;
   size_t n_params;
   size_t n_floats;
@@ -124,8 +125,9 @@ void vqgan_attn_forward(const vqgan *m, const vqgan_attnblock *a, float *out, co
 void vqgan_norm_swish_forward(const vqgan *m, const vqgan_norm *n, float *out, const float *x,
                               vqgan_gn_stats *st, int B, int hw);
 
-// Nearest codebook entry for each of the B*h*w vectors of z (B, embed_dim, h, w); also writes
-// zq (may be NULL) and the reference's legacy codebook+commitment loss (may be NULL).
+// Nearest codebook entry for each of the B*h*w vectors of z (B, embed_dim, h, w), or with a
+// Gumbel quantizer the argmax of quantize.proj(z); also writes zq (may be NULL) and the
+// reference's legacy codebook+commitment loss (may be NULL; 0 for Gumbel).
 // scratch: vqgan_quantize_scratch_size(m) floats.
 size_t vqgan_quantize_scratch_size(const vqgan *m);
 void vqgan_quantize(const vqgan *m, const float *z, int B, int h, int w, int32_t *indices,

@@ -53,6 +53,10 @@ void vqgan_trainer_free(vqgan_trainer *t) {
 }
 
 vqgan_trainer *vqgan_trainer_new(vqgan *g, patchgan *d, lpips *lp, const vqgan_train_opts *o) {
+  if (g->cfg.quantizer != VQGAN_NEAREST) {
+    vqgpt_error("training a VQGAN with a Gumbel quantizer is not supported (inference only)");
+    return NULL;
+  }
   vqgan_trainer *t = calloc(1, sizeof *t);
   if (!t) {
     vqgpt_error("out of memory");

@@ -7,7 +7,10 @@ states and pickled callback objects), and extended with the tensors the converte
 (loss.*, attn.mask buffers, first/cond stage models). The converted files are checked with the
 small safetensors reader below, independent of the C code: names, dtypes, shapes, bytes,
 metadata and header layout. With --vqgpt, a converted VQGAN must also reconstruct an image
-exactly as the fixture model does.
+exactly as the fixture model does, and a converted GumbelVQ (fixture gumbel_tiny, made by
+make_gumbel_fixture.py with the reference's GumbelVQ) must encode to the reference's argmax
+codes. --first-stage takes the VQGAN (VQModel or GumbelVQ) out of a transformer checkpoint;
+VQGANs that do not read and write RGB are refused.
 
 usage: test_convert_taming.py --fixtures DIR [--vqgpt BIN]
 """
@@ -256,11 +259,16 @@ def test_vqgan(fx, tmp, vqgpt):
     write_yaml(wconf, wrong)
     expect_fail(["--ckpt", ckpt, "--config", wconf, "--out", os.path.join(tmp, "x.st")],
                 "quantize.embedding.weight has shape [64, 16], config says [128, 16]", "wrong shape")
-    gumbel = vq_yaml(fix_cfg)
-    gumbel["model"]["target"] = "taming.models.vqgan.GumbelVQ"
-    write_yaml(wconf, gumbel)
+    ema = vq_yaml(fix_cfg)
+    ema["model"]["target"] = "taming.models.vqgan.EMAVQ"
+    write_yaml(wconf, ema)
     expect_fail(["--ckpt", ckpt, "--config", wconf, "--out", os.path.join(tmp, "x.st")],
-                "unsupported model target 'taming.models.vqgan.GumbelVQ'", "unknown target")
+                "unsupported model target 'taming.models.vqgan.EMAVQ'", "unknown target")
+    # A depth or segmentation VQGAN: no command reads or writes such images.
+    for chans in ({"in_channels": 1, "out_ch": 1}, {"out_ch": 4}):
+        write_yaml(wconf, vq_yaml(dict(fix_cfg, ddconfig=dict(fix_cfg["ddconfig"], **chans))))
+        expect_fail(["--ckpt", ckpt, "--config", wconf, "--out", os.path.join(tmp, "x.st")],
+                    "only 3 and 3 are supported", f"channels {chans}")
     with open(wconf, "w") as f:
         f.write("model: [unclosed\n")
     expect_fail(["--ckpt", ckpt, "--config", wconf, "--out", os.path.join(tmp, "x.st")],
@@ -340,6 +348,123 @@ def test_gpt(fx, tmp):
                 "missing tensor 'transformer.tok_emb.weight'", "VQ checkpoint as GPT")
 
 
+def gumbel_yaml(cfg):
+    p = {k: cfg[k] for k in ("embed_dim", "n_embed", "ddconfig")}
+    p.update(kl_weight=1e-8, lossconfig={"target": "taming.modules.losses.vqperceptual.DummyLoss"},
+             temperature_scheduler_config={"target": "taming.lr_scheduler.LambdaWarmUpCosineScheduler",
+                                           "params": {"warm_up_steps": 0, "max_decay_steps": 1000,
+                                                      "lr_start": 0.9, "lr_max": 0.9,
+                                                      "lr_min": 1.0e-06}})
+    return {"model": {"base_learning_rate": 4.5e-6, "target": "taming.models.vqgan.GumbelVQ",
+                      "params": p}}
+
+
+def read_npy_i32(path):
+    a = np.load(path)
+    return a.astype(np.int32) if a.dtype.kind == "i" else a
+
+
+def test_gumbel(fx, tmp, vqgpt):
+    """GumbelVQ: converted from a checkpoint and from a transformer's first stage; in C, the
+    converted model encodes to the reference's argmax codes and decodes like it."""
+    _, g_meta, gum = read_safetensors(os.path.join(fx, "gumbel_tiny.safetensors"))
+    _, _, gio = read_safetensors(os.path.join(fx, "gumbel_tiny_io.safetensors"))
+    cfg = json.loads(g_meta["config"])
+    check(cfg.get("quantizer") == "gumbel", "fixture is a Gumbel VQGAN")
+    sd = to_torch(gum)
+    sd["loss.logvar"] = torch.zeros(())  # the loss module's tensors are dropped
+    ckpt, conf = os.path.join(tmp, "gumbel.ckpt"), os.path.join(tmp, "gumbel.yaml")
+    lightning_ckpt(ckpt, sd, with_objects=True)
+    write_yaml(conf, gumbel_yaml(cfg))
+    out = os.path.join(tmp, "gumbel.safetensors")
+    rc, err = convert("--ckpt", ckpt, "--config", conf, "--out", out)
+    if check(rc == 0, f"GumbelVQ conversion failed: {err.strip()}"):
+        _, meta, got = read_safetensors(out)
+        same_tensors(got, gum, "gumbel")
+        check(json.loads(meta["config"]) == cfg, f"gumbel config {meta['config']}")
+        check(meta.get("format") == "taming-vqgan", "gumbel format")
+
+    if vqgpt and rc == 0:
+        png, codes = os.path.join(fx, "gumbel_tiny_input.png"), os.path.join(tmp, "g.npy")
+        r = subprocess.run([vqgpt, "encode", "--vqgan", out, "--image", png, "--out", codes],
+                           capture_output=True, text=True)
+        if check(r.returncode == 0, f"vqgpt encode (GumbelVQ): {r.stderr.strip()}"):
+            got = read_npy_i32(codes)
+            want = gio["indices"]
+            check(got.shape == want.shape and (got == want).all(),
+                  f"GumbelVQ codes: {int((got != want).sum()) if got.shape == want.shape else got.shape} "
+                  "differ from the reference's argmax")
+        # Decoding: the converted model gives the fixture model's image (whose parity with
+        # the reference tests/test_gumbel.c checks).
+        np.save(codes, gio["indices"])
+        recs = []
+        for i, model in enumerate([out, os.path.join(fx, "gumbel_tiny.safetensors")]):
+            rec = os.path.join(tmp, f"g{i}.png")
+            r = subprocess.run([vqgpt, "decode", "--vqgan", model, "--codes", codes, "--out", rec],
+                               capture_output=True, text=True)
+            check(r.returncode == 0, f"vqgpt decode (GumbelVQ {model}): {r.stderr.strip()}")
+            recs.append(open(rec, "rb").read() if os.path.exists(rec) else b"")
+        check(recs[0] == recs[1] and recs[0], "converted GumbelVQ decodes differently")
+
+    # The first stage of a transformer checkpoint: GumbelVQ and VQModel.
+    _, gpt_meta, gpt = read_safetensors(os.path.join(fx, "gpt_tiny.safetensors"))
+    _, vq_meta, vq = read_safetensors(os.path.join(fx, "vqgan_tiny.safetensors"))
+    gcfg, vcfg = json.loads(gpt_meta["config"]), json.loads(vq_meta["config"])
+    for label, fs_tensors, fs_cfg, fs_yaml in [
+            ("gumbel", gum, cfg, gumbel_yaml(cfg)["model"]),
+            ("vqmodel", vq, vcfg, vq_yaml(vcfg)["model"])]:
+        net = to_torch(gpt, "transformer.")
+        net.update(to_torch(fs_tensors, "first_stage_model."))
+        nckpt = os.path.join(tmp, f"net_{label}.ckpt")
+        lightning_ckpt(nckpt, net, with_objects=False)
+        y = gpt_yaml(gcfg, vcfg, "__is_unconditional__")
+        y["model"]["params"]["first_stage_config"] = fs_yaml
+        nconf = os.path.join(tmp, f"net_{label}.yaml")
+        write_yaml(nconf, y)
+        fout = os.path.join(tmp, f"first_{label}.safetensors")
+        rc, err = convert("--ckpt", nckpt, "--config", nconf, "--out", fout, "--first-stage")
+        if check(rc == 0, f"--first-stage ({label}) failed: {err.strip()}"):
+            _, meta, got = read_safetensors(fout)
+            same_tensors(got, fs_tensors, f"first stage {label}")
+            check(json.loads(meta["config"]) == fs_cfg, f"first stage {label} config {meta['config']}")
+        if label == "gumbel":
+            rc, err = convert("--ckpt", nckpt, "--config", nconf, "--out", fout)
+            check(rc == 0 and read_safetensors(fout)[1]["format"] == "taming-gpt",
+                  f"without --first-stage the GPT is converted: {err.strip()}")
+            expect_fail(["--ckpt", nckpt, "--config", nconf, "--out", fout, "--first-stage",
+                         "--disc-out", os.path.join(tmp, "d.st")], "--disc-out does not apply",
+                        "--first-stage --disc-out")
+            only_gpt = os.path.join(tmp, "only_gpt.ckpt")
+            lightning_ckpt(only_gpt, to_torch(gpt, "transformer."), with_objects=False)
+            expect_fail(["--ckpt", only_gpt, "--config", nconf, "--out", fout, "--first-stage"],
+                        "no first_stage_model.* tensors", "--first-stage without tensors")
+            y["model"]["params"]["first_stage_config"]["params"]["ddconfig"] = dict(
+                cfg["ddconfig"], in_channels=1)
+            write_yaml(nconf, y)
+            expect_fail(["--ckpt", nckpt, "--config", nconf, "--out", fout, "--first-stage"],
+                        "in_channels 1 and out_ch 3", "--first-stage depth VQGAN")
+
+    # Refusals.
+    x = os.path.join(tmp, "x.st")
+    expect_fail(["--ckpt", ckpt, "--config", conf, "--out", x, "--first-stage"],
+                "--first-stage needs a taming.models.cond_transformer.Net2NetTransformer",
+                "--first-stage on a VQGAN")
+    no_proj = {k: v for k, v in sd.items() if not k.startswith("quantize.proj.")}
+    bad = os.path.join(tmp, "noproj.ckpt")
+    lightning_ckpt(bad, no_proj, with_objects=False)
+    expect_fail(["--ckpt", bad, "--config", conf, "--out", x],
+                "missing tensor 'quantize.proj.weight' (is this a GumbelVQ checkpoint?)", "no proj")
+    wconf = os.path.join(tmp, "gwrong.yaml")
+    write_yaml(wconf, gumbel_yaml(dict(cfg, n_embed=48)))
+    expect_fail(["--ckpt", ckpt, "--config", wconf, "--out", x],
+                "quantize.proj.weight has shape [32, 16, 1, 1], config says [48, 16, 1, 1]",
+                "gumbel wrong n_embed")
+    write_yaml(wconf, gumbel_yaml(dict(cfg, embed_dim=8)))
+    expect_fail(["--ckpt", ckpt, "--config", wconf, "--out", x],
+                "z_channels 16 != embed_dim 8", "gumbel embed_dim != z_channels")
+    check(not os.path.exists(x), "a failed conversion left an output")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -350,6 +475,7 @@ def main():
     try:
         test_vqgan(args.fixtures, tmp, args.vqgpt)
         test_gpt(args.fixtures, tmp)
+        test_gumbel(args.fixtures, tmp, args.vqgpt)
         leftovers = [f for f in os.listdir(tmp) if ".tmp." in f]
         check(not leftovers, f"temporary files left: {leftovers}")
     finally:

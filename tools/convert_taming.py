@@ -2,7 +2,7 @@
 """Convert a taming-transformers Lightning checkpoint into vqgpt safetensors.
 
 usage: convert_taming.py --ckpt last.ckpt --config project.yaml --out model.safetensors
-                         [--disc-out disc.safetensors] [--dtype keep|f32|f16]
+                         [--first-stage] [--disc-out disc.safetensors] [--dtype keep|f32|f16]
 
 The checkpoint is what the reference's training wrote (`torch.load(ckpt)["state_dict"]`);
 the config is its YAML (the `model:` section with `target` and `params`, as in the
@@ -14,6 +14,20 @@ VQGAN (target taming.models.vqgan.VQModel)
   {"embed_dim", "n_embed", "ddconfig"}. With --disc-out, the discriminator
   (loss.discriminator.*, prefix stripped) goes into a second file, format "taming-patchgan",
   config {"ndf", "n_layers", "in_channels"} from the loss config.
+
+GumbelVQ (target taming.models.vqgan.GumbelVQ)
+  the same, with the GumbelQuantize tensors quantize.proj.* (the code logits, a 1x1 conv
+  z_channels -> n_embed) and quantize.embed.weight (the codebook); config adds
+  "quantizer": "gumbel". vqgpt runs it for inference: each code is the argmax of the logits
+  (the reference's encode draws a Gumbel-noised sample of them; the argmax is its mode).
+
+Both VQGANs must read and write RGB (ddconfig in_channels = out_ch = 3): vqgpt's commands
+take and give images, so other channel counts (depth, segmentation maps) are refused.
+
+--first-stage (target taming.models.cond_transformer.Net2NetTransformer)
+  writes the transformer checkpoint's VQGAN instead of its GPT: first_stage_model.* with the
+  prefix stripped, converted as above with model.params.first_stage_config (VQModel or
+  GumbelVQ) as its config.
 
 GPT (target taming.models.cond_transformer.Net2NetTransformer)
   keeps transformer.* with the prefix stripped, drops the attn.mask buffers, the first and
@@ -46,9 +60,11 @@ import sys
 import types
 
 VQ_TARGET = "taming.models.vqgan.VQModel"
+GUMBEL_TARGET = "taming.models.vqgan.GumbelVQ"
 GPT_TARGET = "taming.models.cond_transformer.Net2NetTransformer"
 VQ_PREFIXES = ("encoder.", "decoder.", "quant_conv.", "post_quant_conv.")
 VQ_EXACT = ("quantize.embedding.weight",)
+GUMBEL_EXACT = ("quantize.proj.weight", "quantize.proj.bias", "quantize.embed.weight")
 
 
 class ConvertError(Exception):
@@ -219,22 +235,55 @@ def _cast(tensors, dtype):
     return {k: (v.to(to) if v.is_floating_point() else v) for k, v in tensors.items()}
 
 
+def _check_shape(keep, name, want, ckpt_name):
+    got = list(keep[name].shape)
+    if got != list(want):
+        raise ConvertError(f"{ckpt_name}: {name} has shape {got}, config says {list(want)}")
+
+
+def _check_rgb(dd, what, source):
+    """vqgpt's commands read and write RGB images: refuse other channel counts up front."""
+    chans = {k: dd.get(k) for k in ("in_channels", "out_ch")}
+    if any(v != 3 for v in chans.values()):
+        raise ConvertError(f"{source}: {what} has in_channels {chans['in_channels']} and out_ch "
+                           f"{chans['out_ch']}; vqgpt's commands read and write RGB images, so "
+                           "only 3 and 3 are supported")
+
+
 def convert_vqgan(sd, cfg, source, ckpt_name):
+    """VQModel or GumbelVQ: (tensors, metadata, discriminator, its config, dropped names)."""
+    gumbel = cfg["target"] == GUMBEL_TARGET
+    what = "GumbelVQ" if gumbel else "VQModel"
     p = _params(cfg, "model", source)
-    _require(p, ["embed_dim", "n_embed", "ddconfig"], "VQModel params", source)
+    _require(p, ["embed_dim", "n_embed", "ddconfig"], f"{what} params", source)
     if p.get("remap") is not None:
-        raise ConvertError(f"{source}: VQModel with remap is not supported")
+        raise ConvertError(f"{source}: {what} with remap is not supported")
+    if not isinstance(p["ddconfig"], dict):
+        raise ConvertError(f"{source}: {what} ddconfig is not a mapping")
     dd = dict(p["ddconfig"])
+    _check_rgb(dd, what, source)
     config = {"embed_dim": p["embed_dim"], "n_embed": p["n_embed"], "ddconfig": dd}
-    keep = {k: v for k, v in sd.items() if k.startswith(VQ_PREFIXES) or k in VQ_EXACT}
-    for k in VQ_EXACT + ("encoder.conv_in.weight", "decoder.conv_out.weight", "quant_conv.weight",
-                         "post_quant_conv.weight"):
+    exact = GUMBEL_EXACT if gumbel else VQ_EXACT
+    if gumbel:
+        # GumbelQuantize's proj takes z_channels inputs but is fed quant_conv's embed_dim
+        # outputs: the reference runs only when the two are equal.
+        if dd.get("z_channels") != p["embed_dim"]:
+            raise ConvertError(f"{source}: GumbelVQ with z_channels {dd.get('z_channels')} != "
+                               f"embed_dim {p['embed_dim']} cannot run (its proj expects "
+                               "z_channels inputs)")
+        config = {"quantizer": "gumbel", **config}
+    keep = {k: v for k, v in sd.items() if k.startswith(VQ_PREFIXES) or k in exact}
+    for k in exact + ("encoder.conv_in.weight", "decoder.conv_out.weight", "quant_conv.weight",
+                      "post_quant_conv.weight"):
         if k not in keep:
-            raise ConvertError(f"{ckpt_name}: missing tensor '{k}' (is this a VQModel checkpoint?)")
-    emb = keep["quantize.embedding.weight"]
-    if tuple(emb.shape) != (p["n_embed"], p["embed_dim"]):
-        raise ConvertError(f"{ckpt_name}: quantize.embedding.weight has shape {list(emb.shape)}, "
-                           f"config says [{p['n_embed']}, {p['embed_dim']}]")
+            raise ConvertError(f"{ckpt_name}: missing tensor '{k}' (is this a {what} checkpoint?)")
+    n, e = p["n_embed"], p["embed_dim"]
+    if gumbel:
+        _check_shape(keep, "quantize.proj.weight", [n, e, 1, 1], ckpt_name)
+        _check_shape(keep, "quantize.proj.bias", [n], ckpt_name)
+        _check_shape(keep, "quantize.embed.weight", [n, e], ckpt_name)
+    else:
+        _check_shape(keep, "quantize.embedding.weight", [n, e], ckpt_name)
     disc = {k[len("loss.discriminator."):]: v for k, v in sd.items()
             if k.startswith("loss.discriminator.")}
     dropped = sorted(k for k in sd if k not in keep and not k.startswith("loss."))
@@ -303,6 +352,23 @@ def convert_gpt(sd, cfg, source, ckpt_name):
     return keep, {"format": "taming-gpt", "config": json.dumps(config)}, dropped
 
 
+def first_stage(cfg, sd, source, ckpt_name):
+    """A Net2NetTransformer's VQGAN: (its config, its state_dict without the prefix)."""
+    p = _params(cfg, "model", source)
+    fs = p.get("first_stage_config")
+    if not isinstance(fs, dict) or "target" not in fs:
+        raise ConvertError(f"{source}: Net2NetTransformer without a first_stage_config target")
+    if fs["target"] not in (VQ_TARGET, GUMBEL_TARGET):
+        raise ConvertError(f"{source}: first stage {fs['target']} is not supported "
+                           f"(supported: {VQ_TARGET}, {GUMBEL_TARGET})")
+    prefix = "first_stage_model."
+    sub = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+    if not sub:
+        raise ConvertError(f"{ckpt_name}: no {prefix}* tensors (is this a Net2NetTransformer "
+                           "checkpoint?)")
+    return fs, sub
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="convert_taming.py", usage=argparse.SUPPRESS,
                                  description=__doc__,
@@ -310,6 +376,8 @@ def main(argv=None):
     ap.add_argument("--ckpt", required=True, help="Lightning checkpoint (.ckpt) of the reference")
     ap.add_argument("--config", required=True, help="its YAML config (model: target/params)")
     ap.add_argument("--out", required=True, help="output .safetensors")
+    ap.add_argument("--first-stage", action="store_true",
+                    help="Net2NetTransformer only: write its first stage (the VQGAN) instead")
     ap.add_argument("--disc-out", help="VQGAN only: also write the discriminator here")
     ap.add_argument("--dtype", choices=["keep", "f32", "f16"], default="keep",
                     help="storage type of floating tensors (default: as in the checkpoint)")
@@ -324,7 +392,16 @@ def main(argv=None):
         cfg = load_config(args.config)
         target = cfg["target"]
         sd = load_state_dict(args.ckpt)
-        if target == VQ_TARGET:
+        if args.first_stage:
+            if target != GPT_TARGET:
+                raise ConvertError(f"{args.config}: --first-stage needs a {GPT_TARGET} "
+                                   f"(the model is {target})")
+            if args.disc_out:
+                raise ConvertError("--disc-out does not apply to --first-stage (a transformer "
+                                   "checkpoint holds no discriminator)")
+            cfg, sd = first_stage(cfg, sd, args.config, args.ckpt)
+            target = cfg["target"]
+        if target in (VQ_TARGET, GUMBEL_TARGET):
             tensors, meta, disc, disc_cfg, dropped = convert_vqgan(sd, cfg, args.config, args.ckpt)
             if args.disc_out:
                 if not disc:
@@ -337,7 +414,7 @@ def main(argv=None):
             tensors, meta, dropped = convert_gpt(sd, cfg, args.config, args.ckpt)
         else:
             raise ConvertError(f"{args.config}: unsupported model target '{target}' "
-                               f"(supported: {VQ_TARGET}, {GPT_TARGET})")
+                               f"(supported: {VQ_TARGET}, {GUMBEL_TARGET}, {GPT_TARGET})")
         write_safetensors(args.out, _cast(tensors, args.dtype), meta)
     except ConvertError as e:
         print(f"convert_taming: {e}", file=sys.stderr)
