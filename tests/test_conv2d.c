@@ -228,6 +228,8 @@ int main(int argc, char **argv) {
       // At most 4 output channels and stride 1 (conv_out to RGB, the logit layer): direct
       // loops; odd widths, a batch of 3, asymmetric padding, 1x1, and bands of rows.
       {"thin 3x3 to RGB", conv2d_same(16, 3, 3), 3, 20, 37, 1},
+      {"conv_in from RGB, batch 8", conv2d_same(3, 32, 3), 8, 32, 32, 0},
+      {"conv_out to RGB, batch 8", conv2d_same(32, 3, 3), 8, 32, 32, 0},
       {"thin 3x2 asymmetric pad", {8, 2, 3, 2, 1, 2, 0, 1, 1}, 2, 9, 11, 1},
       {"thin 1x1", conv2d_same(9, 2, 1), 2, 5, 6, 1},
       {"thin 3x3 in bands of rows", conv2d_same(64, 4, 3), 1, 13, 1500, 0},
