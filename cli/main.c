@@ -6,6 +6,7 @@
 #include "cli/commands.h"
 #include "core/blas.h"
 #include "core/dist.h"
+#include "core/error.h"
 
 typedef struct {
   const char *name;
@@ -47,7 +48,10 @@ static int run(const command *c, int argc, char **argv) {
 
 int main(int argc, char **argv) {
   vqgpt_blas_setup(argv);  // may re-execute the program, so before joining an MPI job
-  dist_init(&argc, &argv);
+  if (dist_init(&argc, &argv)) {
+    fprintf(stderr, "vqgpt: %s\n", vqgpt_last_error());
+    return 1;
+  }
   if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
     usage(argc < 2 ? stderr : stdout);
     dist_finalize(argc < 2);

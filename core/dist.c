@@ -5,25 +5,30 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "core/error.h"
+
+// Started by a launcher: Open MPI's mpirun, or a PMI/PMIx one (MPICH's hydra, Slurm's srun).
+static const char *launcher_size(void) {
+  const char *n = getenv("OMPI_COMM_WORLD_SIZE");
+  if (!n) n = getenv("PMI_SIZE");
+  return n;
+}
+
 #ifdef VQGPT_HAVE_MPI
 #include <mpi.h>
 
 static bool joined;  // MPI_Init ran: the process belongs to a job (of one rank or more)
 static int my_rank, n_ranks = 1;
 
-// Started by a launcher: Open MPI's mpirun, or a PMI/PMIx one (MPICH's hydra, Slurm's srun).
-static bool launched(void) {
-  return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMI_SIZE") || getenv("PMIX_RANK");
-}
-
-void dist_init(int *argc, char ***argv) {
-  if (joined || !launched()) return;
+int dist_init(int *argc, char ***argv) {
+  if (joined || !(launcher_size() || getenv("PMIX_RANK"))) return 0;
   // Only the main thread calls MPI; OpenMP threads never do.
   int provided;
   MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
   joined = true;
   MPI_Comm_rank(MPI_COMM_WORLD, &my_rank);
   MPI_Comm_size(MPI_COMM_WORLD, &n_ranks);
+  return 0;
 }
 
 void dist_finalize(int status) {
@@ -88,9 +93,14 @@ void dist_barrier(void) {
 
 #else  // one process
 
-void dist_init(int *argc, char ***argv) {
+int dist_init(int *argc, char ***argv) {
   (void)argc;
   (void)argv;
+  const char *n = launcher_size();
+  if (n && atoi(n) > 1)
+    return vqgpt_error("started as one of %s processes by an MPI launcher, but this vqgpt was "
+                       "built without MPI (install libopenmpi-dev and rebuild)", n);
+  return 0;
 }
 void dist_finalize(int status) { (void)status; }
 bool dist_available(void) { return false; }

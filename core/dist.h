@@ -13,7 +13,9 @@
 
 // Joins the job when the process was started by an MPI launcher; call once, early in main()
 // (after anything that may re-execute the program). A plain run stays a single process.
-void dist_init(int *argc, char ***argv);
+// Fails (one line in vqgpt_last_error()) when a launcher started several processes but the
+// build has no MPI: they would each train alone and overwrite each other's output.
+int dist_init(int *argc, char ***argv);
 // Leaves the job: with several ranks, a non-zero status aborts every rank (a rank that failed
 // alone must not leave the others waiting in a collective call). No-op for one rank.
 void dist_finalize(int status);
