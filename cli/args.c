@@ -12,12 +12,31 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 
+// Where errors go: stderr, or for a quiet rank a copy of the stderr it was started with.
+static FILE *error_stream;
+static int quiet_rank;
+
+void cli_quiet_rank(int rank) {
+  int fd = dup(STDERR_FILENO);
+  FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+  if (!f) return;  // stays loud: better every line twice than an error lost
+  setvbuf(f, NULL, _IONBF, 0);
+  if (!freopen("/dev/null", "w", stderr) || !freopen("/dev/null", "w", stdout)) {
+    fclose(f);
+    return;
+  }
+  error_stream = f;
+  quiet_rank = rank;
+}
+
 int cli_fail(const char *command, const char *fmt, ...) {
+  FILE *f = error_stream ? error_stream : stderr;
   va_list ap;
   va_start(ap, fmt);
-  fprintf(stderr, "vqgpt %s: ", command);
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
+  if (error_stream) fprintf(f, "vqgpt %s (rank %d): ", command, quiet_rank);
+  else fprintf(f, "vqgpt %s: ", command);
+  vfprintf(f, fmt, ap);
+  fputc('\n', f);
   va_end(ap);
   return 1;
 }

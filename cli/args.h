@@ -25,6 +25,7 @@ cli_status cli_parse(const char *command, const char *summary, int argc, char **
                      const cli_opt *opts, int n_opts);
 
 // Prints "vqgpt <command>: <message>" to stderr and returns 1, the exit status for errors.
+// On a quiet rank: "vqgpt <command> (rank N): <message>".
 int cli_fail(const char *command, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 // The directory that will receive `path` exists and is writable: checked before long work, so
@@ -36,6 +37,10 @@ bool cli_dir_writable(const char *path);
 // regular file (a directory, device, FIFO or symbolic link would be replaced by the output),
 // and checks that the directory is writable. Prints the error and returns false on failure.
 bool cli_output_ok(const char *command, const char *path);
+
+// For ranks other than 0 of a data-parallel job: progress (stderr) and stdout are dropped,
+// rank 0 reports for the job; errors (cli_fail) are still printed, naming the rank.
+void cli_quiet_rank(int rank);
 
 // Requires a string option to have been given; prints the error otherwise.
 bool cli_require(const char *command, const char *name, const char *value);

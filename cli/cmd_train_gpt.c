@@ -13,6 +13,7 @@
 
 #include "cli/args.h"
 #include "core/clock.h"
+#include "core/dist.h"
 #include "cli/commands.h"
 #include "cli/folder_report.h"
 #include "core/atomic_file.h"
@@ -419,6 +420,8 @@ int cmd_train_gpt(int argc, char **argv) {
   o.val_fraction = (float)val_fraction;
   o.cond_drop = (float)cond_drop;
   o.seed = (uint64_t)seed;
+  o.ranks = dist_size();  // mpirun -np N: each rank trains on its share of every batch
+  const bool leader = dist_rank() == 0;  // logs and writes the checkpoints
   if (gpt_train_options_check(&o)) return cli_fail(CMD, "%s", vqgpt_last_error());
   if (!(embd_pdrop >= 0 && embd_pdrop < 1) || !(resid_pdrop >= 0 && resid_pdrop < 1) ||
       !(attn_pdrop >= 0 && attn_pdrop < 1))
@@ -534,6 +537,9 @@ int cmd_train_gpt(int argc, char **argv) {
     cli_fail(CMD, "%s", vqgpt_last_error());
     goto done;
   }
+  // Several ranks: rank 0 encodes (or finds the cache) first; the others then reuse its cache
+  // (a shared filesystem) or, on another machine, encode the same codes themselves.
+  if (!leader) dist_barrier();
   int cached = load_cache(&cs, key, key_path, codes_path, classes ? labels_path : NULL,
                           sources_path, h, w, n_max, crops);
   if (cached) {
@@ -544,6 +550,7 @@ int cmd_train_gpt(int argc, char **argv) {
     cli_fail(CMD, "%s", vqgpt_last_error());
     goto done;
   }
+  if (leader) dist_barrier();
   image_folder_free(&folder);
   if (captions && prompts_per_grid(&prompts, &cs, resume ? m->cfg.text_len : (int)text_len)) {
     cli_fail(CMD, "%s", vqgpt_last_error());
@@ -643,7 +650,7 @@ int cmd_train_gpt(int argc, char **argv) {
       }
       if (tr.n_val > 0) fprintf(stderr, "step %ld  validation loss %.4f\n", s, vl);
     }
-    if ((ckpt_every > 0 && s % ckpt_every == 0) || last) {
+    if (leader && ((ckpt_every > 0 && s % ckpt_every == 0) || last)) {
       if (gpt_trainer_save(&tr, out)) {
         cli_fail(CMD, "%s", vqgpt_last_error());
         goto done;
@@ -653,7 +660,7 @@ int cmd_train_gpt(int argc, char **argv) {
   }
   if (tr.step == step0) {
     // Nothing to train (a resumed run already at --steps, or --steps 0): still leave a model.
-    if (!resume && gpt_trainer_save(&tr, out)) {
+    if (!resume && leader && gpt_trainer_save(&tr, out)) {
       cli_fail(CMD, "%s", vqgpt_last_error());
       goto done;
     }

@@ -9,6 +9,7 @@
 
 #include "cli/args.h"
 #include "core/clock.h"
+#include "core/dist.h"
 #include "cli/commands.h"
 #include "cli/folder_report.h"
 #include "core/error.h"
@@ -143,7 +144,7 @@ static void accumulate(vqgan_step_stats *sum, const vqgan_step_stats *s) {
   sum->d_weight += s->d_weight;
 }
 
-static double perplexity(const long *counts, int K, long total) {
+static double perplexity(const int64_t *counts, int K, long total) {
   double h = 0;
   for (int k = 0; k < K; k++)
     if (counts[k]) {
@@ -299,6 +300,13 @@ int cmd_train_vqgan(int argc, char **argv) {
   o.hinge = !strcmp(a.disc_loss, "hinge");
   o.legacy_quant = !strcmp(a.quant_loss, "legacy");
   o.disc = (patchgan_config){3, (int)a.ndf, (int)a.disc_layers};
+  // Data-parallel (mpirun -np N): this rank trains on rows [lo, lo + local) of every batch.
+  o.ranks = dist_size();
+  if (a.batch % o.ranks)
+    return cli_fail(CMD, "--batch %ld is not a multiple of the %d ranks (each takes an equal share)",
+                    a.batch, o.ranks);
+  const int local = (int)a.batch / o.ranks, lo = dist_rank() * local;
+  const bool leader = dist_rank() == 0;  // logs, validates and writes the checkpoints
 
   split s = {0};
   vqgan *g = NULL;
@@ -306,7 +314,7 @@ int cmd_train_vqgan(int argc, char **argv) {
   lpips *lp = NULL;
   vqgan_trainer *tr = NULL;
   float *x = NULL;
-  long *counts = NULL;
+  int64_t *counts = NULL;
   char *state = NULL;
   int rc = 1;
   uint64_t rng = (uint64_t)a.seed;
@@ -320,11 +328,11 @@ int cmd_train_vqgan(int argc, char **argv) {
   cli_report_folder(CMD, a.data, &s.data.folder);
   fprintf(stderr, "%s: %zu images (%zu train, %zu validation), %dx%d crops\n", a.data, s.data.n,
           s.n_train, s.n_val, (int)a.size, (int)a.size);
-  if (!(g = vqgan_create(&cfg, &rng)) || !(d = patchgan_create(&o.disc, o.batch, o.size, o.size, 2, &rng))) {
+  if (!(g = vqgan_create(&cfg, &rng)) || !(d = patchgan_create(&o.disc, local, o.size, o.size, 2, &rng))) {
     cli_fail(CMD, "%s", vqgpt_last_error());
     goto done;
   }
-  if (a.lpips && !(lp = lpips_load(a.lpips, o.batch, o.size, o.size))) {
+  if (a.lpips && !(lp = lpips_load(a.lpips, local, o.size, o.size))) {
     cli_fail(CMD, "%s", vqgpt_last_error());
     goto done;
   }
@@ -352,10 +360,10 @@ int cmd_train_vqgan(int argc, char **argv) {
   }
   int K = cfg.n_embed, f = vqgan_factor(g), tokens = (int)(a.size / f) * (int)(a.size / f);
   size_t per = (size_t)3 * a.size * a.size;
-  x = malloc(per * a.batch * sizeof *x);
+  x = malloc(per * local * sizeof *x);
   counts = calloc((size_t)K, sizeof *counts);
   bool *dead = calloc((size_t)K, sizeof *dead);
-  long *usage = calloc((size_t)K, sizeof *usage);
+  int64_t *usage = calloc((size_t)K, sizeof *usage);
   if (!x || !counts || !dead || !usage) {
     free(dead);
     free(usage);
@@ -369,8 +377,10 @@ int cmd_train_vqgan(int argc, char **argv) {
   vqgan_step_stats sum = {0};
   rc = 0;
   while (step < a.steps && !rc) {
+    // Every rank draws the whole batch (the same stream as one process), keeping its rows.
     for (long b = 0; b < a.batch; b++)
-      image_dataset_random_crop(&s.data, s.train_idx[rng_below(&rng, s.n_train)], &rng, x + per * b);
+      image_dataset_random_crop(&s.data, s.train_idx[rng_below(&rng, s.n_train)], &rng,
+                                b >= lo && b < lo + local ? x + per * (b - lo) : NULL);
     vqgan_step_stats ss;
     if (vqgan_trainer_step(tr, x, step, &ss)) {
       // Counted as the progress lines count (step N is the N-th); the diverged state is not saved.
@@ -378,10 +388,11 @@ int cmd_train_vqgan(int argc, char **argv) {
       break;
     }
     const int32_t *idx = vqgan_trainer_indices(tr);
-    for (long i = 0; i < a.batch * tokens; i++) counts[idx[i]]++, usage[idx[i]]++;
+    for (long i = 0; i < (long)local * tokens; i++) counts[idx[i]]++, usage[idx[i]]++;
     accumulate(&sum, &ss);
     step++;
     if (step % a.log_every == 0 || step == a.steps) {
+      dist_allreduce_sum_i64(counts, (size_t)K);  // every rank's codes (only rank 0 prints)
       long n = step - logged_from, used = 0, total = n * a.batch * tokens;
       for (int k = 0; k < K; k++) used += counts[k] > 0;
       double dt = vqgpt_seconds() - t_log, eta = (a.steps - step) * dt / n;
@@ -396,12 +407,13 @@ int cmd_train_vqgan(int argc, char **argv) {
       memset(counts, 0, (size_t)K * sizeof *counts);
     }
     if (a.reinit_every && step % a.reinit_every == 0) {
+      dist_allreduce_sum_i64(usage, (size_t)K);  // dead on every rank alike
       for (int k = 0; k < K; k++) dead[k] = usage[k] == 0;
       int n = vqgan_trainer_reinit_codes(tr, dead, &rng);
       if (n) fprintf(stderr, "step %ld: re-initialised %d unused codes\n", step, n);
       memset(usage, 0, (size_t)K * sizeof *usage);
     }
-    if (step % a.sample_every == 0 || step == a.steps) {
+    if (leader && (step % a.sample_every == 0 || step == a.steps)) {
       double psnr = 0;
       if (validate(g, &s, recon_png, &psnr)) {
         rc = cli_fail(CMD, "validation: %s", vqgpt_last_error());
@@ -409,7 +421,7 @@ int cmd_train_vqgan(int argc, char **argv) {
       }
       fprintf(stderr, "step %ld: validation PSNR %.2f dB (%zu images) -> %s\n", step, psnr, s.n_val, recon_png);
     }
-    if (step % a.save_every == 0 || step == a.steps) {
+    if (leader && (step % a.save_every == 0 || step == a.steps)) {
       char *ts = train_state_json(step, rng, settings, n_settings);
       if (!ts) rc = cli_fail(CMD, "out of memory");
       else if (vqgan_trainer_save(tr, a.out, ts)) rc = cli_fail(CMD, "%s", vqgpt_last_error());

@@ -30,4 +30,20 @@ void batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *do
                         const float *in, const float *mean, const float *rstd, const float *gamma,
                         int B, int C, int HW);
 
+// Synchronised BatchNorm for data-parallel training (core/dist.h; PyTorch's SyncBatchNorm):
+// the statistics are those of the whole batch, every rank's (B, HW) together, so that N ranks
+// compute what one process would on the whole batch. Every rank must call them in the same
+// order with the same B, C, HW. Arguments and aliasing as above; dgamma and dbeta accumulate
+// this rank's share only (the caller sums parameter gradients over the ranks). With one rank
+// the results are those of the functions above, bit for bit. Return -1 when out of memory.
+int batchnorm_forward_train_dist(float *out, float *mean, float *rstd, float *running_mean,
+                                 float *running_var, const float *in, const float *gamma,
+                                 const float *beta, int B, int C, int HW, float eps,
+                                 float momentum);
+int batchnorm_update_running_dist(float *running_mean, float *running_var, const float *in,
+                                  int B, int C, int HW, float momentum);
+int batchnorm_backward_dist(float *din, float *dgamma, float *dbeta, const float *dout,
+                            const float *in, const float *mean, const float *rstd,
+                            const float *gamma, int B, int C, int HW);
+
 #endif

@@ -108,7 +108,7 @@ void image_dataset_random_crop(const image_dataset *d, size_t i, uint64_t *rng, 
   int x0 = (int)rng_below(rng, (uint64_t)(img->w - d->crop_w + 1));
   int y0 = (int)rng_below(rng, (uint64_t)(img->h - d->crop_h + 1));
   int flip = rng_uniform(rng) < 0.5f;
-  image_crop_to_tensor(img, x0, y0, d->crop_w, d->crop_h, flip, x);
+  if (x) image_crop_to_tensor(img, x0, y0, d->crop_w, d->crop_h, flip, x);
 }
 
 void image_dataset_center_crop(const image_dataset *d, size_t i, float *x) {

@@ -50,6 +50,7 @@ struct patchgan {
   float *gbuf[2];   // (B, C, h, w) ping-pong input gradients, sized for the largest layer
   float *scratch;   // conv2d scratch
   float *arena;     // every float buffer above lives here
+  bool sync_bn;     // train-mode statistics over every rank's batch (data-parallel training)
 };
 
 int patchgan_config_parse(patchgan_config *cfg, const char *json, const char *source) {
@@ -223,6 +224,7 @@ int patchgan_out_w(const patchgan *d) { return d->layer[d->n_layers - 1].w_out; 
 float *patchgan_params(patchgan *d) { return d->params; }
 float *patchgan_grads(patchgan *d) { return d->grads; }
 size_t patchgan_num_params(const patchgan *d) { return d->n_params; }
+void patchgan_set_sync_batchnorm(patchgan *d, bool on) { d->sync_bn = on; }
 void patchgan_zero_grad(patchgan *d) { memset(d->grads, 0, d->n_params * sizeof *d->grads); }
 
 // A float tensor of the model under its state_dict name, with its shape and gradient.
@@ -384,7 +386,13 @@ int patchgan_forward(patchgan *d, int slot, const float *x, int B, bool train, f
     const size_t n = (size_t)B * co * hw;
     conv2d_forward(S->out[l], in, L->w, L->b, &L->s, B, L->h_in, L->w_in, d->scratch);
     if (L->bn) {
-      if (train) {
+      if (train && d->sync_bn) {
+        if (batchnorm_forward_train_dist(S->act[l], S->mean[l], S->rstd[l], L->running_mean,
+                                         L->running_var, S->out[l], L->gamma, L->beta, B, co, hw,
+                                         PG_EPS, PG_MOMENTUM))
+          return -1;
+        L->num_batches_tracked++;
+      } else if (train) {
         batchnorm_forward_train(S->act[l], S->mean[l], S->rstd[l], L->running_mean,
                                 L->running_var, S->out[l], L->gamma, L->beta, B, co, hw, PG_EPS,
                                 PG_MOMENTUM);
@@ -411,8 +419,12 @@ int patchgan_repeat_train_stats(patchgan *d, int slot) {
   for (int l = 0; l < d->n_layers; l++) {
     pg_layer *L = &d->layer[l];
     if (!L->bn) continue;
-    batchnorm_update_running(L->running_mean, L->running_var, S->out[l], S->B, L->s.c_out,
-                             L->h_out * L->w_out, PG_MOMENTUM);
+    if (!d->sync_bn)
+      batchnorm_update_running(L->running_mean, L->running_var, S->out[l], S->B, L->s.c_out,
+                               L->h_out * L->w_out, PG_MOMENTUM);
+    else if (batchnorm_update_running_dist(L->running_mean, L->running_var, S->out[l], S->B,
+                                           L->s.c_out, L->h_out * L->w_out, PG_MOMENTUM))
+      return -1;
     L->num_batches_tracked++;
   }
   return 0;
@@ -434,9 +446,13 @@ int patchgan_backward(patchgan *d, int slot, const float *dlogits, float *dx, bo
     // LeakyReLU ran in place, so its saved output stands in for its input: with slope > 0 both
     // have the same sign, and PyTorch's in-place LeakyReLU backward also reads the output.
     if (L->lrelu) leaky_relu_backward(g, g, S->act[l], n, PG_SLOPE);
-    if (L->bn)
+    if (L->bn && !d->sync_bn)
       batchnorm_backward(g, param_grads ? L->dgamma : NULL, param_grads ? L->dbeta : NULL, g,
                          S->out[l], S->mean[l], S->rstd[l], L->gamma, B, co, hw);
+    else if (L->bn && batchnorm_backward_dist(g, param_grads ? L->dgamma : NULL,
+                                              param_grads ? L->dbeta : NULL, g, S->out[l],
+                                              S->mean[l], S->rstd[l], L->gamma, B, co, hw))
+      return -1;
     float *gin = l > 0 ? d->gbuf[g == d->gbuf[0]] : dx;
     const float *in = l > 0 ? S->act[l - 1] : S->x;
     if (gin || param_grads)

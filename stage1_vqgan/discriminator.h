@@ -57,6 +57,11 @@ float *patchgan_params(patchgan *d);
 float *patchgan_grads(patchgan *d);
 size_t patchgan_num_params(const patchgan *d);
 void patchgan_zero_grad(patchgan *d);
+// Data-parallel training (core/dist.h): train-mode BatchNorm statistics, their running
+// averages and their backward span every rank's batch (SyncBatchNorm), so that N ranks with
+// B/N images each compute what one process does with B, and the running statistics agree on
+// every rank. Off by default (each call then is the single-process one).
+void patchgan_set_sync_batchnorm(patchgan *d, bool on);
 // A float tensor by its state_dict name (parameters and running statistics): its data and
 // element count, and in *grad (may be NULL) its gradient, NULL for running statistics.
 // NULL if there is no such float tensor.

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/adamw.h"
+#include "core/dist.h"
 #include "core/error.h"
 #include "core/finite.h"
 #include "core/loss.h"
@@ -22,7 +23,8 @@ struct vqgan_trainer {
   vqgan *g;
   patchgan *d;
   lpips *lp;
-  vqgan_train_opts o;
+  vqgan_train_opts o;  // o.batch: this rank's images per step
+  int global_batch;    // all ranks' images per step, for the learning rate
   vqgan_tape *tape;
   size_t n_img, n_logits, n_gl, n_d;
   float *g_grad, *g_m, *g_v;  // generator parameter layout
@@ -31,6 +33,7 @@ struct vqgan_trainer {
   float *logits_real, *logits_fake, *dreal, *dfake;    // (B, 1, oh, ow)
   float *gl_rec, *gl_gan, *gl_scratch;                 // decoder.conv_out.weight gradients
   float *lp_values, *lp_dvalues;                       // (B)
+  float *z_all;          // (ranks * B, C, N) every rank's encoder outputs; NULL for one rank
   long g_steps, d_steps;                               // Adam's own step counters
 };
 
@@ -38,7 +41,7 @@ void vqgan_train_defaults(vqgan_train_opts *o) {
   *o = (vqgan_train_opts){.batch = 4, .size = 64, .base_lr = 4.5e-6, .disc_weight = 1.0,
                           .disc_factor = 1.0, .disc_start = 10000, .codebook_weight = 1.0,
                           .perceptual_weight = 1.0, .hinge = true, .legacy_quant = true,
-                          .disc = {.input_nc = 3, .ndf = 64, .n_layers = 3}};
+                          .disc = {.input_nc = 3, .ndf = 64, .n_layers = 3}, .ranks = 1};
 }
 
 void vqgan_trainer_free(vqgan_trainer *t) {
@@ -47,7 +50,7 @@ void vqgan_trainer_free(vqgan_trainer *t) {
   float *bufs[] = {t->g_grad, t->g_m,    t->g_v,         t->d_m,        t->d_v,
                    t->drec,   t->dgan,   t->lp_dx,       t->logits_real, t->logits_fake,
                    t->dreal,  t->dfake,  t->gl_rec,      t->gl_gan,     t->gl_scratch,
-                   t->lp_values, t->lp_dvalues};
+                   t->lp_values, t->lp_dvalues, t->z_all};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
   free(t);
 }
@@ -67,7 +70,16 @@ vqgan_trainer *vqgan_trainer_new(vqgan *g, patchgan *d, lpips *lp, const vqgan_t
   t->lp = lp;
   t->o = *o;
   if (!lp) t->o.perceptual_weight = 0;
-  int B = o->batch, S = o->size;
+  if (o->ranks < 1 || o->batch % o->ranks || (o->ranks > 1 && o->ranks != dist_size())) {
+    vqgan_trainer_free(t);
+    vqgpt_error("a batch of %d images cannot be split over %d ranks (of %d running)", o->batch,
+                o->ranks, dist_size());
+    return NULL;
+  }
+  t->global_batch = o->batch;
+  t->o.batch = o->batch / o->ranks;
+  if (o->ranks > 1) patchgan_set_sync_batchnorm(d, true);
+  int B = t->o.batch, S = o->size;
   t->tape = vqgan_tape_new(g, B, S, S);
   if (!t->tape) {
     vqgan_trainer_free(t);
@@ -89,6 +101,15 @@ vqgan_trainer *vqgan_trainer_new(vqgan *g, patchgan *d, lpips *lp, const vqgan_t
               {&t->gl_rec, t->n_gl},    {&t->gl_gan, t->n_gl},
               {&t->gl_scratch, conv2d_scratch_size(&last->s, S, S) + 1},
               {&t->lp_values, (size_t)B}, {&t->lp_dvalues, (size_t)B}};
+  if (o->ranks > 1) {
+    int f = vqgan_factor(g);
+    size_t z_all = (size_t)o->batch * g->cfg.embed_dim * (S / f) * (S / f);
+    if (!(t->z_all = malloc(z_all * sizeof *t->z_all))) {
+      vqgan_trainer_free(t);
+      vqgpt_error("out of memory for VQGAN training state");
+      return NULL;
+    }
+  }
   for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
     *want[i].p = calloc(want[i].n ? want[i].n : 1, sizeof(float));
     if (!*want[i].p) {
@@ -108,12 +129,32 @@ static double norm2(const float *x, size_t n) {
   return sqrt(s);
 }
 
-// |grad_GL of a loss| where dxrec is that loss's gradient w.r.t. the reconstruction.
+// Several ranks: x (n), each rank's gradient of its mean over its rows, becomes the mean over
+// the ranks, the gradient of the mean over the whole batch (the ranks' rows are equally many).
+static void average_over_ranks(const vqgan_trainer *t, float *x, size_t n) {
+  if (t->o.ranks < 2) return;
+  dist_allreduce_sum_f32(x, n);
+  const float k = 1.0f / (float)t->o.ranks;
+  for (size_t i = 0; i < n; i++) x[i] *= k;
+}
+
+// The same for loss values.
+static void average_stats_over_ranks(const vqgan_trainer *t, double **v, int n) {
+  if (t->o.ranks < 2) return;
+  double sum[8];
+  for (int i = 0; i < n; i++) sum[i] = *v[i];
+  dist_allreduce_sum_f64(sum, (size_t)n);
+  for (int i = 0; i < n; i++) *v[i] = sum[i] / t->o.ranks;
+}
+
+// |grad_GL of a loss| where dxrec is that loss's gradient w.r.t. the reconstruction; with
+// several ranks the gradient of the whole batch's loss, so that lambda is the same everywhere.
 static double last_layer_grad_norm(vqgan_trainer *t, const float *dxrec, float *gl) {
   const vqgan_conv *last = &t->g->dec.conv_out;
   memset(gl, 0, t->n_gl * sizeof *gl);
   conv2d_backward(NULL, gl, NULL, dxrec, vqgan_tape_last_input(t->tape), t->g->w + last->w,
                   &last->s, t->o.batch, t->o.size, t->o.size, t->gl_scratch);
+  average_over_ranks(t, gl, t->n_gl);
   return norm2(gl, t->n_gl);
 }
 
@@ -148,7 +189,6 @@ static int generator_step(vqgan_trainer *t, const float *x, double disc_factor,
   if (vqgan_tape_forward(t->tape, x, &qloss)) return -1;
   s->qloss = qloss;
   if (reconstruction_loss(t, x, s)) return -1;
-  double nll = s->l1 + t->o.perceptual_weight * s->lpips;
   s->g_loss = s->d_weight = 0;
   if (disc_factor > 0) {
     const float *xrec = vqgan_tape_xrec(t->tape);
@@ -164,7 +204,9 @@ static int generator_step(vqgan_trainer *t, const float *x, double disc_factor,
     float k = (float)(s->d_weight * disc_factor);
     for (size_t i = 0; i < t->n_img; i++) t->drec[i] += k * t->dgan[i];
   }
-  s->loss = nll + s->d_weight * disc_factor * s->g_loss + t->o.codebook_weight * qloss;
+  average_stats_over_ranks(t, (double *[]){&s->l1, &s->lpips, &s->qloss, &s->g_loss}, 4);
+  double nll = s->l1 + t->o.perceptual_weight * s->lpips;
+  s->loss = nll + s->d_weight * disc_factor * s->g_loss + t->o.codebook_weight * s->qloss;
   if (check_loss("l1", s->l1) || check_loss("perceptual", s->lpips) ||
       check_loss("codebook", s->qloss) || check_loss("g_loss", s->g_loss) ||
       check_loss("adaptive-weight (lambda)", s->d_weight))
@@ -172,7 +214,8 @@ static int generator_step(vqgan_trainer *t, const float *x, double disc_factor,
   if (vqgan_tape_backward(t->tape, t->drec, (float)t->o.codebook_weight, t->o.legacy_quant,
                           t->g_grad))
     return -1;
-  float lr = (float)(t->o.base_lr * t->o.batch);
+  average_over_ranks(t, t->g_grad, t->g->n_floats);
+  float lr = (float)(t->o.base_lr * t->global_batch);
   if (!adamw_update(t->g->w, t->g_grad, t->g_m, t->g_v, t->g->n_floats, lr, ADAM_BETA1,
                     ADAM_BETA2, ADAM_EPS, 0.0f, ++t->g_steps))
     return vqgpt_error("training diverged: the generator's update made a parameter non-finite "
@@ -202,9 +245,10 @@ static int discriminator_step(vqgan_trainer *t, const float *x, double disc_fact
                        : loss_d_vanilla(t->dreal, t->dfake, t->logits_real, t->n_logits,
                                         t->logits_fake, t->n_logits);
   s->d_loss = disc_factor * l;
-  if (check_loss("d_loss", s->d_loss)) return -1;
   s->logits_real = mean(t->logits_real, t->n_logits);
   s->logits_fake = mean(t->logits_fake, t->n_logits);
+  average_stats_over_ranks(t, (double *[]){&s->d_loss, &s->logits_real, &s->logits_fake}, 3);
+  if (check_loss("d_loss", s->d_loss)) return -1;
   for (size_t i = 0; i < t->n_logits; i++) {
     t->dreal[i] *= (float)disc_factor;
     t->dfake[i] *= (float)disc_factor;
@@ -212,7 +256,8 @@ static int discriminator_step(vqgan_trainer *t, const float *x, double disc_fact
   if (patchgan_backward(t->d, 0, t->dreal, NULL, true) ||
       patchgan_backward(t->d, 1, t->dfake, NULL, true))
     return -1;
-  float lr = (float)(t->o.base_lr * t->o.batch);
+  average_over_ranks(t, patchgan_grads(t->d), t->n_d);
+  float lr = (float)(t->o.base_lr * t->global_batch);
   if (!adamw_update(patchgan_params(t->d), patchgan_grads(t->d), t->d_m, t->d_v, t->n_d, lr,
                     ADAM_BETA1, ADAM_BETA2, ADAM_EPS, 0.0f, ++t->d_steps))
     return vqgpt_error("training diverged: the discriminator's update made a parameter "
@@ -236,6 +281,11 @@ int vqgan_trainer_reinit_codes(vqgan_trainer *t, const bool *dead, uint64_t *rng
   int K = g->cfg.n_embed, C = g->cfg.embed_dim, f = vqgan_factor(g);
   int N = (t->o.size / f) * (t->o.size / f), B = t->o.batch;
   const float *z = vqgan_tape_z(t->tape);  // (B, C, N)
+  if (t->z_all) {  // the whole batch's, in batch order (the ranks hold consecutive rows)
+    dist_allgather_f32(z, t->z_all, (size_t)B * C * N);
+    z = t->z_all;
+    B = t->global_batch;
+  }
   float *E = g->w + g->embedding;
   int replaced = 0;
   for (int k = 0; k < K; k++) {

@@ -18,7 +18,7 @@
 #include "stage1_vqgan/vqgan.h"
 
 typedef struct {
-  int batch, size;               // images per step, square crop side
+  int batch, size;               // images per step (all ranks together), square crop side
   double base_lr;                // reference: 4.5e-6; lr = base_lr * batch
   double disc_weight;            // reference default 1.0 (ImageNet configs use 0.8)
   double disc_factor;            // 1.0
@@ -28,6 +28,13 @@ typedef struct {
   bool hinge;                    // hinge (default) or vanilla discriminator loss
   bool legacy_quant;             // the reference's legacy codebook/commitment form (default)
   patchgan_config disc;          // reference: input_nc 3, ndf 64, n_layers 3
+  // Data-parallel training (core/dist.h): the ranks (dist_size()) sharing each batch, 1 for
+  // one process. Each rank steps on its batch / ranks images (rank r: rows r * batch / ranks
+  // onwards of the whole batch); gradients, the adaptive weight's last-layer gradients, the
+  // discriminator's BatchNorm statistics (patchgan_set_sync_batchnorm) and the code
+  // re-initialisation's candidates span all ranks, so the models stay identical on every rank
+  // and equal to one process's with the whole batch (up to float rounding).
+  int ranks;
 } vqgan_train_opts;
 
 void vqgan_train_defaults(vqgan_train_opts *o);
@@ -39,19 +46,23 @@ typedef struct {
 
 typedef struct vqgan_trainer vqgan_trainer;
 
-// Takes ownership of neither model. lp may be NULL (no perceptual loss).
+// Takes ownership of neither model. lp may be NULL (no perceptual loss). d and lp must be built
+// for batch / ranks images; with ranks > 1, d is switched to synchronised BatchNorm.
 vqgan_trainer *vqgan_trainer_new(vqgan *g, patchgan *d, lpips *lp, const vqgan_train_opts *o);
 void vqgan_trainer_free(vqgan_trainer *t);
 
-// One generator + discriminator step on x (batch, 3, size, size); step counts from 0. Fails
+// One generator + discriminator step on x (batch / ranks, 3, size, size), this rank's rows
+// of the batch; step counts from 0. The stats are those of the whole batch. Fails
 // ("training diverged: ...") when a loss term (l1, perceptual, codebook, g_loss, the adaptive
 // weight, d_loss) is NaN or infinite, before any update uses it, or when an update makes a
 // parameter non-finite.
 int vqgan_trainer_step(vqgan_trainer *t, const float *x, long step, vqgan_step_stats *s);
-// Codebook indices chosen in the last step, (batch, size/f, size/f).
+// Codebook indices chosen in the last step for this rank's rows, (batch / ranks, size/f, size/f).
 const int32_t *vqgan_trainer_indices(const vqgan_trainer *t);
 // Replaces the codebook rows flagged in dead (n_embed) by encoder outputs of the last step
-// drawn at random, and clears their optimizer moments. Returns how many were replaced.
+// drawn at random (from the whole batch: every rank draws the same), and clears their
+// optimizer moments. Returns how many were replaced. With several ranks, dead must be the
+// same on every rank (usage counted over all of them).
 int vqgan_trainer_reinit_codes(vqgan_trainer *t, const bool *dead, uint64_t *rng);
 
 // Checkpoint: the VQGAN (plain model tensors and metadata, loadable by vqgan_load), the

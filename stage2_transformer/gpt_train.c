@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/adamw.h"
+#include "core/dist.h"
 #include "core/error.h"
 #include "core/finite.h"
 #include "core/rng.h"
@@ -32,6 +33,7 @@ void gpt_train_options_default(gpt_train_options *o) {
   o->cond_drop = 0.0f;
   o->val_fraction = 0.05f;
   o->seed = 0;
+  o->ranks = 1;
 }
 
 int gpt_train_options_check(const gpt_train_options *o) {
@@ -55,6 +57,9 @@ int gpt_train_options_check(const gpt_train_options *o) {
     return vqgpt_error("--val-fraction must be in [0, 1) (got %g)", o->val_fraction);
   if (!(o->cond_drop >= 0 && o->cond_drop < 1))
     return vqgpt_error("--cond-drop must be in [0, 1) (got %g)", o->cond_drop);
+  if (o->ranks < 1 || o->batch_size % o->ranks || (o->ranks > 1 && o->ranks != dist_size()))
+    return vqgpt_error("--batch %d cannot be split over %d ranks (of %d running): it must be a "
+                       "multiple of their number", o->batch_size, o->ranks, dist_size());
   return 0;
 }
 
@@ -136,8 +141,14 @@ int gpt_trainer_init(gpt_trainer *tr, gpt *model, const gpt_dataset *data,
         return vqgpt_error("prompt token %d not in the text range [%d, %d]", data->prompts[i],
                            c->n_codes, gpt_text_pad(c));
   }
+  if (opt->ranks > 1 && (c->embd_pdrop > 0 || c->resid_pdrop > 0 || c->attn_pdrop > 0))
+    return vqgpt_error("dropout (embd/resid/attn_pdrop %g/%g/%g) is not supported in "
+                       "data-parallel training: train with one process", c->embd_pdrop,
+                       c->resid_pdrop, c->attn_pdrop);
   tr->model = model;
   tr->opt = *opt;
+  tr->rows = opt->batch_size / opt->ranks;
+  tr->row0 = (opt->ranks > 1 ? dist_rank() : 0) * tr->rows;
   tr->data = *data;
   tr->T = (int)(n_cond + T - 1);
   tr->m = calloc(model->n_params, sizeof(float));
@@ -150,7 +161,7 @@ int gpt_trainer_init(gpt_trainer *tr, gpt *model, const gpt_dataset *data,
     return vqgpt_error("out of memory for the optimizer state");
   }
   if (make_split(tr) || alloc_batch(tr) || gpt_alloc_grads(model) ||
-      gpt_build(model, opt->batch_size, tr->T)) {
+      gpt_build(model, tr->rows, tr->T)) {
     gpt_trainer_free(tr);
     return -1;
   }
@@ -189,6 +200,17 @@ static void fill_sequence(const gpt_trainer *tr, int s, bool null, int32_t *in, 
   memcpy(tg + nc - 1, codes, (size_t)hw * sizeof(int32_t));
 }
 
+// The gradient and loss of the whole batch from each rank's (means over its valid targets):
+// each rank's share weighted by its count of targets, summed over the ranks.
+static void average_over_ranks(gpt *m) {
+  double loss_count[2] = {(double)m->loss * m->n_valid, (double)m->n_valid};
+  dist_allreduce_sum_f64(loss_count, 2);
+  float k = loss_count[1] > 0 ? (float)(m->n_valid / loss_count[1]) : 0.0f;
+  for (size_t i = 0; i < m->n_params; i++) m->grads[i] *= k;
+  dist_allreduce_sum_f32(m->grads, m->n_params);
+  m->loss = loss_count[1] > 0 ? (float)(loss_count[0] / loss_count[1]) : 0.0f;
+}
+
 int gpt_trainer_step(gpt_trainer *tr, gpt_step_stats *stats) {
   gpt *m = tr->model;
   int B = tr->opt.batch_size, T = tr->T, V = m->cfg.vocab_size, nc = gpt_n_cond(&m->cfg);
@@ -210,7 +232,11 @@ int gpt_trainer_step(gpt_trainer *tr, gpt_step_stats *stats) {
   }
   uint64_t drop_seed = rng_next(&tr->rng);
   gpt_zero_grad(m);
-  if (gpt_forward(m, tr->idx, tr->tgt, B, T, true, drop_seed) || gpt_backward(m)) return -1;
+  size_t first = (size_t)tr->row0 * T;  // this rank's rows
+  if (gpt_forward(m, tr->idx + first, tr->tgt + first, tr->rows, T, true, drop_seed) ||
+      gpt_backward(m))
+    return -1;
+  if (tr->opt.ranks > 1) average_over_ranks(m);
   // A non-finite loss, gradient or updated parameter stops training at the step it appears
   // in (the caller then saves nothing: gpt_trainer_save refuses non-finite state anyway).
   if (!isfinite(m->loss))
@@ -241,7 +267,8 @@ int gpt_trainer_step(gpt_trainer *tr, gpt_step_stats *stats) {
 
 int gpt_trainer_validate(gpt_trainer *tr, double *loss) {
   gpt *m = tr->model;
-  int B = tr->opt.batch_size, T = tr->T;
+  // The activations' batch; several ranks take turns over the chunks.
+  int B = tr->rows, T = tr->T, ranks = tr->opt.ranks, me = ranks > 1 ? dist_rank() : 0;
   if (tr->n_val == 0) {
     *loss = NAN;
     return 0;
@@ -249,7 +276,8 @@ int gpt_trainer_validate(gpt_trainer *tr, double *loss) {
   double total = 0;
   long count = 0;
   // Full batches keep the activation shape; the last one is padded with ignored rows.
-  for (int i0 = 0; i0 < tr->n_val; i0 += B) {
+  for (int i0 = 0, chunk = 0; i0 < tr->n_val; i0 += B, chunk++) {
+    if (chunk % ranks != me) continue;
     for (int b = 0; b < B; b++) {
       int32_t *in = tr->idx + (size_t)b * T, *tg = tr->tgt + (size_t)b * T;
       if (i0 + b >= tr->n_val) {
@@ -262,6 +290,12 @@ int gpt_trainer_validate(gpt_trainer *tr, double *loss) {
     if (gpt_forward(m, tr->idx, tr->tgt, B, T, false, 0)) return -1;
     total += (double)m->loss * m->n_valid;
     count += m->n_valid;
+  }
+  if (ranks > 1) {
+    double total_count[2] = {total, (double)count};
+    dist_allreduce_sum_f64(total_count, 2);
+    total = total_count[0];
+    count = (long)total_count[1];
   }
   *loss = total / (double)count;
   return 0;
@@ -473,7 +507,11 @@ int gpt_trainer_resume(gpt_trainer *tr, const char *path) {
   if (gpt_read_block(m, &f, "", m->params) || gpt_read_block(m, &f, "opt.m.", tr->m) ||
       gpt_read_block(m, &f, "opt.v.", tr->v) || st_check_all_used(&f, mask_buffers))
     goto done;
-  if (new_batch && (alloc_batch(tr) || gpt_build(m, opt.batch_size, tr->T))) goto done;
+  if (new_batch) {
+    tr->rows = opt.batch_size / opt.ranks;
+    tr->row0 = (opt.ranks > 1 ? dist_rank() : 0) * tr->rows;
+    if (alloc_batch(tr) || gpt_build(m, tr->rows, tr->T)) goto done;
+  }
   tr->step = step;
   tr->rng = rng;
   tr->epoch = epoch;

@@ -11,7 +11,7 @@
 #include "stage2_transformer/gpt.h"
 
 typedef struct {
-  int batch_size;
+  int batch_size;      // sequences per step, all ranks together
   long steps;          // total optimizer steps
   float lr;            // peak learning rate
   float min_lr;        // learning rate at the end of the cosine decay
@@ -24,6 +24,13 @@ typedef struct {
   float cond_drop;     // probability of replacing the condition by the null one (guidance)
   float val_fraction;  // share of the samples held out for validation
   uint64_t seed;       // split, data order, corruption and dropout
+  // Data-parallel training (core/dist.h): the ranks (dist_size()) sharing each batch, 1 for
+  // one process; not part of the run's recorded settings. Every rank draws the whole batch
+  // (the same random stream as one process) and trains on rows [rank * batch_size / ranks,
+  // ...) of it; gradients are averaged (weighted by each rank's target count), so the model
+  // stays identical on every rank and equal to one process's (up to float rounding). Model
+  // dropout is refused with ranks > 1 (its masks are drawn per row of the local batch).
+  int ranks;
 } gpt_train_options;
 
 void gpt_train_options_default(gpt_train_options *o);
@@ -61,7 +68,8 @@ typedef struct {
   int cursor;         // next position in order
   long epoch;
   int T;              // sequence length: n_cond + h*w - 1
-  int32_t *idx, *tgt; // (B, T) batch inputs and targets
+  int32_t *idx, *tgt; // (B, T) batch inputs and targets (the whole batch on every rank)
+  int row0, rows;     // this rank's rows of the batch: [row0, row0 + rows)
 } gpt_trainer;
 
 // Checks the data against the model (codes within the vocabulary, labels within the classes,
@@ -74,7 +82,7 @@ void gpt_trainer_free(gpt_trainer *tr);
 // parameter non-finite.
 int gpt_trainer_step(gpt_trainer *tr, gpt_step_stats *stats);
 // Mean cross-entropy on the held-out samples (no corruption, no dropout); NAN if there are
-// none.
+// none. With several ranks, each takes a share and all get the mean.
 int gpt_trainer_validate(gpt_trainer *tr, double *loss);
 // A checkpoint: the model (loadable as a plain model) plus the AdamW moments ("opt.m.*",
 // "opt.v.*"), the data order ("train.order") and the step, RNG and options in the metadata

@@ -103,5 +103,24 @@ int main(int argc, char **argv) {
   memcpy(dself, w, sizeof w);
   batchnorm_backward(dself, NULL, NULL, dself, x, ctx.mean, ctx.rstd, gamma, B, C, HW);
   CHECK(memcmp(dself, din, sizeof din) == 0);
+
+  // The data-parallel (synchronised) forms on one rank are the functions above, bit for bit.
+  static float out_d[N], din_d[N];
+  float mean_d[C], rstd_d[C], rm_d[C], rv_d[C], rm_s[C], rv_s[C], dg_d[C], db_d[C], dg_s[C], db_s[C];
+  for (int c = 0; c < C; c++) rm_d[c] = rm_s[c] = 0.1f * c, rv_d[c] = rv_s[c] = 1.0f + 0.2f * c;
+  batchnorm_forward_train(out, mean, rstd, rm_s, rv_s, x, gamma, beta, B, C, HW, 1e-5f, 0.1f);
+  CHECK(batchnorm_forward_train_dist(out_d, mean_d, rstd_d, rm_d, rv_d, x, gamma, beta, B, C, HW,
+                                     1e-5f, 0.1f) == 0);
+  CHECK(!memcmp(out, out_d, sizeof out) && !memcmp(mean, mean_d, sizeof mean) &&
+        !memcmp(rstd, rstd_d, sizeof rstd) && !memcmp(rm_s, rm_d, sizeof rm_s) &&
+        !memcmp(rv_s, rv_d, sizeof rv_s));
+  batchnorm_update_running(rm_s, rv_s, x, B, C, HW, 0.1f);
+  CHECK(batchnorm_update_running_dist(rm_d, rv_d, x, B, C, HW, 0.1f) == 0);
+  CHECK(!memcmp(rm_s, rm_d, sizeof rm_s) && !memcmp(rv_s, rv_d, sizeof rv_s));
+  for (int c = 0; c < C; c++) dg_d[c] = dg_s[c] = db_d[c] = db_s[c] = 0.5f;
+  batchnorm_backward(din, dg_s, db_s, w, x, mean, rstd, gamma, B, C, HW);
+  CHECK(batchnorm_backward_dist(din_d, dg_d, db_d, w, x, mean, rstd, gamma, B, C, HW) == 0);
+  CHECK(!memcmp(din, din_d, sizeof din) && !memcmp(dg_s, dg_d, sizeof dg_s) &&
+        !memcmp(db_s, db_d, sizeof db_s));
   return test_finish("batchnorm");
 }
