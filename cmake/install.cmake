@@ -37,6 +37,13 @@ if(OPENBLAS_LIBRARY_DIRS)
   set(VQGPT_PC_OPENBLAS "-L${openblas_dir} -lopenblas")
 endif()
 string(REPLACE ";" " " VQGPT_PC_OPENMP "${OpenMP_C_FLAGS}")
+# MPI's libraries, when the build has it (core/dist.c calls MPI).
+set(VQGPT_PC_MPI "")
+if(MPI_C_FOUND)
+  foreach(lib ${MPI_C_LIBRARIES})
+    string(APPEND VQGPT_PC_MPI " ${lib}")
+  endforeach()
+endif()
 configure_file(cmake/vqgpt.pc.in ${CMAKE_BINARY_DIR}/vqgpt.pc @ONLY)
 install(FILES ${CMAKE_BINARY_DIR}/vqgpt.pc DESTINATION ${VQGPT_LIBDIR}/pkgconfig)
 
