@@ -7,4 +7,5 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
   build-essential cmake pkg-config libopenblas-openmp-dev libomp-dev \
-  libsentencepiece-dev libstb-dev python3 python3-torch python3-yaml python3-numpy >/dev/null
+  libsentencepiece-dev libstb-dev python3 python3-torch python3-yaml python3-numpy \
+  dataset-fashion-mnist >/dev/null
