@@ -29,7 +29,13 @@ import sys
 import tempfile
 import zlib
 
-import numpy as np
+try:
+    import numpy as np
+except ImportError:  # Debian's python3-numpy serves /usr/bin/python3, maybe not the python3 on PATH
+    if os.path.realpath(sys.executable) != os.path.realpath("/usr/bin/python3") \
+            and os.access("/usr/bin/python3", os.X_OK):
+        os.execv("/usr/bin/python3", ["/usr/bin/python3"] + sys.argv)
+    sys.exit("fmnist_folders.py: needs numpy (Debian: apt-get install python3-numpy)")
 
 DATA_DIR = os.environ.get("FMNIST_DIR", "/usr/share/datasets/fashion-mnist")
 SPLIT_PREFIX = {"train": "train", "test": "t10k"}
