@@ -165,6 +165,68 @@ def png_bytes(rgb):
             + chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)) + chunk(b"IEND", b""))
 
 
+def _unfilter(kind, line, prev, bpp):
+    """Undo one PNG row filter (uint8 arrays); see the PNG spec, section 9."""
+    if kind == 0:
+        return line
+    if kind == 2:
+        return line + prev  # uint8 arithmetic wraps mod 256 as the spec wants
+    if kind == 1:
+        return (np.cumsum(line.reshape(-1, bpp).astype(np.int64), 0) % 256).astype(np.uint8).ravel()
+    if kind not in (3, 4):
+        raise ValueError("unknown PNG filter type %d" % kind)
+    out = bytearray(line.tobytes())
+    up = prev.tobytes()
+    for i in range(len(out)):
+        a = out[i - bpp] if i >= bpp else 0
+        b = up[i]
+        if kind == 3:
+            out[i] = (out[i] + ((a + b) >> 1)) & 255
+        else:
+            c = up[i - bpp] if i >= bpp else 0
+            p = a + b - c
+            pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+            pred = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
+            out[i] = (out[i] + pred) & 255
+    return np.frombuffer(bytes(out), np.uint8)
+
+
+def read_png(path):
+    """uint8 [h, w, 3] of an 8-bit grey, RGB or RGBA non-interlaced PNG (as stb and we write)."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    if raw[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError("%s: not a PNG file" % path)
+    pos, idat, head = 8, [], None
+    while pos + 8 <= len(raw):
+        size, kind = struct.unpack(">I4s", raw[pos:pos + 8])
+        data = raw[pos + 8:pos + 8 + size]
+        if kind == b"IHDR":
+            head = struct.unpack(">IIBBBBB", data)
+        elif kind == b"IDAT":
+            idat.append(data)
+        elif kind == b"IEND":
+            break
+        pos += 12 + size
+    if head is None:
+        raise ValueError("%s: PNG without IHDR" % path)
+    w, h, depth, colour, _, _, interlace = head
+    channels = {0: 1, 2: 3, 6: 4}.get(colour)
+    if depth != 8 or channels is None or interlace:
+        raise ValueError("%s: only 8-bit grey/RGB/RGBA non-interlaced PNGs are read" % path)
+    data = np.frombuffer(zlib.decompress(b"".join(idat)), np.uint8)
+    stride = 1 + w * channels
+    if len(data) != h * stride:
+        raise ValueError("%s: %d bytes of pixel data, %dx%d needs %d" % (path, len(data), w, h, h * stride))
+    rows = data.reshape(h, stride)
+    img = np.zeros((h, w * channels), np.uint8)
+    prev = np.zeros(w * channels, np.uint8)
+    for y in range(h):
+        prev = img[y] = _unfilter(int(rows[y, 0]), rows[y, 1:], prev, channels)
+    img = img.reshape(h, w, channels)
+    return np.repeat(img, 3, 2) if channels == 1 else img[..., :3].copy()
+
+
 def write_file(path, data):
     with open(path, "wb") as f:
         f.write(data)
