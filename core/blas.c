@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 // OpenBLAS is not linked: it is loaded at first use, so that the core type can be chosen in
 // this process (OpenBLAS reads OPENBLAS_CORETYPE once, in its load-time constructor).
@@ -72,27 +73,59 @@ static void blas_load(void) {
 
 static void blas_init(void) { pthread_once(&blas_once, blas_load); }
 
-// OMP_WAIT_POLICY must be in the environment when libgomp initialises, which happens before
-// any constructor of the program runs. The executable's preinit_array runs earlier still, so
-// an unset OMP_WAIT_POLICY (and GOMP_SPINCOUNT) is set to PASSIVE there: our OpenMP loops and
-// OpenBLAS's threads take turns on the same cores, and with libgomp's default active waiting
-// the idle threads of one spin against the working threads of the other (measured: a 3x3 conv
-// at 36 instead of 225 GFLOP/s when another process shares the cores). glibc re-reads the
-// environment from the stack before main, so the variable does not outlive libgomp's start
-// (the constructor below removes it in any case): the user's environment is left as given.
-static bool wait_policy_set_here;
+// OMP_WAIT_POLICY=PASSIVE unless the user set OMP_WAIT_POLICY or GOMP_SPINCOUNT: our OpenMP
+// loops and OpenBLAS's threads take turns on the same cores, and with libgomp's default active
+// waiting the idle threads of one spin against the working threads of the other (measured on
+// a shared machine: a VQGAN encode 8x slower, batch-1 GPT sampling 30x slower).
+// libgomp reads the variable once, in its constructor, which runs before any constructor of
+// the program; only the executable's preinit_array runs earlier, and there libc's environ is
+// not set up yet (setenv would be lost: libc then points environ at the kernel's array).
+// So the kernel's array itself carries the setting for that window: one entry that no
+// initialiser reads is lent to "OMP_WAIT_POLICY=PASSIVE" and given back by the constructor
+// below, before main. The environment the program and its children see is the user's.
+extern char **environ;
+static char wait_policy_entry[] = "OMP_WAIT_POLICY=PASSIVE";
+static char **lent_slot, *lent_entry;
 
-static void set_wait_policy(int argc, char **argv, char **envp) {
-  (void)argc, (void)argv, (void)envp;
-  if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
-  wait_policy_set_here = setenv("OMP_WAIT_POLICY", "PASSIVE", 1) == 0;
+static bool starts_with(const char *s, const char *prefix) {
+  return !strncmp(s, prefix, strlen(prefix));
+}
+
+// Not lent: what the OpenMP and BLAS runtimes, the sanitizers, libc and the loader read.
+static bool lendable(const char *entry) {
+  static const char *const keep[] = {"OMP_", "GOMP_", "KMP_", "OPENBLAS_", "GOTO_", "VQGPT_",
+                                     "ASAN_", "UBSAN_", "LSAN_", "LD_", "GLIBC_", "MALLOC_",
+                                     "LC_", "LANG", "TZ", NULL};
+  if (!strchr(entry, '=')) return false;
+  for (const char *const *k = keep; *k; k++)
+    if (starts_with(entry, *k)) return false;
+  return true;
+}
+
+static void lend_wait_policy(int argc, char **argv, char **envp) {
+  (void)argc, (void)argv;
+  char **slot = NULL;
+  for (char **e = envp; e && *e; e++) {
+    if (starts_with(*e, "OMP_WAIT_POLICY=") || starts_with(*e, "GOMP_SPINCOUNT=")) return;
+    if (!slot && lendable(*e)) slot = e;
+  }
+  if (!slot) return;  // an empty environment: libgomp's default waiting
+  lent_slot = slot;
+  lent_entry = *slot;
+  *slot = wait_policy_entry;
 }
 __attribute__((section(".preinit_array"), used)) static void (*const preinit_wait_policy)(
-    int, char **, char **) = set_wait_policy;
+    int, char **, char **) = lend_wait_policy;
 
-__attribute__((constructor)) static void unset_wait_policy(void) {
-  const char *v = getenv("OMP_WAIT_POLICY");
-  if (wait_policy_set_here && v && !strcmp(v, "PASSIVE")) unsetenv("OMP_WAIT_POLICY");
+__attribute__((constructor(101))) static void return_lent_entry(void) {
+  if (!lent_slot) return;
+  *lent_slot = lent_entry;
+  // An initialiser that called setenv left environ a copy of the array: fix the copy too.
+  if (getenv("OMP_WAIT_POLICY") == wait_policy_entry + strlen("OMP_WAIT_POLICY=")) {
+    unsetenv("OMP_WAIT_POLICY");
+    putenv(lent_entry);
+  }
+  lent_slot = NULL;
 }
 
 void vqgpt_blas_setup(char **argv) {

@@ -1,8 +1,12 @@
-// core/blas.c: the core-type rule, OpenBLAS loaded in-process (no re-execution) with the
-// environment left as the user gave it, and sgemm (OpenBLAS and the built-in fallback)
-// against a double-precision product for every transpose combination and odd sizes.
+// core/blas.c: the core-type rule; OpenBLAS loaded in-process (no re-execution) and passive
+// OpenMP waiting, with the environment left as the user gave it; sgemm (OpenBLAS and the
+// built-in fallback) against a double-precision product for every transpose combination and
+// odd sizes.
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "core/blas.h"
 #include "core/rng.h"
@@ -62,12 +66,36 @@ static void test_products(void) {
   free(A), free(B), free(C0), free(C), free(ref);
 }
 
+static double cpu_seconds(void) {
+  struct rusage r;
+  getrusage(RUSAGE_SELF, &r);
+  return r.ru_utime.tv_sec + r.ru_stime.tv_sec + 1e-6 * (r.ru_utime.tv_usec + r.ru_stime.tv_usec);
+}
+
+// OMP_WAIT_POLICY=PASSIVE reached libgomp (set before its constructor without touching the
+// environment): between parallel regions the idle threads sleep. With libgomp's default they
+// spin ~300000 iterations (milliseconds) after every region: 100 regions 1 ms apart would
+// cost well over 50 ms of CPU; sleeping threads cost microseconds.
+static void test_passive_waiting(void) {
+  if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT") || omp_get_max_threads() < 2) return;
+  volatile int sink = 0;
+  double c0 = cpu_seconds();
+  for (int i = 0; i < 100; i++) {
+#pragma omp parallel
+    sink += omp_get_thread_num();
+    usleep(1000);
+  }
+  double used = cpu_seconds() - c0;
+  CHECKF(used < 0.05, "idle OpenMP threads spin: %.3f s of CPU over 100 regions", used);
+}
+
 int main(void) {
   // Nothing set the wait policy or the core type for this process's environment: both are
   // applied only where the libraries read them (preinit, and during the dlopen).
   const char *wait0 = getenv("OMP_WAIT_POLICY"), *core0 = getenv("OPENBLAS_CORETYPE");
   char *wait = wait0 ? strdup(wait0) : NULL, *core = core0 ? strdup(core0) : NULL;
   test_coretype_rule();
+  test_passive_waiting();
   test_products();
   const char *name = vqgpt_blas_corename();
   CHECKF(strncmp(name, "none", 4) != 0, "OpenBLAS not loaded: %s", name);
