@@ -350,13 +350,18 @@ int gpt_read_block(const gpt *m, const st_file *f, const char *prefix, float *bl
 const char *const GPT_FILE_EXTRAS[] = {"opt.m.*", "opt.v.*", "train.order", "blocks.*.attn.mask", "tokenizer",
                                        NULL};
 
+// The token embedding and the Linear weights: what a sampling model may keep in half.
+static bool is_matrix(const gpt_tensor_info *t) {
+  return t->decay || !strcmp(t->name, "tok_emb.weight");
+}
+
 // The one format (F16 or BF16) of every matrix a sampling model may keep in half precision;
 // false if any of them is stored otherwise.
 static bool matrices_half_format(const gpt *m, const st_file *f, half_format *fmt) {
   st_dtype want = ST_F32;
   for (size_t i = 0; i < m->n_tensors; i++) {
     const gpt_tensor_info *t = &m->tensors[i];
-    if (!t->decay && strcmp(t->name, "tok_emb.weight")) continue;  // not a matrix
+    if (!is_matrix(t)) continue;
     const st_tensor *st = st_find(f, t->name);
     if (!st || (st->dtype != ST_F16 && st->dtype != ST_BF16)) return false;
     if (want == ST_F32) want = st->dtype;
@@ -366,9 +371,12 @@ static bool matrices_half_format(const gpt *m, const st_file *f, half_format *fm
   return true;
 }
 
-// Moves a loaded model to half-precision matrices: their bits are copied from the file (its
-// values were checked when loaded as float32), the vectors move to a small float32 block.
-static int keep_half(gpt *m, const st_file *f, half_format fmt) {
+// Reads a model whose matrices stay in half precision (format fmt, checked for every matrix by
+// matrices_half_format): each matrix is read by the float32 reader into a temporary (shape and
+// finiteness checks), then its bits are copied from the file; the vectors are read in place
+// and then move to a small float32 block. The float32 block's matrix part is never written,
+// so it never becomes resident before it is freed.
+static int read_half_model(gpt *m, const st_file *f, half_format fmt) {
   const gpt_config *c = &m->cfg;
   size_t V = c->vocab_size, C = c->n_embd, L = c->n_layer, Tb = c->block_size;
   gpt_params *p = &m->p;
@@ -382,30 +390,35 @@ static int keep_half(gpt *m, const st_file *f, half_format fmt) {
       {&p->proj_b, L * C},   {&p->ln2_w, L * C},     {&p->ln2_b, L * C}, {&p->fc_b, L * 4 * C},
       {&p->fcproj_b, L * C}, {&p->lnf_w, C},         {&p->lnf_b, C}};
   size_t n_mats = sizeof mats / sizeof *mats, n_vecs = sizeof vecs / sizeof *vecs;
-  size_t half_total = 0, vec_total = 0;
+  size_t half_total = 0, vec_total = 0, widest = 0;
   for (size_t i = 0; i < n_mats; i++) half_total += mats[i].n;
   for (size_t i = 0; i < n_vecs; i++) vec_total += vecs[i].n;
+  for (size_t i = 0; i < m->n_tensors; i++)
+    if (is_matrix(&m->tensors[i]) && m->tensors[i].numel > widest) widest = m->tensors[i].numel;
   uint16_t *hb = malloc(half_total * sizeof(uint16_t));
-  float *vb = malloc(vec_total * sizeof(float));
-  if (!hb || !vb) {
-    free(hb);
-    free(vb);
-    return vqgpt_error("out of memory for the GPT's half-precision weights");
+  float *vb = malloc(vec_total * sizeof(float)), *tmp = malloc(widest * sizeof(float));
+  int rc = -1;
+  if (!hb || !vb || !tmp) {
+    vqgpt_error("out of memory for the GPT's half-precision weights");
+    goto done;
   }
   uint16_t *hq = hb;
   for (size_t i = 0; i < n_mats; i++) {
     *mats[i].half = hq;
     hq += mats[i].n;
   }
-  // Each matrix tensor of the file lands where its float32 copy sits in its family.
   for (size_t i = 0; i < m->n_tensors; i++) {
     const gpt_tensor_info *t = &m->tensors[i];
-    const float *at = m->params + t->offset;
-    for (size_t j = 0; j < n_mats; j++) {
+    float *at = m->params + t->offset;
+    if (!is_matrix(t)) {
+      if (st_read_weights(f, t->name, at, t->ndim, t->shape)) goto done;
+      continue;
+    }
+    if (st_read_weights(f, t->name, tmp, t->ndim, t->shape)) goto done;
+    for (size_t j = 0; j < n_mats; j++) {  // its place within its family
       const float *base = *mats[j].f32;
-      if (at < base || at >= base + mats[j].n) continue;
-      const st_tensor *st = st_find(f, t->name);  // checked by matrices_half_format
-      memcpy(*mats[j].half + (at - base), st->data, t->numel * sizeof(uint16_t));
+      if (at >= base && at < base + mats[j].n)
+        memcpy(*mats[j].half + (at - base), st_find(f, t->name)->data, t->numel * sizeof(uint16_t));
     }
   }
   float *vq = vb;
@@ -420,7 +433,14 @@ static int keep_half(gpt *m, const st_file *f, half_format fmt) {
   m->half_block = hb;
   m->half_fmt = fmt;
   m->half_weights = true;
-  return 0;
+  hb = NULL;
+  vb = NULL;
+  rc = 0;
+done:
+  free(hb);
+  free(vb);
+  free(tmp);
+  return rc;
 }
 
 static gpt *load(const char *path, bool for_sampling) {
@@ -438,9 +458,9 @@ static gpt *load(const char *path, bool for_sampling) {
   if (gpt_config_parse(&cfg, config, path)) goto done;
   m = gpt_alloc(&cfg, path);
   if (!m) goto done;
-  if (gpt_read_block(m, &f, "", m->params) || gpt_card_read(&m->card, &f, path) ||
-      st_check_all_used(&f, GPT_FILE_EXTRAS) ||
-      (for_sampling && matrices_half_format(m, &f, &fmt) && keep_half(m, &f, fmt))) {
+  bool half = for_sampling && matrices_half_format(m, &f, &fmt);
+  if ((half ? read_half_model(m, &f, fmt) : gpt_read_block(m, &f, "", m->params)) ||
+      gpt_card_read(&m->card, &f, path) || st_check_all_used(&f, GPT_FILE_EXTRAS)) {
     gpt_free(m);
     m = NULL;
   }
