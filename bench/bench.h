@@ -3,6 +3,7 @@
 #define VQGPT_BENCH_H
 
 #include "stage1_vqgan/vqgan.h"
+#include "stage2_transformer/gpt.h"
 
 int bench_vqgan(int argc, char **argv);
 int bench_vqgan_train(int argc, char **argv);
@@ -19,6 +20,13 @@ typedef struct {
   double read_gbs;      // streaming read of 256 MB, all threads
 } bench_limits;
 int bench_machine_limits(bench_limits *out);
+
+// The model to sample from with weights stored as `dtype` ("f32", "f16" or "bf16"): m itself
+// for f32, else m rounded to that format, saved to a temporary file and loaded back with
+// gpt_load_for_sampling (half-precision weights in memory). NULL (and an error) on failure.
+gpt *bench_gpt_for_sampling(gpt *m, const char *dtype);
+// Megabytes the model's parameters occupy in memory (float32 and half-precision blocks).
+double bench_gpt_weight_mb(const gpt *m);
 
 // The shortest of `reps` timed calls of run(ctx) in seconds; -1 if a call fails.
 double bench_best_of(int reps, int (*run)(void *), void *ctx);

@@ -1,9 +1,12 @@
 // `vqgpt bench gpt`: the reference-sized GPT (12 layers, 512 wide, 8 heads, 16384
 // codes, random init) timed on sampling 256 tokens at batch 1 and 8 through the KV cache, and
-// on training steps at batch 4 x 256 tokens with AdamW.
+// on training steps at batch 4 x 256 tokens with AdamW. --dtype f16|bf16 samples with the
+// weights rounded to that format and kept so in memory (gpt_load_for_sampling).
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "bench/bench.h"
 #include "core/clock.h"
@@ -38,7 +41,7 @@ static int bench_sample(const gpt *m, int B, int n_tokens, const bench_limits *l
   free(out);
   if (rc) return cli_fail("bench gpt", "%s", vqgpt_last_error());
   // Each step reads every weight once (for the whole batch): the memory-bandwidth bound.
-  double gbs = m->n_params * sizeof(float) * (double)n_tokens / dt / 1e9;
+  double gbs = bench_gpt_weight_mb(m) * 1e6 * (double)n_tokens / dt / 1e9;
   printf("sample  batch %d: %d tokens in %.3f s = %.1f tokens/s (%.2f ms per step; weights read "
          "at %.1f GB/s, %.0f%% of the machine's)\n",
          B, B * n_tokens, dt, B * n_tokens / dt, 1e3 * dt / n_tokens, gbs,
@@ -86,10 +89,36 @@ static int bench_train(gpt *m, int B, int T, int steps) {
   return rc;
 }
 
+gpt *bench_gpt_for_sampling(gpt *m, const char *dtype) {
+  if (!strcmp(dtype, "f32")) return m;
+  st_dtype storage = !strcmp(dtype, "f16") ? ST_F16 : !strcmp(dtype, "bf16") ? ST_BF16 : ST_F32;
+  if (storage == ST_F32) {
+    vqgpt_error("--dtype must be f32, f16 or bf16, not '%s'", dtype);
+    return NULL;
+  }
+  const char *dir = getenv("TMPDIR");
+  char path[4096];
+  snprintf(path, sizeof path, "%s/vqgpt_bench_%d.safetensors", dir && dir[0] ? dir : "/tmp",
+           (int)getpid());
+  gpt *h = gpt_save_as(m, path, storage) ? NULL : gpt_load_for_sampling(path);
+  unlink(path);
+  return h;
+}
+
+double bench_gpt_weight_mb(const gpt *m) {
+  const gpt_config *c = &m->cfg;
+  size_t V = c->vocab_size, C = c->n_embd, L = c->n_layer;
+  size_t matrices = 2 * V * C + 12 * L * C * C;  // tok_emb, head, qkv, proj, fc, fcproj
+  if (!m->half_weights) return m->n_params * 4.0 / 1e6;
+  return ((m->n_params - matrices) * 4.0 + matrices * 2.0) / 1e6;
+}
+
 int bench_gpt(int argc, char **argv) {
   long layers = 12, embd = 512, heads = 8, vocab = 16384, tokens = 256, train_steps = 3;
   bool no_sample = false, no_train = false;
+  const char *dtype = "f32";
   cli_opt opts[] = {
+      {"dtype", OPT_STRING, &dtype, "f32 | f16 | bf16: weights stored and kept in memory for sampling"},
       {"layers", OPT_INT, &layers, "transformer blocks", 1, 256},
       {"embd", OPT_INT, &embd, "embedding width", 1, 16384},
       {"heads", OPT_INT, &heads, "attention heads", 1, 16384},
@@ -113,13 +142,22 @@ int bench_gpt(int argc, char **argv) {
   uint64_t rng = 0;
   gpt *m = gpt_create(&cfg, &rng);
   if (!m) return cli_fail("bench gpt", "%s", vqgpt_last_error());
+  gpt *sm = no_sample ? m : bench_gpt_for_sampling(m, dtype);
+  if (!sm) {
+    gpt_free(m);
+    return cli_fail("bench gpt", "%s", vqgpt_last_error());
+  }
   printf("GPT %ld layers x %ld wide, %ld heads, %ld codes: %.1fM parameters (%d threads, "
          "OpenBLAS core %s)\n",
          layers, embd, heads, vocab, m->n_params / 1e6, omp_get_max_threads(),
          vqgpt_blas_corename());
+  if (!no_sample)
+    printf("sampling weights: %s, %.0f MB in memory\n", sm->half_weights ? dtype : "f32",
+           bench_gpt_weight_mb(sm));
   int rc = 0;
-  if (!no_sample) rc = bench_sample(m, 1, (int)tokens, &limits);
-  if (!no_sample && !rc) rc = bench_sample(m, 8, (int)tokens, &limits);
+  if (!no_sample) rc = bench_sample(sm, 1, (int)tokens, &limits);
+  if (!no_sample && !rc) rc = bench_sample(sm, 8, (int)tokens, &limits);
+  if (sm != m) gpt_free(sm);
   if (!no_train && !rc) rc = bench_train(m, 4, (int)tokens, (int)train_steps);
   gpt_free(m);
   return rc;

@@ -33,7 +33,9 @@ int bench_window(int argc, char **argv) {
   long layers = 12, embd = 512, heads = 8, vocab = 16384, window = 16, batch = 1;
   const char *grid_s = "32x64";
   bool no_reuse = false;
+  const char *dtype = "f32";
   cli_opt opts[] = {
+      {"dtype", OPT_STRING, &dtype, "f32 | f16 | bf16: weights stored and kept in memory"},
       {"grid", OPT_STRING, &grid_s, "code grid HxW to fill"},
       {"window", OPT_INT, &window, "trained grid (window) side in tokens"},
       {"batch", OPT_INT, &batch, "samples drawn together"},
@@ -59,12 +61,13 @@ int bench_window(int argc, char **argv) {
                     .grid_h = (int)window, .grid_w = (int)window};
   gpt_config_defaults(&cfg);
   uint64_t rng = 0;
-  gpt *m = gpt_create(&cfg, &rng);
+  gpt *created = gpt_create(&cfg, &rng), *m = created ? bench_gpt_for_sampling(created, dtype) : NULL;
+  if (m != created) gpt_free(created);
   if (!m) return cli_fail(CMD, "%s", vqgpt_last_error());
-  printf("GPT %ld layers x %ld wide, %ld heads, %ld codes, window %ldx%ld: %.1fM parameters "
-         "(%d threads, OpenBLAS core %s)\n",
-         layers, embd, heads, vocab, window, window, m->n_params / 1e6, omp_get_max_threads(),
-         vqgpt_blas_corename());
+  printf("GPT %ld layers x %ld wide, %ld heads, %ld codes, window %ldx%ld: %.1fM parameters, "
+         "%s weights (%d threads, OpenBLAS core %s)\n",
+         layers, embd, heads, vocab, window, window, m->n_params / 1e6,
+         m->half_weights ? dtype : "f32", omp_get_max_threads(), vqgpt_blas_corename());
   size_t n = (size_t)batch * gh * gw;
   int32_t *cond = calloc((size_t)batch, sizeof(int32_t)), *out = malloc(n * sizeof(int32_t));
   int rc = 0;

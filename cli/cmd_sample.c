@@ -294,7 +294,7 @@ static int run(const sample_args *a, sample_run *r) {
   const char *name = a->gpt ? NULL : a->prompt ? DEFAULT_TEXT_GPT : a->cls ? DEFAULT_CLASS_GPT : DEFAULT_GPT;
   r->gpt_path = name ? cli_shipped_model(name) : strdup(a->gpt);
   if (!r->gpt_path) return cli_fail(CMD, "%s", vqgpt_last_error());
-  if (!(r->m = gpt_load(r->gpt_path))) return cli_fail(CMD, "%s", vqgpt_last_error());
+  if (!(r->m = gpt_load_for_sampling(r->gpt_path))) return cli_fail(CMD, "%s", vqgpt_last_error());
   if (a->list_classes) return list_classes(r->m, r->gpt_path);
   if (!a->out && !a->codes_out) return cli_fail(CMD, "nothing to write: give --out and/or --codes-out");
   bool need_vqgan = a->out || a->init_image || a->size || a->vqgan;

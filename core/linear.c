@@ -6,10 +6,6 @@
 #include "core/parallel.h"
 #include "core/simd.h"
 
-// Below this many rows, one pass over the weights with every row's dot products beats sgemm,
-// which packs the (large) weight matrix for a product it cannot amortise.
-#define LINEAR_GEMV_MAX_ROWS 16
-
 float linear_dot(const float *a, const float *b, int n) { return linear_dot_inline(a, b, n); }
 
 #if defined(__AVX2__) && defined(__FMA__)

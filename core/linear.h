@@ -5,6 +5,10 @@
 
 #include <stddef.h>
 
+// Below this many rows, one pass over the weights with every row's dot products beats sgemm,
+// which packs the (large) weight matrix for a product it cannot amortise.
+#define LINEAR_GEMV_MAX_ROWS 16
+
 // out: (N, OC), in: (N, C). Large N goes to sgemm; small N (incremental decoding) to a
 // row-parallel kernel that reads each weight row once for all N inputs.
 void linear_forward(float *out, const float *in, const float *weight, const float *bias, int N,

@@ -351,12 +351,106 @@ int gpt_read_block(const gpt *m, const st_file *f, const char *prefix, float *bl
 const char *const GPT_FILE_EXTRAS[] = {"opt.m.*", "opt.v.*", "train.order", "blocks.*.attn.mask", "tokenizer",
                                        NULL};
 
-gpt *gpt_load(const char *path) {
+// The token embedding and the Linear weights: what a sampling model may keep in half.
+static bool is_matrix(const gpt_tensor_info *t) {
+  return t->decay || !strcmp(t->name, "tok_emb.weight");
+}
+
+// The one format (F16 or BF16) of every matrix a sampling model may keep in half precision;
+// false if any of them is stored otherwise.
+static bool matrices_half_format(const gpt *m, const st_file *f, half_format *fmt) {
+  st_dtype want = ST_F32;
+  for (size_t i = 0; i < m->n_tensors; i++) {
+    const gpt_tensor_info *t = &m->tensors[i];
+    if (!is_matrix(t)) continue;
+    const st_tensor *st = st_find(f, t->name);
+    if (!st || (st->dtype != ST_F16 && st->dtype != ST_BF16)) return false;
+    if (want == ST_F32) want = st->dtype;
+    if (st->dtype != want) return false;
+  }
+  *fmt = want == ST_F16 ? HALF_F16 : HALF_BF16;
+  return true;
+}
+
+// Reads a model whose matrices stay in half precision (format fmt, checked for every matrix by
+// matrices_half_format): each matrix is read by the float32 reader into a temporary (shape and
+// finiteness checks), then its bits are copied from the file; the vectors are read in place
+// and then move to a small float32 block. The float32 block's matrix part is never written,
+// so it never becomes resident before it is freed.
+static int read_half_model(gpt *m, const st_file *f, half_format fmt) {
+  const gpt_config *c = &m->cfg;
+  size_t V = c->vocab_size, C = c->n_embd, L = c->n_layer, Tb = c->block_size;
+  gpt_params *p = &m->p;
+  gpt_half_params *h = &m->h;
+  struct { float **f32; uint16_t **half; size_t n; } mats[] = {
+      {&p->tok_emb, &h->tok_emb, V * C},       {&p->qkv_w, &h->qkv_w, L * 3 * C * C},
+      {&p->proj_w, &h->proj_w, L * C * C},     {&p->fc_w, &h->fc_w, L * 4 * C * C},
+      {&p->fcproj_w, &h->fcproj_w, L * 4 * C * C}, {&p->head_w, &h->head_w, V * C}};
+  struct { float **f32; size_t n; } vecs[] = {
+      {&p->pos_emb, Tb * C}, {&p->ln1_w, L * C},     {&p->ln1_b, L * C}, {&p->qkv_b, L * 3 * C},
+      {&p->proj_b, L * C},   {&p->ln2_w, L * C},     {&p->ln2_b, L * C}, {&p->fc_b, L * 4 * C},
+      {&p->fcproj_b, L * C}, {&p->lnf_w, C},         {&p->lnf_b, C}};
+  size_t n_mats = sizeof mats / sizeof *mats, n_vecs = sizeof vecs / sizeof *vecs;
+  size_t half_total = 0, vec_total = 0, widest = 0;
+  for (size_t i = 0; i < n_mats; i++) half_total += mats[i].n;
+  for (size_t i = 0; i < n_vecs; i++) vec_total += vecs[i].n;
+  for (size_t i = 0; i < m->n_tensors; i++)
+    if (is_matrix(&m->tensors[i]) && m->tensors[i].numel > widest) widest = m->tensors[i].numel;
+  uint16_t *hb = malloc(half_total * sizeof(uint16_t));
+  float *vb = malloc(vec_total * sizeof(float)), *tmp = malloc(widest * sizeof(float));
+  int rc = -1;
+  if (!hb || !vb || !tmp) {
+    vqgpt_error("out of memory for the GPT's half-precision weights");
+    goto done;
+  }
+  uint16_t *hq = hb;
+  for (size_t i = 0; i < n_mats; i++) {
+    *mats[i].half = hq;
+    hq += mats[i].n;
+  }
+  for (size_t i = 0; i < m->n_tensors; i++) {
+    const gpt_tensor_info *t = &m->tensors[i];
+    float *at = m->params + t->offset;
+    if (!is_matrix(t)) {
+      if (st_read_weights(f, t->name, at, t->ndim, t->shape)) goto done;
+      continue;
+    }
+    if (st_read_weights(f, t->name, tmp, t->ndim, t->shape)) goto done;
+    for (size_t j = 0; j < n_mats; j++) {  // its place within its family
+      const float *base = *mats[j].f32;
+      if (at >= base && at < base + mats[j].n)
+        memcpy(*mats[j].half + (at - base), st_find(f, t->name)->data, t->numel * sizeof(uint16_t));
+    }
+  }
+  float *vq = vb;
+  for (size_t i = 0; i < n_vecs; i++) {
+    memcpy(vq, *vecs[i].f32, vecs[i].n * sizeof(float));
+    *vecs[i].f32 = vq;
+    vq += vecs[i].n;
+  }
+  for (size_t i = 0; i < n_mats; i++) *mats[i].f32 = NULL;
+  free(m->params);
+  m->params = vb;
+  m->half_block = hb;
+  m->half_fmt = fmt;
+  m->half_weights = true;
+  hb = NULL;
+  vb = NULL;
+  rc = 0;
+done:
+  free(hb);
+  free(vb);
+  free(tmp);
+  return rc;
+}
+
+static gpt *load(const char *path, bool for_sampling) {
   st_file f;
   if (st_open(&f, path)) return NULL;
   gpt *m = NULL;
   const char *config = st_meta(&f, "config");
   gpt_config cfg;
+  half_format fmt;
   if (st_check_format(&f, "taming-gpt", "a GPT model")) goto done;
   if (!config) {
     vqgpt_error("%s: no 'config' in the safetensors metadata", path);
@@ -365,14 +459,27 @@ gpt *gpt_load(const char *path) {
   if (gpt_config_parse(&cfg, config, path)) goto done;
   m = gpt_alloc(&cfg, path);
   if (!m) goto done;
-  if (gpt_read_block(m, &f, "", m->params) || gpt_card_read(&m->card, &f, path) ||
-      st_check_all_used(&f, GPT_FILE_EXTRAS)) {
+  bool half = for_sampling && matrices_half_format(m, &f, &fmt);
+  if ((half ? read_half_model(m, &f, fmt) : gpt_read_block(m, &f, "", m->params)) ||
+      gpt_card_read(&m->card, &f, path) || st_check_all_used(&f, GPT_FILE_EXTRAS)) {
     gpt_free(m);
     m = NULL;
   }
 done:
   st_close(&f);
   return m;
+}
+
+gpt *gpt_load(const char *path) { return load(path, false); }
+
+gpt *gpt_load_for_sampling(const char *path) { return load(path, true); }
+
+// Training, full forwards and saving need the float32 matrices.
+static int check_not_half(const gpt *m, const char *what) {
+  if (m->half_weights)
+    return vqgpt_error("this GPT was loaded for sampling (half-precision weights): it cannot %s",
+                       what);
+  return 0;
 }
 
 static void free_acts(gpt *m) {
@@ -387,6 +494,7 @@ void gpt_free(gpt *m) {
   if (!m) return;
   gpt_card_free(&m->card);
   free(m->params);
+  free(m->half_block);
   free(m->grads);
   free(m->tensors);
   free_acts(m);
@@ -395,6 +503,8 @@ void gpt_free(gpt *m) {
 
 int gpt_writer_add_block(const gpt *m, st_writer *w, const char *prefix, const float *block,
                          char ***names) {
+  *names = NULL;
+  if (check_not_half(m, "be saved")) return -1;
   *names = calloc(m->n_tensors, sizeof(char *));
   if (!*names) return vqgpt_error("out of memory");
   for (size_t i = 0; i < m->n_tensors; i++) {
@@ -442,6 +552,7 @@ done:
 
 int gpt_alloc_grads(gpt *m) {
   if (m->grads) return 0;
+  if (check_not_half(m, "be trained")) return -1;
   m->grads = calloc(m->n_params, sizeof(float));
   if (!m->grads) return vqgpt_error("out of memory for %zu GPT gradients", m->n_params);
   point_params(&m->g, m->grads, &m->cfg);
@@ -457,6 +568,7 @@ void gpt_zero_grad(gpt *m) {
 
 int gpt_build(gpt *m, int B, int T) {
   const gpt_config *c = &m->cfg;
+  if (check_not_half(m, "run a full forward")) return -1;
   if (B < 1 || T < 1 || T > c->block_size)
     return vqgpt_error("GPT batch shape %dx%d invalid (block_size %d)", B, T, c->block_size);
   if (m->act_block && m->B == B && m->T == T) return 0;
@@ -684,10 +796,14 @@ int gpt_kv_init(gpt_kv *kv, const gpt *m, int B) {
   const gpt_config *c = &m->cfg;
   if (B < 1) return vqgpt_error("KV cache batch %d invalid", B);
   size_t C = c->n_embd, L = c->n_layer, H = c->n_head, Tm = c->block_size;
-  size_t sizes[] = {L * B * Tm * C, L * B * Tm * C, B * C, B * C, B * 3 * C,
-                    B * C,          B * C,          B * 4 * C, B * H * Tm};
+  // The widest weight matrix for linear_forward_half's tiles: fcproj (C, 4C) or a tile of
+  // any other (all have C columns).
+  size_t tile = m->half_weights ? linear_half_scratch_floats(4 * (int)C, LINEAR_HALF_TILE_ROWS)
+                                : 0;
+  size_t sizes[] = {L * B * Tm * C, L * B * Tm * C, B * C, B * C,     B * 3 * C,
+                    B * C,          B * C,          B * 4 * C, B * H * Tm, tile};
   float **ptrs[] = {&kv->k, &kv->v, &kv->x, &kv->ln, &kv->qkv, &kv->atty, &kv->tmp, &kv->h,
-                    &kv->scores};
+                    &kv->scores, &kv->wtile};
   size_t total = 0, n = sizeof sizes / sizeof sizes[0];
   for (size_t i = 0; i < n; i++) total += sizes[i];
   if (vqgpt_memory_check(total * sizeof(float), "the KV cache")) return -1;
@@ -712,6 +828,27 @@ void gpt_kv_free(gpt_kv *kv) {
 
 void gpt_kv_reset(gpt_kv *kv) { kv->T = 0; }
 
+// One Linear of the sampling forward: w32 + at, or w16 + at for a half-weight model.
+static void sample_linear(const gpt *m, gpt_kv *kv, float *out, const float *in, const float *w32,
+                          const uint16_t *w16, size_t at, const float *bias, int N, int C,
+                          int OC) {
+  if (m->half_weights)
+    linear_forward_half(out, in, w16 + at, m->half_fmt, bias, N, C, OC, kv->wtile);
+  else
+    linear_forward(out, in, w32 + at, bias, N, C, OC);
+}
+
+// x (C) = token embedding + position embedding.
+static void embed(const gpt *m, float *x, int32_t token, int pos) {
+  int C = m->cfg.n_embd;
+  const float *pe = m->p.pos_emb + (size_t)pos * C;
+  if (m->half_weights)
+    half_to_f32_array(x, m->h.tok_emb + (size_t)token * C, C, m->half_fmt);
+  else
+    memcpy(x, m->p.tok_emb + (size_t)token * C, C * sizeof(float));
+  for (int i = 0; i < C; i++) x[i] += pe[i];
+}
+
 static void add_inplace(float *x, const float *y, size_t n) {
   for (size_t i = 0; i < n; i++) x[i] += y[i];
 }
@@ -735,14 +872,17 @@ static void attend_and_mlp(const gpt *m, gpt_kv *kv, int l, int T) {
   const gpt_params *p = &m->p;
   int B = kv->B, C = c->n_embd, H = c->n_head, Tm = kv->Tmax;
   size_t Lc = (size_t)l * C;
+  const gpt_half_params *h = &m->h;
   const float *kc = kv->k + (size_t)l * B * Tm * C, *vc = kv->v + (size_t)l * B * Tm * C;
   causal_attention_step(kv->atty, kv->tmp, kc, vc, B, T, Tm, C, H, kv->scores);
-  linear_forward(kv->tmp, kv->atty, p->proj_w + Lc * C, p->proj_b + Lc, B, C, C);
+  sample_linear(m, kv, kv->tmp, kv->atty, p->proj_w, h->proj_w, Lc * C, p->proj_b + Lc, B, C, C);
   add_inplace(kv->x, kv->tmp, (size_t)B * C);
   layernorm_forward(kv->ln, NULL, NULL, kv->x, p->ln2_w + Lc, p->ln2_b + Lc, B, C, GPT_LN_EPS);
-  linear_forward(kv->h, kv->ln, p->fc_w + Lc * 4 * C, p->fc_b + Lc * 4, B, C, 4 * C);
+  sample_linear(m, kv, kv->h, kv->ln, p->fc_w, h->fc_w, Lc * 4 * C, p->fc_b + Lc * 4, B, C,
+                4 * C);
   gelu_forward(kv->h, kv->h, (size_t)B * 4 * C);
-  linear_forward(kv->tmp, kv->h, p->fcproj_w + Lc * 4 * C, p->fcproj_b + Lc, B, 4 * C, C);
+  sample_linear(m, kv, kv->tmp, kv->h, p->fcproj_w, h->fcproj_w, Lc * 4 * C, p->fcproj_b + Lc, B,
+                4 * C, C);
   add_inplace(kv->x, kv->tmp, (size_t)B * C);
 }
 
@@ -751,7 +891,8 @@ static void step_logits(const gpt *m, gpt_kv *kv, float *logits) {
   const gpt_config *c = &m->cfg;
   layernorm_forward(kv->ln, NULL, NULL, kv->x, m->p.lnf_w, m->p.lnf_b, kv->B, c->n_embd,
                     GPT_LN_EPS);
-  linear_forward(logits, kv->ln, m->p.head_w, NULL, kv->B, c->n_embd, c->vocab_size);
+  sample_linear(m, kv, logits, kv->ln, m->p.head_w, m->h.head_w, 0, NULL, kv->B, c->n_embd,
+                c->vocab_size);
 }
 
 int gpt_step(const gpt *m, gpt_kv *kv, const int32_t *tokens, float *logits) {
@@ -763,14 +904,14 @@ int gpt_step(const gpt *m, gpt_kv *kv, const int32_t *tokens, float *logits) {
   for (int b = 0; b < B; b++) {
     if (tokens[b] < 0 || tokens[b] >= V)
       return vqgpt_error("GPT input token %d not in [0, %d)", tokens[b], V);
-    const float *te = p->tok_emb + (size_t)tokens[b] * C;
-    const float *pe = p->pos_emb + (size_t)pos * C;
-    for (int i = 0; i < C; i++) kv->x[(size_t)b * C + i] = te[i] + pe[i];
+    embed(m, kv->x + (size_t)b * C, tokens[b], pos);
   }
+  const gpt_half_params *h = &m->h;
   for (int l = 0; l < L; l++) {
     size_t Lc = (size_t)l * C;
     layernorm_forward(kv->ln, NULL, NULL, kv->x, p->ln1_w + Lc, p->ln1_b + Lc, B, C, GPT_LN_EPS);
-    linear_forward(kv->qkv, kv->ln, p->qkv_w + Lc * 3 * C, p->qkv_b + Lc * 3, B, C, 3 * C);
+    sample_linear(m, kv, kv->qkv, kv->ln, p->qkv_w, h->qkv_w, Lc * 3 * C, p->qkv_b + Lc * 3, B, C,
+                  3 * C);
     for (int b = 0; b < B; b++) {
       const float *row = kv->qkv + (size_t)b * 3 * C;
       memcpy(kv->tmp + (size_t)b * C, row, C * sizeof(float));
@@ -813,27 +954,29 @@ int gpt_prefill(const gpt *m, gpt_kv *kv, const int32_t *tokens, int T, float *l
   for (size_t r = 0; r < BT; r++) {
     int32_t tok = tokens[r];
     if (tok < 0 || tok >= V) return vqgpt_error("GPT input token %d not in [0, %d)", tok, V);
-    const float *te = p->tok_emb + (size_t)tok * C;
-    const float *pe = p->pos_emb + (r % T) * C;
-    for (int i = 0; i < C; i++) kv->px[r * C + i] = te[i] + pe[i];
+    embed(m, kv->px + r * C, tok, (int)(r % T));
   }
+  const gpt_half_params *h = &m->h;
   for (int l = 0; l < L; l++) {
     size_t Lc = (size_t)l * C;
     layernorm_forward(kv->pln, NULL, NULL, kv->px, p->ln1_w + Lc, p->ln1_b + Lc, (int)BT, C,
                       GPT_LN_EPS);
-    linear_forward(kv->pqkv, kv->pln, p->qkv_w + Lc * 3 * C, p->qkv_b + Lc * 3, (int)BT, C, 3 * C);
+    sample_linear(m, kv, kv->pqkv, kv->pln, p->qkv_w, h->qkv_w, Lc * 3 * C, p->qkv_b + Lc * 3,
+                  (int)BT, C, 3 * C);
     for (int b = 0; b < B; b++)
       for (int t = 0; t < T; t++) store_kv(kv, l, b, t, kv->pqkv + ((size_t)b * T + t) * 3 * C, C, H);
     if (l == L - 1) break;  // the last layer: only the newest positions go on (below)
     causal_attention_forward(kv->patty, kv->patt, kv->pqkv, B, T, C, H, 0.0f, 0, NULL);
-    linear_forward(kv->ptmp, kv->patty, p->proj_w + Lc * C, p->proj_b + Lc, (int)BT, C, C);
+    sample_linear(m, kv, kv->ptmp, kv->patty, p->proj_w, h->proj_w, Lc * C, p->proj_b + Lc,
+                  (int)BT, C, C);
     add_inplace(kv->px, kv->ptmp, BT * C);
     layernorm_forward(kv->pln, NULL, NULL, kv->px, p->ln2_w + Lc, p->ln2_b + Lc, (int)BT, C,
                       GPT_LN_EPS);
-    linear_forward(kv->ph, kv->pln, p->fc_w + Lc * 4 * C, p->fc_b + Lc * 4, (int)BT, C, 4 * C);
+    sample_linear(m, kv, kv->ph, kv->pln, p->fc_w, h->fc_w, Lc * 4 * C, p->fc_b + Lc * 4, (int)BT,
+                  C, 4 * C);
     gelu_forward(kv->ph, kv->ph, BT * 4 * C);
-    linear_forward(kv->ptmp, kv->ph, p->fcproj_w + Lc * 4 * C, p->fcproj_b + Lc, (int)BT, 4 * C,
-                   C);
+    sample_linear(m, kv, kv->ptmp, kv->ph, p->fcproj_w, h->fcproj_w, Lc * 4 * C, p->fcproj_b + Lc,
+                  (int)BT, 4 * C, C);
     add_inplace(kv->px, kv->ptmp, BT * C);
   }
   // Only the last position's logits are wanted, so after the keys and values of the last layer

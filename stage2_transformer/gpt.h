@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/linear_half.h"
 #include "weights/safetensors.h"
 
 typedef enum { GPT_COND_NONE = 0, GPT_COND_CLASS = 1, GPT_COND_TEXT = 2 } gpt_cond_kind;
@@ -88,6 +89,11 @@ typedef struct {
   float *head_w;             // (V, C)
 } gpt_params;
 
+// The matrices a sampling-only model keeps in half precision, laid out as in gpt_params.
+typedef struct {
+  uint16_t *tok_emb, *qkv_w, *proj_w, *fc_w, *fcproj_w, *head_w;
+} gpt_half_params;
+
 // One reference state_dict tensor as a range of the parameter block.
 typedef struct {
   char name[64];
@@ -130,8 +136,15 @@ typedef struct {
   gpt_config cfg;
   gpt_card card;
   size_t n_params;
-  float *params;  // (n_params)
+  float *params;  // (n_params); only the vectors for a model with half_weights
   gpt_params p;
+  // A model from gpt_load_for_sampling of an F16 or BF16 file keeps the token embedding and
+  // the Linear weight matrices in that format (h, in half_block): their views in p are NULL and
+  // params holds the other tensors. Such a model only samples (gpt_step, gpt_prefill).
+  bool half_weights;
+  half_format half_fmt;
+  uint16_t *half_block;
+  gpt_half_params h;
   float *grads;   // (n_params), NULL until gpt_alloc_grads
   gpt_params g;
   gpt_tensor_info *tensors;
@@ -158,6 +171,10 @@ gpt *gpt_create(const gpt_config *cfg, uint64_t *rng);
 // config and finite. Besides the model only the tensors matching GPT_FILE_EXTRAS may be in it
 // (they are ignored); any other is an error naming it.
 gpt *gpt_load(const char *path);
+// The same for sampling only: a file whose weight matrices are all F16 (or all BF16) keeps
+// them in that format (half_weights), halving the memory and the bytes each decoding step
+// reads; logits equal gpt_load's up to float32 summation order. Other files load as gpt_load.
+gpt *gpt_load_for_sampling(const char *path);
 // st_check_all_used patterns (NULL-terminated) of what the project writes beside a GPT on
 // purpose: the trainer's optimizer state and data order, attention-mask buffers.
 extern const char *const GPT_FILE_EXTRAS[];
@@ -200,6 +217,7 @@ typedef struct {
   float *tmp;      // (B, C)
   float *h;        // (B, 4C)
   float *scores;   // (B, H, Tmax)
+  float *wtile;    // half-weight models: weight rows converted for sgemm (linear_forward_half)
   float *block;
   // Prefill scratch, allocated at the first gpt_prefill: rows are (B, Tmax) positions.
   float *px, *pln, *pqkv, *patty, *ptmp, *ph;  // (B*Tmax, C | C | 3C | C | C | 4C)

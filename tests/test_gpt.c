@@ -324,10 +324,84 @@ static void test_bad_inputs(void) {
   gpt_free(m);
 }
 
+// Greedy tokens of a model through the KV-cached sampler (B sequences of T after cond).
+static int greedy_run(const gpt *m, const int32_t *cond, int B, int T, int32_t *out) {
+  sampler_job job;
+  sampler_job_default(&job);
+  job.B = B;
+  job.n_cond = 1;
+  job.cond = cond;
+  job.grid_h = job.window_h = 1;
+  job.grid_w = job.window_w = T;
+  job.n_allowed = m->cfg.vocab_size;
+  job.sp.greedy = true;
+  return sampler_run(m, &job, out, NULL, NULL);
+}
+
+// gpt_tiny saved as F16 and BF16, loaded for sampling (half-precision weights) and as float32:
+// the same step logits bit for bit, prefill logits to 1e-5, the same greedy tokens; half the
+// weight memory; full forwards, training and saving refused.
+static void test_half_weights(void) {
+  gpt *m = gpt_load(fixture_path("gpt_tiny.safetensors"));
+  if (!m) return;
+  const gpt_config *c = &m->cfg;
+  int V = c->vocab_size, T = NT - 1;
+  gpt *f32_model = gpt_load_for_sampling(fixture_path("gpt_tiny.safetensors"));
+  CHECK(f32_model && !f32_model->half_weights);  // a float32 file stays float32
+  gpt_free(f32_model);
+  char path[64];
+  snprintf(path, sizeof path, "/tmp/vqgpt_test_gpt_half_%d.safetensors", (int)getpid());
+  for (int kind = 0; kind < 2; kind++) {
+    CHECK(gpt_save_as(m, path, kind ? ST_BF16 : ST_F16) == 0);
+    gpt *a = gpt_load(path), *h = gpt_load_for_sampling(path);
+    CHECKF(a && h, "load: %s", vqgpt_last_error());
+    if (!a || !h) {
+      gpt_free(a);
+      gpt_free(h);
+      continue;
+    }
+    CHECK(h->half_weights && h->half_fmt == (kind ? HALF_BF16 : HALF_F16));
+    CHECK(!h->p.qkv_w && !h->p.head_w && !h->p.tok_emb && h->h.fc_w && h->p.ln1_w);
+    CHECK(h->n_params == a->n_params && !memcmp(&h->cfg, &a->cfg, sizeof h->cfg));
+    gpt_kv ka, kh;
+    CHECK(gpt_kv_init(&ka, a, NB) == 0 && gpt_kv_init(&kh, h, NB) == 0);
+    float la[NB * 80], lh[NB * 80];
+    int32_t tok[NB * NT];
+    uint64_t rng = 3;
+    for (int i = 0; i < NB * NT; i++) tok[i] = (int32_t)rng_below(&rng, (uint64_t)V);
+    int identical = 1;
+    for (int t = 0; t < T; t++) {
+      int32_t step[NB] = {tok[t], tok[NT + t]};
+      CHECK(gpt_step(a, &ka, step, la) == 0 && gpt_step(h, &kh, step, lh) == 0);
+      identical &= !memcmp(la, lh, sizeof la);
+    }
+    CHECKF(identical, "kind %d: half-weight step logits differ from float32's", kind);
+    for (int Tp = 1; Tp <= T; Tp += 5) {  // NB * Tp > 16 rows takes the tiled sgemm path
+      CHECK(gpt_prefill(a, &ka, tok, Tp, la) == 0 && gpt_prefill(h, &kh, tok, Tp, lh) == 0);
+      double e = rel_err(lh, la, (size_t)NB * V);
+      CHECKF(e < 1e-5, "kind %d: prefill of %d differs by %g", kind, Tp, e);
+    }
+    gpt_kv_free(&ka);
+    gpt_kv_free(&kh);
+    int32_t cond[NB] = {0, 0}, ga[NB * (NT - 1)], gh[NB * (NT - 1)];
+    CHECK(greedy_run(a, cond, NB, T, ga) == 0 && greedy_run(h, cond, NB, T, gh) == 0);
+    CHECKF(!memcmp(ga, gh, sizeof ga), "kind %d: greedy tokens differ", kind);
+    int32_t in[4] = {1, 2, 3, 4};
+    CHECK(gpt_forward(h, in, NULL, 1, 4, false, 0) != 0 && strstr(vqgpt_last_error(), "sampling"));
+    CHECK(gpt_alloc_grads(h) != 0);
+    CHECK(gpt_save(h, path) != 0 && strstr(vqgpt_last_error(), "sampling"));
+    gpt_free(a);
+    gpt_free(h);
+  }
+  unlink(path);
+  gpt_free(m);
+}
+
 int main(int argc, char **argv) {
   (void)argc;
   vqgpt_blas_setup(argv);
   test_parity();
+  test_half_weights();
   test_save_load();
   test_model_fd();
   test_bad_inputs();

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/blas.h"
 #include "core/error.h"
@@ -226,9 +227,45 @@ static void test_errors(void) {
   gpt_free(m);
 }
 
+// window_tiny saved as F16: sampled with half-precision weights (gpt_load_for_sampling), every
+// case's greedy codes equal those of the same file in float32, window moves (prefills)
+// included, with and without K/V reuse.
+static void test_half_weights(void) {
+  gpt *m = gpt_load(fixture_path("window_tiny.safetensors"));
+  if (!m) return;
+  char path[64];
+  snprintf(path, sizeof path, "/tmp/vqgpt_test_window_%d.safetensors", (int)getpid());
+  CHECK(gpt_save_as(m, path, ST_F16) == 0);
+  gpt *a = gpt_load(path), *h = gpt_load_for_sampling(path);
+  CHECKF(a && h && h->half_weights, "load: %s", vqgpt_last_error());
+  for (int k = 0; k < 4 && a && h; k++) {
+    const window_case *wc = &cases[k];
+    size_t n = (size_t)wc->n * wc->h * wc->w;
+    int32_t classes[2] = {3, 7}, *given = malloc(n * sizeof(int32_t));
+    int32_t *oa = malloc(n * sizeof(int32_t)), *oh = malloc(n * sizeof(int32_t));
+    for (size_t i = 0; i < n; i++) given[i] = (int32_t)(i * 5 % 64);
+    for (int reuse = 0; reuse < 2; reuse++) {
+      sampler_job job;
+      job_for(&job, a, wc, classes, wc->keep ? given : NULL);
+      job.no_kv_reuse = !reuse;
+      CHECK(sampler_run(a, &job, oa, NULL, NULL) == 0 && sampler_run(h, &job, oh, NULL, NULL) == 0);
+      CHECKF(count_diff(oa, oh, n) == 0, "case %d: %d half-weight greedy codes differ", k,
+             count_diff(oa, oh, n));
+    }
+    free(given);
+    free(oa);
+    free(oh);
+  }
+  unlink(path);
+  gpt_free(a);
+  gpt_free(h);
+  gpt_free(m);
+}
+
 int main(int argc, char **argv) {
   (void)argc;
   vqgpt_blas_setup(argv);
+  test_half_weights();
   test_rule();
   test_parity();
   test_drawn();
