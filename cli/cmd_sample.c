@@ -291,7 +291,10 @@ static int write_outputs(const sample_args *a, const sample_run *r) {
 }
 
 static int run(const sample_args *a, sample_run *r) {
-  const char *name = a->gpt ? NULL : a->prompt ? DEFAULT_TEXT_GPT : a->cls ? DEFAULT_CLASS_GPT : DEFAULT_GPT;
+  const char *name = a->gpt ? NULL
+                     : a->prompt                     ? DEFAULT_TEXT_GPT
+                     : a->cls || a->list_classes     ? DEFAULT_CLASS_GPT
+                                                     : DEFAULT_GPT;
   r->gpt_path = name ? cli_shipped_model(name) : strdup(a->gpt);
   if (!r->gpt_path) return cli_fail(CMD, "%s", vqgpt_last_error());
   if (!(r->m = gpt_load_for_sampling(r->gpt_path))) return cli_fail(CMD, "%s", vqgpt_last_error());
