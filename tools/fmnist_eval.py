@@ -134,8 +134,9 @@ def train_classifier(path, epochs, threads):
     net.eval()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".classifier-", dir=os.path.dirname(os.path.abspath(path)))
-    os.close(fd)
-    torch.save({"version": CLASSIFIER_VERSION, "state": net.state_dict()}, tmp)
+    # Written through the open file: torch 1.13's zip writer refuses some temporary names.
+    with os.fdopen(fd, "wb") as f:
+        torch.save({"version": CLASSIFIER_VERSION, "state": net.state_dict()}, f)
     os.replace(tmp, path)
     print("classifier saved to %s" % path, file=sys.stderr)
     return net
