@@ -8,59 +8,7 @@ VQGPT=$(realpath "$1")
 FIX=$(realpath "$2")
 GPT=$FIX/gpt_tiny.safetensors
 VQ=$FIX/vqgan_tiny.safetensors
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-cd "$TMP" || exit 1
-failures=0
-checks=0
-
-fail() {
-  echo "FAIL: $*" >&2
-  failures=$((failures + 1))
-}
-
-# ok <description> <command...>: must exit 0.
-ok() {
-  local what=$1
-  shift
-  checks=$((checks + 1))
-  if ! "$@" >out.txt 2>err.txt; then
-    fail "$what: exit $?: $(tail -n 3 err.txt)"
-    return 1
-  fi
-  return 0
-}
-
-# bad <description> <pattern> <command...>: must exit non-zero with exactly one stderr line
-# starting "vqgpt " and matching pattern, and must not create the files named in $NOFILES.
-bad() {
-  local what=$1 pattern=$2
-  shift 2
-  checks=$((checks + 1))
-  rm -f $NOFILES
-  "$@" >out.txt 2>err.txt
-  local rc=$?
-  local lines
-  lines=$(wc -l <err.txt)
-  if [ $rc -eq 0 ]; then
-    fail "$what: exit 0"
-  elif [ "$lines" -ne 1 ]; then
-    fail "$what: $lines lines on stderr: $(cat err.txt)"
-  elif ! grep -q '^vqgpt ' err.txt || ! grep -qi -- "$pattern" err.txt; then
-    fail "$what: message '$(cat err.txt)' lacks '$pattern'"
-  fi
-  for f in $NOFILES; do
-    if [ -e "$f" ]; then
-      fail "$what: left $f behind"
-    fi
-  done
-  if ls ./*.tmp.* >/dev/null 2>&1; then fail "$what: temporary file left"; fi
-}
-
-# npy_shape <file>: the shape tuple from a .npy header, e.g. "(4, 8)".
-npy_shape() {
-  head -c 128 "$1" | tr -d '\0' | grep -ao "'shape': ([0-9, ]*)" | sed "s/'shape': //"
-}
+source "$(dirname "$(realpath "$0")")/lib.sh"
 
 is_png() {
   [ "$(head -c 8 "$1" | od -An -tx1 | tr -d ' \n')" = "89504e470d0a1a0a" ]
@@ -210,5 +158,4 @@ ok "bench gpt" "$VQGPT" bench gpt --layers 1 --embd 16 --heads 2 --vocab 32 --to
 grep -q "sample  batch 1" out.txt && grep -q "sample  batch 8" out.txt && grep -q "train   batch 4" out.txt ||
   fail "bench gpt output: $(cat out.txt)"
 
-echo "cli_gpt: $((checks - failures)) passed, $failures failed"
-[ $failures -eq 0 ]
+finish cli_gpt
