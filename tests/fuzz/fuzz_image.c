@@ -1,0 +1,8 @@
+#include "data/image.h"
+#include "fuzz_util.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  image_rgb img;
+  if (image_load(&img, fuzz_file(data, size)) == 0) image_free(&img);
+  return 0;
+}
