@@ -6,6 +6,7 @@
 #include "core/activation.h"
 #include "core/attention2d.h"
 #include "core/error.h"
+#include "core/memory.h"
 #include "core/groupnorm.h"
 #include "core/upsample.h"
 
@@ -50,7 +51,9 @@ static float *alloc_floats(vqgan_tape *t, size_t n) {
     t->allocs = p;
     t->cap_allocs = cap;
   }
-  float *x = malloc((n ? n : 1) * sizeof *x);
+  // The whole tape counts against the memory budget: refused before training starts.
+  float *x = t->bytes + n * sizeof(float) > vqgpt_memory_budget() ? NULL
+                                                                  : malloc((n ? n : 1) * sizeof *x);
   if (!x) {
     t->failed = 1;
     return NULL;
@@ -201,7 +204,8 @@ vqgan_tape *vqgan_tape_new(const vqgan *m, int B, int H, int W) {
   plan(t);
   if (t->failed) {
     vqgan_tape_free(t);
-    vqgpt_error("out of memory planning VQGAN training at batch %d, %dx%d", B, W, H);
+    vqgpt_error("out of memory planning VQGAN training at batch %d, %dx%d (memory budget %.3g GiB; "
+                "VQGPT_MAX_MEMORY=GIB raises it)", B, W, H, vqgpt_memory_budget() / 1073741824.0);
     return NULL;
   }
   return t;

@@ -595,6 +595,7 @@ int gpt_build(gpt *m, int B, int T) {
   };
   size_t n = sizeof sizes / sizeof sizes[0], total = 0;
   for (size_t i = 0; i < n; i++) total += sizes[i];
+  if (vqgpt_memory_check(total * sizeof(float), "the GPT training activations")) return -1;
   m->act_block = malloc(total * sizeof(float));
   m->act_targets = malloc(2 * BT * sizeof(int32_t));
   if (!m->act_block || !m->act_targets) {

@@ -62,6 +62,13 @@ bad "window larger than the block" "block_size" "$VQGPT" sample --gpt wide.safet
 NOFILES="x.png"
 bad "over the memory budget" "VQGPT_MAX_MEMORY" env VQGPT_MAX_MEMORY=0.001 "$VQGPT" decode --vqgan "$VQ" --codes w3.npy --out x.png
 bad "KV cache over the budget" "memory budget" env VQGPT_MAX_MEMORY=0.00001 "$VQGPT" sample --gpt "$WIN" --class 3 --grid 9x13 --num 64 --codes-out x.npy
+# A trainer prints what it found first; its last line is the refusal, and nothing is written.
+checks=$((checks + 1))
+if env VQGPT_MAX_MEMORY=0.001 "$VQGPT" train-vqgan --data "$FIX/photos" --size 32 --config tiny \
+    --steps 2 --val 1 --out x.safetensors >out.txt 2>err.txt || ! tail -1 err.txt | grep -q "^vqgpt .*memory budget" || [ -e x.safetensors ]; then
+  fail "training over the budget: $(tail -1 err.txt)"
+fi
+NOFILES="x.png"
 ok "within the budget" env VQGPT_MAX_MEMORY=1 "$VQGPT" decode --vqgan "$VQ" --codes w3.npy --out w3.png
 
 # --- Images with captions: drawn by the tiny fixtures, captioned by their seed's parity.
