@@ -26,13 +26,7 @@ static int bench_sample(const gpt *m, int B, int n_tokens, const bench_limits *l
     return cli_fail("bench gpt", "out of memory");
   }
   sampler_job job;
-  sampler_job_default(&job);
-  job.B = B;
-  job.n_cond = 1;
-  job.cond = cond;
-  job.grid_h = job.window_h = 1;
-  job.grid_w = job.window_w = n_tokens;
-  job.n_allowed = m->cfg.vocab_size;
+  sampler_job_sequence(&job, m, B, cond, n_tokens);
   job.seed = 1;
   double t0 = vqgpt_seconds();
   int rc = sampler_run(m, &job, out, NULL, NULL);

@@ -17,6 +17,17 @@ void sampler_job_default(sampler_job *job) {
   sampling_params_default(&job->sp);
 }
 
+void sampler_job_sequence(sampler_job *job, const gpt *m, int B, const int32_t *cond,
+                          int n_tokens) {
+  sampler_job_default(job);
+  job->B = B;
+  job->n_cond = 1;
+  job->cond = cond;
+  job->grid_h = job->window_h = 1;
+  job->grid_w = job->window_w = n_tokens;
+  job->n_allowed = m->cfg.vocab_size;
+}
+
 int sampler_window_extent(int grid, int trained) { return grid < trained ? grid : trained; }
 
 int sampler_window_local(int i, int n, int w) {

@@ -47,6 +47,10 @@ typedef struct {
 
 // Fills in the defaults: no guidance, no completion, the default sampling parameters.
 void sampler_job_default(sampler_job *job);
+// The defaults for B plain sequences of n_tokens codes after one condition token each (cond:
+// (B)), drawn from the whole vocabulary of m: one row, the window the sequence itself.
+void sampler_job_sequence(sampler_job *job, const gpt *m, int B, const int32_t *cond,
+                          int n_tokens);
 
 // The window's extent in one dimension: the trained size, or the grid's where that is smaller
 // (a grid narrower or lower than the window is sampled as the plain sampler does, its rows one

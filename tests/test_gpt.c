@@ -114,13 +114,7 @@ static void test_parity(void) {
   sp.greedy = true;
   int32_t cond[NB] = {idx[0], idx[NT]}, out[NB * (NT - 1)];
   sampler_job job;
-  sampler_job_default(&job);
-  job.B = NB;
-  job.n_cond = 1;
-  job.cond = cond;
-  job.grid_h = job.window_h = 1;
-  job.grid_w = job.window_w = NT - 1;
-  job.n_allowed = V;
+  sampler_job_sequence(&job, m, NB, cond, NT - 1);
   job.sp = sp;
   CHECKF(sampler_run(m, &job, out, NULL, NULL) == 0, "sampler: %s", vqgpt_last_error());
   int mismatches = 0;
@@ -327,13 +321,7 @@ static void test_bad_inputs(void) {
 // Greedy tokens of a model through the KV-cached sampler (B sequences of T after cond).
 static int greedy_run(const gpt *m, const int32_t *cond, int B, int T, int32_t *out) {
   sampler_job job;
-  sampler_job_default(&job);
-  job.B = B;
-  job.n_cond = 1;
-  job.cond = cond;
-  job.grid_h = job.window_h = 1;
-  job.grid_w = job.window_w = T;
-  job.n_allowed = m->cfg.vocab_size;
+  sampler_job_sequence(&job, m, B, cond, T);
   job.sp.greedy = true;
   return sampler_run(m, &job, out, NULL, NULL);
 }
