@@ -31,13 +31,17 @@ void cli_quiet_rank(int rank) {
 
 int cli_fail(const char *command, const char *fmt, ...) {
   FILE *f = error_stream ? error_stream : stderr;
+  // The line is formatted first and written with one call: stderr is unbuffered, and under
+  // mpirun separate writes of the pieces interleave with other processes' output.
+  char line[8192];
+  int n = error_stream ? snprintf(line, sizeof line, "vqgpt %s (rank %d): ", command, quiet_rank)
+                       : snprintf(line, sizeof line, "vqgpt %s: ", command);
+  if (n < 0 || n >= (int)sizeof line) n = 0;
   va_list ap;
   va_start(ap, fmt);
-  if (error_stream) fprintf(f, "vqgpt %s (rank %d): ", command, quiet_rank);
-  else fprintf(f, "vqgpt %s: ", command);
-  vfprintf(f, fmt, ap);
-  fputc('\n', f);
+  vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
   va_end(ap);
+  fprintf(f, "%s\n", line);
   return 1;
 }
 
