@@ -23,7 +23,7 @@ int bench_machine_limits(bench_limits *out);
 
 // The model to sample from with weights stored as `dtype` ("f32", "f16" or "bf16"): m itself
 // for f32, else m rounded to that format, saved to a temporary file and loaded back with
-// gpt_load_for_sampling (half-precision weights in memory). NULL (and an error) on failure.
+// vqgpt_gpt_load_for_sampling (half-precision weights in memory). NULL (and an error) on failure.
 gpt *bench_gpt_for_sampling(gpt *m, const char *dtype);
 // Megabytes the model's parameters occupy in memory (float32 and half-precision blocks).
 double bench_gpt_weight_mb(const gpt *m);

@@ -1,7 +1,7 @@
 // `vqgpt bench gpt`: the reference-sized GPT (12 layers, 512 wide, 8 heads, 16384
 // codes, random init) timed on sampling 256 tokens at batch 1 and 8 through the KV cache, and
 // on training steps at batch 4 x 256 tokens with AdamW. --dtype f16|bf16 samples with the
-// weights rounded to that format and kept so in memory (gpt_load_for_sampling).
+// weights rounded to that format and kept so in memory (vqgpt_gpt_load_for_sampling).
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,10 +26,10 @@ static int bench_sample(const gpt *m, int B, int n_tokens, const bench_limits *l
     return cli_fail("bench gpt", "out of memory");
   }
   sampler_job job;
-  sampler_job_sequence(&job, m, B, cond, n_tokens);
+  vqgpt_sampler_job_sequence(&job, m, B, cond, n_tokens);
   job.seed = 1;
   double t0 = vqgpt_seconds();
-  int rc = sampler_run(m, &job, out, NULL, NULL);
+  int rc = vqgpt_sampler_run(m, &job, out, NULL, NULL);
   double dt = vqgpt_seconds() - t0;
   free(cond);
   free(out);
@@ -48,16 +48,16 @@ static int bench_train(gpt *m, int B, int T, int steps) {
   int32_t *codes = malloc((size_t)n * T * sizeof(int32_t));
   if (!codes) return cli_fail("bench gpt", "out of memory");
   uint64_t rng = 2;
-  for (size_t i = 0; i < (size_t)n * T; i++) codes[i] = (int32_t)rng_below(&rng, (uint64_t)m->cfg.n_codes);
+  for (size_t i = 0; i < (size_t)n * T; i++) codes[i] = (int32_t)vqgpt_rng_below(&rng, (uint64_t)m->cfg.n_codes);
   gpt_dataset d = {.codes = codes, .labels = NULL, .n = n, .h = 1, .w = T};
   gpt_train_options o;
-  gpt_train_options_default(&o);
+  vqgpt_gpt_train_options_default(&o);
   o.batch_size = B;
   o.steps = steps + 1;
   o.warmup = 0;
   o.val_fraction = 0;
   gpt_trainer tr;
-  if (gpt_trainer_init(&tr, m, &d, &o)) {
+  if (vqgpt_gpt_trainer_init(&tr, m, &d, &o)) {
     free(codes);
     return cli_fail("bench gpt", "%s", vqgpt_last_error());
   }
@@ -65,11 +65,11 @@ static int bench_train(gpt *m, int B, int T, int steps) {
   gpt_step_stats st;
   // The first step also faults in the activation and optimizer memory: timed separately.
   double t0 = vqgpt_seconds();
-  if (gpt_trainer_step(&tr, &st)) rc = cli_fail("bench gpt", "%s", vqgpt_last_error());
+  if (vqgpt_gpt_trainer_step(&tr, &st)) rc = cli_fail("bench gpt", "%s", vqgpt_last_error());
   double first = vqgpt_seconds() - t0, best = 1e30, total = 0;
   for (int s = 0; s < steps && !rc; s++) {
     t0 = vqgpt_seconds();
-    if (gpt_trainer_step(&tr, &st)) rc = cli_fail("bench gpt", "%s", vqgpt_last_error());
+    if (vqgpt_gpt_trainer_step(&tr, &st)) rc = cli_fail("bench gpt", "%s", vqgpt_last_error());
     double dt = vqgpt_seconds() - t0;
     total += dt;
     if (dt < best) best = dt;
@@ -78,7 +78,7 @@ static int bench_train(gpt *m, int B, int T, int steps) {
     printf("train   batch %d x %d tokens: %.3f s per step (mean of %d; best %.3f; first %.3f) = "
            "%.0f tokens/s, loss %.3f\n",
            B, T, total / steps, steps, best, first, B * T / (total / steps), st.loss);
-  gpt_trainer_free(&tr);
+  vqgpt_gpt_trainer_free(&tr);
   free(codes);
   return rc;
 }
@@ -94,7 +94,7 @@ gpt *bench_gpt_for_sampling(gpt *m, const char *dtype) {
   char path[4096];
   snprintf(path, sizeof path, "%s/vqgpt_bench_%d.safetensors", dir && dir[0] ? dir : "/tmp",
            (int)getpid());
-  gpt *h = gpt_save_as(m, path, storage) ? NULL : gpt_load_for_sampling(path);
+  gpt *h = vqgpt_gpt_save_as(m, path, storage) ? NULL : vqgpt_gpt_load_for_sampling(path);
   unlink(path);
   return h;
 }
@@ -132,13 +132,13 @@ int bench_gpt(int argc, char **argv) {
     return cli_fail("bench gpt", "sizes out of range");
   gpt_config cfg = {.vocab_size = (int)vocab, .block_size = (int)tokens, .n_layer = (int)layers,
                     .n_head = (int)heads, .n_embd = (int)embd};
-  gpt_config_defaults(&cfg);
+  vqgpt_gpt_config_defaults(&cfg);
   uint64_t rng = 0;
-  gpt *m = gpt_create(&cfg, &rng);
+  gpt *m = vqgpt_gpt_create(&cfg, &rng);
   if (!m) return cli_fail("bench gpt", "%s", vqgpt_last_error());
   gpt *sm = no_sample ? m : bench_gpt_for_sampling(m, dtype);
   if (!sm) {
-    gpt_free(m);
+    vqgpt_gpt_free(m);
     return cli_fail("bench gpt", "%s", vqgpt_last_error());
   }
   printf("GPT %ld layers x %ld wide, %ld heads, %ld codes: %.1fM parameters (%d threads, "
@@ -151,8 +151,8 @@ int bench_gpt(int argc, char **argv) {
   int rc = 0;
   if (!no_sample) rc = bench_sample(sm, 1, (int)tokens, &limits);
   if (!no_sample && !rc) rc = bench_sample(sm, 8, (int)tokens, &limits);
-  if (sm != m) gpt_free(sm);
+  if (sm != m) vqgpt_gpt_free(sm);
   if (!no_train && !rc) rc = bench_train(m, 4, (int)tokens, (int)train_steps);
-  gpt_free(m);
+  vqgpt_gpt_free(m);
   return rc;
 }

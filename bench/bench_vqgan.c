@@ -31,7 +31,7 @@ static double conv_gflop(const vqgan *m, bool decoder, int H, int W) {
     const vqgan_conv *c = m->convs[i];
     if (c->decoder != decoder) continue;
     int h = H >> c->level, w = W >> c->level;
-    double ho = conv2d_out_h(&c->s, h), wo = conv2d_out_w(&c->s, w);
+    double ho = vqgpt_conv2d_out_h(&c->s, h), wo = vqgpt_conv2d_out_w(&c->s, w);
     f += 2.0 * c->s.c_in * c->s.c_out * c->s.k_h * c->s.k_w * ho * wo;
   }
   return f / 1e9;
@@ -57,12 +57,12 @@ typedef struct {
 
 static int run_encode(void *p) {
   run_ctx *c = p;
-  return vqgan_encode(c->m, c->x, 1, c->h * 16, c->w * 16, c->codes, NULL, NULL);
+  return vqgpt_vqgan_encode(c->m, c->x, 1, c->h * 16, c->w * 16, c->codes, NULL, NULL);
 }
 
 static int run_decode(void *p) {
   run_ctx *c = p;
-  return vqgan_decode(c->m, c->codes, 1, c->h, c->w, c->x);
+  return vqgpt_vqgan_decode(c->m, c->codes, 1, c->h, c->w, c->x);
 }
 
 int bench_vqgan(int argc, char **argv) {
@@ -87,7 +87,7 @@ int bench_vqgan(int argc, char **argv) {
     return cli_fail("bench vqgan", "invalid --reps, --ch (multiple of 32) or --n-embed");
   vqgan_config cfg = bench_f16_config((int)ch, (int)n_embed);
   uint64_t rng = 1234;
-  vqgan *m = vqgan_create(&cfg, &rng);
+  vqgan *m = vqgpt_vqgan_create(&cfg, &rng);
   if (!m) return cli_fail("bench vqgan", "%s", vqgpt_last_error());
   run_ctx c = {m, malloc((size_t)3 * gh * 16 * gw * 16 * sizeof(float)),
                calloc((size_t)gh * gw, sizeof(int32_t)), gh, gw};
@@ -119,6 +119,6 @@ int bench_vqgan(int argc, char **argv) {
   if (rc) cli_fail("bench vqgan", "%s", vqgpt_last_error());
   free(c.x);
   free(c.codes);
-  vqgan_free(m);
+  vqgpt_vqgan_free(m);
   return rc;
 }

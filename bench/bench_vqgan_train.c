@@ -21,7 +21,7 @@ typedef struct {
 static int run_step(void *p) {
   step_ctx *c = p;
   vqgan_step_stats s;
-  return vqgan_trainer_step(c->tr, c->x, c->step++, &s);
+  return vqgpt_vqgan_trainer_step(c->tr, c->x, c->step++, &s);
 }
 
 // Best time of `reps` steps after one warm-up step.
@@ -52,17 +52,17 @@ int bench_vqgan_train(int argc, char **argv) {
     return cli_fail("bench vqgan-train", "invalid option value (size must be a multiple of 16)");
   vqgan_config cfg = bench_f16_config((int)ch, (int)n_embed);
   vqgan_train_opts o;
-  vqgan_train_defaults(&o);
+  vqgpt_vqgan_train_defaults(&o);
   o.batch = (int)batch;
   o.size = (int)size;
   o.disc_start = 0;
   uint64_t rng = 99;
-  vqgan *g = vqgan_create(&cfg, &rng);
-  patchgan *d = g ? patchgan_create(&o.disc, o.batch, o.size, o.size, 2, &rng) : NULL;
+  vqgan *g = vqgpt_vqgan_create(&cfg, &rng);
+  patchgan *d = g ? vqgpt_patchgan_create(&o.disc, o.batch, o.size, o.size, 2, &rng) : NULL;
   lpips *lp = NULL;
-  if (d && lpips_path) lp = lpips_load(lpips_path, o.batch, o.size, o.size);
-  vqgan_trainer *plain = d ? vqgan_trainer_new(g, d, NULL, &o) : NULL;
-  vqgan_trainer *with_lp = lp ? vqgan_trainer_new(g, d, lp, &o) : NULL;
+  if (d && lpips_path) lp = vqgpt_lpips_load(lpips_path, o.batch, o.size, o.size);
+  vqgan_trainer *plain = d ? vqgpt_vqgan_trainer_new(g, d, NULL, &o) : NULL;
+  vqgan_trainer *with_lp = lp ? vqgpt_vqgan_trainer_new(g, d, lp, &o) : NULL;
   size_t n = (size_t)batch * 3 * size * size;
   float *x = malloc(n * sizeof *x);
   int rc = !plain || (lpips_path && !with_lp) || !x;
@@ -84,10 +84,10 @@ int bench_vqgan_train(int argc, char **argv) {
     if (rc) cli_fail("bench vqgan-train", "%s", vqgpt_last_error());
   }
   free(x);
-  vqgan_trainer_free(with_lp);
-  vqgan_trainer_free(plain);
-  lpips_free(lp);
-  patchgan_free(d);
-  vqgan_free(g);
+  vqgpt_vqgan_trainer_free(with_lp);
+  vqgpt_vqgan_trainer_free(plain);
+  vqgpt_lpips_free(lp);
+  vqgpt_patchgan_free(d);
+  vqgpt_vqgan_free(g);
   return rc ? 1 : 0;
 }

@@ -59,10 +59,10 @@ int bench_window(int argc, char **argv) {
   gpt_config cfg = {.vocab_size = (int)vocab, .block_size = (int)(window * window + 1),
                     .n_layer = (int)layers, .n_head = (int)heads, .n_embd = (int)embd,
                     .grid_h = (int)window, .grid_w = (int)window};
-  gpt_config_defaults(&cfg);
+  vqgpt_gpt_config_defaults(&cfg);
   uint64_t rng = 0;
-  gpt *created = gpt_create(&cfg, &rng), *m = created ? bench_gpt_for_sampling(created, dtype) : NULL;
-  if (m != created) gpt_free(created);
+  gpt *created = vqgpt_gpt_create(&cfg, &rng), *m = created ? bench_gpt_for_sampling(created, dtype) : NULL;
+  if (m != created) vqgpt_gpt_free(created);
   if (!m) return cli_fail(CMD, "%s", vqgpt_last_error());
   printf("GPT %ld layers x %ld wide, %ld heads, %ld codes, window %ldx%ld: %.1fM parameters, "
          "%s weights (%d threads, OpenBLAS core %s)\n",
@@ -73,7 +73,7 @@ int bench_window(int argc, char **argv) {
   int rc = 0;
   if (!cond || !out) rc = cli_fail(CMD, "out of memory");
   sampler_job job;
-  sampler_job_default(&job);
+  vqgpt_sampler_job_default(&job);
   job.B = (int)batch;
   job.n_cond = 1;
   job.cond = cond;
@@ -84,7 +84,7 @@ int bench_window(int argc, char **argv) {
   job.seed = 1;
   job.no_kv_reuse = no_reuse;
   window_progress wp = {vqgpt_seconds(), (int)batch};
-  if (!rc && sampler_run(m, &job, out, report, &wp)) rc = cli_fail(CMD, "%s", vqgpt_last_error());
+  if (!rc && vqgpt_sampler_run(m, &job, out, report, &wp)) rc = cli_fail(CMD, "%s", vqgpt_last_error());
   double dt = vqgpt_seconds() - wp.t0;
   if (!rc)
     printf("window  %dx%d grid, batch %ld%s: %zu tokens in %.1f s = %.1f tokens/s (%.1f ms per "
@@ -92,6 +92,6 @@ int bench_window(int argc, char **argv) {
            gh, gw, batch, no_reuse ? ", no K/V reuse" : "", n, dt, n / dt, 1e3 * dt / (gh * gw));
   free(cond);
   free(out);
-  gpt_free(m);
+  vqgpt_gpt_free(m);
   return rc;
 }

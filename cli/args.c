@@ -66,8 +66,8 @@ bool cli_dir_writable(const char *path) {
 }
 
 bool cli_output_ok(const char *command, const char *path) {
-  atomic_file_remove_stale(path);
-  if (atomic_file_check_target(path)) {
+  vqgpt_atomic_file_remove_stale(path);
+  if (vqgpt_atomic_file_check_target(path)) {
     cli_fail(command, "%s", vqgpt_last_error());
     return false;
   }

@@ -15,15 +15,15 @@
 #define CMD "export"
 
 static int export_vqgan(const char *in, const char *out, st_dtype storage) {
-  vqgan *m = vqgan_load(in);
-  int rc = m ? vqgan_save_as(m, out, storage) : -1;
-  vqgan_free(m);
+  vqgan *m = vqgpt_vqgan_load(in);
+  int rc = m ? vqgpt_vqgan_save_as(m, out, storage) : -1;
+  vqgpt_vqgan_free(m);
   return rc;
 }
 
 // The recommended sampling settings a GPT carries: a JSON object of known keys and sane values.
 static int check_sampling(const char *json) {
-  json_value *v = json_parse(json, strlen(json));
+  json_value *v = vqgpt_json_parse(json, strlen(json));
   if (!v) return vqgpt_error("--sampling is not valid JSON: %s", vqgpt_last_error());
   int rc = v->type == JSON_OBJECT ? 0 : vqgpt_error("--sampling must be a JSON object");
   static const struct {
@@ -40,12 +40,12 @@ static int check_sampling(const char *json) {
       rc = vqgpt_error("--sampling: '%s' must be a number in [%g, %g]", v->keys[i], keys[k].lo,
                        keys[k].hi);
   }
-  json_free(v);
+  vqgpt_json_free(v);
   return rc;
 }
 
 static int export_gpt(const char *in, const char *out, st_dtype storage, const char *sampling) {
-  gpt *m = gpt_load(in);
+  gpt *m = vqgpt_gpt_load(in);
   if (!m) return -1;
   int rc = 0;
   if (sampling) {
@@ -53,8 +53,8 @@ static int export_gpt(const char *in, const char *out, st_dtype storage, const c
     m->card.sampling = strdup(sampling);
     if (!m->card.sampling) rc = vqgpt_error("out of memory");
   }
-  if (!rc) rc = gpt_save_as(m, out, storage);
-  gpt_free(m);
+  if (!rc) rc = vqgpt_gpt_save_as(m, out, storage);
+  vqgpt_gpt_free(m);
   return rc;
 }
 
@@ -74,11 +74,11 @@ int cmd_export(int argc, char **argv) {
   if (storage == ST_BOOL) return cli_fail(CMD, "--dtype must be f32, f16 or bf16, not '%s'", dtype);
   if (sampling && check_sampling(sampling)) return cli_fail(CMD, "%s", vqgpt_last_error());
   st_file f;
-  if (st_open(&f, in)) return cli_fail(CMD, "%s", vqgpt_last_error());
-  const char *fmt = st_meta(&f, "format");
+  if (vqgpt_st_open(&f, in)) return cli_fail(CMD, "%s", vqgpt_last_error());
+  const char *fmt = vqgpt_st_meta(&f, "format");
   char format[64] = "";
   if (fmt) snprintf(format, sizeof format, "%s", fmt);
-  st_close(&f);
+  vqgpt_st_close(&f);
   int rc;
   if (!strcmp(format, "taming-vqgan"))
     rc = sampling ? vqgpt_error("--sampling is for GPT models; %s is a VQGAN", in)

@@ -51,8 +51,8 @@ typedef struct {
 } sample_run;
 
 static void run_free(sample_run *r) {
-  gpt_free(r->m);
-  vqgan_free(r->vq);
+  vqgpt_gpt_free(r->m);
+  vqgpt_vqgan_free(r->vq);
   free(r->gpt_path);
   free(r->vqgan_path);
   free(r->cond);
@@ -102,9 +102,9 @@ static void progress(void *ctx, int done, int total) {
 // The model's recommended setting `key` from its card, if any.
 static bool card_number(const gpt *m, const char *key, double *v) {
   if (!m->card.sampling) return false;
-  json_value *j = json_parse(m->card.sampling, strlen(m->card.sampling));
-  bool ok = j && json_get_number(j, key, v) && isfinite(*v);
-  json_free(j);
+  json_value *j = vqgpt_json_parse(m->card.sampling, strlen(m->card.sampling));
+  bool ok = j && vqgpt_json_get_number(j, key, v) && isfinite(*v);
+  vqgpt_json_free(j);
   return ok;
 }
 
@@ -146,11 +146,11 @@ static int class_id(const gpt *m, const char *text, int *id) {
     *id = (int)v;
     return 0;
   }
-  json_value *names = m->card.class_names ? json_parse(m->card.class_names, strlen(m->card.class_names)) : NULL;
+  json_value *names = m->card.class_names ? vqgpt_json_parse(m->card.class_names, strlen(m->card.class_names)) : NULL;
   int found = -1;
   for (size_t i = 0; names && i < names->count && found < 0; i++)
     if (!strcmp(names->items[i].string, text)) found = (int)i;
-  json_free(names);
+  vqgpt_json_free(names);
   if (found < 0 || found >= c->n_classes)
     return cli_fail(CMD, "--class '%s' is not a class of the model (see --list-classes)", text);
   *id = found;
@@ -159,17 +159,17 @@ static int class_id(const gpt *m, const char *text, int *id) {
 
 static int list_classes(const gpt *m, const char *path) {
   if (m->cfg.cond != GPT_COND_CLASS) return cli_fail(CMD, "%s is not class-conditional", path);
-  json_value *names = m->card.class_names ? json_parse(m->card.class_names, strlen(m->card.class_names)) : NULL;
+  json_value *names = m->card.class_names ? vqgpt_json_parse(m->card.class_names, strlen(m->card.class_names)) : NULL;
   for (int i = 0; i < m->cfg.n_classes; i++)
     printf("%d\t%s\n", i, names && (size_t)i < names->count ? names->items[i].string : "");
-  json_free(names);
+  vqgpt_json_free(names);
   return 0;
 }
 
 // Condition tokens for every sample, and the null condition when guidance is asked for.
 static int make_conditions(const sample_args *a, sample_run *r, float cfg_scale) {
   const gpt_config *c = &r->m->cfg;
-  int nc = gpt_n_cond(c), B = r->B;
+  int nc = vqgpt_gpt_n_cond(c), B = r->B;
   bool guided = cfg_scale != 1.0f;
   r->cond = malloc((size_t)B * nc * sizeof(int32_t));
   r->uncond = guided ? malloc((size_t)B * nc * sizeof(int32_t)) : NULL;
@@ -196,12 +196,12 @@ static int make_conditions(const sample_args *a, sample_run *r, float cfg_scale)
   } else if (c->cond == GPT_COND_TEXT) {
     if (!a->prompt) return cli_fail(CMD, "%s is text-conditional: give --prompt TEXT", r->gpt_path);
     if (!r->m->card.tokenizer) return cli_fail(CMD, "%s: text model without a tokenizer", r->gpt_path);
-    vqgpt_tokenizer *tok = tokenizer_load_bytes(r->m->card.tokenizer, r->m->card.tokenizer_bytes, r->gpt_path);
-    int rc = tok ? prompt_encode(c, tok, a->prompt, false, r->cond, NULL) : -1;
-    tokenizer_free(tok);
+    vqgpt_tokenizer *tok = vqgpt_tokenizer_load_bytes(r->m->card.tokenizer, r->m->card.tokenizer_bytes, r->gpt_path);
+    int rc = tok ? vqgpt_prompt_encode(c, tok, a->prompt, false, r->cond, NULL) : -1;
+    vqgpt_tokenizer_free(tok);
     if (rc) return cli_fail(CMD, "%s", vqgpt_last_error());
     for (int b = 1; b < B; b++) memcpy(r->cond + (size_t)b * nc, r->cond, (size_t)nc * sizeof(int32_t));
-    for (int b = 0; b < B && guided; b++) prompt_null(c, r->uncond + (size_t)b * nc);
+    for (int b = 0; b < B && guided; b++) vqgpt_prompt_null(c, r->uncond + (size_t)b * nc);
   } else {
     for (int b = 0; b < B; b++) r->cond[b] = c->sos_token;
   }
@@ -219,7 +219,7 @@ static int make_grid(const sample_args *a, sample_run *r) {
     if (a->keep < 0) return cli_fail(CMD, "--init-codes needs --keep N (positions kept, raster order)");
     int ndim;
     int64_t sh[NPY_MAX_DIMS];
-    if (npy_read_i32(a->init_codes, &r->init, &ndim, sh)) return cli_fail(CMD, "%s", vqgpt_last_error());
+    if (vqgpt_npy_read_i32(a->init_codes, &r->init, &ndim, sh)) return cli_fail(CMD, "%s", vqgpt_last_error());
     if (ndim != 2 && ndim != 3)
       return cli_fail(CMD, "%s: codes must be [h, w] or [n, h, w] (got %d dimensions)", a->init_codes, ndim);
     int64_t n = ndim == 3 ? sh[0] : 1, h = sh[ndim - 2], w = sh[ndim - 1];
@@ -245,7 +245,7 @@ static int make_grid(const sample_args *a, sample_run *r) {
     r->gw = w;
     r->keep = (int)a->keep_rows * w;
   } else if (a->size) {
-    int sw, sh, f = vqgan_factor(r->vq);
+    int sw, sh, f = vqgpt_vqgan_factor(r->vq);
     if (!parse_pair(a->size, &sw, &sh))
       return cli_fail(CMD, "--size expects WxH in pixels, e.g. 256x256 (got '%s')", a->size);
     if (sw % f || sh % f)
@@ -255,7 +255,7 @@ static int make_grid(const sample_args *a, sample_run *r) {
   } else if (a->grid) {
     if (!parse_pair(a->grid, &r->gh, &r->gw))
       return cli_fail(CMD, "--grid expects HxW in tokens, e.g. 16x16 (got '%s')", a->grid);
-  } else if (gpt_trained_grid(&r->m->cfg, &r->gh, &r->gw)) {
+  } else if (vqgpt_gpt_trained_grid(&r->m->cfg, &r->gh, &r->gw)) {
     return cli_fail(CMD, "%s: give --grid HxW", vqgpt_last_error());
   }
   if (a->keep >= 0 && !a->init_codes) return cli_fail(CMD, "--keep goes with --init-codes");
@@ -276,14 +276,14 @@ static int write_outputs(const sample_args *a, const sample_run *r) {
   if (a->out) {
     if (vqgan_io_decode_to_png(r->vq, r->codes, r->B, r->gh, r->gw, a->out))
       return cli_fail(CMD, "%s", vqgpt_last_error());
-    int f = vqgan_factor(r->vq);
+    int f = vqgpt_vqgan_factor(r->vq);
     fprintf(stderr, "wrote %s (%d sample%s of %dx%d pixels)\n", a->out, r->B, r->B > 1 ? "s" : "",
             r->gw * f, r->gh * f);
   }
   if (a->codes_out) {
     int64_t shape[3] = {r->B, r->gh, r->gw};
-    int w = r->B == 1 ? npy_write_i32(a->codes_out, r->codes, 2, shape + 1)
-                      : npy_write_i32(a->codes_out, r->codes, 3, shape);
+    int w = r->B == 1 ? vqgpt_npy_write_i32(a->codes_out, r->codes, 2, shape + 1)
+                      : vqgpt_npy_write_i32(a->codes_out, r->codes, 3, shape);
     if (w) return cli_fail(CMD, "%s", vqgpt_last_error());
     fprintf(stderr, "wrote %s (%d x %dx%d codes)\n", a->codes_out, r->B, r->gh, r->gw);
   }
@@ -297,14 +297,14 @@ static int run(const sample_args *a, sample_run *r) {
                                                      : DEFAULT_GPT;
   r->gpt_path = name ? cli_shipped_model(name) : strdup(a->gpt);
   if (!r->gpt_path) return cli_fail(CMD, "%s", vqgpt_last_error());
-  if (!(r->m = gpt_load_for_sampling(r->gpt_path))) return cli_fail(CMD, "%s", vqgpt_last_error());
+  if (!(r->m = vqgpt_gpt_load_for_sampling(r->gpt_path))) return cli_fail(CMD, "%s", vqgpt_last_error());
   if (a->list_classes) return list_classes(r->m, r->gpt_path);
   if (!a->out && !a->codes_out) return cli_fail(CMD, "nothing to write: give --out and/or --codes-out");
   bool need_vqgan = a->out || a->init_image || a->size || a->vqgan;
   if (need_vqgan) {
     r->vqgan_path = a->vqgan ? strdup(a->vqgan) : cli_vqgan_for_gpt(r->m, r->gpt_path);
     if (!r->vqgan_path) return cli_fail(CMD, "%s", vqgpt_last_error());
-    if (!(r->vq = vqgan_load(r->vqgan_path)) || cli_check_vqgan(r->m, r->gpt_path, r->vq, r->vqgan_path))
+    if (!(r->vq = vqgpt_vqgan_load(r->vqgan_path)) || cli_check_vqgan(r->m, r->gpt_path, r->vq, r->vqgan_path))
       return cli_fail(CMD, "%s", vqgpt_last_error());
   }
   sampling_params sp;
@@ -314,18 +314,18 @@ static int run(const sample_args *a, sample_run *r) {
       make_conditions(a, r, cfg_scale))
     return 1;
   int n_allowed = r->m->cfg.n_codes;
-  if (r->vq && vqgan_get_config(r->vq)->n_embed < n_allowed) n_allowed = vqgan_get_config(r->vq)->n_embed;
+  if (r->vq && vqgpt_vqgan_get_config(r->vq)->n_embed < n_allowed) n_allowed = vqgpt_vqgan_get_config(r->vq)->n_embed;
   sampler_job job;
-  sampler_job_default(&job);
+  vqgpt_sampler_job_default(&job);
   job.B = r->B;
-  job.n_cond = gpt_n_cond(&r->m->cfg);
+  job.n_cond = vqgpt_gpt_n_cond(&r->m->cfg);
   job.cond = r->cond;
   job.uncond = r->uncond;
   job.cfg_scale = cfg_scale;
   job.grid_h = r->gh;
   job.grid_w = r->gw;
   // Without a known trained grid, a grid that fits the block is one window (the plain sampler).
-  if (gpt_trained_grid(&r->m->cfg, &job.window_h, &job.window_w)) {
+  if (vqgpt_gpt_trained_grid(&r->m->cfg, &job.window_h, &job.window_w)) {
     job.window_h = r->gh;
     job.window_w = r->gw;
   }
@@ -337,7 +337,7 @@ static int run(const sample_args *a, sample_run *r) {
   size_t n = (size_t)r->B * r->gh * r->gw;
   if (!(r->codes = malloc(n * sizeof(int32_t)))) return cli_fail(CMD, "out of memory");
   progress_state ps = {vqgpt_seconds(), r->B, isatty(STDERR_FILENO) != 0};
-  if (sampler_run(r->m, &job, r->codes, progress, &ps)) return cli_fail(CMD, "%s", vqgpt_last_error());
+  if (vqgpt_sampler_run(r->m, &job, r->codes, progress, &ps)) return cli_fail(CMD, "%s", vqgpt_last_error());
   return write_outputs(a, r);
 }
 

@@ -25,7 +25,7 @@ int cmd_train_tokenizer(int argc, char **argv) {
   if (!vocab) return cli_fail("train-tokenizer", "missing required option --vocab (see --help)");
   if (vocab < TOKENIZER_MIN_VOCAB || vocab > TOKENIZER_MAX_VOCAB)
     return cli_fail("train-tokenizer", "--vocab %ld is outside %d..%d", vocab, TOKENIZER_MIN_VOCAB, TOKENIZER_MAX_VOCAB);
-  if (tokenizer_train(text, (int)vocab, out)) return cli_fail("train-tokenizer", "%s", vqgpt_last_error());
+  if (vqgpt_tokenizer_train(text, (int)vocab, out)) return cli_fail("train-tokenizer", "%s", vqgpt_last_error());
   fprintf(stderr, "trained a %ld-piece tokenizer on %s -> %s\n", vocab, text, out);
   return 0;
 }
@@ -40,19 +40,19 @@ int cmd_tokenize(int argc, char **argv) {
                             opts, sizeof opts / sizeof opts[0]);
   if (st != CLI_OK) return st == CLI_HELP ? 0 : 1;
   if (!cli_require("tokenize", "tokenizer", model) || !cli_require("tokenize", "text", text)) return 1;
-  vqgpt_tokenizer *tok = tokenizer_load_file(model);
+  vqgpt_tokenizer *tok = vqgpt_tokenizer_load_file(model);
   if (!tok) return cli_fail("tokenize", "%s", vqgpt_last_error());
   // A first call with no room reports how many ids the text needs.
   int need = 0, n = 0;
-  if (tokenizer_encode(tok, text, NULL, 0, &need) && need == 0) {
-    tokenizer_free(tok);
+  if (vqgpt_tokenizer_encode(tok, text, NULL, 0, &need) && need == 0) {
+    vqgpt_tokenizer_free(tok);
     return cli_fail("tokenize", "%s", vqgpt_last_error());
   }
   int32_t *ids = malloc((size_t)need * sizeof *ids);
-  int rc = ids ? tokenizer_encode(tok, text, ids, need, &n) : vqgpt_error("out of memory");
+  int rc = ids ? vqgpt_tokenizer_encode(tok, text, ids, need, &n) : vqgpt_error("out of memory");
   for (int i = 0; !rc && i < n; i++) printf(i ? " %d" : "%d", (int)ids[i]);
   if (!rc) printf("\n");
   free(ids);
-  tokenizer_free(tok);
+  vqgpt_tokenizer_free(tok);
   return rc ? cli_fail("tokenize", "%s", vqgpt_last_error()) : 0;
 }

@@ -103,9 +103,9 @@ static char *read_text(const char *path) {
 
 static int write_text(const char *path, const char *text) {
   atomic_file af;
-  if (atomic_file_open(&af, path)) return -1;
+  if (vqgpt_atomic_file_open(&af, path)) return -1;
   fputs(text, af.fp);
-  return atomic_file_commit(&af);
+  return vqgpt_atomic_file_commit(&af);
 }
 
 typedef struct {
@@ -133,14 +133,14 @@ static int load_cache(code_set *cs, const char *key, const char *key_path, const
   if (!match) return 0;
   int ndim;
   int64_t shape[NPY_MAX_DIMS];
-  if (npy_read_i32(codes_path, &cs->codes, &ndim, shape)) return 0;
+  if (vqgpt_npy_read_i32(codes_path, &cs->codes, &ndim, shape)) return 0;
   if (ndim != 3 || shape[0] < 1 || shape[0] > n_max || shape[0] % crops || shape[1] != h ||
       shape[2] != w) {
     code_set_free(cs);
     return 0;
   }
   int n = (int)shape[0];
-  if (npy_read_i32(sources_path, &cs->sources, &ndim, shape) || ndim != 1 || shape[0] != n) {
+  if (vqgpt_npy_read_i32(sources_path, &cs->sources, &ndim, shape) || ndim != 1 || shape[0] != n) {
     code_set_free(cs);
     return 0;
   }
@@ -150,7 +150,7 @@ static int load_cache(code_set *cs, const char *key, const char *key_path, const
       return 0;
     }
   if (labels_path) {
-    if (npy_read_i32(labels_path, &cs->labels, &ndim, shape) || ndim != 1 ||
+    if (vqgpt_npy_read_i32(labels_path, &cs->labels, &ndim, shape) || ndim != 1 ||
         shape[0] != n) {
       code_set_free(cs);
       return 0;
@@ -169,15 +169,15 @@ static int encode_folder(code_set *cs, vqgan *vq, const char *dir, const image_f
                          int crop_h, const char *key, const char *key_path,
                          const char *codes_path, const char *labels_path,
                          const char *sources_path) {
-  int f = vqgan_factor(vq), h = crop_h / f, w = crop_w / f;
+  int f = vqgpt_vqgan_factor(vq), h = crop_h / f, w = crop_w / f;
   size_t per = (size_t)3 * crop_w * crop_h;
   image_dataset ds;
   fprintf(stderr, "loading images from %s ...\n", dir);
-  if (image_dataset_load(&ds, dir, scale, crop_w, crop_h)) return -1;
+  if (vqgpt_image_dataset_load(&ds, dir, scale, crop_w, crop_h)) return -1;
   cli_report_folder(CMD, dir, &ds.folder);
   size_t n = ds.n * (size_t)crops;
   if (n > INT32_MAX / ((size_t)h * w)) {
-    image_dataset_free(&ds);
+    vqgpt_image_dataset_free(&ds);
     return vqgpt_error("too many crops (%zu)", n);
   }
   cs->codes = malloc(n * h * w * sizeof(int32_t));
@@ -198,25 +198,25 @@ static int encode_folder(code_set *cs, vqgan *vq, const char *dir, const image_f
     }
     for (long c = 0; c < crops; c++) cs->sources[i * crops + c] = (int32_t)k;
   }
-  uint64_t rng = rng_hash(seed, 0xC0DE);
+  uint64_t rng = vqgpt_rng_hash(seed, 0xC0DE);
   double t0 = vqgpt_seconds();
   bool tty = isatty(STDERR_FILENO) != 0;
   for (size_t i0 = 0; i0 < n; i0 += ENCODE_BATCH) {
     int B = (int)(n - i0 < ENCODE_BATCH ? n - i0 : ENCODE_BATCH);
     for (int b = 0; b < B; b++) {
       size_t img = (i0 + b) / (size_t)crops;
-      image_dataset_random_crop(&ds, img, &rng, x + (size_t)b * per);
+      vqgpt_image_dataset_random_crop(&ds, img, &rng, x + (size_t)b * per);
       if (classes) cs->labels[i0 + b] = ds.folder.labels[img];
     }
-    if (vqgan_encode(vq, x, B, crop_h, crop_w, cs->codes + i0 * h * w, NULL, NULL)) goto done;
+    if (vqgpt_vqgan_encode(vq, x, B, crop_h, crop_w, cs->codes + i0 * h * w, NULL, NULL)) goto done;
     if (tty || i0 + B == n)
       fprintf(stderr, "%sencoding: %zu/%zu crops (%.1f/s)%s", tty ? "\r" : "", i0 + B, n,
               (i0 + B) / (vqgpt_seconds() - t0), i0 + B == n ? "\n" : "");
   }
   int64_t shape[3] = {(int64_t)n, h, w}, lshape[1] = {(int64_t)n};
-  if (npy_write_i32(codes_path, cs->codes, 3, shape)) goto done;
-  if (classes && npy_write_i32(labels_path, cs->labels, 1, lshape)) goto done;
-  if (npy_write_i32(sources_path, cs->sources, 1, lshape)) goto done;
+  if (vqgpt_npy_write_i32(codes_path, cs->codes, 3, shape)) goto done;
+  if (classes && vqgpt_npy_write_i32(labels_path, cs->labels, 1, lshape)) goto done;
+  if (vqgpt_npy_write_i32(sources_path, cs->sources, 1, lshape)) goto done;
   if (write_text(key_path, key)) goto done;
   cs->n = (int)n;
   cs->h = h;
@@ -225,7 +225,7 @@ static int encode_folder(code_set *cs, vqgan *vq, const char *dir, const image_f
 done:
   if (rc) code_set_free(cs);
   free(x);
-  image_dataset_free(&ds);
+  vqgpt_image_dataset_free(&ds);
   return rc;
 }
 
@@ -247,11 +247,11 @@ static int build_prompts(int32_t **out, const gpt_config *cfg, const vqgpt_token
   for (size_t i = 0; i < folder->n_images; i++) {
     char *text;
     bool truncated;
-    if (caption_read(folder->paths[i], &text)) {
+    if (vqgpt_caption_read(folder->paths[i], &text)) {
       free(prompts);
       return -1;
     }
-    int e = prompt_encode(cfg, tok, text, true, prompts + i * L, &truncated);
+    int e = vqgpt_prompt_encode(cfg, tok, text, true, prompts + i * L, &truncated);
     free(text);
     if (e) {
       char why[512];
@@ -298,8 +298,8 @@ static int make_card(gpt_card *card, const char *vqgan_path, const vqgan *vq,
   char *q = card->vqgan;
   q += sprintf(q, "{\"file\": ");
   q = put_json_string(q, base);
-  sprintf(q, ", \"fingerprint\": \"%016" PRIx64 "\", \"n_embed\": %d}", vqgan_fingerprint(vq),
-          vqgan_get_config(vq)->n_embed);
+  sprintf(q, ", \"fingerprint\": \"%016" PRIx64 "\", \"n_embed\": %d}", vqgpt_vqgan_fingerprint(vq),
+          vqgpt_vqgan_get_config(vq)->n_embed);
   if (classes) {
     size_t cap = 16;
     for (int c = 0; c < folder->n_classes; c++) cap += strlen(folder->class_names[c]) * 6 + 4;
@@ -315,7 +315,7 @@ static int make_card(gpt_card *card, const char *vqgan_path, const vqgan *vq,
   }
   if (tok) {
     size_t nb;
-    const void *bytes = tokenizer_model_bytes(tok, &nb);
+    const void *bytes = vqgpt_tokenizer_model_bytes(tok, &nb);
     card->tokenizer = malloc(nb);
     if (!card->tokenizer) return vqgpt_error("out of memory");
     memcpy(card->tokenizer, bytes, nb);
@@ -408,7 +408,7 @@ int cmd_train_gpt(int argc, char **argv) {
   if (resume && overwrite) return cli_fail(CMD, "give --resume or --overwrite, not both");
   if (batch > 65536 || batch < 1) return cli_fail(CMD, "--batch must be in [1, 65536] (got %ld)", batch);
   gpt_train_options o;
-  gpt_train_options_default(&o);
+  vqgpt_gpt_train_options_default(&o);
   o.batch_size = (int)batch;
   o.steps = steps;
   o.lr = (float)lr;
@@ -420,9 +420,9 @@ int cmd_train_gpt(int argc, char **argv) {
   o.val_fraction = (float)val_fraction;
   o.cond_drop = (float)cond_drop;
   o.seed = (uint64_t)seed;
-  o.ranks = dist_size();  // mpirun -np N: each rank trains on its share of every batch
-  const bool leader = dist_rank() == 0;  // logs and writes the checkpoints
-  if (gpt_train_options_check(&o)) return cli_fail(CMD, "%s", vqgpt_last_error());
+  o.ranks = vqgpt_dist_size();  // mpirun -np N: each rank trains on its share of every batch
+  const bool leader = vqgpt_dist_rank() == 0;  // logs and writes the checkpoints
+  if (vqgpt_gpt_train_options_check(&o)) return cli_fail(CMD, "%s", vqgpt_last_error());
   if (!(embd_pdrop >= 0 && embd_pdrop < 1) || !(resid_pdrop >= 0 && resid_pdrop < 1) ||
       !(attn_pdrop >= 0 && attn_pdrop < 1))
     return cli_fail(CMD, "dropout probabilities must be in [0, 1)");
@@ -447,13 +447,13 @@ int cmd_train_gpt(int argc, char **argv) {
     cli_fail(CMD, "out of memory");
     goto done;
   }
-  vq = vqgan_load(vqgan_path);
+  vq = vqgpt_vqgan_load(vqgan_path);
   if (!vq) {
     cli_fail(CMD, "%s", vqgpt_last_error());
     goto done;
   }
-  const vqgan_config *vc = vqgan_get_config(vq);
-  int f = vqgan_factor(vq);
+  const vqgan_config *vc = vqgpt_vqgan_get_config(vq);
+  int f = vqgpt_vqgan_factor(vq);
   if (!size_s) crop_w = crop_h = vc->resolution;
   if (crop_w % f || crop_h % f) {
     cli_fail(CMD, "--size %dx%d is not a multiple of the VQGAN's downsampling factor %d", crop_w,
@@ -465,7 +465,7 @@ int cmd_train_gpt(int argc, char **argv) {
 
   // A resumed model must fit this VQGAN and this kind of data before any encoding starts.
   if (resume) {
-    m = gpt_load(out);
+    m = vqgpt_gpt_load(out);
     if (!m) {
       cli_fail(CMD, "%s", vqgpt_last_error());
       goto done;
@@ -487,8 +487,8 @@ int cmd_train_gpt(int argc, char **argv) {
 
   // The tokenizer (before any encoding): given, or the one a resumed text model carries.
   if (captions) {
-    tok = resume ? tokenizer_load_bytes(m->card.tokenizer, m->card.tokenizer_bytes, out)
-                 : tokenizer_load_file(tok_path);
+    tok = resume ? vqgpt_tokenizer_load_bytes(m->card.tokenizer, m->card.tokenizer_bytes, out)
+                 : vqgpt_tokenizer_load_file(tok_path);
     if (!tok) {
       cli_fail(CMD, "%s", vqgpt_last_error());
       goto done;
@@ -497,23 +497,23 @@ int cmd_train_gpt(int argc, char **argv) {
 
   // The code cache.
   image_folder folder;
-  if (image_folder_scan(&folder, data)) {
+  if (vqgpt_image_folder_scan(&folder, data)) {
     cli_fail(CMD, "%s", vqgpt_last_error());
     goto done;
   }
   int n_classes = folder.n_classes;
   if (folder.n_images == 0) {
-    image_folder_free(&folder);
+    vqgpt_image_folder_free(&folder);
     cli_fail(CMD, "%s: no images found", data);
     goto done;
   }
   if (classes && n_classes < 2) {
-    image_folder_free(&folder);
+    vqgpt_image_folder_free(&folder);
     cli_fail(CMD, "--classes needs images in at least two sub-folders of %s", data);
     goto done;
   }
   if (resume && classes && m->cfg.n_classes < n_classes) {
-    image_folder_free(&folder);
+    vqgpt_image_folder_free(&folder);
     cli_fail(CMD, "%s has %d classes but %s has %d sub-folders", out, m->cfg.n_classes, data,
              n_classes);
     goto done;
@@ -521,37 +521,37 @@ int cmd_train_gpt(int argc, char **argv) {
   key = cache_key(vqgan_path, &folder, classes, crops, o.seed, (int)scale, crop_w, crop_h);
   int n_max = (int)(folder.n_images * (size_t)crops);
   gpt_config text_cfg = {.cond = GPT_COND_TEXT, .n_codes = vc->n_embed, .text_len = (int)text_len,
-                        .text_vocab = tok ? tokenizer_vocab_size(tok) : 0};
+                        .text_vocab = tok ? vqgpt_tokenizer_vocab_size(tok) : 0};
   if (captions && build_prompts(&prompts, resume ? &m->cfg : &text_cfg, tok, &folder)) {
-    image_folder_free(&folder);
+    vqgpt_image_folder_free(&folder);
     cli_fail(CMD, "%s", vqgpt_last_error());
     goto done;
   }
   if (!resume && make_card(&card, vqgan_path, vq, &folder, classes, tok)) {
-    image_folder_free(&folder);
+    vqgpt_image_folder_free(&folder);
     cli_fail(CMD, "%s", vqgpt_last_error());
     goto done;
   }
   if (!key) {
-    image_folder_free(&folder);
+    vqgpt_image_folder_free(&folder);
     cli_fail(CMD, "%s", vqgpt_last_error());
     goto done;
   }
   // Several ranks: rank 0 encodes (or finds the cache) first; the others then reuse its cache
   // (a shared filesystem) or, on another machine, encode the same codes themselves.
-  if (!leader) dist_barrier();
+  if (!leader) vqgpt_dist_barrier();
   int cached = load_cache(&cs, key, key_path, codes_path, classes ? labels_path : NULL,
                           sources_path, h, w, n_max, crops);
   if (cached) {
     fprintf(stderr, "reusing cached codes %s (%d grids of %dx%d)\n", codes_path, cs.n, h, w);
   } else if (encode_folder(&cs, vq, data, &folder, classes, crops, o.seed, (int)scale, crop_w,
                            crop_h, key, key_path, codes_path, labels_path, sources_path)) {
-    image_folder_free(&folder);
+    vqgpt_image_folder_free(&folder);
     cli_fail(CMD, "%s", vqgpt_last_error());
     goto done;
   }
-  if (leader) dist_barrier();
-  image_folder_free(&folder);
+  if (leader) vqgpt_dist_barrier();
+  vqgpt_image_folder_free(&folder);
   if (captions && prompts_per_grid(&prompts, &cs, resume ? m->cfg.text_len : (int)text_len)) {
     cli_fail(CMD, "%s", vqgpt_last_error());
     goto done;
@@ -567,7 +567,7 @@ int cmd_train_gpt(int argc, char **argv) {
     if (cond_tokens > cfg.vocab_size) cfg.vocab_size = cond_tokens;
     if (captions) {
       cfg.text_len = (int)text_len;
-      cfg.text_vocab = tokenizer_vocab_size(tok);
+      cfg.text_vocab = vqgpt_tokenizer_vocab_size(tok);
       cfg.vocab_size = vc->n_embed + cfg.text_vocab + 1;
     }
     cfg.null_class = classes && cond_drop > 0 ? n_classes : 0;
@@ -584,8 +584,8 @@ int cmd_train_gpt(int argc, char **argv) {
     cfg.n_codes = vc->n_embed;
     cfg.grid_h = h;
     cfg.grid_w = w;
-    uint64_t init_rng = rng_hash(o.seed, 0x1417);
-    m = gpt_create(&cfg, &init_rng);
+    uint64_t init_rng = vqgpt_rng_hash(o.seed, 0x1417);
+    m = vqgpt_gpt_create(&cfg, &init_rng);
     if (!m) {
       cli_fail(CMD, "%s", vqgpt_last_error());
       goto done;
@@ -595,13 +595,13 @@ int cmd_train_gpt(int argc, char **argv) {
   }
   gpt_dataset d = {.codes = cs.codes, .labels = cs.labels, .prompts = prompts, .n = cs.n,
                    .h = cs.h, .w = cs.w};
-  if (gpt_trainer_init(&tr, m, &d, &o)) {
+  if (vqgpt_gpt_trainer_init(&tr, m, &d, &o)) {
     cli_fail(CMD, "%s", vqgpt_last_error());
     goto done;
   }
   tr_init = true;
   if (resume) {
-    if (gpt_trainer_resume(&tr, out)) {
+    if (vqgpt_gpt_trainer_resume(&tr, out)) {
       cli_fail(CMD, "%s", vqgpt_last_error());
       goto done;
     }
@@ -621,7 +621,7 @@ int cmd_train_gpt(int argc, char **argv) {
   int loss_n = 0;
   while (tr.step < tr.opt.steps) {
     gpt_step_stats ss;
-    if (gpt_trainer_step(&tr, &ss)) {
+    if (vqgpt_gpt_trainer_step(&tr, &ss)) {
       cli_fail(CMD, "%s", vqgpt_last_error());
       goto done;
     }
@@ -644,14 +644,14 @@ int cmd_train_gpt(int argc, char **argv) {
     bool last = s == tr.opt.steps;
     if ((eval_every > 0 && s % eval_every == 0) || last) {
       double vl;
-      if (gpt_trainer_validate(&tr, &vl)) {
+      if (vqgpt_gpt_trainer_validate(&tr, &vl)) {
         cli_fail(CMD, "%s", vqgpt_last_error());
         goto done;
       }
       if (tr.n_val > 0) fprintf(stderr, "step %ld  validation loss %.4f\n", s, vl);
     }
     if (leader && ((ckpt_every > 0 && s % ckpt_every == 0) || last)) {
-      if (gpt_trainer_save(&tr, out)) {
+      if (vqgpt_gpt_trainer_save(&tr, out)) {
         cli_fail(CMD, "%s", vqgpt_last_error());
         goto done;
       }
@@ -660,7 +660,7 @@ int cmd_train_gpt(int argc, char **argv) {
   }
   if (tr.step == step0) {
     // Nothing to train (a resumed run already at --steps, or --steps 0): still leave a model.
-    if (!resume && leader && gpt_trainer_save(&tr, out)) {
+    if (!resume && leader && vqgpt_gpt_trainer_save(&tr, out)) {
       cli_fail(CMD, "%s", vqgpt_last_error());
       goto done;
     }
@@ -668,12 +668,12 @@ int cmd_train_gpt(int argc, char **argv) {
   }
   rc = 0;
 done:
-  if (tr_init) gpt_trainer_free(&tr);
-  gpt_card_free(&card);
-  tokenizer_free(tok);
+  if (tr_init) vqgpt_gpt_trainer_free(&tr);
+  vqgpt_gpt_card_free(&card);
+  vqgpt_tokenizer_free(tok);
   free(prompts);
-  gpt_free(m);
-  vqgan_free(vq);
+  vqgpt_gpt_free(m);
+  vqgpt_vqgan_free(vq);
   code_set_free(&cs);
   free(key);
   free(codes_path);

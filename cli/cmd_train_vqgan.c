@@ -58,13 +58,13 @@ static int make_config(vqgan_config *c, const char *name, int size, int n_embed)
   } else {
     char *json = NULL;
     if (read_file(name, &json)) return -1;
-    int rc = vqgan_config_parse(c, json, name);
+    int rc = vqgpt_vqgan_config_parse(c, json, name);
     free(json);
     if (rc) return -1;
   }
   if (n_embed > 0) c->n_embed = n_embed;
-  if (size % vqgan_config_factor(c))
-    return vqgpt_error("--size %d is not a multiple of the model's factor %d", size, vqgan_config_factor(c));
+  if (size % vqgpt_vqgan_config_factor(c))
+    return vqgpt_error("--size %d is not a multiple of the model's factor %d", size, vqgpt_vqgan_config_factor(c));
   return 0;
 }
 
@@ -105,7 +105,7 @@ static double psnr_of(const float *a, const float *b, size_t n) {
 // Reconstructs the validation images; writes inputs (top) and reconstructions (bottom) as
 // one PNG and returns the mean PSNR.
 static int validate(vqgan *g, const split *s, const char *png, double *psnr) {
-  int S = s->data.crop_w, f = vqgan_factor(g), n = (int)(s->n_val < 8 ? s->n_val : 8);
+  int S = s->data.crop_w, f = vqgpt_vqgan_factor(g), n = (int)(s->n_val < 8 ? s->n_val : 8);
   size_t per = (size_t)3 * S * S;
   float *x = malloc(per * 2 * n * sizeof *x);
   int32_t *codes = malloc((size_t)(S / f) * (S / f) * sizeof *codes);
@@ -118,16 +118,16 @@ static int validate(vqgan *g, const split *s, const char *png, double *psnr) {
   double total = 0;
   for (size_t i = 0; i < s->n_val && !rc; i++) {
     float *in = x + per * (i < (size_t)n ? i : 0), *rec = in + per * n;
-    image_dataset_center_crop(&s->data, s->val_idx[i], in);
-    rc = vqgan_encode(g, in, 1, S, S, codes, NULL, NULL) || vqgan_decode(g, codes, 1, S / f, S / f, rec);
+    vqgpt_image_dataset_center_crop(&s->data, s->val_idx[i], in);
+    rc = vqgpt_vqgan_encode(g, in, 1, S, S, codes, NULL, NULL) || vqgpt_vqgan_decode(g, codes, 1, S / f, S / f, rec);
     if (!rc) total += psnr_of(in, rec, per);
   }
   *psnr = s->n_val ? total / s->n_val : 0;
   if (!rc && png && n > 0) {
     image_rgb grid;
-    rc = image_grid(&grid, x, 2 * n, S, S, n);
-    if (!rc) rc = image_save_png(&grid, png);
-    image_free(&grid);
+    rc = vqgpt_image_grid(&grid, x, 2 * n, S, S, n);
+    if (!rc) rc = vqgpt_image_save_png(&grid, png);
+    vqgpt_image_free(&grid);
   }
   free(x);
   free(codes);
@@ -206,8 +206,8 @@ static char *train_state_json(long step, uint64_t rng, const run_setting *s, int
 
 // --resume continues the run the checkpoint recorded: every setting must be the same.
 static int check_resume_settings(const char *path, const char *state, const run_setting *s, int n) {
-  json_value *root = json_parse(state, strlen(state));
-  const json_value *rec = root ? json_get(root, "settings") : NULL;
+  json_value *root = vqgpt_json_parse(state, strlen(state));
+  const json_value *rec = root ? vqgpt_json_get(root, "settings") : NULL;
   int rc = 0;
   if (!rec || rec->type != JSON_OBJECT) {
     rc = vqgpt_error("%s: the checkpoint does not record its training settings (written by an "
@@ -215,7 +215,7 @@ static int check_resume_settings(const char *path, const char *state, const run_
                      path);
   }
   for (int i = 0; i < n && !rc; i++) {
-    const char *was = json_get_string(rec, s[i].flag);
+    const char *was = vqgpt_json_get_string(rec, s[i].flag);
     if (!was)
       rc = vqgpt_error("%s: the checkpoint does not record %s", path, s[i].flag);
     else if (strcmp(was, s[i].value))
@@ -223,7 +223,7 @@ static int check_resume_settings(const char *path, const char *state, const run_
                        "with the same settings; only --steps may change)", path, s[i].flag,
                        s[i].value, was);
   }
-  json_free(root);
+  vqgpt_json_free(root);
   return rc;
 }
 
@@ -289,7 +289,7 @@ int cmd_train_vqgan(int argc, char **argv) {
   vqgan_config cfg;
   if (make_config(&cfg, a.config, (int)a.size, (int)a.n_embed)) return cli_fail(CMD, "%s", vqgpt_last_error());
   vqgan_train_opts o;
-  vqgan_train_defaults(&o);
+  vqgpt_vqgan_train_defaults(&o);
   o.batch = (int)a.batch;
   o.size = (int)a.size;
   o.base_lr = a.lr;
@@ -301,12 +301,12 @@ int cmd_train_vqgan(int argc, char **argv) {
   o.legacy_quant = !strcmp(a.quant_loss, "legacy");
   o.disc = (patchgan_config){3, (int)a.ndf, (int)a.disc_layers};
   // Data-parallel (mpirun -np N): this rank trains on rows [lo, lo + local) of every batch.
-  o.ranks = dist_size();
+  o.ranks = vqgpt_dist_size();
   if (a.batch % o.ranks)
     return cli_fail(CMD, "--batch %ld is not a multiple of the %d ranks (each takes an equal share)",
                     a.batch, o.ranks);
-  const int local = (int)a.batch / o.ranks, lo = dist_rank() * local;
-  const bool leader = dist_rank() == 0;  // logs, validates and writes the checkpoints
+  const int local = (int)a.batch / o.ranks, lo = vqgpt_dist_rank() * local;
+  const bool leader = vqgpt_dist_rank() == 0;  // logs, validates and writes the checkpoints
 
   split s = {0};
   vqgan *g = NULL;
@@ -319,7 +319,7 @@ int cmd_train_vqgan(int argc, char **argv) {
   int rc = 1;
   uint64_t rng = (uint64_t)a.seed;
   long step = 0;
-  if (image_dataset_load(&s.data, a.data, a.scale ? (int)a.scale : (int)a.size, (int)a.size,
+  if (vqgpt_image_dataset_load(&s.data, a.data, a.scale ? (int)a.scale : (int)a.size, (int)a.size,
                          (int)a.size) ||
       make_split(&s, a.n_val)) {
     cli_fail(CMD, "%s", vqgpt_last_error());
@@ -328,23 +328,23 @@ int cmd_train_vqgan(int argc, char **argv) {
   cli_report_folder(CMD, a.data, &s.data.folder);
   fprintf(stderr, "%s: %zu images (%zu train, %zu validation), %dx%d crops\n", a.data, s.data.n,
           s.n_train, s.n_val, (int)a.size, (int)a.size);
-  if (!(g = vqgan_create(&cfg, &rng)) || !(d = patchgan_create(&o.disc, local, o.size, o.size, 2, &rng))) {
+  if (!(g = vqgpt_vqgan_create(&cfg, &rng)) || !(d = vqgpt_patchgan_create(&o.disc, local, o.size, o.size, 2, &rng))) {
     cli_fail(CMD, "%s", vqgpt_last_error());
     goto done;
   }
-  if (a.lpips && !(lp = lpips_load(a.lpips, local, o.size, o.size))) {
+  if (a.lpips && !(lp = vqgpt_lpips_load(a.lpips, local, o.size, o.size))) {
     cli_fail(CMD, "%s", vqgpt_last_error());
     goto done;
   }
   if (!lp) fprintf(stderr, "no --lpips weights given: training with perceptual weight 0\n");
-  if (!(tr = vqgan_trainer_new(g, d, lp, &o))) {
+  if (!(tr = vqgpt_vqgan_trainer_new(g, d, lp, &o))) {
     cli_fail(CMD, "%s", vqgpt_last_error());
     goto done;
   }
   run_setting settings[N_SETTINGS];
   int n_settings = run_settings(settings, &a, s.data.n, lp != NULL);
   if (a.resume) {
-    if (!(state = vqgan_trainer_load(tr, a.out))) {
+    if (!(state = vqgpt_vqgan_trainer_load(tr, a.out))) {
       cli_fail(CMD, "%s", vqgpt_last_error());
       goto done;
     }
@@ -358,7 +358,7 @@ int cmd_train_vqgan(int argc, char **argv) {
     }
     fprintf(stderr, "resumed %s at step %ld\n", a.out, step);
   }
-  int K = cfg.n_embed, f = vqgan_factor(g), tokens = (int)(a.size / f) * (int)(a.size / f);
+  int K = cfg.n_embed, f = vqgpt_vqgan_factor(g), tokens = (int)(a.size / f) * (int)(a.size / f);
   size_t per = (size_t)3 * a.size * a.size;
   x = malloc(per * local * sizeof *x);
   counts = calloc((size_t)K, sizeof *counts);
@@ -379,20 +379,20 @@ int cmd_train_vqgan(int argc, char **argv) {
   while (step < a.steps && !rc) {
     // Every rank draws the whole batch (the same stream as one process), keeping its rows.
     for (long b = 0; b < a.batch; b++)
-      image_dataset_random_crop(&s.data, s.train_idx[rng_below(&rng, s.n_train)], &rng,
+      vqgpt_image_dataset_random_crop(&s.data, s.train_idx[vqgpt_rng_below(&rng, s.n_train)], &rng,
                                 b >= lo && b < lo + local ? x + per * (b - lo) : NULL);
     vqgan_step_stats ss;
-    if (vqgan_trainer_step(tr, x, step, &ss)) {
+    if (vqgpt_vqgan_trainer_step(tr, x, step, &ss)) {
       // Counted as the progress lines count (step N is the N-th); the diverged state is not saved.
       rc = cli_fail(CMD, "step %ld: %s; stopped without saving it", step + 1, vqgpt_last_error());
       break;
     }
-    const int32_t *idx = vqgan_trainer_indices(tr);
+    const int32_t *idx = vqgpt_vqgan_trainer_indices(tr);
     for (long i = 0; i < (long)local * tokens; i++) counts[idx[i]]++, usage[idx[i]]++;
     accumulate(&sum, &ss);
     step++;
     if (step % a.log_every == 0 || step == a.steps) {
-      dist_allreduce_sum_i64(counts, (size_t)K);  // every rank's codes (only rank 0 prints)
+      vqgpt_dist_allreduce_sum_i64(counts, (size_t)K);  // every rank's codes (only rank 0 prints)
       long n = step - logged_from, used = 0, total = n * a.batch * tokens;
       for (int k = 0; k < K; k++) used += counts[k] > 0;
       double dt = vqgpt_seconds() - t_log, eta = (a.steps - step) * dt / n;
@@ -407,9 +407,9 @@ int cmd_train_vqgan(int argc, char **argv) {
       memset(counts, 0, (size_t)K * sizeof *counts);
     }
     if (a.reinit_every && step % a.reinit_every == 0) {
-      dist_allreduce_sum_i64(usage, (size_t)K);  // dead on every rank alike
+      vqgpt_dist_allreduce_sum_i64(usage, (size_t)K);  // dead on every rank alike
       for (int k = 0; k < K; k++) dead[k] = usage[k] == 0;
-      int n = vqgan_trainer_reinit_codes(tr, dead, &rng);
+      int n = vqgpt_vqgan_trainer_reinit_codes(tr, dead, &rng);
       if (n) fprintf(stderr, "step %ld: re-initialised %d unused codes\n", step, n);
       memset(usage, 0, (size_t)K * sizeof *usage);
     }
@@ -424,7 +424,7 @@ int cmd_train_vqgan(int argc, char **argv) {
     if (leader && (step % a.save_every == 0 || step == a.steps)) {
       char *ts = train_state_json(step, rng, settings, n_settings);
       if (!ts) rc = cli_fail(CMD, "out of memory");
-      else if (vqgan_trainer_save(tr, a.out, ts)) rc = cli_fail(CMD, "%s", vqgpt_last_error());
+      else if (vqgpt_vqgan_trainer_save(tr, a.out, ts)) rc = cli_fail(CMD, "%s", vqgpt_last_error());
       free(ts);
     }
   }
@@ -435,12 +435,12 @@ done:
   free(state);
   free(counts);
   free(x);
-  vqgan_trainer_free(tr);
-  lpips_free(lp);
-  patchgan_free(d);
-  vqgan_free(g);
+  vqgpt_vqgan_trainer_free(tr);
+  vqgpt_lpips_free(lp);
+  vqgpt_patchgan_free(d);
+  vqgpt_vqgan_free(g);
   free(s.train_idx);
   free(s.val_idx);
-  image_dataset_free(&s.data);
+  vqgpt_image_dataset_free(&s.data);
   return rc ? 1 : 0;
 }

@@ -25,7 +25,7 @@ typedef struct {
 } stage1_args;
 
 static vqgan *load_model(const char *cmd, const char *path) {
-  vqgan *m = vqgan_load(path);
+  vqgan *m = vqgpt_vqgan_load(path);
   if (!m) cli_fail(cmd, "%s", vqgpt_last_error());
   return m;
 }
@@ -53,11 +53,11 @@ int cmd_encode(int argc, char **argv) {
   int rc = vqgan_io_encode_file(m, a.image, a.crop, a.resize, &codes, &h, &w, NULL);
   if (!rc) {
     int64_t shape[2] = {h, w};
-    rc = npy_write_i32(a.out, codes, 2, shape);
+    rc = vqgpt_npy_write_i32(a.out, codes, 2, shape);
   }
   if (!rc) fprintf(stderr, "encoded %s into %dx%d codes -> %s\n", a.image, w, h, a.out);
   free(codes);
-  vqgan_free(m);
+  vqgpt_vqgan_free(m);
   return rc ? cli_fail("encode", "%s", vqgpt_last_error()) : 0;
 }
 
@@ -79,8 +79,8 @@ int cmd_decode(int argc, char **argv) {
   int32_t *codes = NULL;
   int ndim = 0;
   int64_t shape[3] = {0, 0, 0};
-  int rc = npy_read_i32(a.codes, &codes, &ndim, shape);
-  int n = 1, h = 0, w = 0, K = vqgan_get_config(m)->n_embed;
+  int rc = vqgpt_npy_read_i32(a.codes, &codes, &ndim, shape);
+  int n = 1, h = 0, w = 0, K = vqgpt_vqgan_get_config(m)->n_embed;
   if (!rc) {
     if (ndim == 2 || ndim == 3) {
       n = ndim == 3 ? (int)shape[0] : 1;
@@ -96,7 +96,7 @@ int cmd_decode(int argc, char **argv) {
   if (!rc) rc = vqgan_io_decode_to_png(m, codes, n, h, w, a.out);
   if (!rc) fprintf(stderr, "decoded %d grid(s) of %dx%d codes -> %s\n", n, w, h, a.out);
   free(codes);
-  vqgan_free(m);
+  vqgpt_vqgan_free(m);
   return rc ? cli_fail("decode", "%s", vqgpt_last_error()) : 0;
 }
 
@@ -125,18 +125,18 @@ int cmd_reconstruct(int argc, char **argv) {
   if (!rc) rc = vqgan_io_decode_to_png(m, codes, 1, h, w, a.out);
   if (!rc) {
     image_rgb out;
-    if (image_load(&out, a.out) == 0) {
+    if (vqgpt_image_load(&out, a.out) == 0) {
       double se = 0;
       size_t n = (size_t)in.w * in.h * 3;
       for (size_t i = 0; i < n; i++) se += ((double)in.rgb[i] - out.rgb[i]) * ((double)in.rgb[i] - out.rgb[i]);
       double mse = se / n;
       fprintf(stderr, "reconstructed %s (%dx%d, %dx%d codes) -> %s, PSNR %.2f dB\n", a.image, in.w,
               in.h, w, h, a.out, mse > 0 ? 10.0 * log10(255.0 * 255.0 / mse) : 99.0);
-      image_free(&out);
+      vqgpt_image_free(&out);
     }
   }
-  image_free(&in);
+  vqgpt_image_free(&in);
   free(codes);
-  vqgan_free(m);
+  vqgpt_vqgan_free(m);
   return rc ? cli_fail("reconstruct", "%s", vqgpt_last_error()) : 0;
 }

@@ -36,40 +36,40 @@ static void usage(FILE *f) {
 }
 
 static int run(const command *c, int argc, char **argv) {
-  if (dist_size() > 1 && !c->data_parallel) {
-    if (dist_rank() == 0)
+  if (vqgpt_dist_size() > 1 && !c->data_parallel) {
+    if (vqgpt_dist_rank() == 0)
       fprintf(stderr, "vqgpt %s: does not run data-parallel (only train-vqgan and train-gpt do): "
               "run it without mpirun\n", c->name);
     return 1;
   }
-  if (dist_rank() > 0) cli_quiet_rank(dist_rank());
+  if (vqgpt_dist_rank() > 0) cli_quiet_rank(vqgpt_dist_rank());
   return c->run(argc, argv);
 }
 
 int main(int argc, char **argv) {
   vqgpt_blas_setup(argv);  // may re-execute the program, so before joining an MPI job
-  if (dist_init(&argc, &argv)) {
+  if (vqgpt_dist_init(&argc, &argv)) {
     fprintf(stderr, "vqgpt: %s\n", vqgpt_last_error());
     return 1;
   }
   if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
     usage(argc < 2 ? stderr : stdout);
-    dist_finalize(argc < 2);
+    vqgpt_dist_finalize(argc < 2);
     return argc < 2 ? 1 : 0;
   }
   if (!strcmp(argv[1], "version")) {
     printf("vqgpt 0.1.0 (OpenBLAS core: %s; MPI: %s)\n", vqgpt_blas_corename(),
-           dist_available() ? "yes" : "no");
-    dist_finalize(0);
+           vqgpt_dist_available() ? "yes" : "no");
+    vqgpt_dist_finalize(0);
     return 0;
   }
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
     if (commands[i].run && !strcmp(argv[1], commands[i].name)) {
       int status = run(&commands[i], argc - 1, argv + 1);
-      dist_finalize(status);
+      vqgpt_dist_finalize(status);
       return status;
     }
   fprintf(stderr, "vqgpt: unknown command '%s' (see vqgpt --help)\n", argv[1]);
-  dist_finalize(1);
+  vqgpt_dist_finalize(1);
   return 1;
 }

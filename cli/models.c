@@ -52,14 +52,14 @@ char *cli_shipped_model(const char *name) {
 // The card's "vqgan" entry, parsed; NULL if the GPT has none.
 static json_value *card_vqgan(const gpt *m) {
   if (!m->card.vqgan) return NULL;
-  return json_parse(m->card.vqgan, strlen(m->card.vqgan));
+  return vqgpt_json_parse(m->card.vqgan, strlen(m->card.vqgan));
 }
 
 char *cli_vqgan_for_gpt(const gpt *m, const char *gpt_path) {
   json_value *v = card_vqgan(m);
-  const char *file = v ? json_get_string(v, "file") : NULL;
+  const char *file = v ? vqgpt_json_get_string(v, "file") : NULL;
   if (!file || !*file || strchr(file, '/')) {
-    json_free(v);
+    vqgpt_json_free(v);
     vqgpt_file_error(gpt_path, false, "the GPT does not name its VQGAN: give --vqgan");
     return NULL;
   }
@@ -73,25 +73,25 @@ char *cli_vqgan_for_gpt(const gpt *m, const char *gpt_path) {
   if (!p)
     vqgpt_file_error(gpt_path, false, "its VQGAN %s is neither beside it nor shipped: give --vqgan",
                      file);
-  json_free(v);
+  vqgpt_json_free(v);
   return p;
 }
 
 int cli_check_vqgan(const gpt *m, const char *gpt_path, const vqgan *vq, const char *vqgan_path) {
-  int n_embed = vqgan_get_config(vq)->n_embed;
+  int n_embed = vqgpt_vqgan_get_config(vq)->n_embed;
   if (m->cfg.n_codes < n_embed && m->cfg.vocab_size < n_embed)
     return vqgpt_error("%s: the GPT's vocabulary (%d tokens) does not cover the codebook of %s "
                        "(%d codes)", gpt_path, m->cfg.vocab_size, vqgan_path, n_embed);
   json_value *v = card_vqgan(m);
   if (!v) return 0;
-  const char *fp = json_get_string(v, "fingerprint");
-  const char *file = json_get_string(v, "file");
+  const char *fp = vqgpt_json_get_string(v, "fingerprint");
+  const char *file = vqgpt_json_get_string(v, "file");
   char have[17];
-  snprintf(have, sizeof have, "%016" PRIx64, vqgan_fingerprint(vq));
+  snprintf(have, sizeof have, "%016" PRIx64, vqgpt_vqgan_fingerprint(vq));
   int rc = 0;
   if (fp && strcmp(fp, have))
     rc = vqgpt_error("%s was trained with the VQGAN %s (codebook %s), not with %s (codebook %s)",
                      gpt_path, file ? file : "?", fp, vqgan_path, have);
-  json_free(v);
+  vqgpt_json_free(v);
   return rc;
 }

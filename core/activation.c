@@ -15,7 +15,7 @@
 // `omp simd` also tells the compiler that out == in is fine (each element is read before it
 // is written), so in-place calls keep the vector loop.
 
-void swish_forward(float *out, const float *in, size_t n) {
+void vqgpt_swish_forward(float *out, const float *in, size_t n) {
 #pragma omp parallel for simd schedule(static) if (n >= ACT_PAR_MIN)
   for (size_t i = 0; i < n; i++) {
     float x = in[i];
@@ -23,7 +23,7 @@ void swish_forward(float *out, const float *in, size_t n) {
   }
 }
 
-void swish_backward(float *din, const float *dout, const float *in, size_t n) {
+void vqgpt_swish_backward(float *din, const float *dout, const float *in, size_t n) {
 #pragma omp parallel for simd schedule(static) if (n >= ACT_PAR_MIN)
   for (size_t i = 0; i < n; i++) {
     float x = in[i];
@@ -32,7 +32,7 @@ void swish_backward(float *din, const float *dout, const float *in, size_t n) {
   }
 }
 
-void leaky_relu_forward(float *out, const float *in, size_t n, float slope) {
+void vqgpt_leaky_relu_forward(float *out, const float *in, size_t n, float slope) {
 #pragma omp parallel for simd schedule(static) if (n >= ACT_PAR_MIN)
   for (size_t i = 0; i < n; i++) {
     float x = in[i];
@@ -40,12 +40,12 @@ void leaky_relu_forward(float *out, const float *in, size_t n, float slope) {
   }
 }
 
-void leaky_relu_backward(float *din, const float *dout, const float *in, size_t n, float slope) {
+void vqgpt_leaky_relu_backward(float *din, const float *dout, const float *in, size_t n, float slope) {
 #pragma omp parallel for simd schedule(static) if (n >= ACT_PAR_MIN)
   for (size_t i = 0; i < n; i++) din[i] = in[i] > 0.0f ? dout[i] : dout[i] * slope;
 }
 
-void relu_forward(float *out, const float *in, size_t n) {
+void vqgpt_relu_forward(float *out, const float *in, size_t n) {
 #pragma omp parallel for simd schedule(static) if (n >= ACT_PAR_MIN)
   for (size_t i = 0; i < n; i++) {
     float x = in[i];
@@ -53,7 +53,7 @@ void relu_forward(float *out, const float *in, size_t n) {
   }
 }
 
-void relu_backward(float *din, const float *dout, const float *in, size_t n) {
+void vqgpt_relu_backward(float *din, const float *dout, const float *in, size_t n) {
 #pragma omp parallel for simd schedule(static) if (n >= ACT_PAR_MIN)
   for (size_t i = 0; i < n; i++) din[i] = in[i] <= 0.0f ? 0.0f : dout[i];
 }

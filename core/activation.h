@@ -6,13 +6,13 @@
 #include <stddef.h>
 
 // swish(x) = x * sigmoid(x) (the reference's "nonlinearity").
-void swish_forward(float *out, const float *in, size_t n);
-void swish_backward(float *din, const float *dout, const float *in, size_t n);
+void vqgpt_swish_forward(float *out, const float *in, size_t n);
+void vqgpt_swish_backward(float *din, const float *dout, const float *in, size_t n);
 
-void leaky_relu_forward(float *out, const float *in, size_t n, float slope);
-void leaky_relu_backward(float *din, const float *dout, const float *in, size_t n, float slope);
+void vqgpt_leaky_relu_forward(float *out, const float *in, size_t n, float slope);
+void vqgpt_leaky_relu_backward(float *din, const float *dout, const float *in, size_t n, float slope);
 
-void relu_forward(float *out, const float *in, size_t n);
-void relu_backward(float *din, const float *dout, const float *in, size_t n);
+void vqgpt_relu_forward(float *out, const float *in, size_t n);
+void vqgpt_relu_backward(float *din, const float *dout, const float *in, size_t n);
 
 #endif

@@ -55,7 +55,7 @@ static bool adamw_range(float *param, const float *grad, float *m, float *v, siz
   return acc == 0.0f;
 }
 
-bool adamw_update(float *param, const float *grad, float *m, float *v, size_t n, float lr,
+bool vqgpt_adamw_update(float *param, const float *grad, float *m, float *v, size_t n, float lr,
                   float beta1, float beta2, float eps, float weight_decay, long step) {
   float bc1 = 1.0f - powf(beta1, (float)step);
   float bc2_sqrt = sqrtf(1.0f - powf(beta2, (float)step));
@@ -71,7 +71,7 @@ bool adamw_update(float *param, const float *grad, float *m, float *v, size_t n,
   return !bad;
 }
 
-double adamw_global_norm(const float *grad, size_t n) {
+double vqgpt_adamw_global_norm(const float *grad, size_t n) {
   size_t nb = (n + NORM_BLOCK - 1) / NORM_BLOCK;
   double total = 0;
   // Per-block partial sums in a fixed order; a stack array avoids an allocation that could fail.
@@ -90,7 +90,7 @@ double adamw_global_norm(const float *grad, size_t n) {
   return sqrt(total);
 }
 
-float adamw_clip(float *grad, size_t n, double norm, double max_norm) {
+float vqgpt_adamw_clip(float *grad, size_t n, double norm, double max_norm) {
   if (!(max_norm > 0) || !(norm > max_norm)) return 1.0f;
   float f = (float)(max_norm / (norm + 1e-6));
 #pragma omp parallel for schedule(static) if (n >= VQGPT_PAR_MIN)

@@ -27,7 +27,7 @@ static const char *kind_of(mode_t m) {
   return "special file";
 }
 
-int atomic_file_check_target(const char *path) {
+int vqgpt_atomic_file_check_target(const char *path) {
   struct stat sb;
   if (lstat(path, &sb) != 0 || S_ISREG(sb.st_mode)) return 0;  // absent (or unreadable: open says)
   return vqgpt_error("%s: cannot write: it exists and is a %s, not a regular file (refusing to "
@@ -48,7 +48,7 @@ static long temp_pid(const char *name, const char *base) {
   return pid;
 }
 
-int atomic_file_remove_stale(const char *path) {
+int vqgpt_atomic_file_remove_stale(const char *path) {
   const char *slash = strrchr(path, '/');
   const char *base = slash ? slash + 1 : path;
   size_t dir_len = slash ? (size_t)(slash - path) : 0;
@@ -84,10 +84,10 @@ int atomic_file_remove_stale(const char *path) {
   return removed;
 }
 
-int atomic_file_open(atomic_file *af, const char *path) {
+int vqgpt_atomic_file_open(atomic_file *af, const char *path) {
   memset(af, 0, sizeof *af);
-  if (atomic_file_check_target(path)) return -1;
-  atomic_file_remove_stale(path);
+  if (vqgpt_atomic_file_check_target(path)) return -1;
+  vqgpt_atomic_file_remove_stale(path);
   size_t n = strlen(path) + 32;
   af->path = strdup(path);
   af->tmp_path = malloc(n);
@@ -105,7 +105,7 @@ int atomic_file_open(atomic_file *af, const char *path) {
   return 0;
 }
 
-int atomic_file_commit(atomic_file *af) {
+int vqgpt_atomic_file_commit(atomic_file *af) {
   int failed = ferror(af->fp) || fflush(af->fp) != 0 || fsync(fileno(af->fp)) != 0;
   int e = errno;
   if (fclose(af->fp) != 0 && !failed) {
@@ -113,7 +113,7 @@ int atomic_file_commit(atomic_file *af) {
     e = errno;
   }
   // Checked again: the target may have been replaced while the output was written.
-  if (!failed && atomic_file_check_target(af->path)) {
+  if (!failed && vqgpt_atomic_file_check_target(af->path)) {
     unlink(af->tmp_path);
     release(af);
     return -1;
@@ -130,7 +130,7 @@ int atomic_file_commit(atomic_file *af) {
   return failed ? -1 : 0;
 }
 
-void atomic_file_abort(atomic_file *af) {
+void vqgpt_atomic_file_abort(atomic_file *af) {
   if (af->fp) fclose(af->fp);
   if (af->tmp_path) unlink(af->tmp_path);
   release(af);

@@ -26,7 +26,7 @@ static void attn2d_softmax_rows(float *s, int rows, int N) {
 // The reference multiplies by int(c)**(-0.5) as a float32 scalar.
 static float attn2d_scale(int C) { return (float)(1.0 / sqrt((double)C)); }
 
-void attn2d_forward(float *out, float *probs, const float *q, const float *k, const float *v,
+void vqgpt_attn2d_forward(float *out, float *probs, const float *q, const float *k, const float *v,
                     int B, int C, int N) {
   float scale = attn2d_scale(C);
   size_t cn = (size_t)C * N, nn = (size_t)N * N;
@@ -41,11 +41,11 @@ void attn2d_forward(float *out, float *probs, const float *q, const float *k, co
   }
 }
 
-size_t attn2d_rows_scratch_size(int N) {
+size_t vqgpt_attn2d_rows_scratch_size(int N) {
   return (size_t)(N < ATTN2D_ROWS ? N : ATTN2D_ROWS) * N;
 }
 
-void attn2d_forward_rows(float *out, float *scratch, const float *q, const float *k,
+void vqgpt_attn2d_forward_rows(float *out, float *scratch, const float *q, const float *k,
                          const float *v, int B, int C, int N) {
   float scale = attn2d_scale(C);
   size_t cn = (size_t)C * N;
@@ -62,9 +62,9 @@ void attn2d_forward_rows(float *out, float *scratch, const float *q, const float
   }
 }
 
-size_t attn2d_scratch_size(int N) { return (size_t)N * N; }
+size_t vqgpt_attn2d_scratch_size(int N) { return (size_t)N * N; }
 
-void attn2d_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
+void vqgpt_attn2d_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
                      const float *k, const float *v, const float *probs, int B, int C, int N,
                      float *scratch) {
   float scale = attn2d_scale(C);

@@ -51,7 +51,7 @@ static void update_running(float *running_mean, float *running_var, int c, doubl
   running_var[c] = (float)((1.0 - momentum) * running_var[c] + momentum * unbiased);
 }
 
-void batchnorm_forward_train(float *out, float *mean, float *rstd, float *running_mean,
+void vqgpt_batchnorm_forward_train(float *out, float *mean, float *rstd, float *running_mean,
                              float *running_var, const float *in, const float *gamma,
                              const float *beta, int B, int C, int HW, float eps, float momentum) {
   const size_t n = (size_t)B * (size_t)HW;
@@ -75,7 +75,7 @@ void batchnorm_forward_train(float *out, float *mean, float *rstd, float *runnin
   }
 }
 
-void batchnorm_update_running(float *running_mean, float *running_var, const float *in, int B,
+void vqgpt_batchnorm_update_running(float *running_mean, float *running_var, const float *in, int B,
                               int C, int HW, float momentum) {
   const size_t n = (size_t)B * (size_t)HW;
 #pragma omp parallel for schedule(static)
@@ -86,7 +86,7 @@ void batchnorm_update_running(float *running_mean, float *running_var, const flo
   }
 }
 
-void batchnorm_forward_eval(float *out, const float *in, const float *gamma, const float *beta,
+void vqgpt_batchnorm_forward_eval(float *out, const float *in, const float *gamma, const float *beta,
                             const float *running_mean, const float *running_var, int B, int C,
                             int HW, float eps) {
   const size_t bstride = (size_t)C * HW;
@@ -101,7 +101,7 @@ void batchnorm_forward_eval(float *out, const float *in, const float *gamma, con
     }
 }
 
-void batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *dout,
+void vqgpt_batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *dout,
                         const float *in, const float *mean, const float *rstd, const float *gamma,
                         int B, int C, int HW) {
   const size_t n = (size_t)B * (size_t)HW;
@@ -140,14 +140,14 @@ void batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *do
 
 // mu, sq (C): every channel's mean and sum of squared deviations over all ranks' (B, HW).
 static int global_stats(const float *in, int B, int C, int HW, double *mu, double *sq) {
-  const size_t n = (size_t)B * (size_t)HW * (size_t)dist_size();
+  const size_t n = (size_t)B * (size_t)HW * (size_t)vqgpt_dist_size();
 #pragma omp parallel for schedule(static)
   for (int c = 0; c < C; c++) mu[c] = channel_sum(in, B, C, HW, c);
-  dist_allreduce_sum_f64(mu, (size_t)C);
+  vqgpt_dist_allreduce_sum_f64(mu, (size_t)C);
   for (int c = 0; c < C; c++) mu[c] /= (double)n;
 #pragma omp parallel for schedule(static)
   for (int c = 0; c < C; c++) sq[c] = channel_sq(in, B, C, HW, c, mu[c]);
-  dist_allreduce_sum_f64(sq, (size_t)C);
+  vqgpt_dist_allreduce_sum_f64(sq, (size_t)C);
   return 0;
 }
 
@@ -157,14 +157,14 @@ static double *stats_buffer(int C) {
   return s;
 }
 
-int batchnorm_forward_train_dist(float *out, float *mean, float *rstd, float *running_mean,
+int vqgpt_batchnorm_forward_train_dist(float *out, float *mean, float *rstd, float *running_mean,
                                  float *running_var, const float *in, const float *gamma,
                                  const float *beta, int B, int C, int HW, float eps,
                                  float momentum) {
   double *mu = stats_buffer(C), *sq = mu ? mu + C : NULL;
   if (!mu) return -1;
   global_stats(in, B, C, HW, mu, sq);
-  const size_t n = (size_t)B * (size_t)HW * (size_t)dist_size(), bstride = (size_t)C * HW;
+  const size_t n = (size_t)B * (size_t)HW * (size_t)vqgpt_dist_size(), bstride = (size_t)C * HW;
 #pragma omp parallel for schedule(static)
   for (int c = 0; c < C; c++) {
     const double var = sq[c] / (double)n;
@@ -184,18 +184,18 @@ int batchnorm_forward_train_dist(float *out, float *mean, float *rstd, float *ru
   return 0;
 }
 
-int batchnorm_update_running_dist(float *running_mean, float *running_var, const float *in,
+int vqgpt_batchnorm_update_running_dist(float *running_mean, float *running_var, const float *in,
                                   int B, int C, int HW, float momentum) {
   double *mu = stats_buffer(C), *sq = mu ? mu + C : NULL;
   if (!mu) return -1;
   global_stats(in, B, C, HW, mu, sq);
-  const size_t n = (size_t)B * (size_t)HW * (size_t)dist_size();
+  const size_t n = (size_t)B * (size_t)HW * (size_t)vqgpt_dist_size();
   for (int c = 0; c < C; c++) update_running(running_mean, running_var, c, mu[c], sq[c], n, momentum);
   free(mu);
   return 0;
 }
 
-int batchnorm_backward_dist(float *din, float *dgamma, float *dbeta, const float *dout,
+int vqgpt_batchnorm_backward_dist(float *din, float *dgamma, float *dbeta, const float *dout,
                             const float *in, const float *mean, const float *rstd,
                             const float *gamma, int B, int C, int HW) {
   double *sum_dy = stats_buffer(C), *sum_dy_xc = sum_dy ? sum_dy + C : NULL;
@@ -220,8 +220,8 @@ int batchnorm_backward_dist(float *din, float *dgamma, float *dbeta, const float
     sum_dy_xc[c] = b2;
   }
   if (din) {
-    dist_allreduce_sum_f64(sum_dy, 2 * (size_t)C);  // sum_dy_xc follows sum_dy
-    const size_t n = (size_t)B * (size_t)HW * (size_t)dist_size();
+    vqgpt_dist_allreduce_sum_f64(sum_dy, 2 * (size_t)C);  // sum_dy_xc follows sum_dy
+    const size_t n = (size_t)B * (size_t)HW * (size_t)vqgpt_dist_size();
 #pragma omp parallel for schedule(static)
     for (int c = 0; c < C; c++) {
       const float m = mean[c], r = rstd[c];

@@ -9,24 +9,24 @@
 // does: r = (1 - momentum) * r + momentum * stat, with the UNBIASED variance (n / (n - 1))
 // for running_var. B*HW must be at least 2 when the running stats are updated (PyTorch
 // refuses a single value per channel too). out may alias in.
-void batchnorm_forward_train(float *out, float *mean, float *rstd, float *running_mean,
+void vqgpt_batchnorm_forward_train(float *out, float *mean, float *rstd, float *running_mean,
                              float *running_var, const float *in, const float *gamma,
                              const float *beta, int B, int C, int HW, float eps, float momentum);
 
-// Only the running-statistics update of batchnorm_forward_train for this input, bit for bit:
+// Only the running-statistics update of vqgpt_batchnorm_forward_train for this input, bit for bit:
 // what a second identical train-mode forward would do to them.
-void batchnorm_update_running(float *running_mean, float *running_var, const float *in, int B,
+void vqgpt_batchnorm_update_running(float *running_mean, float *running_var, const float *in, int B,
                               int C, int HW, float momentum);
 
 // Eval mode: normalises with the running statistics. out may alias in.
-void batchnorm_forward_eval(float *out, const float *in, const float *gamma, const float *beta,
+void vqgpt_batchnorm_forward_eval(float *out, const float *in, const float *gamma, const float *beta,
                             const float *running_mean, const float *running_var, int B, int C,
                             int HW, float eps);
 
 // Backward of the train-mode forward (the batch statistics depend on the input).
 // din (B, C, HW) is overwritten (=) when non-NULL; dgamma, dbeta (C) accumulate (+=) when
-// non-NULL. in, mean, rstd: as given to / saved by batchnorm_forward_train. din may alias dout.
-void batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *dout,
+// non-NULL. in, mean, rstd: as given to / saved by vqgpt_batchnorm_forward_train. din may alias dout.
+void vqgpt_batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *dout,
                         const float *in, const float *mean, const float *rstd, const float *gamma,
                         int B, int C, int HW);
 
@@ -36,13 +36,13 @@ void batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *do
 // order with the same B, C, HW. Arguments and aliasing as above; dgamma and dbeta accumulate
 // this rank's share only (the caller sums parameter gradients over the ranks). With one rank
 // the results are those of the functions above, bit for bit. Return -1 when out of memory.
-int batchnorm_forward_train_dist(float *out, float *mean, float *rstd, float *running_mean,
+int vqgpt_batchnorm_forward_train_dist(float *out, float *mean, float *rstd, float *running_mean,
                                  float *running_var, const float *in, const float *gamma,
                                  const float *beta, int B, int C, int HW, float eps,
                                  float momentum);
-int batchnorm_update_running_dist(float *running_mean, float *running_var, const float *in,
+int vqgpt_batchnorm_update_running_dist(float *running_mean, float *running_var, const float *in,
                                   int B, int C, int HW, float momentum);
-int batchnorm_backward_dist(float *din, float *dgamma, float *dbeta, const float *dout,
+int vqgpt_batchnorm_backward_dist(float *din, float *dgamma, float *dbeta, const float *dout,
                             const float *in, const float *mean, const float *rstd,
                             const float *gamma, int B, int C, int HW);
 

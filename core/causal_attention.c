@@ -56,7 +56,7 @@ static void attend_pair(float *out, float *att, const float *qkv, int b, int h, 
 // takes whole pairs with single-threaded products (OpenBLAS does not thread inside a parallel
 // region), so the cores never meet inside a small product. Every pair computes the same
 // sequence of operations either way.
-void causal_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C,
+void vqgpt_causal_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C,
                               int H, float pdrop, uint64_t seed, float *scratch) {
   int BH = B * H;
   bool par = BH >= vqgpt_team_threads() && (size_t)BH * T * T >= VQGPT_PAR_MIN / 8;
@@ -107,7 +107,7 @@ static void attend_pair_backward(float *dqkv, const float *dout, const float *qk
 }
 
 // Pairs in parallel as in the forward.
-void causal_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att,
+void vqgpt_causal_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att,
                                int B, int T, int C, int H, float pdrop, uint64_t seed,
                                float *scratch) {
   int BH = B * H;
@@ -159,7 +159,7 @@ static inline __attribute__((always_inline)) void attend_one(float *y, const flo
   }
 }
 
-void causal_attention_step(float *out, const float *q, const float *k_cache, const float *v_cache,
+void vqgpt_causal_attention_step(float *out, const float *q, const float *k_cache, const float *v_cache,
                            int B, int T, int Tmax, int C, int H, float *scratch) {
   int hs = C / H;
   float scale = 1.0f / sqrtf((float)hs);

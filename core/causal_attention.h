@@ -2,7 +2,7 @@
 // and output projections are linear layers done by the caller):
 //   att[b,h,i,j] = softmax_{j<=i}( q[b,i,h,:] . k[b,j,h,:] / sqrt(hs) ),  hs = C / H
 //   out[b,i,h,:] = sum_j dropout(att[b,h,i,j]) v[b,j,h,:]
-// Attention dropout draws its mask from rng_hash(seed, index) so backward can regenerate it.
+// Attention dropout draws its mask from vqgpt_rng_hash(seed, index) so backward can regenerate it.
 #ifndef VQGPT_CAUSAL_ATTENTION_H
 #define VQGPT_CAUSAL_ATTENTION_H
 
@@ -12,18 +12,18 @@
 // out: (B, T, C). att: (B, H, T, T) softmax probabilities before dropout, saved for backward
 // (entries above the diagonal are zero). pdrop in [0, 1). scratch: (B, H, T, T) floats, used
 // only when pdrop > 0 (may be NULL otherwise).
-void causal_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C,
+void vqgpt_causal_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C,
                               int H, float pdrop, uint64_t seed, float *scratch);
 
 // dqkv (B, T, 3C) is overwritten (=). scratch: (B, H, T, T) floats.
-void causal_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att,
+void vqgpt_causal_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att,
                                int B, int T, int C, int H, float pdrop, uint64_t seed,
                                float *scratch);
 
 // One new query per sequence against a key/value cache (incremental decoding, no dropout).
 // out, q: (B, C); k_cache, v_cache: (B, H, Tmax, hs), each head's keys contiguous, with
 // positions 0..T-1 filled (the new token's key and value included). scratch: (B, H, T) floats.
-void causal_attention_step(float *out, const float *q, const float *k_cache, const float *v_cache,
+void vqgpt_causal_attention_step(float *out, const float *q, const float *k_cache, const float *v_cache,
                            int B, int T, int Tmax, int C, int H, float *scratch);
 
 #endif

@@ -31,16 +31,16 @@
 #define CONV_SHIFT_COLS 8192
 #define CONV_SHIFT_BUDGET ((size_t)1 << 22)
 
-conv2d_shape conv2d_same(int c_in, int c_out, int k) {
+conv2d_shape vqgpt_conv2d_same(int c_in, int c_out, int k) {
   conv2d_shape s = {c_in, c_out, k, k, 1, k / 2, k / 2, k / 2, k / 2};
   return s;
 }
 
-int conv2d_out_h(const conv2d_shape *s, int h) {
+int vqgpt_conv2d_out_h(const conv2d_shape *s, int h) {
   return (h + s->pad_top + s->pad_bottom - s->k_h) / s->stride + 1;
 }
 
-int conv2d_out_w(const conv2d_shape *s, int w) {
+int vqgpt_conv2d_out_w(const conv2d_shape *s, int w) {
   return (w + s->pad_left + s->pad_right - s->k_w) / s->stride + 1;
 }
 
@@ -134,14 +134,14 @@ static conv2d_shift_plan conv2d_shift_geometry(const conv2d_shape *s, int ho, in
 }
 
 static bool conv2d_use_winograd(const conv2d_shape *s, int h, int w) {
-  return winograd_applies(s->c_in, s->c_out, s->k_h, s->k_w, s->stride, s->pad_top,
+  return vqgpt_winograd_applies(s->c_in, s->c_out, s->k_h, s->k_w, s->stride, s->pad_top,
                           s->pad_bottom, s->pad_left, s->pad_right, h, w);
 }
 
-size_t conv2d_scratch_size(const conv2d_shape *s, int h, int w) {
-  if (conv2d_thin_applies(s)) return conv2d_thin_scratch_size(s, h, w);
-  if (conv2d_use_winograd(s, h, w)) return winograd_scratch_size(s->c_in, s->c_out, h, w);
-  int ho = conv2d_out_h(s, h), wo = conv2d_out_w(s, w);
+size_t vqgpt_conv2d_scratch_size(const conv2d_shape *s, int h, int w) {
+  if (vqgpt_conv2d_thin_applies(s)) return vqgpt_conv2d_thin_scratch_size(s, h, w);
+  if (conv2d_use_winograd(s, h, w)) return vqgpt_winograd_scratch_size(s->c_in, s->c_out, h, w);
+  int ho = vqgpt_conv2d_out_h(s, h), wo = vqgpt_conv2d_out_w(s, w);
   size_t need;
   if (conv2d_is_pointwise(s)) {
     need = 0;
@@ -352,7 +352,7 @@ static void conv2d_forward_shifted(float *out, const float *in, const float *bia
 static void conv2d_forward_image(float *out, const float *in, const float *weight,
                                  const float *bias, const conv2d_shape *s, int H, int W,
                                  float *scratch) {
-  int ho = conv2d_out_h(s, H), wo = conv2d_out_w(s, W), kdim = (int)conv2d_kdim(s);
+  int ho = vqgpt_conv2d_out_h(s, H), wo = vqgpt_conv2d_out_w(s, W), kdim = (int)conv2d_kdim(s);
   size_t in_plane = (size_t)H * W, out_plane = (size_t)ho * wo;
   if (conv2d_is_pointwise(s)) {
     conv2d_fill_bias(out, bias, s->c_out, out_plane, out_plane);
@@ -378,7 +378,7 @@ static void conv2d_forward_image(float *out, const float *in, const float *weigh
 static void conv2d_backward_image(float *din, float *dweight, const float *dout, const float *in,
                                   const float *weight, const conv2d_shape *s, int H, int W,
                                   float *scratch) {
-  int ho = conv2d_out_h(s, H), wo = conv2d_out_w(s, W), kdim = (int)conv2d_kdim(s);
+  int ho = vqgpt_conv2d_out_h(s, H), wo = vqgpt_conv2d_out_w(s, W), kdim = (int)conv2d_kdim(s);
   size_t in_plane = (size_t)H * W, out_plane = (size_t)ho * wo;
   if (conv2d_is_pointwise(s)) {
     if (dweight)
@@ -413,7 +413,7 @@ static void conv2d_backward_image(float *din, float *dweight, const float *dout,
 static void conv2d_forward_images(float *out, const float *in, const float *weight,
                                   const float *bias, const conv2d_shape *s, int B, int H, int W,
                                   int nt, float *scratch) {
-  int ho = conv2d_out_h(s, H), wo = conv2d_out_w(s, W);
+  int ho = vqgpt_conv2d_out_h(s, H), wo = vqgpt_conv2d_out_w(s, W);
   size_t P = (size_t)ho * wo, in_plane = (size_t)H * W, per = conv2d_image_floats(s, ho, wo);
 #pragma omp parallel num_threads(nt)
   {
@@ -430,7 +430,7 @@ static void conv2d_forward_images(float *out, const float *in, const float *weig
 static void conv2d_backward_images(float *din, float *dweight, const float *dout,
                                    const float *in, const float *weight, const conv2d_shape *s,
                                    int B, int H, int W, int nt, float *scratch) {
-  int ho = conv2d_out_h(s, H), wo = conv2d_out_w(s, W);
+  int ho = vqgpt_conv2d_out_h(s, H), wo = vqgpt_conv2d_out_w(s, W);
   size_t P = (size_t)ho * wo, in_plane = (size_t)H * W, per = conv2d_image_floats(s, ho, wo);
   size_t cols_floats = conv2d_kdim(s) * P, nw = (size_t)s->c_out * conv2d_kdim(s);
   int n_shares = 1;
@@ -454,7 +454,7 @@ static void conv2d_backward_images(float *din, float *dweight, const float *dout
 static void conv2d_forward_grouped(float *out, const float *in, const float *weight,
                                    const float *bias, const conv2d_shape *s, int B, int H, int W,
                                    int g, float *scratch) {
-  int ho = conv2d_out_h(s, H), wo = conv2d_out_w(s, W), kdim = (int)conv2d_kdim(s);
+  int ho = vqgpt_conv2d_out_h(s, H), wo = vqgpt_conv2d_out_w(s, W), kdim = (int)conv2d_kdim(s);
   size_t P = (size_t)ho * wo, in_plane = (size_t)H * W;
   for (int b0 = 0; b0 < B; b0 += g) {
     int nb = B - b0 < g ? B - b0 : g;
@@ -478,7 +478,7 @@ static void conv2d_forward_grouped(float *out, const float *in, const float *wei
 static void conv2d_backward_grouped(float *din, float *dweight, const float *dout,
                                     const float *in, const float *weight, const conv2d_shape *s,
                                     int B, int H, int W, int g, float *scratch) {
-  int ho = conv2d_out_h(s, H), wo = conv2d_out_w(s, W), kdim = (int)conv2d_kdim(s);
+  int ho = vqgpt_conv2d_out_h(s, H), wo = vqgpt_conv2d_out_w(s, W), kdim = (int)conv2d_kdim(s);
   size_t P = (size_t)ho * wo, in_plane = (size_t)H * W;
   for (int b0 = 0; b0 < B; b0 += g) {
     int nb = B - b0 < g ? B - b0 : g;
@@ -508,17 +508,17 @@ static void conv2d_backward_grouped(float *din, float *dweight, const float *dou
   }
 }
 
-void conv2d_forward(float *out, const float *in, const float *weight, const float *bias,
+void vqgpt_conv2d_forward(float *out, const float *in, const float *weight, const float *bias,
                     const conv2d_shape *s, int B, int H, int W, float *scratch) {
-  if (conv2d_thin_applies(s)) {
-    conv2d_thin_forward(out, in, weight, bias, s, B, H, W, scratch);
+  if (vqgpt_conv2d_thin_applies(s)) {
+    vqgpt_conv2d_thin_forward(out, in, weight, bias, s, B, H, W, scratch);
     return;
   }
   if (conv2d_use_winograd(s, H, W)) {
-    winograd_forward(out, in, weight, bias, s->c_in, s->c_out, B, H, W, scratch);
+    vqgpt_winograd_forward(out, in, weight, bias, s->c_in, s->c_out, B, H, W, scratch);
     return;
   }
-  int ho = conv2d_out_h(s, H), wo = conv2d_out_w(s, W);
+  int ho = vqgpt_conv2d_out_h(s, H), wo = vqgpt_conv2d_out_w(s, W);
   size_t in_plane = (size_t)H * W, out_plane = (size_t)ho * wo;
   int nt, group;
   conv2d_path path = conv2d_choose(s, ho, wo, B, &nt, &group);
@@ -607,10 +607,10 @@ static void conv2d_backward_shifted(float *din, float *dwt, const float *dout, c
   }
 }
 
-void conv2d_backward(float *din, float *dweight, float *dbias, const float *dout,
+void vqgpt_conv2d_backward(float *din, float *dweight, float *dbias, const float *dout,
                      const float *in, const float *weight, const conv2d_shape *s, int B, int H,
                      int W, float *scratch) {
-  int ho = conv2d_out_h(s, H), wo = conv2d_out_w(s, W);
+  int ho = vqgpt_conv2d_out_h(s, H), wo = vqgpt_conv2d_out_w(s, W);
   size_t in_plane = (size_t)H * W, out_plane = (size_t)ho * wo;
   if (dbias) {
 #pragma omp parallel for schedule(static) if ((size_t)B * s->c_out * out_plane >= 65536)
@@ -628,13 +628,13 @@ void conv2d_backward(float *din, float *dweight, float *dbias, const float *dout
       dbias[co] += (float)acc;
     }
   }
-  if (conv2d_thin_applies(s)) {
-    conv2d_thin_backward(din, dweight, dout, in, weight, s, B, H, W, scratch);
+  if (vqgpt_conv2d_thin_applies(s)) {
+    vqgpt_conv2d_thin_backward(din, dweight, dout, in, weight, s, B, H, W, scratch);
     return;
   }
   if (conv2d_use_winograd(s, H, W)) {
-    if (dweight) winograd_backward_weight(dweight, dout, in, s->c_in, s->c_out, B, H, W, scratch);
-    if (din) winograd_backward_data(din, dout, weight, s->c_in, s->c_out, B, H, W, scratch);
+    if (dweight) vqgpt_winograd_backward_weight(dweight, dout, in, s->c_in, s->c_out, B, H, W, scratch);
+    if (din) vqgpt_winograd_backward_data(din, dout, weight, s->c_in, s->c_out, B, H, W, scratch);
     return;
   }
   int nt, group;

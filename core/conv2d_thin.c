@@ -9,7 +9,7 @@
 // in registers while every input channel and kernel tap is added in.
 #define THIN_COLS 16
 
-bool conv2d_thin_applies(const conv2d_shape *s) {
+bool vqgpt_conv2d_thin_applies(const conv2d_shape *s) {
   // Padding of at most k - 1 keeps the input gradient a plain convolution (see below), and
   // more input than output channels keeps that convolution off this path.
   return s->c_out <= CONV_THIN_MAX_OUT && s->c_in > CONV_THIN_MAX_OUT && s->stride == 1 &&
@@ -29,7 +29,7 @@ typedef struct {
 } thin_pad;
 
 static thin_pad pad_geometry(const conv2d_shape *s, int H, int W) {
-  int ho = conv2d_out_h(s, H), wo = conv2d_out_w(s, W);
+  int ho = vqgpt_conv2d_out_h(s, H), wo = vqgpt_conv2d_out_w(s, W);
   int wo_up = (wo + THIN_COLS - 1) / THIN_COLS * THIN_COLS;
   thin_pad p;
   p.stride = wo_up + s->k_w - 1;
@@ -60,12 +60,12 @@ static conv2d_shape transposed_shape(const conv2d_shape *s) {
   return t;
 }
 
-size_t conv2d_thin_scratch_size(const conv2d_shape *s, int h, int w) {
+size_t vqgpt_conv2d_thin_scratch_size(const conv2d_shape *s, int h, int w) {
   thin_pad p = pad_geometry(s, h, w);
   size_t nw = (size_t)s->c_out * s->c_in * s->k_h * s->k_w;
   size_t per_thread = pad_floats(s, &p) + nw;  // padded image and a weight-gradient share
   conv2d_shape t = transposed_shape(s);
-  size_t din = nw + conv2d_scratch_size(&t, conv2d_out_h(s, h), conv2d_out_w(s, w));
+  size_t din = nw + vqgpt_conv2d_scratch_size(&t, vqgpt_conv2d_out_h(s, h), vqgpt_conv2d_out_w(s, w));
   size_t par = (size_t)vqgpt_scratch_threads() * per_thread;
   return par > din ? par : din;
 }
@@ -123,10 +123,10 @@ static inline void thin_forward_band(float *out, const float *pad, const float *
     }
 }
 
-void conv2d_thin_forward(float *out, const float *in, const float *weight, const float *bias,
+void vqgpt_conv2d_thin_forward(float *out, const float *in, const float *weight, const float *bias,
                          const conv2d_shape *s, int B, int H, int W, float *scratch) {
   thin_pad p = pad_geometry(s, H, W);
-  int ho = conv2d_out_h(s, H), wo = conv2d_out_w(s, W);
+  int ho = vqgpt_conv2d_out_h(s, H), wo = vqgpt_conv2d_out_w(s, W);
   size_t per_thread = pad_floats(s, &p) + (size_t)s->c_out * s->c_in * s->k_h * s->k_w;
 #pragma omp parallel num_threads(vqgpt_team_threads())
   {
@@ -172,10 +172,10 @@ static float thin_dot(const float *dout, const float *plane, const thin_pad *p, 
   return tail;
 }
 
-void conv2d_thin_backward(float *din, float *dweight, const float *dout, const float *in,
+void vqgpt_conv2d_thin_backward(float *din, float *dweight, const float *dout, const float *in,
                           const float *weight, const conv2d_shape *s, int B, int H, int W,
                           float *scratch) {
-  int ho = conv2d_out_h(s, H), wo = conv2d_out_w(s, W);
+  int ho = vqgpt_conv2d_out_h(s, H), wo = vqgpt_conv2d_out_w(s, W);
   const int taps = s->k_h * s->k_w;
   size_t nw = (size_t)s->c_out * s->c_in * taps;
   if (dweight) {
@@ -214,6 +214,6 @@ void conv2d_thin_backward(float *din, float *dweight, const float *dout, const f
           wt[((size_t)ci * s->c_out + co) * taps + t] =
               weight[((size_t)co * s->c_in + ci) * taps + (taps - 1 - t)];
     conv2d_shape t = transposed_shape(s);
-    conv2d_forward(din, dout, wt, NULL, &t, B, ho, wo, scratch + nw);
+    vqgpt_conv2d_forward(din, dout, wt, NULL, &t, B, ho, wo, scratch + nw);
   }
 }

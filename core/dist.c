@@ -20,7 +20,7 @@ static const char *launcher_size(void) {
 static bool joined;  // MPI_Init ran: the process belongs to a job (of one rank or more)
 static int my_rank, n_ranks = 1;
 
-int dist_init(int *argc, char ***argv) {
+int vqgpt_dist_init(int *argc, char ***argv) {
   if (joined || !(launcher_size() || getenv("PMIX_RANK"))) return 0;
   // Only the main thread calls MPI; OpenMP threads never do.
   int provided;
@@ -31,7 +31,7 @@ int dist_init(int *argc, char ***argv) {
   return 0;
 }
 
-void dist_finalize(int status) {
+void vqgpt_dist_finalize(int status) {
   if (!joined) return;
   joined = false;
   if (status != 0 && n_ranks > 1) {
@@ -41,9 +41,9 @@ void dist_finalize(int status) {
   MPI_Finalize();
 }
 
-bool dist_available(void) { return true; }
-int dist_rank(void) { return my_rank; }
-int dist_size(void) { return n_ranks; }
+bool vqgpt_dist_available(void) { return true; }
+int vqgpt_dist_rank(void) { return my_rank; }
+int vqgpt_dist_size(void) { return n_ranks; }
 
 // MPI counts are ints: long buffers go in pieces.
 #define DIST_CHUNK ((size_t)1 << 30)
@@ -56,23 +56,23 @@ static void allreduce(void *x, size_t n, size_t elem, MPI_Datatype type) {
   }
 }
 
-void dist_allreduce_sum_f32(float *x, size_t n) { allreduce(x, n, sizeof *x, MPI_FLOAT); }
-void dist_allreduce_sum_f64(double *x, size_t n) { allreduce(x, n, sizeof *x, MPI_DOUBLE); }
-void dist_allreduce_sum_i64(int64_t *x, size_t n) { allreduce(x, n, sizeof *x, MPI_INT64_T); }
+void vqgpt_dist_allreduce_sum_f32(float *x, size_t n) { allreduce(x, n, sizeof *x, MPI_FLOAT); }
+void vqgpt_dist_allreduce_sum_f64(double *x, size_t n) { allreduce(x, n, sizeof *x, MPI_DOUBLE); }
+void vqgpt_dist_allreduce_sum_i64(int64_t *x, size_t n) { allreduce(x, n, sizeof *x, MPI_INT64_T); }
 
-void dist_allgather_f32(const float *mine, float *all, size_t n) {
+void vqgpt_dist_allgather_f32(const float *mine, float *all, size_t n) {
   if (n_ranks < 2) {
     for (size_t i = 0; i < n; i++) all[i] = mine[i];
     return;
   }
   if (n > INT_MAX) {
-    fprintf(stderr, "vqgpt: dist_allgather_f32: %zu floats per rank is more than MPI can send\n", n);
+    fprintf(stderr, "vqgpt: vqgpt_dist_allgather_f32: %zu floats per rank is more than MPI can send\n", n);
     MPI_Abort(MPI_COMM_WORLD, 1);
   }
   MPI_Allgather(mine, (int)n, MPI_FLOAT, all, (int)n, MPI_FLOAT, MPI_COMM_WORLD);
 }
 
-void dist_bcast(void *buf, size_t bytes, int root) {
+void vqgpt_dist_bcast(void *buf, size_t bytes, int root) {
   if (n_ranks < 2) return;
   for (size_t i = 0; i < bytes; i += DIST_CHUNK) {
     size_t c = bytes - i < DIST_CHUNK ? bytes - i : DIST_CHUNK;
@@ -80,7 +80,7 @@ void dist_bcast(void *buf, size_t bytes, int root) {
   }
 }
 
-void dist_barrier(void) {
+void vqgpt_dist_barrier(void) {
   if (n_ranks < 2) return;
   MPI_Request req;
   MPI_Ibarrier(MPI_COMM_WORLD, &req);
@@ -93,7 +93,7 @@ void dist_barrier(void) {
 
 #else  // one process
 
-int dist_init(int *argc, char ***argv) {
+int vqgpt_dist_init(int *argc, char ***argv) {
   (void)argc;
   (void)argv;
   const char *n = launcher_size();
@@ -102,30 +102,30 @@ int dist_init(int *argc, char ***argv) {
                        "built without MPI (install libopenmpi-dev and rebuild)", n);
   return 0;
 }
-void dist_finalize(int status) { (void)status; }
-bool dist_available(void) { return false; }
-int dist_rank(void) { return 0; }
-int dist_size(void) { return 1; }
-void dist_allreduce_sum_f32(float *x, size_t n) {
+void vqgpt_dist_finalize(int status) { (void)status; }
+bool vqgpt_dist_available(void) { return false; }
+int vqgpt_dist_rank(void) { return 0; }
+int vqgpt_dist_size(void) { return 1; }
+void vqgpt_dist_allreduce_sum_f32(float *x, size_t n) {
   (void)x;
   (void)n;
 }
-void dist_allreduce_sum_f64(double *x, size_t n) {
+void vqgpt_dist_allreduce_sum_f64(double *x, size_t n) {
   (void)x;
   (void)n;
 }
-void dist_allreduce_sum_i64(int64_t *x, size_t n) {
+void vqgpt_dist_allreduce_sum_i64(int64_t *x, size_t n) {
   (void)x;
   (void)n;
 }
-void dist_allgather_f32(const float *mine, float *all, size_t n) {
+void vqgpt_dist_allgather_f32(const float *mine, float *all, size_t n) {
   for (size_t i = 0; i < n; i++) all[i] = mine[i];
 }
-void dist_bcast(void *buf, size_t bytes, int root) {
+void vqgpt_dist_bcast(void *buf, size_t bytes, int root) {
   (void)buf;
   (void)bytes;
   (void)root;
 }
-void dist_barrier(void) {}
+void vqgpt_dist_barrier(void) {}
 
 #endif

@@ -6,7 +6,7 @@
 
 #include "core/rng.h"
 
-void dropout_forward(float *out, const float *in, size_t n, float p, uint64_t seed) {
+void vqgpt_dropout_forward(float *out, const float *in, size_t n, float p, uint64_t seed) {
   if (p <= 0.0f) {
     if (out != in) memmove(out, in, n * sizeof(float));
     return;
@@ -16,6 +16,6 @@ void dropout_forward(float *out, const float *in, size_t n, float p, uint64_t se
   for (size_t i = 0; i < n; i++) out[i] = rng_hash_uniform(seed, i) < p ? 0.0f : in[i] * keep;
 }
 
-void dropout_backward(float *din, const float *dout, size_t n, float p, uint64_t seed) {
-  dropout_forward(din, dout, n, p, seed);
+void vqgpt_dropout_backward(float *din, const float *dout, size_t n, float p, uint64_t seed) {
+  vqgpt_dropout_forward(din, dout, n, p, seed);
 }

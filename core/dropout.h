@@ -8,8 +8,8 @@
 #include <stdint.h>
 
 // out, in: (n); may alias. p in [0, 1); p == 0 copies.
-void dropout_forward(float *out, const float *in, size_t n, float p, uint64_t seed);
+void vqgpt_dropout_forward(float *out, const float *in, size_t n, float p, uint64_t seed);
 // din (n) is overwritten (=); may alias dout.
-void dropout_backward(float *din, const float *dout, size_t n, float p, uint64_t seed);
+void vqgpt_dropout_backward(float *din, const float *dout, size_t n, float p, uint64_t seed);
 
 #endif

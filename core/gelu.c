@@ -5,7 +5,7 @@
 #include "core/parallel.h"
 
 
-void gelu_forward(float *out, const float *in, size_t n) {
+void vqgpt_gelu_forward(float *out, const float *in, size_t n) {
 #pragma omp parallel for schedule(static) if (n >= VQGPT_PAR_MIN / 4)
   for (size_t i = 0; i < n; i++) {
     float x = in[i];
@@ -13,7 +13,7 @@ void gelu_forward(float *out, const float *in, size_t n) {
   }
 }
 
-void gelu_backward(float *din, const float *dout, const float *in, size_t n) {
+void vqgpt_gelu_backward(float *din, const float *dout, const float *in, size_t n) {
   const float inv_sqrt_2pi = 0.3989422804014327f;
 #pragma omp parallel for schedule(static) if (n >= VQGPT_PAR_MIN / 4)
   for (size_t i = 0; i < n; i++) {

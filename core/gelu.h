@@ -5,8 +5,8 @@
 
 #include <stddef.h>
 
-void gelu_forward(float *out, const float *in, size_t n);
+void vqgpt_gelu_forward(float *out, const float *in, size_t n);
 // din (n) is overwritten (=).
-void gelu_backward(float *din, const float *dout, const float *in, size_t n);
+void vqgpt_gelu_backward(float *din, const float *dout, const float *in, size_t n);
 
 #endif

@@ -60,7 +60,7 @@ static void gn_group_stats(const float *x, size_t gsize, float eps, double *mu, 
   *r = 1.0 / sqrt(var + eps);
 }
 
-// groupnorm_forward when act is NULL; otherwise also act = swish(out), each channel activated
+// vqgpt_groupnorm_forward when act is NULL; otherwise also act = swish(out), each channel activated
 // while its values are in registers instead of in a second pass over memory.
 static void gn_forward(float *out, float *act, float *mean, float *rstd, const float *in,
                        const float *gamma, const float *beta, int B, int C, int HW, int G,
@@ -121,7 +121,7 @@ static void gn_swish_dot(float *dy, const float *dout, const float *normed, cons
   *s2 = t2;
 }
 
-// groupnorm_backward when normed is NULL; otherwise the backward of swish(groupnorm(in)), with
+// vqgpt_groupnorm_backward when normed is NULL; otherwise the backward of swish(groupnorm(in)), with
 // dy = dout * swish'(normed) formed channel by channel in din: the channel is still in cache
 // for the sums and the final pass, and no (B, C, HW) temporary makes a round trip through
 // memory.
@@ -173,24 +173,24 @@ static void gn_backward(float *din, float *dgamma, float *dbeta, const float *do
   }
 }
 
-void groupnorm_forward(float *out, float *mean, float *rstd, const float *in, const float *gamma,
+void vqgpt_groupnorm_forward(float *out, float *mean, float *rstd, const float *in, const float *gamma,
                        const float *beta, int B, int C, int HW, int G, float eps) {
   gn_forward(out, NULL, mean, rstd, in, gamma, beta, B, C, HW, G, eps);
 }
 
-void groupnorm_backward(float *din, float *dgamma, float *dbeta, const float *dout,
+void vqgpt_groupnorm_backward(float *din, float *dgamma, float *dbeta, const float *dout,
                         const float *in, const float *mean, const float *rstd, const float *gamma,
                         int B, int C, int HW, int G) {
   gn_backward(din, dgamma, dbeta, dout, NULL, in, mean, rstd, gamma, B, C, HW, G);
 }
 
-void groupnorm_swish_forward(float *normed, float *act, float *mean, float *rstd,
+void vqgpt_groupnorm_swish_forward(float *normed, float *act, float *mean, float *rstd,
                              const float *in, const float *gamma, const float *beta, int B,
                              int C, int HW, int G, float eps) {
   gn_forward(normed, act, mean, rstd, in, gamma, beta, B, C, HW, G, eps);
 }
 
-void groupnorm_swish_backward(float *din, float *dgamma, float *dbeta, const float *dout,
+void vqgpt_groupnorm_swish_backward(float *din, float *dgamma, float *dbeta, const float *dout,
                               const float *normed, const float *in, const float *mean,
                               const float *rstd, const float *gamma, int B, int C, int HW,
                               int G) {

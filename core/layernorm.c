@@ -5,7 +5,7 @@
 
 #include "core/parallel.h"
 
-void layernorm_forward(float *out, float *mean, float *rstd, const float *in, const float *weight,
+void vqgpt_layernorm_forward(float *out, float *mean, float *rstd, const float *in, const float *weight,
                        const float *bias, int N, int C, float eps) {
 #pragma omp parallel for schedule(static) if ((size_t)N * C >= VQGPT_PAR_MIN)
   for (int n = 0; n < N; n++) {
@@ -26,7 +26,7 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *in, co
   }
 }
 
-void layernorm_backward(float *din, float *dweight, float *dbias, const float *dout,
+void vqgpt_layernorm_backward(float *din, float *dweight, float *dbias, const float *dout,
                         const float *in, const float *mean, const float *rstd,
                         const float *weight, int N, int C) {
   // Rows in parallel for the input gradient; then columns in parallel for the parameter

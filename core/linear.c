@@ -6,7 +6,7 @@
 #include "core/parallel.h"
 #include "core/simd.h"
 
-float linear_dot(const float *a, const float *b, int n) { return linear_dot_inline(a, b, n); }
+float vqgpt_linear_dot(const float *a, const float *b, int n) { return linear_dot_inline(a, b, n); }
 
 #if defined(__AVX2__) && defined(__FMA__)
 // One weight row against NI inputs (NI <= 8, inputs ldx apart): out[i] = w . x_i. Called with
@@ -71,7 +71,7 @@ static void linear_rows(float *out, const float *in, const float *weight, const 
 }
 #endif
 
-void linear_forward(float *out, const float *in, const float *weight, const float *bias, int N,
+void vqgpt_linear_forward(float *out, const float *in, const float *weight, const float *bias, int N,
                     int C, int OC) {
   if (N <= LINEAR_GEMV_MAX_ROWS) {
     linear_rows(out, in, weight, bias, N, C, OC);
@@ -86,7 +86,7 @@ void linear_forward(float *out, const float *in, const float *weight, const floa
   }
 }
 
-void linear_backward(float *din, float *dweight, float *dbias, const float *dout, const float *in,
+void vqgpt_linear_backward(float *din, float *dweight, float *dbias, const float *dout, const float *in,
                      const float *weight, int N, int C, int OC) {
   if (din) vqgpt_sgemm(false, false, N, C, OC, 1.0f, dout, OC, weight, C, 0.0f, din, C);
   vqgpt_sgemm(true, false, OC, C, N, 1.0f, dout, OC, in, C, 1.0f, dweight, C);

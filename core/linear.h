@@ -11,12 +11,12 @@
 
 // out: (N, OC), in: (N, C). Large N goes to sgemm; small N (incremental decoding) to a
 // row-parallel kernel that reads each weight row once for all N inputs.
-void linear_forward(float *out, const float *in, const float *weight, const float *bias, int N,
+void vqgpt_linear_forward(float *out, const float *in, const float *weight, const float *bias, int N,
                     int C, int OC);
 
 // din (N, C) is overwritten (=) and may be NULL; dweight (OC, C) and dbias (OC, may be NULL)
 // accumulate (+=).
-void linear_backward(float *din, float *dweight, float *dbias, const float *dout, const float *in,
+void vqgpt_linear_backward(float *din, float *dweight, float *dbias, const float *dout, const float *in,
                      const float *weight, int N, int C, int OC);
 
 // Dot product with a fixed summation order (independent of thread count). 16 independent
@@ -31,6 +31,6 @@ static inline float linear_dot_inline(const float *a, const float *b, int n) {
   for (; i < n; i++) s += a[i] * b[i];
   return s;
 }
-float linear_dot(const float *a, const float *b, int n);
+float vqgpt_linear_dot(const float *a, const float *b, int n);
 
 #endif

@@ -36,7 +36,7 @@ static float bf16_to_f32_bits(uint16_t h) {
   return f;
 }
 
-float half_to_f32(uint16_t h, half_format f) {
+float vqgpt_half_to_f32(uint16_t h, half_format f) {
   return f == HALF_BF16 ? bf16_to_f32_bits(h) : f16_to_f32_bits(h);
 }
 
@@ -48,17 +48,17 @@ static inline __attribute__((always_inline)) __m256 load8(const uint16_t *w, hal
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
 
-void half_to_f32_array(float *dst, const uint16_t *src, size_t n, half_format f) {
+void vqgpt_half_to_f32_array(float *dst, const uint16_t *src, size_t n, half_format f) {
   size_t i = 0;
   if (f == HALF_F16)
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, load8(src + i, HALF_F16));
   else
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, load8(src + i, HALF_BF16));
-  for (; i < n; i++) dst[i] = half_to_f32(src[i], f);
+  for (; i < n; i++) dst[i] = vqgpt_half_to_f32(src[i], f);
 }
 
 // linear.c's dot_block with the weight row in half precision: the same accumulators in the
-// same order, so the sums equal linear_forward's on the converted weights bit for bit.
+// same order, so the sums equal vqgpt_linear_forward's on the converted weights bit for bit.
 static inline __attribute__((always_inline)) void dot_block_half(const uint16_t *w, half_format f,
                                                                  const float *x, size_t ldx,
                                                                  int NI, int C, float out[8]) {
@@ -76,7 +76,7 @@ static inline __attribute__((always_inline)) void dot_block_half(const uint16_t 
   }
   for (int i = 0; i < NI; i++) {
     float s = hsum256(NI == 1 ? _mm256_add_ps(acc[0], acc2) : acc[i]);
-    for (int k = c; k < C; k++) s += half_to_f32(w[k], f) * x[i * ldx + k];
+    for (int k = c; k < C; k++) s += vqgpt_half_to_f32(w[k], f) * x[i * ldx + k];
     out[i] = s;
   }
 }
@@ -123,8 +123,8 @@ static void linear_rows_half(float *out, const float *in, const uint16_t *weight
   else rows_bf16(out, in, weight, bias, N, C, OC);
 }
 #else
-void half_to_f32_array(float *dst, const uint16_t *src, size_t n, half_format f) {
-  for (size_t i = 0; i < n; i++) dst[i] = half_to_f32(src[i], f);
+void vqgpt_half_to_f32_array(float *dst, const uint16_t *src, size_t n, half_format f) {
+  for (size_t i = 0; i < n; i++) dst[i] = vqgpt_half_to_f32(src[i], f);
 }
 
 // Portable fallback: one dot product per (input, row), in linear_dot_inline's order.
@@ -138,20 +138,20 @@ static void linear_rows_half(float *out, const float *in, const uint16_t *weight
       float acc[16] = {0}, s = 0;
       int i = 0;
       for (; i + 16 <= C; i += 16)
-        for (int u = 0; u < 16; u++) acc[u] += half_to_f32(w[i + u], f) * x[i + u];
+        for (int u = 0; u < 16; u++) acc[u] += vqgpt_half_to_f32(w[i + u], f) * x[i + u];
       for (int u = 0; u < 16; u++) s += acc[u];
-      for (; i < C; i++) s += half_to_f32(w[i], f) * x[i];
+      for (; i < C; i++) s += vqgpt_half_to_f32(w[i], f) * x[i];
       out[(size_t)n * OC + o] = s + (bias ? bias[o] : 0.0f);
     }
   }
 }
 #endif
 
-size_t linear_half_scratch_floats(int C, int OC) {
+size_t vqgpt_linear_half_scratch_floats(int C, int OC) {
   return (size_t)(OC < LINEAR_HALF_TILE_ROWS ? OC : LINEAR_HALF_TILE_ROWS) * C;
 }
 
-void linear_forward_half(float *out, const float *in, const uint16_t *weight, half_format f,
+void vqgpt_linear_forward_half(float *out, const float *in, const uint16_t *weight, half_format f,
                          const float *bias, int N, int C, int OC, float *scratch) {
   if (N <= LINEAR_GEMV_MAX_ROWS) {
     linear_rows_half(out, in, weight, f, bias, N, C, OC);
@@ -164,7 +164,7 @@ void linear_forward_half(float *out, const float *in, const uint16_t *weight, ha
     size_t n = (size_t)rows * C;
     const uint16_t *w = weight + (size_t)o0 * C;
 #pragma omp parallel for schedule(static) if (n >= VQGPT_PAR_MIN)
-    for (size_t i = 0; i < n; i += 4096) half_to_f32_array(scratch + i, w + i, n - i < 4096 ? n - i : 4096, f);
+    for (size_t i = 0; i < n; i += 4096) vqgpt_half_to_f32_array(scratch + i, w + i, n - i < 4096 ? n - i : 4096, f);
     vqgpt_sgemm(false, true, N, rows, C, 1.0f, in, C, scratch, C, 0.0f, out + o0, OC);
   }
   if (!bias) return;

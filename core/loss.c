@@ -2,7 +2,7 @@
 
 #include <math.h>
 
-float loss_l1_mean(float *dx, const float *x, const float *y, size_t n) {
+float vqgpt_loss_l1_mean(float *dx, const float *x, const float *y, size_t n) {
   double sum = 0;
   const float g = 1.0f / (float)n;
   for (size_t i = 0; i < n; i++) {
@@ -25,7 +25,7 @@ static double hinge_term(float *dv, const float *v, size_t n, float sign, float 
   return sum;
 }
 
-float loss_d_hinge(float *dreal, float *dfake, const float *real, size_t n_real,
+float vqgpt_loss_d_hinge(float *dreal, float *dfake, const float *real, size_t n_real,
                    const float *fake, size_t n_fake) {
   const double r = hinge_term(dreal, real, n_real, 1.0f, 0.5f / (float)n_real);
   const double f = hinge_term(dfake, fake, n_fake, -1.0f, 0.5f / (float)n_fake);
@@ -45,14 +45,14 @@ static double softplus_term(float *dv, const float *v, size_t n, float sign, dou
   return sum;
 }
 
-float loss_d_vanilla(float *dreal, float *dfake, const float *real, size_t n_real,
+float vqgpt_loss_d_vanilla(float *dreal, float *dfake, const float *real, size_t n_real,
                      const float *fake, size_t n_fake) {
   const double r = softplus_term(dreal, real, n_real, -1.0f, 0.5 / (double)n_real);
   const double f = softplus_term(dfake, fake, n_fake, 1.0f, 0.5 / (double)n_fake);
   return (float)(0.5 * (r / (double)n_real + f / (double)n_fake));
 }
 
-float loss_g(float *dfake, const float *fake, size_t n) {
+float vqgpt_loss_g(float *dfake, const float *fake, size_t n) {
   double sum = 0;
   const float g = -1.0f / (float)n;
   for (size_t i = 0; i < n; i++) {

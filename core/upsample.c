@@ -2,7 +2,7 @@
 
 #include <stddef.h>
 
-void upsample2x_forward(float *out, const float *in, int B, int C, int H, int W) {
+void vqgpt_upsample2x_forward(float *out, const float *in, int B, int C, int H, int W) {
   size_t planes = (size_t)B * C, hw = (size_t)H * W, w2 = 2 * (size_t)W;
 #pragma omp parallel for schedule(static) if (planes * hw >= 16384)
   for (size_t p = 0; p < planes; p++) {
@@ -17,7 +17,7 @@ void upsample2x_forward(float *out, const float *in, int B, int C, int H, int W)
   }
 }
 
-void upsample2x_backward(float *din, const float *dout, int B, int C, int H, int W) {
+void vqgpt_upsample2x_backward(float *din, const float *dout, int B, int C, int H, int W) {
   size_t planes = (size_t)B * C, hw = (size_t)H * W, w2 = 2 * (size_t)W;
 #pragma omp parallel for schedule(static) if (planes * hw >= 16384)
   for (size_t p = 0; p < planes; p++) {

@@ -3,8 +3,8 @@
 #define VQGPT_UPSAMPLE_H
 
 // out (B, C, 2H, 2W) from in (B, C, H, W).
-void upsample2x_forward(float *out, const float *in, int B, int C, int H, int W);
+void vqgpt_upsample2x_forward(float *out, const float *in, int B, int C, int H, int W);
 // din (B, C, H, W) overwritten (=): each input gets the sum of its four output gradients.
-void upsample2x_backward(float *din, const float *dout, int B, int C, int H, int W);
+void vqgpt_upsample2x_backward(float *din, const float *dout, int B, int C, int H, int W);
 
 #endif

@@ -48,7 +48,7 @@ typedef struct {
   size_t per_thread;
 } wino_plan;
 
-bool winograd_applies(int c_in, int c_out, int k_h, int k_w, int stride, int pad_t, int pad_b,
+bool vqgpt_winograd_applies(int c_in, int c_out, int k_h, int k_w, int stride, int pad_t, int pad_b,
                       int pad_l, int pad_r, int h, int w) {
   return k_h == 3 && k_w == 3 && stride == 1 && pad_t == 1 && pad_b == 1 && pad_l == 1 &&
          pad_r == 1 && c_in >= 16 && c_out >= 16 && h >= 4 && w >= 4 && h * w >= WINO_MIN_PIXELS &&
@@ -90,7 +90,7 @@ static wino_plan make_plan(int c_in, int c_out, int H, int W, int B) {
   return p;
 }
 
-size_t winograd_scratch_size(int c_in, int c_out, int h, int w) {
+size_t vqgpt_winograd_scratch_size(int c_in, int c_out, int h, int w) {
   // A large batch gets the largest blocks; smaller batches split images into smaller ones,
   // and fewer threads than the scratch was sized for need less.
   wino_plan p = make_plan(c_in, c_out, h, w, 1 << 20);
@@ -469,17 +469,17 @@ static void transform_and_convolve(float *out, const float *in, const float *wei
     convolve(out, in, scratch, bias, c_in, c_out, B, H, W, &p, work);
 }
 
-void winograd_forward(float *out, const float *in, const float *weight, const float *bias, int c_in,
+void vqgpt_winograd_forward(float *out, const float *in, const float *weight, const float *bias, int c_in,
                       int c_out, int B, int H, int W, float *scratch) {
   transform_and_convolve(out, in, weight, bias, c_in, c_out, false, B, H, W, scratch);
 }
 
-void winograd_backward_data(float *din, const float *dout, const float *weight, int c_in, int c_out,
+void vqgpt_winograd_backward_data(float *din, const float *dout, const float *weight, int c_in, int c_out,
                             int B, int H, int W, float *scratch) {
   transform_and_convolve(din, dout, weight, NULL, c_in, c_out, true, B, H, W, scratch);
 }
 
-void winograd_backward_weight(float *dweight, const float *dout, const float *in, int c_in,
+void vqgpt_winograd_backward_weight(float *dweight, const float *dout, const float *in, int c_in,
                               int c_out, int B, int H, int W, float *scratch) {
   wino_plan p = make_plan(c_in, c_out, H, W, B);
   int items = n_items(&p, B);

@@ -11,13 +11,13 @@
 static int load_one(image_rgb *out, const char *path, int size, int min_w, int min_h, char *err,
                     size_t cap) {
   image_rgb img;
-  if (image_load(&img, path)) {
+  if (vqgpt_image_load(&img, path)) {
     snprintf(err, cap, "%s", vqgpt_last_error());
     return -1;
   }
   int shorter = img.w < img.h ? img.w : img.h;
-  if (shorter < 1) {  // image_load never returns one; a division by zero below if it did
-    image_free(&img);
+  if (shorter < 1) {  // vqgpt_image_load never returns one; a division by zero below if it did
+    vqgpt_image_free(&img);
     snprintf(err, cap, "%s: empty image", path);
     return -1;
   }
@@ -26,9 +26,9 @@ static int load_one(image_rgb *out, const char *path, int size, int min_w, int m
   int h = img.w < img.h ? (int)(img.h * s + 0.5) : size;
   if (w < min_w) w = min_w;  // a crop wider than the scaled image stretches it to fit
   if (h < min_h) h = min_h;
-  int rc = image_resize(out, &img, w, h);
+  int rc = vqgpt_image_resize(out, &img, w, h);
   if (rc) snprintf(err, cap, "%s: %s", path, vqgpt_last_error());
-  image_free(&img);
+  vqgpt_image_free(&img);
   return rc;
 }
 
@@ -58,12 +58,12 @@ static int drop_failed(image_dataset *d, char **errs) {
   return 0;
 }
 
-int image_dataset_load(image_dataset *d, const char *dir, int scale, int crop_w, int crop_h) {
+int vqgpt_image_dataset_load(image_dataset *d, const char *dir, int scale, int crop_w, int crop_h) {
   memset(d, 0, sizeof *d);
   if (crop_w <= 0 || crop_h <= 0) crop_w = crop_h = scale;
   if (scale < 1 || scale > 4096 || crop_w > 4096 || crop_h > 4096)
     return vqgpt_error("invalid training size %d (crop %dx%d)", scale, crop_w, crop_h);
-  if (image_folder_scan(&d->folder, dir)) return -1;
+  if (vqgpt_image_folder_scan(&d->folder, dir)) return -1;
   size_t n = d->n = d->folder.n_images;
   d->scale = scale;
   d->crop_w = crop_w;
@@ -72,7 +72,7 @@ int image_dataset_load(image_dataset *d, const char *dir, int scale, int crop_w,
   char **errs = calloc(d->n + 1, sizeof *errs);
   if (!d->images || !errs) {
     free(errs);
-    image_dataset_free(d);
+    vqgpt_image_dataset_free(d);
     return vqgpt_error("out of memory loading %s", dir);
   }
   int out_of_memory = 0;
@@ -92,27 +92,27 @@ int image_dataset_load(image_dataset *d, const char *dir, int scale, int crop_w,
   if (!rc && (d->n == 0 || bad > IMAGE_DATASET_MAX_BAD_SHARE * total))
     rc = vqgpt_error("%s: %zu of %zu image files cannot be read (more than %.0f%%), e.g. %s", dir,
                      bad, total, IMAGE_DATASET_MAX_BAD_SHARE * 100, d->folder.skipped[0]);
-  if (rc) image_dataset_free(d);
+  if (rc) vqgpt_image_dataset_free(d);
   return rc;
 }
 
-void image_dataset_free(image_dataset *d) {
-  for (size_t i = 0; d->images && i < d->n; i++) image_free(&d->images[i]);
+void vqgpt_image_dataset_free(image_dataset *d) {
+  for (size_t i = 0; d->images && i < d->n; i++) vqgpt_image_free(&d->images[i]);
   free(d->images);
-  image_folder_free(&d->folder);
+  vqgpt_image_folder_free(&d->folder);
   memset(d, 0, sizeof *d);
 }
 
-void image_dataset_random_crop(const image_dataset *d, size_t i, uint64_t *rng, float *x) {
+void vqgpt_image_dataset_random_crop(const image_dataset *d, size_t i, uint64_t *rng, float *x) {
   const image_rgb *img = &d->images[i];
-  int x0 = (int)rng_below(rng, (uint64_t)(img->w - d->crop_w + 1));
-  int y0 = (int)rng_below(rng, (uint64_t)(img->h - d->crop_h + 1));
-  int flip = rng_uniform(rng) < 0.5f;
-  if (x) image_crop_to_tensor(img, x0, y0, d->crop_w, d->crop_h, flip, x);
+  int x0 = (int)vqgpt_rng_below(rng, (uint64_t)(img->w - d->crop_w + 1));
+  int y0 = (int)vqgpt_rng_below(rng, (uint64_t)(img->h - d->crop_h + 1));
+  int flip = vqgpt_rng_uniform(rng) < 0.5f;
+  if (x) vqgpt_image_crop_to_tensor(img, x0, y0, d->crop_w, d->crop_h, flip, x);
 }
 
-void image_dataset_center_crop(const image_dataset *d, size_t i, float *x) {
+void vqgpt_image_dataset_center_crop(const image_dataset *d, size_t i, float *x) {
   const image_rgb *img = &d->images[i];
-  image_crop_to_tensor(img, (img->w - d->crop_w) / 2, (img->h - d->crop_h) / 2, d->crop_w,
+  vqgpt_image_crop_to_tensor(img, (img->w - d->crop_w) / 2, (img->h - d->crop_h) / 2, d->crop_w,
                        d->crop_h, 0, x);
 }

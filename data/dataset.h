@@ -26,13 +26,13 @@ typedef struct {
 
 // Afterwards folder.paths/labels/n_images describe the n images loaded, in the same order.
 // crop_w, crop_h <= 0 mean square crops of `scale`.
-int image_dataset_load(image_dataset *d, const char *dir, int scale, int crop_w, int crop_h);
-void image_dataset_free(image_dataset *d);
+int vqgpt_image_dataset_load(image_dataset *d, const char *dir, int scale, int crop_w, int crop_h);
+void vqgpt_image_dataset_free(image_dataset *d);
 
 // x (3, crop_h, crop_w) in [-1, 1]: a uniformly random crop, mirrored with probability 1/2.
 // x NULL: only the random draws (a data-parallel rank skipping another rank's row).
-void image_dataset_random_crop(const image_dataset *d, size_t i, uint64_t *rng, float *x);
+void vqgpt_image_dataset_random_crop(const image_dataset *d, size_t i, uint64_t *rng, float *x);
 // x (3, crop_h, crop_w): the center crop, for validation.
-void image_dataset_center_crop(const image_dataset *d, size_t i, float *x);
+void vqgpt_image_dataset_center_crop(const image_dataset *d, size_t i, float *x);
 
 #endif

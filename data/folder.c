@@ -181,7 +181,7 @@ static const char *class_of(const char *path, size_t root_len, char *buf, size_t
   return buf;
 }
 
-int image_folder_scan(image_folder *f, const char *dir) {
+int vqgpt_image_folder_scan(image_folder *f, const char *dir) {
   memset(f, 0, sizeof *f);
   size_t root_len = strlen(dir);
   while (root_len > 1 && dir[root_len - 1] == '/') root_len--;
@@ -230,7 +230,7 @@ int image_folder_scan(image_folder *f, const char *dir) {
   return 0;
 }
 
-void image_folder_free(image_folder *f) {
+void vqgpt_image_folder_free(image_folder *f) {
   for (size_t i = 0; i < f->n_images; i++) free(f->paths[i]);
   for (int i = 0; i < f->n_classes; i++) free(f->class_names[i]);
   for (size_t i = 0; i < f->n_skipped; i++) free(f->skipped[i]);

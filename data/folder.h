@@ -24,7 +24,7 @@ typedef struct {
   size_t n_duplicates;  // further paths to an image already listed, not counted
 } image_folder;
 
-int image_folder_scan(image_folder *f, const char *dir);
-void image_folder_free(image_folder *f);
+int vqgpt_image_folder_scan(image_folder *f, const char *dir);
+void vqgpt_image_folder_free(image_folder *f);
 
 #endif

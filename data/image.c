@@ -307,7 +307,7 @@ static int load_jpeg(image_rgb *img, FILE *fp, const char *path) {
 
 // ---------------------------------------------------------------------------------------
 
-int image_load(image_rgb *img, const char *path) {
+int vqgpt_image_load(image_rgb *img, const char *path) {
   memset(img, 0, sizeof *img);
   FILE *fp = vqgpt_fopen_regular(path, NULL);
   if (!fp) return -1;
@@ -332,7 +332,7 @@ int image_load(image_rgb *img, const char *path) {
   return rc;
 }
 
-void image_free(image_rgb *img) {
+void vqgpt_image_free(image_rgb *img) {
   free(img->rgb);
   img->rgb = NULL;
   img->w = img->h = 0;
@@ -342,14 +342,14 @@ static void write_to_file(void *ctx, void *data, int size) {
   fwrite(data, 1, (size_t)size, (FILE *)ctx);
 }
 
-int image_save_png(const image_rgb *img, const char *path) {
+int vqgpt_image_save_png(const image_rgb *img, const char *path) {
   atomic_file af;
-  if (atomic_file_open(&af, path)) return -1;
+  if (vqgpt_atomic_file_open(&af, path)) return -1;
   if (!stbi_write_png_to_func(write_to_file, af.fp, img->w, img->h, 3, img->rgb, img->w * 3)) {
-    atomic_file_abort(&af);
+    vqgpt_atomic_file_abort(&af);
     return vqgpt_error("%s: PNG encoding failed", path);
   }
-  return atomic_file_commit(&af);
+  return vqgpt_atomic_file_commit(&af);
 }
 
 static inline float to_model(uint8_t v) { return (float)v / 127.5f - 1.0f; }
@@ -360,11 +360,11 @@ static inline uint8_t to_pixel(float x) {
   return (uint8_t)lrintf((x + 1.0f) * 127.5f);
 }
 
-void image_to_tensor(const image_rgb *img, float *x) {
-  image_crop_to_tensor(img, 0, 0, img->w, img->h, 0, x);
+void vqgpt_image_to_tensor(const image_rgb *img, float *x) {
+  vqgpt_image_crop_to_tensor(img, 0, 0, img->w, img->h, 0, x);
 }
 
-void image_crop_to_tensor(const image_rgb *img, int x0, int y0, int size_w, int size_h, int flip,
+void vqgpt_image_crop_to_tensor(const image_rgb *img, int x0, int y0, int size_w, int size_h, int flip,
                           float *x) {
   size_t plane = (size_t)size_w * size_h;
   for (int y = 0; y < size_h; y++)
@@ -375,13 +375,13 @@ void image_crop_to_tensor(const image_rgb *img, int x0, int y0, int size_w, int 
     }
 }
 
-void image_from_tensor(image_rgb *img, const float *x) {
+void vqgpt_image_from_tensor(image_rgb *img, const float *x) {
   size_t plane = (size_t)img->w * img->h;
   for (size_t i = 0; i < plane; i++)
     for (int c = 0; c < 3; c++) img->rgb[i * 3 + c] = to_pixel(x[c * plane + i]);
 }
 
-int image_resize(image_rgb *out, const image_rgb *in, int w, int h) {
+int vqgpt_image_resize(image_rgb *out, const image_rgb *in, int w, int h) {
   memset(out, 0, sizeof *out);
   if (w <= 0 || h <= 0 || (long long)w * h > IMAGE_MAX_RESIZE_PIXELS)
     return vqgpt_error("invalid resize target %dx%d", w, h);
@@ -390,13 +390,13 @@ int image_resize(image_rgb *out, const image_rgb *in, int w, int h) {
   out->w = w;
   out->h = h;
   if (!stbir_resize_uint8(in->rgb, in->w, in->h, 0, out->rgb, w, h, 0, 3)) {
-    image_free(out);
+    vqgpt_image_free(out);
     return vqgpt_error("resize to %dx%d failed", w, h);
   }
   return 0;
 }
 
-int image_grid(image_rgb *out, const float *xs, int n, int h, int w, int cols) {
+int vqgpt_image_grid(image_rgb *out, const float *xs, int n, int h, int w, int cols) {
   const int border = 2;
   if (cols < 1) cols = 1;
   if (cols > n) cols = n;

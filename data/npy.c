@@ -272,7 +272,7 @@ static int read_file(const char *path, FILE *fp, size_t fsize, int32_t **data, i
   return 0;
 }
 
-int npy_read_i32(const char *path, int32_t **data, int *ndim, int64_t shape[NPY_MAX_DIMS]) {
+int vqgpt_npy_read_i32(const char *path, int32_t **data, int *ndim, int64_t shape[NPY_MAX_DIMS]) {
   *data = NULL;
   *ndim = 0;
   struct stat sb;
@@ -283,7 +283,7 @@ int npy_read_i32(const char *path, int32_t **data, int *ndim, int64_t shape[NPY_
   return rc;
 }
 
-int npy_write_i32(const char *path, const int32_t *data, int ndim, const int64_t *shape) {
+int vqgpt_npy_write_i32(const char *path, const int32_t *data, int ndim, const int64_t *shape) {
   if (ndim < 1 || ndim > NPY_MAX_DIMS || !shape)
     return fail(path, "cannot write: %d dims (1 to %d supported)", ndim, NPY_MAX_DIMS);
   size_t numel = 1;
@@ -320,13 +320,13 @@ int npy_write_i32(const char *path, const int32_t *data, int ndim, const int64_t
   head[padded - 1] = '\n';
 
   atomic_file af;
-  if (atomic_file_open(&af, path)) return -1;
+  if (vqgpt_atomic_file_open(&af, path)) return -1;
   errno = 0;
   bool ok = fwrite(head, 1, padded, af.fp) == padded && (!numel || fwrite(data, 4, numel, af.fp) == numel);
   if (!ok) {
     int e = errno ? errno : EIO;
-    atomic_file_abort(&af);
+    vqgpt_atomic_file_abort(&af);
     return vqgpt_error("%s: cannot write: %s", path, strerror(e));
   }
-  return atomic_file_commit(&af);
+  return vqgpt_atomic_file_commit(&af);
 }

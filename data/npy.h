@@ -12,10 +12,10 @@
 // On success *data is a malloc'd array of shape[0] * ... * shape[*ndim - 1] values (never
 // NULL, even for an empty array) that the caller frees; shape entries past *ndim are 0.
 // On failure returns -1 with *data = NULL and *ndim = 0.
-int npy_read_i32(const char *path, int32_t **data, int *ndim, int64_t shape[NPY_MAX_DIMS]);
+int vqgpt_npy_read_i32(const char *path, int32_t **data, int *ndim, int64_t shape[NPY_MAX_DIMS]);
 
 // Writes data (ndim of 1..3, C order) as '<i4' to a temporary file beside path, fsyncs and
 // renames it over path; on failure the old file is untouched and no temporary is left.
-int npy_write_i32(const char *path, const int32_t *data, int ndim, const int64_t *shape);
+int vqgpt_npy_write_i32(const char *path, const int32_t *data, int ndim, const int64_t *shape);
 
 #endif

@@ -7,14 +7,14 @@
 #include "core/error.h"
 #include "core/rng.h"
 
-void sampling_params_default(sampling_params *sp) {
+void vqgpt_sampling_params_default(sampling_params *sp) {
   sp->temperature = 1.0f;
   sp->top_k = 0;
   sp->top_p = 1.0f;
   sp->greedy = false;
 }
 
-int sampling_params_check(const sampling_params *sp, int vocab) {
+int vqgpt_sampling_params_check(const sampling_params *sp, int vocab) {
   if (!(sp->temperature > 0) || !isfinite(sp->temperature))
     return vqgpt_error("--temperature must be > 0 (got %g)", sp->temperature);
   if (sp->top_k < 0 || sp->top_k > vocab)
@@ -24,29 +24,29 @@ int sampling_params_check(const sampling_params *sp, int vocab) {
   return 0;
 }
 
-int logits_scratch_init(logits_scratch *s, int V) {
+int vqgpt_logits_scratch_init(logits_scratch *s, int V) {
   s->V = V;
   s->values = malloc((size_t)V * sizeof(float));
   s->pairs = malloc((size_t)V * sizeof *s->pairs);
   if (!s->values || !s->pairs) {
-    logits_scratch_free(s);
+    vqgpt_logits_scratch_free(s);
     return vqgpt_error("out of memory for sampling scratch");
   }
   return 0;
 }
 
-void logits_scratch_free(logits_scratch *s) {
+void vqgpt_logits_scratch_free(logits_scratch *s) {
   free(s->values);
   free(s->pairs);
   s->values = NULL;
   s->pairs = NULL;
 }
 
-void logits_limit(float *logits, int V, int n_allowed) {
+void vqgpt_logits_limit(float *logits, int V, int n_allowed) {
   for (int v = n_allowed < 0 ? 0 : n_allowed; v < V; v++) logits[v] = -INFINITY;
 }
 
-void logits_temperature(float *logits, int V, float temperature) {
+void vqgpt_logits_temperature(float *logits, int V, float temperature) {
   if (temperature == 1.0f) return;
   // Dividing by a tiny temperature can overflow: two logits at +inf make the softmax NaN. When
   // any finite logit would become infinite, the temperature has reached its limit T -> 0,
@@ -89,7 +89,7 @@ static float kth_largest(float *a, int n, int k) {
   return a[want];
 }
 
-void logits_top_k(float *logits, int V, int k, logits_scratch *s) {
+void vqgpt_logits_top_k(float *logits, int V, int k, logits_scratch *s) {
   if (k <= 0 || k >= V) return;
   memcpy(s->values, logits, (size_t)V * sizeof(float));
   float kth = kth_largest(s->values, V, k);
@@ -103,7 +103,7 @@ static int by_logit_desc(const void *a, const void *b) {
   return (x->index > y->index) - (x->index < y->index);
 }
 
-void logits_top_p(float *logits, int V, float p, logits_scratch *s) {
+void vqgpt_logits_top_p(float *logits, int V, float p, logits_scratch *s) {
   if (p >= 1.0f) return;
   float mx = -INFINITY;
   for (int v = 0; v < V; v++) mx = logits[v] > mx ? logits[v] : mx;
@@ -127,31 +127,31 @@ void logits_top_p(float *logits, int V, float p, logits_scratch *s) {
   for (int i = keep; i < n; i++) logits[s->pairs[i].index] = -INFINITY;
 }
 
-void logits_process(float *logits, int V, const sampling_params *sp, logits_scratch *s) {
-  logits_temperature(logits, V, sp->temperature);
-  logits_top_k(logits, V, sp->top_k, s);
-  logits_top_p(logits, V, sp->top_p, s);
+void vqgpt_logits_process(float *logits, int V, const sampling_params *sp, logits_scratch *s) {
+  vqgpt_logits_temperature(logits, V, sp->temperature);
+  vqgpt_logits_top_k(logits, V, sp->top_k, s);
+  vqgpt_logits_top_p(logits, V, sp->top_p, s);
 }
 
-int32_t logits_argmax(const float *logits, int V) {
+int32_t vqgpt_logits_argmax(const float *logits, int V) {
   int32_t best = 0;
   for (int v = 1; v < V; v++)
     if (logits[v] > logits[best]) best = v;
   return best;
 }
 
-int32_t logits_sample(const float *logits, int V, uint64_t *rng, logits_scratch *s) {
+int32_t vqgpt_logits_sample(const float *logits, int V, uint64_t *rng, logits_scratch *s) {
   float mx = -INFINITY;
   for (int v = 0; v < V; v++) mx = logits[v] > mx ? logits[v] : mx;
   // A +inf logit (or none above -inf) has no softmax: its limit is the argmax.
-  if (!isfinite(mx)) return logits_argmax(logits, V);
+  if (!isfinite(mx)) return vqgpt_logits_argmax(logits, V);
   double sum = 0;
   for (int v = 0; v < V; v++) {
     float e = logits[v] > -INFINITY ? expf(logits[v] - mx) : 0.0f;
     s->values[v] = e;
     sum += e;
   }
-  double u = rng_uniform_double(rng) * sum, cum = 0;
+  double u = vqgpt_rng_uniform_double(rng) * sum, cum = 0;
   int32_t last = 0;
   for (int v = 0; v < V; v++) {
     if (s->values[v] == 0.0f) continue;
@@ -162,9 +162,9 @@ int32_t logits_sample(const float *logits, int V, uint64_t *rng, logits_scratch 
   return last;  // rounding left u at the very top: the last token with mass
 }
 
-int32_t logits_select(float *logits, int V, const sampling_params *sp, uint64_t *rng,
+int32_t vqgpt_logits_select(float *logits, int V, const sampling_params *sp, uint64_t *rng,
                       logits_scratch *s) {
-  if (sp->greedy) return logits_argmax(logits, V);
-  logits_process(logits, V, sp, s);
-  return logits_sample(logits, V, rng, s);
+  if (sp->greedy) return vqgpt_logits_argmax(logits, V);
+  vqgpt_logits_process(logits, V, sp, s);
+  return vqgpt_logits_sample(logits, V, rng, s);
 }

@@ -11,15 +11,15 @@
 // for a single row each).
 #define SAMPLER_MAX_CATCHUP 4
 
-void sampler_job_default(sampler_job *job) {
+void vqgpt_sampler_job_default(sampler_job *job) {
   memset(job, 0, sizeof *job);
   job->cfg_scale = 1.0f;
-  sampling_params_default(&job->sp);
+  vqgpt_sampling_params_default(&job->sp);
 }
 
-void sampler_job_sequence(sampler_job *job, const gpt *m, int B, const int32_t *cond,
+void vqgpt_sampler_job_sequence(sampler_job *job, const gpt *m, int B, const int32_t *cond,
                           int n_tokens) {
-  sampler_job_default(job);
+  vqgpt_sampler_job_default(job);
   job->B = B;
   job->n_cond = 1;
   job->cond = cond;
@@ -28,9 +28,9 @@ void sampler_job_sequence(sampler_job *job, const gpt *m, int B, const int32_t *
   job->n_allowed = m->cfg.vocab_size;
 }
 
-int sampler_window_extent(int grid, int trained) { return grid < trained ? grid : trained; }
+int vqgpt_sampler_window_extent(int grid, int trained) { return grid < trained ? grid : trained; }
 
-int sampler_window_local(int i, int n, int w) {
+int vqgpt_sampler_window_local(int i, int n, int w) {
   int local;
   if (i <= w / 2) local = i;
   else if (n - i < w / 2) local = w - (n - i);
@@ -41,7 +41,7 @@ int sampler_window_local(int i, int n, int w) {
 
 static bool guided(const sampler_job *job) { return job->uncond && job->cfg_scale != 1.0f; }
 
-int sampler_check(const gpt *m, const sampler_job *job) {
+int vqgpt_sampler_check(const gpt *m, const sampler_job *job) {
   const gpt_config *c = &m->cfg;
   int V = c->vocab_size;
   if (job->B < 1 || job->grid_h < 1 || job->grid_w < 1)
@@ -51,8 +51,8 @@ int sampler_check(const gpt *m, const sampler_job *job) {
   if (job->n_cond < 1 || job->n_cond > c->block_size)
     return vqgpt_error("%d condition tokens do not fit the GPT's block_size %d", job->n_cond,
                        c->block_size);
-  int wh = sampler_window_extent(job->grid_h, job->window_h);
-  int ww = sampler_window_extent(job->grid_w, job->window_w);
+  int wh = vqgpt_sampler_window_extent(job->grid_h, job->window_h);
+  int ww = vqgpt_sampler_window_extent(job->grid_w, job->window_w);
   long need = (long)job->n_cond + (long)wh * ww - 1;
   if (need > c->block_size)
     return vqgpt_error("a %dx%d window after %d condition token%s needs %ld positions but the "
@@ -60,7 +60,7 @@ int sampler_check(const gpt *m, const sampler_job *job) {
                        wh, ww, job->n_cond, job->n_cond > 1 ? "s" : "", need, c->block_size);
   if (job->n_allowed < 1 || job->n_allowed > V)
     return vqgpt_error("allowed token range %d not in [1, %d]", job->n_allowed, V);
-  if (sampling_params_check(&job->sp, V)) return -1;
+  if (vqgpt_sampling_params_check(&job->sp, V)) return -1;
   if (!(job->cfg_scale == job->cfg_scale) || job->cfg_scale < -1e4f || job->cfg_scale > 1e4f)
     return vqgpt_error("guidance scale %g out of range", job->cfg_scale);
   size_t n_tok = (size_t)job->B * job->n_cond;
@@ -97,8 +97,8 @@ typedef struct {
 } sampler_state;
 
 static void state_free(sampler_state *s) {
-  gpt_kv_free(&s->kv);
-  logits_scratch_free(&s->scratch);
+  vqgpt_gpt_kv_free(&s->kv);
+  vqgpt_logits_scratch_free(&s->scratch);
   free(s->seq);
   free(s->tokens);
   free(s->logits);
@@ -108,11 +108,11 @@ static int state_init(sampler_state *s, const gpt *m, const sampler_job *job) {
   memset(s, 0, sizeof *s);
   const gpt_config *c = &m->cfg;
   s->rows = guided(job) ? 2 * job->B : job->B;
-  if (gpt_kv_init(&s->kv, m, s->rows)) return -1;
+  if (vqgpt_gpt_kv_init(&s->kv, m, s->rows)) return -1;
   s->seq = malloc((size_t)s->rows * c->block_size * sizeof(int32_t));
   s->tokens = malloc((size_t)s->rows * sizeof(int32_t));
   s->logits = malloc((size_t)s->rows * c->vocab_size * sizeof(float));
-  if (!s->seq || !s->tokens || !s->logits || logits_scratch_init(&s->scratch, c->vocab_size)) {
+  if (!s->seq || !s->tokens || !s->logits || vqgpt_logits_scratch_init(&s->scratch, c->vocab_size)) {
     state_free(s);
     return vqgpt_error("out of memory for sampling %d sequences", s->rows);
   }
@@ -140,7 +140,7 @@ static int window_logits(const gpt *m, sampler_state *s, const sampler_job *job,
     while (kv->T < need) {
       int q = kv->T - job->n_cond;
       for (int r = 0; r < s->rows; r++) s->tokens[r] = window_token(job, out, r, r0, c0, ww, q);
-      if (gpt_step(m, kv, s->tokens, s->logits)) return -1;
+      if (vqgpt_gpt_step(m, kv, s->tokens, s->logits)) return -1;
     }
     return 0;
   }
@@ -150,7 +150,7 @@ static int window_logits(const gpt *m, sampler_state *s, const sampler_job *job,
     memcpy(seq, cond, (size_t)job->n_cond * sizeof(int32_t));
     for (int q = 0; q < p; q++) seq[job->n_cond + q] = window_token(job, out, r, r0, c0, ww, q);
   }
-  if (gpt_prefill(m, kv, s->seq, need, s->logits)) return -1;
+  if (vqgpt_gpt_prefill(m, kv, s->seq, need, s->logits)) return -1;
   s->have_window = true;
   s->r0 = r0;
   s->c0 = c0;
@@ -166,17 +166,17 @@ static void draw(sampler_state *s, const sampler_job *job, int V, int pos, int32
       const float *un = s->logits + (size_t)(job->B + b) * V;
       for (int v = 0; v < V; v++) row[v] = un[v] + job->cfg_scale * (row[v] - un[v]);
     }
-    logits_limit(row, V, job->n_allowed);
-    uint64_t stream = rng_hash(job->seed, ((uint64_t)b << 32) | (uint64_t)pos);
-    out[(size_t)b * hw + pos] = logits_select(row, V, &job->sp, &stream, &s->scratch);
+    vqgpt_logits_limit(row, V, job->n_allowed);
+    uint64_t stream = vqgpt_rng_hash(job->seed, ((uint64_t)b << 32) | (uint64_t)pos);
+    out[(size_t)b * hw + pos] = vqgpt_logits_select(row, V, &job->sp, &stream, &s->scratch);
   }
 }
 
-int sampler_run(const gpt *m, const sampler_job *job, int32_t *out, sampler_progress_fn progress,
+int vqgpt_sampler_run(const gpt *m, const sampler_job *job, int32_t *out, sampler_progress_fn progress,
                 void *ctx) {
-  if (sampler_check(m, job)) return -1;
+  if (vqgpt_sampler_check(m, job)) return -1;
   int H = job->grid_h, W = job->grid_w, V = m->cfg.vocab_size;
-  int wh = sampler_window_extent(H, job->window_h), ww = sampler_window_extent(W, job->window_w);
+  int wh = vqgpt_sampler_window_extent(H, job->window_h), ww = vqgpt_sampler_window_extent(W, job->window_w);
   size_t hw = (size_t)H * W;
   for (int b = 0; b < job->B; b++)
     for (size_t k = 0; k < (size_t)job->keep; k++) out[b * hw + k] = job->init[b * hw + k];
@@ -185,7 +185,7 @@ int sampler_run(const gpt *m, const sampler_job *job, int32_t *out, sampler_prog
   int rc = 0, total = (int)hw - job->keep;
   for (int pos = job->keep; pos < (int)hw && !rc; pos++) {
     int i = pos / W, j = pos % W;
-    int li = sampler_window_local(i, H, wh), lj = sampler_window_local(j, W, ww);
+    int li = vqgpt_sampler_window_local(i, H, wh), lj = vqgpt_sampler_window_local(j, W, ww);
     rc = window_logits(m, &s, job, out, i - li, j - lj, ww, li * ww + lj);
     if (rc) break;
     draw(&s, job, V, pos, out);

@@ -3,7 +3,7 @@
 // codes. A larger grid is sampled with the reference's sliding window (taming-transformers'
 // scripts/sample_conditional.py, generalised to any window shape): position (i, j) is drawn
 // from the GPT's logits given the condition and the tokens before it inside a window of the
-// trained size placed around it (sampler_window_local).
+// trained size placed around it (vqgpt_sampler_window_local).
 //
 // Cost: a window's keys and values are reused while the window stays where it is (the top band
 // and the left and right borders, where the rule keeps it still for many positions), each new
@@ -46,29 +46,29 @@ typedef struct {
 } sampler_job;
 
 // Fills in the defaults: no guidance, no completion, the default sampling parameters.
-void sampler_job_default(sampler_job *job);
+void vqgpt_sampler_job_default(sampler_job *job);
 // The defaults for B plain sequences of n_tokens codes after one condition token each (cond:
 // (B)), drawn from the whole vocabulary of m: one row, the window the sequence itself.
-void sampler_job_sequence(sampler_job *job, const gpt *m, int B, const int32_t *cond,
+void vqgpt_sampler_job_sequence(sampler_job *job, const gpt *m, int B, const int32_t *cond,
                           int n_tokens);
 
 // The window's extent in one dimension: the trained size, or the grid's where that is smaller
 // (a grid narrower or lower than the window is sampled as the plain sampler does, its rows one
 // after another in one sequence).
-int sampler_window_extent(int grid, int trained);
+int vqgpt_sampler_window_extent(int grid, int trained);
 
 // The target's index inside the window, in one dimension (grid size n, window size w <= n):
 // i while i <= w/2 (the window is at the start), w - (n - i) when n - i < w/2 (at the end),
 // else w/2 (centred) — the reference's rule, clamped so that the window stays inside the grid
 // (that only matters for an odd w, where the centred window would reach one past the end).
-int sampler_window_local(int i, int n, int w);
+int vqgpt_sampler_window_local(int i, int n, int w);
 
 // Checks the job against the model; errors name the problem (grid too large for the block,
 // keep beyond the grid, tokens out of range).
-int sampler_check(const gpt *m, const sampler_job *job);
+int vqgpt_sampler_check(const gpt *m, const sampler_job *job);
 
 // out: (B, grid_h * grid_w) codes.
-int sampler_run(const gpt *m, const sampler_job *job, int32_t *out, sampler_progress_fn progress,
+int vqgpt_sampler_run(const gpt *m, const sampler_job *job, int32_t *out, sampler_progress_fn progress,
                 void *ctx);
 
 #endif

@@ -53,14 +53,14 @@ struct patchgan {
   bool sync_bn;     // train-mode statistics over every rank's batch (data-parallel training)
 };
 
-int patchgan_config_parse(patchgan_config *cfg, const char *json, const char *source) {
+int vqgpt_patchgan_config_parse(patchgan_config *cfg, const char *json, const char *source) {
   if (!json) return vqgpt_error("%s: no discriminator config", source);
-  json_value *v = json_parse(json, strlen(json));
+  json_value *v = vqgpt_json_parse(json, strlen(json));
   if (!v) return vqgpt_error("%s: config: %s", source, vqgpt_last_error());
   int64_t in_nc, ndf, nl;
-  bool ok = (json_get_int(v, "input_nc", &in_nc) || json_get_int(v, "in_channels", &in_nc)) &&
-            json_get_int(v, "ndf", &ndf) && json_get_int(v, "n_layers", &nl);
-  json_free(v);
+  bool ok = (vqgpt_json_get_int(v, "input_nc", &in_nc) || vqgpt_json_get_int(v, "in_channels", &in_nc)) &&
+            vqgpt_json_get_int(v, "ndf", &ndf) && vqgpt_json_get_int(v, "n_layers", &nl);
+  vqgpt_json_free(v);
   if (!ok) return vqgpt_error("%s: config needs integer input_nc, ndf and n_layers", source);
   if (in_nc < 1 || in_nc > PATCHGAN_MAX_CHANNELS || ndf < 1 || ndf > PATCHGAN_MAX_CHANNELS ||
       nl < 1 || nl > PATCHGAN_MAX_N_LAYERS)
@@ -109,7 +109,7 @@ static patchgan *pg_build(const patchgan_config *cfg, int B, int H, int W, int n
     L->bn = l > 0 && !last;
     L->lrelu = !last;
     L->h_in = h, L->w_in = w;
-    L->h_out = conv2d_out_h(&L->s, h), L->w_out = conv2d_out_w(&L->s, w);
+    L->h_out = vqgpt_conv2d_out_h(&L->s, h), L->w_out = vqgpt_conv2d_out_w(&L->s, w);
     if (L->h_out < 1 || L->w_out < 1) {
       vqgpt_error("patchgan: %dx%d input is too small for %d layers", H, W, cfg->n_layers);
       free(d);
@@ -128,7 +128,7 @@ static patchgan *pg_build(const patchgan_config *cfg, int B, int H, int W, int n
     if (L->bn) n_buf += 2 * pad16(co);
     n_slot += pad16(act) + (L->bn ? pad16(act) + 2 * pad16(co) : 0);
     if (act > g_max) g_max = act;
-    const size_t s = conv2d_scratch_size(&L->s, L->h_in, L->w_in);
+    const size_t s = vqgpt_conv2d_scratch_size(&L->s, L->h_in, L->w_in);
     if (s > scr) scr = s;
   }
   n_slot += pad16((size_t)B * cfg->input_nc * H * W);
@@ -193,39 +193,39 @@ static patchgan *pg_build(const patchgan_config *cfg, int B, int H, int W, int n
   return d;
 }
 
-patchgan *patchgan_create(const patchgan_config *cfg, int B, int H, int W, int n_slots,
+patchgan *vqgpt_patchgan_create(const patchgan_config *cfg, int B, int H, int W, int n_slots,
                           uint64_t *rng) {
   patchgan *d = pg_build(cfg, B, H, W, n_slots);
   if (!d) return NULL;
   for (int l = 0; l < d->n_layers; l++) {
     pg_layer *L = &d->layer[l];
     const size_t co = (size_t)L->s.c_out, nw = co * L->s.c_in * 16;
-    rng_fill_normal(rng, L->w, nw, 0.0f, 0.02f);
+    vqgpt_rng_fill_normal(rng, L->w, nw, 0.0f, 0.02f);
     if (L->b) {
       const double bound = 1.0 / sqrt((double)L->s.c_in * 16);
       for (size_t i = 0; i < co; i++)
-        L->b[i] = (float)(bound * (2.0 * rng_uniform_double(rng) - 1.0));
+        L->b[i] = (float)(bound * (2.0 * vqgpt_rng_uniform_double(rng) - 1.0));
     }
-    if (L->gamma) rng_fill_normal(rng, L->gamma, co, 1.0f, 0.02f);
+    if (L->gamma) vqgpt_rng_fill_normal(rng, L->gamma, co, 1.0f, 0.02f);
   }
   return d;
 }
 
-void patchgan_free(patchgan *d) {
+void vqgpt_patchgan_free(patchgan *d) {
   if (!d) return;
   free(d->arena);
   free(d->slots);
   free(d);
 }
 
-const patchgan_config *patchgan_get_config(const patchgan *d) { return &d->cfg; }
-int patchgan_out_h(const patchgan *d) { return d->layer[d->n_layers - 1].h_out; }
-int patchgan_out_w(const patchgan *d) { return d->layer[d->n_layers - 1].w_out; }
-float *patchgan_params(patchgan *d) { return d->params; }
-float *patchgan_grads(patchgan *d) { return d->grads; }
-size_t patchgan_num_params(const patchgan *d) { return d->n_params; }
-void patchgan_set_sync_batchnorm(patchgan *d, bool on) { d->sync_bn = on; }
-void patchgan_zero_grad(patchgan *d) { memset(d->grads, 0, d->n_params * sizeof *d->grads); }
+const patchgan_config *vqgpt_patchgan_get_config(const patchgan *d) { return &d->cfg; }
+int vqgpt_patchgan_out_h(const patchgan *d) { return d->layer[d->n_layers - 1].h_out; }
+int vqgpt_patchgan_out_w(const patchgan *d) { return d->layer[d->n_layers - 1].w_out; }
+float *vqgpt_patchgan_params(patchgan *d) { return d->params; }
+float *vqgpt_patchgan_grads(patchgan *d) { return d->grads; }
+size_t vqgpt_patchgan_num_params(const patchgan *d) { return d->n_params; }
+void vqgpt_patchgan_set_sync_batchnorm(patchgan *d, bool on) { d->sync_bn = on; }
+void vqgpt_patchgan_zero_grad(patchgan *d) { memset(d->grads, 0, d->n_params * sizeof *d->grads); }
 
 // A float tensor of the model under its state_dict name, with its shape and gradient.
 typedef struct {
@@ -284,7 +284,7 @@ static bool pg_tensor_at(const patchgan *d, int idx, pg_tensor *t) {
   return true;
 }
 
-float *patchgan_tensor(patchgan *d, const char *name, size_t *numel, float **grad) {
+float *vqgpt_patchgan_tensor(patchgan *d, const char *name, size_t *numel, float **grad) {
   pg_tensor t;
   for (int i = 0; pg_tensor_at(d, i, &t); i++)
     if (!strcmp(t.name, name)) {
@@ -295,72 +295,72 @@ float *patchgan_tensor(patchgan *d, const char *name, size_t *numel, float **gra
   return NULL;
 }
 
-int64_t patchgan_num_batches_tracked(const patchgan *d, int module) {
+int64_t vqgpt_patchgan_num_batches_tracked(const patchgan *d, int module) {
   for (int l = 0; l < d->n_layers; l++)
     if (d->layer[l].bn && d->layer[l].module + 1 == module) return d->layer[l].num_batches_tracked;
   return -1;
 }
 
-patchgan *patchgan_load(const char *path, int B, int H, int W, int n_slots) {
+patchgan *vqgpt_patchgan_load(const char *path, int B, int H, int W, int n_slots) {
   st_file f;
-  if (st_open(&f, path)) return NULL;
+  if (vqgpt_st_open(&f, path)) return NULL;
   patchgan_config cfg;
-  if (st_check_format(&f, "taming-patchgan", "a PatchGAN discriminator") ||
-      patchgan_config_parse(&cfg, st_meta(&f, "config"), path)) {
-    st_close(&f);
+  if (vqgpt_st_check_format(&f, "taming-patchgan", "a PatchGAN discriminator") ||
+      vqgpt_patchgan_config_parse(&cfg, vqgpt_st_meta(&f, "config"), path)) {
+    vqgpt_st_close(&f);
     return NULL;
   }
   patchgan *d = pg_build(&cfg, B, H, W, n_slots);
   if (!d) {
-    st_close(&f);
+    vqgpt_st_close(&f);
     return NULL;
   }
   pg_tensor t;
   for (int i = 0; pg_tensor_at(d, i, &t); i++)
-    if (st_read_weights(&f, t.name, t.data, t.ndim, t.shape)) goto fail;
+    if (vqgpt_st_read_weights(&f, t.name, t.data, t.ndim, t.shape)) goto fail;
   for (int l = 0; l < d->n_layers; l++) {
     pg_layer *L = &d->layer[l];
     if (!L->bn) continue;
     char name[48];
     snprintf(name, sizeof name, "main.%d.num_batches_tracked", L->module + 1);
-    const st_tensor *st = st_find(&f, name);
+    const st_tensor *st = vqgpt_st_find(&f, name);
     if (!st) continue;  // older PyTorch state dicts have no counter; it does not affect results
     int32_t v;
     if (st->numel != 1) {
       vqgpt_error("%s: tensor '%s' should hold one value", path, name);
       goto fail;
     }
-    if (st_read_i32(&f, name, &v, st->ndim, st->shape)) goto fail;
+    if (vqgpt_st_read_i32(&f, name, &v, st->ndim, st->shape)) goto fail;
     L->num_batches_tracked = v;
   }
-  if (st_check_all_used(&f, NULL)) goto fail;
-  st_close(&f);
+  if (vqgpt_st_check_all_used(&f, NULL)) goto fail;
+  vqgpt_st_close(&f);
   return d;
 fail:
-  st_close(&f);
-  patchgan_free(d);
+  vqgpt_st_close(&f);
+  vqgpt_patchgan_free(d);
   return NULL;
 }
 
-int patchgan_save(const patchgan *d, const char *path) {
-  st_writer *w = st_writer_new();
+int vqgpt_patchgan_save(const patchgan *d, const char *path) {
+  st_writer *w = vqgpt_st_writer_new();
   if (!w) return vqgpt_error("%s: out of memory", path);
   char config[128];
   snprintf(config, sizeof config, "{\"input_nc\":%d,\"ndf\":%d,\"n_layers\":%d}", d->cfg.input_nc,
            d->cfg.ndf, d->cfg.n_layers);
-  int rc = st_writer_meta(w, "format", "taming-patchgan") || st_writer_meta(w, "config", config);
+  int rc = vqgpt_st_writer_meta(w, "format", "taming-patchgan") || vqgpt_st_writer_meta(w, "config", config);
   pg_tensor t;
   for (int i = 0; !rc && pg_tensor_at(d, i, &t); i++)
-    rc = st_writer_add(w, t.name, ST_F32, t.ndim, t.shape, t.data);
+    rc = vqgpt_st_writer_add(w, t.name, ST_F32, t.ndim, t.shape, t.data);
   const int64_t one = 1;
   for (int l = 0; !rc && l < d->n_layers; l++) {
     if (!d->layer[l].bn) continue;
     char name[48];
     snprintf(name, sizeof name, "main.%d.num_batches_tracked", d->layer[l].module + 1);
-    rc = st_writer_add(w, name, ST_I64, 1, &one, &d->layer[l].num_batches_tracked);
+    rc = vqgpt_st_writer_add(w, name, ST_I64, 1, &one, &d->layer[l].num_batches_tracked);
   }
-  if (!rc) rc = st_writer_save(w, path);
-  st_writer_free(w);
+  if (!rc) rc = vqgpt_st_writer_save(w, path);
+  vqgpt_st_writer_free(w);
   return rc ? -1 : 0;
 }
 
@@ -370,7 +370,7 @@ static bool bad_slot(const patchgan *d, int slot) {
   return true;
 }
 
-int patchgan_forward(patchgan *d, int slot, const float *x, int B, bool train, float *logits) {
+int vqgpt_patchgan_forward(patchgan *d, int slot, const float *x, int B, bool train, float *logits) {
   if (bad_slot(d, slot)) return -1;
   if (B < 1 || B > d->B) return vqgpt_error("patchgan: batch %d, built for at most %d", B, d->B);
   const pg_layer *lastbn = &d->layer[d->n_layers - 2];
@@ -384,25 +384,25 @@ int patchgan_forward(patchgan *d, int slot, const float *x, int B, bool train, f
     pg_layer *L = &d->layer[l];
     const int co = L->s.c_out, hw = L->h_out * L->w_out;
     const size_t n = (size_t)B * co * hw;
-    conv2d_forward(S->out[l], in, L->w, L->b, &L->s, B, L->h_in, L->w_in, d->scratch);
+    vqgpt_conv2d_forward(S->out[l], in, L->w, L->b, &L->s, B, L->h_in, L->w_in, d->scratch);
     if (L->bn) {
       if (train && d->sync_bn) {
-        if (batchnorm_forward_train_dist(S->act[l], S->mean[l], S->rstd[l], L->running_mean,
+        if (vqgpt_batchnorm_forward_train_dist(S->act[l], S->mean[l], S->rstd[l], L->running_mean,
                                          L->running_var, S->out[l], L->gamma, L->beta, B, co, hw,
                                          PG_EPS, PG_MOMENTUM))
           return -1;
         L->num_batches_tracked++;
       } else if (train) {
-        batchnorm_forward_train(S->act[l], S->mean[l], S->rstd[l], L->running_mean,
+        vqgpt_batchnorm_forward_train(S->act[l], S->mean[l], S->rstd[l], L->running_mean,
                                 L->running_var, S->out[l], L->gamma, L->beta, B, co, hw, PG_EPS,
                                 PG_MOMENTUM);
         L->num_batches_tracked++;
       } else {
-        batchnorm_forward_eval(S->act[l], S->out[l], L->gamma, L->beta, L->running_mean,
+        vqgpt_batchnorm_forward_eval(S->act[l], S->out[l], L->gamma, L->beta, L->running_mean,
                                L->running_var, B, co, hw, PG_EPS);
       }
     }
-    if (L->lrelu) leaky_relu_forward(S->act[l], S->act[l], n, PG_SLOPE);
+    if (L->lrelu) vqgpt_leaky_relu_forward(S->act[l], S->act[l], n, PG_SLOPE);
     in = S->act[l];
   }
   const pg_layer *last = &d->layer[d->n_layers - 1];
@@ -411,7 +411,7 @@ int patchgan_forward(patchgan *d, int slot, const float *x, int B, bool train, f
   return 0;
 }
 
-int patchgan_repeat_train_stats(patchgan *d, int slot) {
+int vqgpt_patchgan_repeat_train_stats(patchgan *d, int slot) {
   if (bad_slot(d, slot)) return -1;
   const pg_slot *S = &d->slots[slot];
   if (!S->valid || !S->train)
@@ -420,9 +420,9 @@ int patchgan_repeat_train_stats(patchgan *d, int slot) {
     pg_layer *L = &d->layer[l];
     if (!L->bn) continue;
     if (!d->sync_bn)
-      batchnorm_update_running(L->running_mean, L->running_var, S->out[l], S->B, L->s.c_out,
+      vqgpt_batchnorm_update_running(L->running_mean, L->running_var, S->out[l], S->B, L->s.c_out,
                                L->h_out * L->w_out, PG_MOMENTUM);
-    else if (batchnorm_update_running_dist(L->running_mean, L->running_var, S->out[l], S->B,
+    else if (vqgpt_batchnorm_update_running_dist(L->running_mean, L->running_var, S->out[l], S->B,
                                            L->s.c_out, L->h_out * L->w_out, PG_MOMENTUM))
       return -1;
     L->num_batches_tracked++;
@@ -430,7 +430,7 @@ int patchgan_repeat_train_stats(patchgan *d, int slot) {
   return 0;
 }
 
-int patchgan_backward(patchgan *d, int slot, const float *dlogits, float *dx, bool param_grads) {
+int vqgpt_patchgan_backward(patchgan *d, int slot, const float *dlogits, float *dx, bool param_grads) {
   if (bad_slot(d, slot)) return -1;
   pg_slot *S = &d->slots[slot];
   if (!S->valid || !S->train)
@@ -445,18 +445,18 @@ int patchgan_backward(patchgan *d, int slot, const float *dlogits, float *dx, bo
     const size_t n = (size_t)B * co * hw;
     // LeakyReLU ran in place, so its saved output stands in for its input: with slope > 0 both
     // have the same sign, and PyTorch's in-place LeakyReLU backward also reads the output.
-    if (L->lrelu) leaky_relu_backward(g, g, S->act[l], n, PG_SLOPE);
+    if (L->lrelu) vqgpt_leaky_relu_backward(g, g, S->act[l], n, PG_SLOPE);
     if (L->bn && !d->sync_bn)
-      batchnorm_backward(g, param_grads ? L->dgamma : NULL, param_grads ? L->dbeta : NULL, g,
+      vqgpt_batchnorm_backward(g, param_grads ? L->dgamma : NULL, param_grads ? L->dbeta : NULL, g,
                          S->out[l], S->mean[l], S->rstd[l], L->gamma, B, co, hw);
-    else if (L->bn && batchnorm_backward_dist(g, param_grads ? L->dgamma : NULL,
+    else if (L->bn && vqgpt_batchnorm_backward_dist(g, param_grads ? L->dgamma : NULL,
                                               param_grads ? L->dbeta : NULL, g, S->out[l],
                                               S->mean[l], S->rstd[l], L->gamma, B, co, hw))
       return -1;
     float *gin = l > 0 ? d->gbuf[g == d->gbuf[0]] : dx;
     const float *in = l > 0 ? S->act[l - 1] : S->x;
     if (gin || param_grads)
-      conv2d_backward(gin, param_grads ? L->dw : NULL, param_grads ? L->db : NULL, g, in, L->w,
+      vqgpt_conv2d_backward(gin, param_grads ? L->dw : NULL, param_grads ? L->db : NULL, g, in, L->w,
                       &L->s, B, L->h_in, L->w_in, d->scratch);
     g = gin;
   }

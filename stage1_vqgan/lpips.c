@@ -48,7 +48,7 @@ struct lpips {
 
 static size_t pad16(size_t n) { return (n + 15) & ~(size_t)15; }
 
-void lpips_free(lpips *m) {
+void vqgpt_lpips_free(lpips *m) {
   if (!m) return;
   free(m->arena);
   free(m->arena8);
@@ -75,12 +75,12 @@ static lpips *lp_build(int B, int H, int W) {
   int c_in = 3;
   for (int i = 0; i < LP_NCONV; i++) {
     const int k = lp_level[i], co = lp_chans[k];
-    m->shape[i] = conv2d_same(c_in, co, 3);
+    m->shape[i] = vqgpt_conv2d_same(c_in, co, 3);
     n_w += pad16((size_t)co * c_in * 9) + pad16((size_t)co);
     const size_t a = (size_t)B * co * m->lh[k] * m->lw[k];
     n_act += pad16(a);
     if (a > n_buf) n_buf = a;
-    const size_t s = conv2d_scratch_size(&m->shape[i], m->lh[k], m->lw[k]);
+    const size_t s = vqgpt_conv2d_scratch_size(&m->shape[i], m->lh[k], m->lw[k]);
     if (s > n_scr) n_scr = s;
     c_in = co;
   }
@@ -99,7 +99,7 @@ static lpips *lp_build(int B, int H, int W) {
   m->partial = calloc((size_t)B * n_blocks, sizeof(double));
   if (!m->arena || !m->arena8 || !m->partial) {
     vqgpt_error("lpips: out of memory for %zu floats", total);
-    lpips_free(m);
+    vqgpt_lpips_free(m);
     return NULL;
   }
   float *p = m->arena;
@@ -131,16 +131,16 @@ static lpips *lp_build(int B, int H, int W) {
   return m;
 }
 
-lpips *lpips_load(const char *path, int B, int H, int W) {
+lpips *vqgpt_lpips_load(const char *path, int B, int H, int W) {
   st_file f;
-  if (st_open(&f, path)) return NULL;
-  if (st_check_format(&f, "taming-lpips", "LPIPS weights")) {
-    st_close(&f);
+  if (vqgpt_st_open(&f, path)) return NULL;
+  if (vqgpt_st_check_format(&f, "taming-lpips", "LPIPS weights")) {
+    vqgpt_st_close(&f);
     return NULL;
   }
   lpips *m = lp_build(B, H, W);
   if (!m) {
-    st_close(&f);
+    vqgpt_st_close(&f);
     return NULL;
   }
   char name[64];
@@ -148,30 +148,30 @@ lpips *lpips_load(const char *path, int B, int H, int W) {
     const conv2d_shape *s = &m->shape[i];
     const int64_t ws[4] = {s->c_out, s->c_in, 3, 3}, bs[1] = {s->c_out};
     snprintf(name, sizeof name, "net.slice%d.%d.weight", lp_level[i] + 1, lp_index[i]);
-    if (st_read_weights(&f, name, m->weight[i], 4, ws)) goto fail;
+    if (vqgpt_st_read_weights(&f, name, m->weight[i], 4, ws)) goto fail;
     snprintf(name, sizeof name, "net.slice%d.%d.bias", lp_level[i] + 1, lp_index[i]);
-    if (st_read_weights(&f, name, m->bias[i], 1, bs)) goto fail;
+    if (vqgpt_st_read_weights(&f, name, m->bias[i], 1, bs)) goto fail;
   }
   for (int k = 0; k < LP_NLEVEL; k++) {
     const int64_t ls[4] = {1, lp_chans[k], 1, 1};
     snprintf(name, sizeof name, "lin%d.model.1.weight", k);
-    if (st_read_weights(&f, name, m->lin[k], 4, ls)) goto fail;
+    if (vqgpt_st_read_weights(&f, name, m->lin[k], 4, ls)) goto fail;
   }
   const int64_t ss[4] = {1, 3, 1, 1};
-  if (st_read_weights(&f, "scaling_layer.shift", m->shift, 4, ss) ||
-      st_read_weights(&f, "scaling_layer.scale", m->scale, 4, ss))
+  if (vqgpt_st_read_weights(&f, "scaling_layer.shift", m->shift, 4, ss) ||
+      vqgpt_st_read_weights(&f, "scaling_layer.scale", m->scale, 4, ss))
     goto fail;
   for (int c = 0; c < 3; c++)
     if (!(m->scale[c] != 0)) {
       vqgpt_error("%s: scaling_layer.scale has a zero", path);
       goto fail;
     }
-  if (st_check_all_used(&f, NULL)) goto fail;
-  st_close(&f);
+  if (vqgpt_st_check_all_used(&f, NULL)) goto fail;
+  vqgpt_st_close(&f);
   return m;
 fail:
-  st_close(&f);
-  lpips_free(m);
+  vqgpt_st_close(&f);
+  vqgpt_lpips_free(m);
   return NULL;
 }
 
@@ -190,9 +190,9 @@ static void lp_scale(const lpips *m, float *out, const float *in, int B) {
 // One conv3x3 + ReLU of VGG.
 static void lp_conv(lpips *m, int i, float *out, const float *in, int B) {
   const int k = lp_level[i];
-  conv2d_forward(out, in, m->weight[i], m->bias[i], &m->shape[i], B, m->lh[k], m->lw[k],
+  vqgpt_conv2d_forward(out, in, m->weight[i], m->bias[i], &m->shape[i], B, m->lh[k], m->lw[k],
                  m->scratch);
-  relu_forward(out, out, (size_t)B * lp_chans[k] * m->lh[k] * m->lw[k]);
+  vqgpt_relu_forward(out, out, (size_t)B * lp_chans[k] * m->lh[k] * m->lw[k]);
 }
 
 // Per pixel of one level's feature map f (B, C, HW): its channel norm n = sqrt(sum_c f_c^2),
@@ -291,7 +291,7 @@ static void lp_head_backward(lpips *m, int k, float *dx, const float *x, const f
   }
 }
 
-int lpips_forward(lpips *m, const float *x, const float *y, int B, float *value) {
+int vqgpt_lpips_forward(lpips *m, const float *x, const float *y, int B, float *value) {
   if (B < 1 || B > m->B) return vqgpt_error("lpips: batch %d, built for at most %d", B, m->B);
   m->valid = false;
   // y's branch: activations ping-pong through buf[0..1]; only normalised features are kept.
@@ -301,7 +301,7 @@ int lpips_forward(lpips *m, const float *x, const float *y, int B, float *value)
     const int k = lp_level[i];
     float *other = cur == m->buf[0] ? m->buf[1] : m->buf[0];
     if (i == lp_first[k] && k > 0) {  // pool the previous level first
-      maxpool2x2_forward(other, m->yargmax, cur, B, lp_chans[k - 1], m->lh[k - 1], m->lw[k - 1]);
+      vqgpt_maxpool2x2_forward(other, m->yargmax, cur, B, lp_chans[k - 1], m->lh[k - 1], m->lw[k - 1]);
       cur = other;
       other = cur == m->buf[0] ? m->buf[1] : m->buf[0];
     }
@@ -316,7 +316,7 @@ int lpips_forward(lpips *m, const float *x, const float *y, int B, float *value)
   for (int i = 0; i < LP_NCONV; i++) {
     const int k = lp_level[i];
     if (i == lp_first[k] && k > 0) {
-      maxpool2x2_forward(m->pooled[k], m->argmax[k], in, B, lp_chans[k - 1], m->lh[k - 1],
+      vqgpt_maxpool2x2_forward(m->pooled[k], m->argmax[k], in, B, lp_chans[k - 1], m->lh[k - 1],
                          m->lw[k - 1]);
       in = m->pooled[k];
     }
@@ -333,7 +333,7 @@ int lpips_forward(lpips *m, const float *x, const float *y, int B, float *value)
   return 0;
 }
 
-int lpips_backward(lpips *m, const float *dvalue, float *dx) {
+int vqgpt_lpips_backward(lpips *m, const float *dvalue, float *dx) {
   if (!m->valid) return vqgpt_error("lpips: backward without a forward pass");
   const int B = m->B_last;
   float *g = m->buf[0];  // gradient at the current conv's output
@@ -347,16 +347,16 @@ int lpips_backward(lpips *m, const float *dvalue, float *dx) {
     for (int i = last; i >= lp_first[k]; i--) {
       // ReLU ran in place: its output is positive exactly where its input was, and PyTorch's
       // ReLU backward reads the output too.
-      relu_backward(g, g, m->act[i], n);
+      vqgpt_relu_backward(g, g, m->act[i], n);
       float *gin = g == m->buf[0] ? m->buf[1] : m->buf[0];
       const float *in = i > lp_first[k] ? m->act[i - 1] : k > 0 ? m->pooled[k] : m->xs;
-      conv2d_backward(gin, NULL, NULL, g, in, m->weight[i], &m->shape[i], B, m->lh[k], m->lw[k],
+      vqgpt_conv2d_backward(gin, NULL, NULL, g, in, m->weight[i], &m->shape[i], B, m->lh[k], m->lw[k],
                       m->scratch);
       g = gin;
     }
     if (k > 0) {
       float *gp = g == m->buf[0] ? m->buf[1] : m->buf[0];
-      maxpool2x2_backward(gp, g, m->argmax[k], B, lp_chans[k - 1], m->lh[k - 1], m->lw[k - 1]);
+      vqgpt_maxpool2x2_backward(gp, g, m->argmax[k], B, lp_chans[k - 1], m->lh[k - 1], m->lw[k - 1]);
       g = gp;
     }
   }

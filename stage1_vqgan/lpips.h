@@ -11,15 +11,15 @@ typedef struct lpips lpips;
 // scaling_layer.shift/scale; F32/F16/BF16, each shape-checked and finite; format taming-lpips;
 // no other tensor) and builds for up to B images of
 // H x W (both at least 16, so that relu5_3 has a pixel). NULL on error.
-lpips *lpips_load(const char *path, int B, int H, int W);
-void lpips_free(lpips *m);
+lpips *vqgpt_lpips_load(const char *path, int B, int H, int W);
+void vqgpt_lpips_free(lpips *m);
 
 // x, y: (B, 3, H, W) in [-1, 1], B at most the built batch. value: (B) the distance of each
 // pair (the reference's (B, 1, 1, 1) output). LPIPS is symmetric; x is the input whose gradient
-// lpips_backward gives, so what x's branch needs for backward is kept.
-int lpips_forward(lpips *m, const float *x, const float *y, int B, float *value);
-// Backward of the last lpips_forward: dx (B, 3, H, W) = sum_b dvalue[b] * d value[b] / dx,
+// vqgpt_lpips_backward gives, so what x's branch needs for backward is kept.
+int vqgpt_lpips_forward(lpips *m, const float *x, const float *y, int B, float *value);
+// Backward of the last vqgpt_lpips_forward: dx (B, 3, H, W) = sum_b dvalue[b] * d value[b] / dx,
 // overwritten (=).
-int lpips_backward(lpips *m, const float *dvalue, float *dx);
+int vqgpt_lpips_backward(lpips *m, const float *dvalue, float *dx);
 
 #endif

@@ -1,4 +1,4 @@
-// Inference: vqgan_encode and vqgan_decode over a handful of reused activation buffers, so
+// Inference: vqgpt_vqgan_encode and vqgpt_vqgan_decode over a handful of reused activation buffers, so
 // memory stays at a few times the largest activation whatever the depth of the model.
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,8 +22,8 @@ typedef struct {
 // allocation per call would cost a page fault per 4 KiB of activations (over 10% of a pass).
 static int ws_alloc(workspace *ws, vqgan *m, int B, int H, int W) {
   memset(ws, 0, sizeof *ws);
-  vqgan_sizes s = vqgan_forward_sizes(m, B, H, W);
-  size_t scratch = s.scratch > vqgan_quantize_scratch_size(m) ? s.scratch : vqgan_quantize_scratch_size(m);
+  vqgan_sizes s = vqgpt_vqgan_forward_sizes(m, B, H, W);
+  size_t scratch = s.scratch > vqgpt_vqgan_quantize_scratch_size(m) ? s.scratch : vqgpt_vqgan_quantize_scratch_size(m);
   size_t sizes[8] = {s.act, s.act, s.act, s.act, scratch, 4 * s.attn_cn + s.attn_rows,
                      (size_t)B * VQGAN_GROUPS, (size_t)B * VQGAN_GROUPS};
   size_t total = 0;
@@ -67,17 +67,17 @@ static void swap(workspace *ws) {
 }
 
 static void resblock(const vqgan *m, const vqgan_resblock *r, workspace *ws, int B, int h, int w) {
-  vqgan_resblock_forward(m, r, ws->b, ws->a, &ws->rb, B, h, w, ws->scratch);
+  vqgpt_vqgan_resblock_forward(m, r, ws->b, ws->a, &ws->rb, B, h, w, ws->scratch);
   swap(ws);
 }
 
 static void attn(const vqgan *m, const vqgan_attnblock *a, workspace *ws, int B, int h, int w) {
-  vqgan_attn_forward(m, a, ws->b, ws->a, &ws->ab, B, h, w, ws->scratch);
+  vqgpt_vqgan_attn_forward(m, a, ws->b, ws->a, &ws->ab, B, h, w, ws->scratch);
   swap(ws);
 }
 
 static void conv(const vqgan *m, const vqgan_conv *c, workspace *ws, int B, int h, int w) {
-  vqgan_conv_forward(m, c, ws->b, ws->a, B, h, w, ws->scratch);
+  vqgpt_vqgan_conv_forward(m, c, ws->b, ws->a, B, h, w, ws->scratch);
   swap(ws);
 }
 
@@ -96,13 +96,13 @@ static void level_blocks(const vqgan *m, const vqgan_level *l, workspace *ws, in
 
 static void norm_out(const vqgan *m, const vqgan_coder *cd, workspace *ws, int B, int hw) {
   vqgan_gn_stats st = {ws->mean, ws->rstd};
-  vqgan_norm_swish_forward(m, &cd->norm_out, ws->a, ws->a, &st, B, hw);
+  vqgpt_vqgan_norm_swish_forward(m, &cd->norm_out, ws->a, ws->a, &st, B, hw);
 }
 
 // Leaves the quant_conv output z (B, embed_dim, H/f, W/f) in ws->a.
 static void encoder(const vqgan *m, const float *x, workspace *ws, int B, int H, int W) {
   const vqgan_coder *e = &m->enc;
-  vqgan_conv_forward(m, &e->conv_in, ws->a, x, B, H, W, ws->scratch);
+  vqgpt_vqgan_conv_forward(m, &e->conv_in, ws->a, x, B, H, W, ws->scratch);
   int h = H, w = W;
   for (int i = 0; i < m->cfg.n_levels; i++) {
     level_blocks(m, &e->levels[i], ws, B, h, w);
@@ -127,7 +127,7 @@ static void decoder(const vqgan *m, float *x, workspace *ws, int B, int h, int w
   for (int i = m->cfg.n_levels - 1; i >= 0; i--) {
     level_blocks(m, &d->levels[i], ws, B, h, w);
     if (d->levels[i].has_resample) {
-      upsample2x_forward(ws->b, ws->a, B, d->levels[i].blocks[0].c_out, h, w);
+      vqgpt_upsample2x_forward(ws->b, ws->a, B, d->levels[i].blocks[0].c_out, h, w);
       swap(ws);
       h *= 2;
       w *= 2;
@@ -135,33 +135,33 @@ static void decoder(const vqgan *m, float *x, workspace *ws, int B, int h, int w
     }
   }
   norm_out(m, d, ws, B, h * w);
-  vqgan_conv_forward(m, &d->conv_out, x, ws->a, B, h, w, ws->scratch);
+  vqgpt_vqgan_conv_forward(m, &d->conv_out, x, ws->a, B, h, w, ws->scratch);
 }
 
 static int check_size(const vqgan *m, int B, int H, int W) {
-  int f = vqgan_factor(m);
+  int f = vqgpt_vqgan_factor(m);
   if (B < 1 || H < f || W < f || H % f || W % f)
     return vqgpt_error("image size %dx%d is not a positive multiple of the VQGAN's factor %d", W,
                        H, f);
   return 0;
 }
 
-int vqgan_encode(vqgan *m, const float *x, int B, int H, int W, int32_t *indices, float *z,
+int vqgpt_vqgan_encode(vqgan *m, const float *x, int B, int H, int W, int32_t *indices, float *z,
                  float *qloss) {
   if (check_size(m, B, H, W)) return -1;
   workspace ws;
   if (ws_alloc(&ws, m, B, H, W)) return -1;
-  int f = vqgan_factor(m), h = H / f, w = W / f;
+  int f = vqgpt_vqgan_factor(m), h = H / f, w = W / f;
   encoder(m, x, &ws, B, H, W);
   double loss;
-  vqgan_quantize(m, ws.a, B, h, w, indices, NULL, &loss, ws.scratch);
+  vqgpt_vqgan_quantize(m, ws.a, B, h, w, indices, NULL, &loss, ws.scratch);
   if (z) memcpy(z, ws.a, (size_t)B * m->cfg.embed_dim * h * w * sizeof(float));
   if (qloss) *qloss = (float)loss;
   return 0;
 }
 
-int vqgan_decode(vqgan *m, const int32_t *indices, int B, int h, int w, float *x) {
-  int f = vqgan_factor(m);
+int vqgpt_vqgan_decode(vqgan *m, const int32_t *indices, int B, int h, int w, float *x) {
+  int f = vqgpt_vqgan_factor(m);
   if (B < 1 || h < 1 || w < 1 || h > (1 << 20) / f || w > (1 << 20) / f)
     return vqgpt_error("invalid code grid %dx%d", w, h);
   size_t n = (size_t)B * h * w;
@@ -171,7 +171,7 @@ int vqgan_decode(vqgan *m, const int32_t *indices, int B, int h, int w, float *x
                          m->cfg.n_embed);
   workspace ws;
   if (ws_alloc(&ws, m, B, h * f, w * f)) return -1;
-  vqgan_lookup(m, indices, B, h, w, ws.a);
+  vqgpt_vqgan_lookup(m, indices, B, h, w, ws.a);
   decoder(m, x, &ws, B, h, w);
   return 0;
 }

@@ -35,27 +35,27 @@ typedef struct vqgan vqgan;
 
 // Parses the config JSON of a taming-vqgan file and checks it is self-consistent.
 // `source` names the file in error messages.
-int vqgan_config_parse(vqgan_config *cfg, const char *json, const char *source);
-// The config as the JSON vqgan_config_parse reads (the reference's constructor parameters).
-int vqgan_config_json(const vqgan_config *cfg, char *buf, size_t cap);
+int vqgpt_vqgan_config_parse(vqgan_config *cfg, const char *json, const char *source);
+// The config as the JSON vqgpt_vqgan_config_parse reads (the reference's constructor parameters).
+int vqgpt_vqgan_config_json(const vqgan_config *cfg, char *buf, size_t cap);
 // The spatial downsampling factor, 2^(n_levels-1).
-int vqgan_config_factor(const vqgan_config *cfg);
+int vqgpt_vqgan_config_factor(const vqgan_config *cfg);
 
 // Loads a taming-vqgan safetensors file (every tensor checked against the config). NULL on
 // error, with vqgpt_last_error() naming the file and the problem.
-vqgan *vqgan_load(const char *path);
+vqgan *vqgpt_vqgan_load(const char *path);
 // A model with the reference's default initialisation, for training and benchmarks.
-vqgan *vqgan_create(const vqgan_config *cfg, uint64_t *rng);
-void vqgan_free(vqgan *m);
-const vqgan_config *vqgan_get_config(const vqgan *m);
+vqgan *vqgpt_vqgan_create(const vqgan_config *cfg, uint64_t *rng);
+void vqgpt_vqgan_free(vqgan *m);
+const vqgan_config *vqgpt_vqgan_get_config(const vqgan *m);
 // 64 bits that identify the codebook: a hash of its size and its entries rounded to half
 // precision, so a model and its F16 export share it. A GPT records it to refuse other VQGANs.
-uint64_t vqgan_fingerprint(const vqgan *m);
-int vqgan_factor(const vqgan *m);
+uint64_t vqgpt_vqgan_fingerprint(const vqgan *m);
+int vqgpt_vqgan_factor(const vqgan *m);
 // Writes the model (reference names, format and config metadata) atomically.
-int vqgan_save(const vqgan *m, const char *path);
+int vqgpt_vqgan_save(const vqgan *m, const char *path);
 // The same with the parameters stored as `storage` (ST_F32, ST_F16 or ST_BF16).
-int vqgan_save_as(const vqgan *m, const char *path, st_dtype storage);
+int vqgpt_vqgan_save_as(const vqgan *m, const char *path, st_dtype storage);
 
 // Encode and decode reuse activation memory kept in the model, so calls on one model must
 // not run concurrently.
@@ -63,9 +63,9 @@ int vqgan_save_as(const vqgan *m, const char *path, st_dtype storage);
 // indices: (B, H/f, W/f) nearest-code indices (Gumbel: argmax codes). z (may be NULL):
 // (B, embed_dim, H/f, W/f), the quant_conv output. qloss (may be NULL): codebook + commitment
 // loss (reference legacy form); 0 for a Gumbel quantizer.
-int vqgan_encode(vqgan *m, const float *x, int B, int H, int W, int32_t *indices, float *z,
+int vqgpt_vqgan_encode(vqgan *m, const float *x, int B, int H, int W, int32_t *indices, float *z,
                  float *qloss);
 // indices: (B, h, w), each in [0, n_embed). x: (B, out_ch, h*f, w*f).
-int vqgan_decode(vqgan *m, const int32_t *indices, int B, int h, int w, float *x);
+int vqgpt_vqgan_decode(vqgan *m, const int32_t *indices, int B, int h, int w, float *x);
 
 #endif

@@ -54,7 +54,7 @@ static size_t add_param(builder *b, int ndim, const int64_t *shape, const char *
 
 static void add_conv(builder *b, vqgan_conv *c, int c_in, int c_out, int k, int level,
                      const char *prefix) {
-  c->s = conv2d_same(c_in, c_out, k);
+  c->s = vqgpt_conv2d_same(c_in, c_out, k);
   c->level = level;
   c->decoder = b->decoder;
   int64_t ws[4] = {c_out, c_in, k, k}, bs[1] = {c_out};
@@ -226,7 +226,7 @@ static void free_coder(vqgan_coder *cd) {
   }
 }
 
-void vqgan_free(vqgan *m) {
+void vqgpt_vqgan_free(vqgan *m) {
   if (!m) return;
   free_coder(&m->enc);
   free_coder(&m->dec);
@@ -253,7 +253,7 @@ static vqgan *build(const vqgan_config *cfg) {
   add_conv(&b, &m->post_quant_conv, cfg->embed_dim, cfg->z_channels, 1, top, "post_quant_conv");
   int64_t es[2] = {cfg->n_embed, cfg->embed_dim};
   if (cfg->quantizer == VQGAN_GUMBEL) {
-    // Not a vqgan_conv: its (B, n_embed, h, w) output is never stored whole (vqgan_quantize).
+    // Not a vqgan_conv: its (B, n_embed, h, w) output is never stored whole (vqgpt_vqgan_quantize).
     int64_t ps[4] = {cfg->n_embed, cfg->embed_dim, 1, 1}, pb[1] = {cfg->n_embed};
     m->proj_w = add_param(&b, 4, ps, "quantize.proj.weight");
     m->proj_b = add_param(&b, 1, pb, "quantize.proj.bias");
@@ -264,12 +264,12 @@ static vqgan *build(const vqgan_config *cfg) {
   if (!b.failed && m->n_floats > VQGAN_MAX_PARAMS) {
     vqgpt_error("the VQGAN config describes %zu parameters, more than the %zu supported",
                 m->n_floats, (size_t)VQGAN_MAX_PARAMS);
-    vqgan_free(m);
+    vqgpt_vqgan_free(m);
     return NULL;
   }
   if (!b.failed) m->w = calloc(m->n_floats, sizeof(float));
   if (b.failed || !m->w) {
-    vqgan_free(m);
+    vqgpt_vqgan_free(m);
     vqgpt_error("out of memory building the VQGAN");
     return NULL;
   }
@@ -277,12 +277,12 @@ static vqgan *build(const vqgan_config *cfg) {
 }
 
 static void fill_uniform_range(float *x, size_t n, float bound, uint64_t *rng) {
-  for (size_t i = 0; i < n; i++) x[i] = (float)((2.0 * rng_uniform_double(rng) - 1.0) * bound);
+  for (size_t i = 0; i < n; i++) x[i] = (float)((2.0 * vqgpt_rng_uniform_double(rng) - 1.0) * bound);
 }
 
 // PyTorch's defaults: conv weight and bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)); GroupNorm
 // weight 1, bias 0; the codebook U(-1/n_embed, 1/n_embed) as VectorQuantizer2 sets it.
-vqgan *vqgan_create(const vqgan_config *cfg, uint64_t *rng) {
+vqgan *vqgpt_vqgan_create(const vqgan_config *cfg, uint64_t *rng) {
   vqgan *m = build(cfg);
   if (!m) return NULL;
   for (size_t i = 0; i < m->n_params; i++) {
@@ -306,27 +306,27 @@ vqgan *vqgan_create(const vqgan_config *cfg, uint64_t *rng) {
 }
 
 // What a VQGAN file may hold beside the model: a training checkpoint's optimizer state and
-// discriminator (vqgan_trainer_save), which a plain load leaves.
+// discriminator (vqgpt_vqgan_trainer_save), which a plain load leaves.
 static const char *const VQGAN_FILE_EXTRAS[] = {"opt.*", "loss.discriminator.*", NULL};
 
-vqgan *vqgan_load(const char *path) {
+vqgan *vqgpt_vqgan_load(const char *path) {
   st_file f;
-  if (st_open(&f, path)) return NULL;
+  if (vqgpt_st_open(&f, path)) return NULL;
   vqgan_config cfg;
   vqgan *m = NULL;
-  if (st_check_format(&f, "taming-vqgan", "a VQGAN") == 0 &&
-      vqgan_config_parse(&cfg, st_meta(&f, "config"), path) == 0 && (m = build(&cfg))) {
+  if (vqgpt_st_check_format(&f, "taming-vqgan", "a VQGAN") == 0 &&
+      vqgpt_vqgan_config_parse(&cfg, vqgpt_st_meta(&f, "config"), path) == 0 && (m = build(&cfg))) {
     int rc = 0;
     for (size_t i = 0; i < m->n_params && !rc; i++) {
       const vqgan_param *p = &m->params[i];
-      rc = st_read_weights(&f, p->name, m->w + p->offset, p->ndim, p->shape);
+      rc = vqgpt_st_read_weights(&f, p->name, m->w + p->offset, p->ndim, p->shape);
     }
-    if (rc || st_check_all_used(&f, VQGAN_FILE_EXTRAS)) {
-      vqgan_free(m);
+    if (rc || vqgpt_st_check_all_used(&f, VQGAN_FILE_EXTRAS)) {
+      vqgpt_vqgan_free(m);
       m = NULL;
     }
   }
-  st_close(&f);
+  vqgpt_st_close(&f);
   return m;
 }
 
@@ -348,7 +348,7 @@ static int append_list(char *buf, size_t cap, size_t *len, const int *v, int n) 
   return rc ? rc : append(buf, cap, len, "]");
 }
 
-int vqgan_config_json(const vqgan_config *c, char *buf, size_t cap) {
+int vqgpt_vqgan_config_json(const vqgan_config *c, char *buf, size_t cap) {
   size_t len = 0;
   int rc = append(buf, cap, &len, "{%s\"embed_dim\": %d, \"n_embed\": %d, \"ddconfig\": {\"double_z\": false, "
                   "\"z_channels\": %d, \"resolution\": %d, \"in_channels\": %d, \"out_ch\": %d, "
@@ -362,38 +362,38 @@ int vqgan_config_json(const vqgan_config *c, char *buf, size_t cap) {
   return rc ? rc : append(buf, cap, &len, ", \"dropout\": 0.0}}");
 }
 
-int vqgan_write_tensors(const vqgan *m, st_writer *w) {
+int vqgpt_vqgan_write_tensors(const vqgan *m, st_writer *w) {
   char cfg[1024];
-  if (vqgan_config_json(&m->cfg, cfg, sizeof cfg)) return vqgpt_error("VQGAN config too long");
-  int rc = st_writer_meta(w, "format", "taming-vqgan") || st_writer_meta(w, "config", cfg);
+  if (vqgpt_vqgan_config_json(&m->cfg, cfg, sizeof cfg)) return vqgpt_error("VQGAN config too long");
+  int rc = vqgpt_st_writer_meta(w, "format", "taming-vqgan") || vqgpt_st_writer_meta(w, "config", cfg);
   for (size_t i = 0; i < m->n_params && !rc; i++) {
     const vqgan_param *p = &m->params[i];
-    rc = st_writer_add(w, p->name, ST_F32, p->ndim, p->shape, m->w + p->offset);
+    rc = vqgpt_st_writer_add(w, p->name, ST_F32, p->ndim, p->shape, m->w + p->offset);
   }
   return rc ? -1 : 0;
 }
 
-int vqgan_save(const vqgan *m, const char *path) { return vqgan_save_as(m, path, ST_F32); }
+int vqgpt_vqgan_save(const vqgan *m, const char *path) { return vqgpt_vqgan_save_as(m, path, ST_F32); }
 
-int vqgan_save_as(const vqgan *m, const char *path, st_dtype storage) {
-  st_writer *w = st_writer_new();
+int vqgpt_vqgan_save_as(const vqgan *m, const char *path, st_dtype storage) {
+  st_writer *w = vqgpt_st_writer_new();
   if (!w) return vqgpt_error("%s: out of memory", path);
-  st_writer_store_floats_as(w, storage);
-  int rc = vqgan_write_tensors(m, w);
-  if (!rc) rc = st_writer_save(w, path);
-  st_writer_free(w);
+  vqgpt_st_writer_store_floats_as(w, storage);
+  int rc = vqgpt_vqgan_write_tensors(m, w);
+  if (!rc) rc = vqgpt_st_writer_save(w, path);
+  vqgpt_st_writer_free(w);
   return rc ? -1 : 0;
 }
 
-const vqgan_config *vqgan_get_config(const vqgan *m) { return &m->cfg; }
-int vqgan_factor(const vqgan *m) { return vqgan_config_factor(&m->cfg); }
+const vqgan_config *vqgpt_vqgan_get_config(const vqgan *m) { return &m->cfg; }
+int vqgpt_vqgan_factor(const vqgan *m) { return vqgpt_vqgan_config_factor(&m->cfg); }
 
-uint64_t vqgan_fingerprint(const vqgan *m) {
+uint64_t vqgpt_vqgan_fingerprint(const vqgan *m) {
   uint64_t h = 0xcbf29ce484222325ULL;  // FNV-1a over 16-bit words
   h = (h ^ (uint64_t)m->cfg.n_embed) * 0x100000001b3ULL;
   h = (h ^ (uint64_t)m->cfg.embed_dim) * 0x100000001b3ULL;
   const float *e = m->w + m->embedding;
   for (size_t i = 0; i < (size_t)m->cfg.n_embed * m->cfg.embed_dim; i++)
-    h = (h ^ st_f32_to_f16(e[i])) * 0x100000001b3ULL;
+    h = (h ^ vqgpt_st_f32_to_f16(e[i])) * 0x100000001b3ULL;
   return h;
 }

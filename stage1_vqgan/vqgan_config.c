@@ -11,7 +11,7 @@
 static int get_positive(const json_value *obj, const char *key, int *out, const char *source,
                         int max) {
   int64_t v;
-  if (!json_get_int(obj, key, &v)) return vqgpt_error("%s: config: missing integer '%s'", source, key);
+  if (!vqgpt_json_get_int(obj, key, &v)) return vqgpt_error("%s: config: missing integer '%s'", source, key);
   if (v < 1 || v > max) return vqgpt_error("%s: config: '%s' = %lld is out of range", source, key, (long long)v);
   *out = (int)v;
   return 0;
@@ -20,7 +20,7 @@ static int get_positive(const json_value *obj, const char *key, int *out, const 
 static int get_int_list(const json_value *obj, const char *key, int *out, int *n, int min_count,
                         const char *source) {
   int64_t v[VQGAN_MAX_LEVELS];
-  int count = json_get_int_array(obj, key, v, VQGAN_MAX_LEVELS);
+  int count = vqgpt_json_get_int_array(obj, key, v, VQGAN_MAX_LEVELS);
   if (count < min_count)
     return vqgpt_error("%s: config: '%s' must be a list of 1 to %d integers", source, key, VQGAN_MAX_LEVELS);
   for (int i = 0; i < count; i++) {
@@ -52,10 +52,10 @@ static int check_consistent(const vqgan_config *c, const char *source) {
 
 // "quantizer": absent or "nearest" (VectorQuantizer2), or "gumbel" (GumbelQuantize).
 static int parse_quantizer(const json_value *root, vqgan_quantizer *q, const char *source) {
-  const json_value *v = json_get(root, "quantizer");
+  const json_value *v = vqgpt_json_get(root, "quantizer");
   *q = VQGAN_NEAREST;
   if (!v) return 0;
-  const char *s = json_get_string(root, "quantizer");
+  const char *s = vqgpt_json_get_string(root, "quantizer");
   if (s && strcmp(s, "nearest") == 0) return 0;
   if (s && strcmp(s, "gumbel") == 0) {
     *q = VQGAN_GUMBEL;
@@ -64,13 +64,13 @@ static int parse_quantizer(const json_value *root, vqgan_quantizer *q, const cha
   return vqgpt_error("%s: config: 'quantizer' must be \"nearest\" or \"gumbel\"", source);
 }
 
-int vqgan_config_parse(vqgan_config *cfg, const char *json, const char *source) {
+int vqgpt_vqgan_config_parse(vqgan_config *cfg, const char *json, const char *source) {
   memset(cfg, 0, sizeof *cfg);
   if (!json) return vqgpt_error("%s: no 'config' in the metadata", source);
-  json_value *root = json_parse(json, strlen(json));
+  json_value *root = vqgpt_json_parse(json, strlen(json));
   if (!root) return vqgpt_error("%s: config is not valid JSON (%s)", source, vqgpt_last_error());
   int rc = -1;
-  const json_value *dd = json_get(root, "ddconfig");
+  const json_value *dd = vqgpt_json_get(root, "ddconfig");
   if (root->type != JSON_OBJECT || !dd || dd->type != JSON_OBJECT) {
     vqgpt_error("%s: config: expected an object with 'ddconfig'", source);
     goto done;
@@ -85,12 +85,12 @@ int vqgan_config_parse(vqgan_config *cfg, const char *json, const char *source) 
       get_int_list(dd, "ch_mult", cfg->ch_mult, &cfg->n_levels, 1, source))
     goto done;
   int64_t nrb;
-  if (!json_get_int(dd, "num_res_blocks", &nrb) || nrb < 0 || nrb > 64) {
+  if (!vqgpt_json_get_int(dd, "num_res_blocks", &nrb) || nrb < 0 || nrb > 64) {
     vqgpt_error("%s: config: 'num_res_blocks' missing or out of range", source);
     goto done;
   }
   cfg->num_res_blocks = (int)nrb;
-  const json_value *attn = json_get(dd, "attn_resolutions");
+  const json_value *attn = vqgpt_json_get(dd, "attn_resolutions");
   if (attn && attn->count > 0 &&
       get_int_list(dd, "attn_resolutions", cfg->attn_resolutions, &cfg->n_attn, 1, source))
     goto done;
@@ -98,12 +98,12 @@ int vqgan_config_parse(vqgan_config *cfg, const char *json, const char *source) 
     vqgpt_error("%s: config: 'attn_resolutions' must be a list", source);
     goto done;
   }
-  json_get_bool(dd, "double_z", &cfg->double_z);
+  vqgpt_json_get_bool(dd, "double_z", &cfg->double_z);
   if (parse_quantizer(root, &cfg->quantizer, source)) goto done;
   rc = check_consistent(cfg, source);
 done:
-  json_free(root);
+  vqgpt_json_free(root);
   return rc;
 }
 
-int vqgan_config_factor(const vqgan_config *cfg) { return 1 << (cfg->n_levels - 1); }
+int vqgpt_vqgan_config_factor(const vqgan_config *cfg) { return 1 << (cfg->n_levels - 1); }

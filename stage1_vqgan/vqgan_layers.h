@@ -87,7 +87,7 @@ struct vqgan {
 
 
 // Adds the model's tensors and its format/config metadata to a writer (checkpoints add more).
-int vqgan_write_tensors(const vqgan *m, st_writer *w);
+int vqgpt_vqgan_write_tensors(const vqgan *m, st_writer *w);
 
 // ---- Layer forwards shared by inference and training (vqgan_forward.c) ----
 // Buffers are the caller's: inference passes the same temporaries for every block, training
@@ -109,31 +109,31 @@ typedef struct {
   float *hn, *q, *k, *v, *o;  // norm(x), projections, attention output; (B, C, N)
   float *probs;               // (B, N, N) kept for the backward, or the row-block scratch
   vqgan_gn_stats st;
-  bool rows;                  // inference: probs is attn2d_rows_scratch_size(N), not kept
+  bool rows;                  // inference: probs is vqgpt_attn2d_rows_scratch_size(N), not kept
 } vqgan_attn_bufs;
 
 // y += x over n values (residual connections and gradient sums).
-void vqgan_add_inplace(float *y, const float *x, size_t n);
-void vqgan_conv_forward(const vqgan *m, const vqgan_conv *c, float *out, const float *in, int B,
+void vqgpt_vqgan_add_inplace(float *y, const float *x, size_t n);
+void vqgpt_vqgan_conv_forward(const vqgan *m, const vqgan_conv *c, float *out, const float *in, int B,
                         int h, int w, float *scratch);
 // out = x + block(x); out must not alias x or any buffer.
-void vqgan_resblock_forward(const vqgan *m, const vqgan_resblock *r, float *out, const float *x,
+void vqgpt_vqgan_resblock_forward(const vqgan *m, const vqgan_resblock *r, float *out, const float *x,
                             vqgan_resblock_bufs *b, int B, int h, int w, float *scratch);
-void vqgan_attn_forward(const vqgan *m, const vqgan_attnblock *a, float *out, const float *x,
+void vqgpt_vqgan_attn_forward(const vqgan *m, const vqgan_attnblock *a, float *out, const float *x,
                         vqgan_attn_bufs *b, int B, int h, int w, float *scratch);
 // out = swish(groupnorm(x)); out may alias x.
-void vqgan_norm_swish_forward(const vqgan *m, const vqgan_norm *n, float *out, const float *x,
+void vqgpt_vqgan_norm_swish_forward(const vqgan *m, const vqgan_norm *n, float *out, const float *x,
                               vqgan_gn_stats *st, int B, int hw);
 
 // Nearest codebook entry for each of the B*h*w vectors of z (B, embed_dim, h, w), or with a
 // Gumbel quantizer the argmax of quantize.proj(z); also writes zq (may be NULL) and the
 // reference's legacy codebook+commitment loss (may be NULL; 0 for Gumbel).
-// scratch: vqgan_quantize_scratch_size(m) floats.
-size_t vqgan_quantize_scratch_size(const vqgan *m);
-void vqgan_quantize(const vqgan *m, const float *z, int B, int h, int w, int32_t *indices,
+// scratch: vqgpt_vqgan_quantize_scratch_size(m) floats.
+size_t vqgpt_vqgan_quantize_scratch_size(const vqgan *m);
+void vqgpt_vqgan_quantize(const vqgan *m, const float *z, int B, int h, int w, int32_t *indices,
                     float *zq, double *loss, float *scratch);
 // zq (B, embed_dim, h, w) from indices (B, h, w).
-void vqgan_lookup(const vqgan *m, const int32_t *indices, int B, int h, int w, float *zq);
+void vqgpt_vqgan_lookup(const vqgan *m, const int32_t *indices, int B, int h, int w, float *zq);
 
 // Sizes, in floats, that a forward pass over a (B, *, H, W) input needs: the largest activation,
 // the largest conv scratch, the largest attention (B, C, N) and probs (B, N, N) buffers, and
@@ -142,6 +142,6 @@ typedef struct {
   size_t act, scratch, attn_cn, attn_nn, attn_n;
   size_t attn_rows;  // the row-block attention scratch of inference
 } vqgan_sizes;
-vqgan_sizes vqgan_forward_sizes(const vqgan *m, int B, int H, int W);
+vqgan_sizes vqgpt_vqgan_forward_sizes(const vqgan *m, int B, int H, int W);
 
 #endif

@@ -92,7 +92,7 @@ static vqgan_gn_stats new_stats(vqgan_tape *t) {
 static const float *last_out(const vqgan_tape *t) { return t->n_ops ? t->ops[t->n_ops - 1].out : NULL; }
 
 static void plan_conv(vqgan_tape *t, const vqgan_conv *c, const float *in, int h, int w) {
-  int ho = conv2d_out_h(&c->s, h), wo = conv2d_out_w(&c->s, w);
+  int ho = vqgpt_conv2d_out_h(&c->s, h), wo = vqgpt_conv2d_out_w(&c->s, w);
   push(t, OP_CONV, c, in, c->s.c_in, h, w, (size_t)t->B * c->s.c_out * ho * wo);
 }
 
@@ -178,8 +178,8 @@ static void plan(vqgan_tape *t) {
   t->xrec = (float *)last_out(t);
 }
 
-vqgan_tape *vqgan_tape_new(const vqgan *m, int B, int H, int W) {
-  int f = vqgan_factor(m);
+vqgan_tape *vqgpt_vqgan_tape_new(const vqgan *m, int B, int H, int W) {
+  int f = vqgpt_vqgan_factor(m);
   if (B < 1 || H < f || W < f || H % f || W % f) {
     vqgpt_error("training size %dx%d is not a positive multiple of the VQGAN's factor %d", W, H, f);
     return NULL;
@@ -190,20 +190,20 @@ vqgan_tape *vqgan_tape_new(const vqgan *m, int B, int H, int W) {
     return NULL;
   }
   *t = (vqgan_tape){.m = m, .B = B, .H = H, .W = W, .h = H / f, .w = W / f};
-  vqgan_sizes s = vqgan_forward_sizes(m, B, H, W);
+  vqgan_sizes s = vqgpt_vqgan_forward_sizes(m, B, H, W);
   t->tmp = alloc_floats(t, s.act);
   t->g_a = alloc_floats(t, s.act);
   t->g_b = alloc_floats(t, s.act);
   t->gt1 = alloc_floats(t, s.act);
   t->gt2 = alloc_floats(t, s.act);
-  t->scratch = alloc_floats(t, s.scratch > vqgan_quantize_scratch_size(m) ? s.scratch : vqgan_quantize_scratch_size(m));
+  t->scratch = alloc_floats(t, s.scratch > vqgpt_vqgan_quantize_scratch_size(m) ? s.scratch : vqgpt_vqgan_quantize_scratch_size(m));
   t->adq = alloc_floats(t, s.attn_cn);
   t->adk = alloc_floats(t, s.attn_cn);
   t->adv = alloc_floats(t, s.attn_cn);
-  t->attn_scratch = alloc_floats(t, attn2d_scratch_size((int)s.attn_n));
+  t->attn_scratch = alloc_floats(t, vqgpt_attn2d_scratch_size((int)s.attn_n));
   plan(t);
   if (t->failed) {
-    vqgan_tape_free(t);
+    vqgpt_vqgan_tape_free(t);
     vqgpt_error("out of memory planning VQGAN training at batch %d, %dx%d (memory budget %.3g GiB; "
                 "VQGPT_MAX_MEMORY=GIB raises it)", B, W, H, vqgpt_memory_budget() / 1073741824.0);
     return NULL;
@@ -211,7 +211,7 @@ vqgan_tape *vqgan_tape_new(const vqgan *m, int B, int H, int W) {
   return t;
 }
 
-void vqgan_tape_free(vqgan_tape *t) {
+void vqgpt_vqgan_tape_free(vqgan_tape *t) {
   if (!t) return;
   for (size_t i = 0; i < t->n_allocs; i++) free(t->allocs[i]);
   free(t->allocs);
@@ -219,12 +219,12 @@ void vqgan_tape_free(vqgan_tape *t) {
   free(t);
 }
 
-size_t vqgan_tape_bytes(const vqgan_tape *t) { return t->bytes; }
-const float *vqgan_tape_xrec(const vqgan_tape *t) { return t->xrec; }
-const float *vqgan_tape_z(const vqgan_tape *t) { return t->z; }
-const float *vqgan_tape_zq(const vqgan_tape *t) { return t->zq; }
-const int32_t *vqgan_tape_indices(const vqgan_tape *t) { return t->indices; }
-const float *vqgan_tape_last_input(const vqgan_tape *t) { return t->ops[t->n_ops - 1].in; }
+size_t vqgpt_vqgan_tape_bytes(const vqgan_tape *t) { return t->bytes; }
+const float *vqgpt_vqgan_tape_xrec(const vqgan_tape *t) { return t->xrec; }
+const float *vqgpt_vqgan_tape_z(const vqgan_tape *t) { return t->z; }
+const float *vqgpt_vqgan_tape_zq(const vqgan_tape *t) { return t->zq; }
+const int32_t *vqgpt_vqgan_tape_indices(const vqgan_tape *t) { return t->indices; }
+const float *vqgpt_vqgan_tape_last_input(const vqgan_tape *t) { return t->ops[t->n_ops - 1].in; }
 
 static const float *op_input(const vqgan_tape *t, const tape_op *op) { return op->in ? op->in : t->x; }
 
@@ -233,20 +233,20 @@ static void run_forward(vqgan_tape *t, tape_op *op) {
   const float *in = op_input(t, op);
   switch (op->kind) {
     case OP_CONV:
-      vqgan_conv_forward(m, op->layer, op->out, in, t->B, op->h, op->w, t->scratch);
+      vqgpt_vqgan_conv_forward(m, op->layer, op->out, in, t->B, op->h, op->w, t->scratch);
       break;
     case OP_RESBLOCK:
-      vqgan_resblock_forward(m, op->layer, op->out, in, &op->rb, t->B, op->h, op->w, t->scratch);
+      vqgpt_vqgan_resblock_forward(m, op->layer, op->out, in, &op->rb, t->B, op->h, op->w, t->scratch);
       break;
     case OP_ATTN:
-      vqgan_attn_forward(m, op->layer, op->out, in, &op->ab, t->B, op->h, op->w, t->scratch);
+      vqgpt_vqgan_attn_forward(m, op->layer, op->out, in, &op->ab, t->B, op->h, op->w, t->scratch);
       break;
     case OP_UPSAMPLE:
-      upsample2x_forward(op->out, in, t->B, op->c_in, op->h, op->w);
+      vqgpt_upsample2x_forward(op->out, in, t->B, op->c_in, op->h, op->w);
       break;
     case OP_NORM_SWISH: {
       const vqgan_norm *nm = op->layer;
-      groupnorm_swish_forward(op->normed, op->out, op->st.mean, op->st.rstd, in,
+      vqgpt_groupnorm_swish_forward(op->normed, op->out, op->st.mean, op->st.rstd, in,
                               m->w + nm->gamma, m->w + nm->beta, t->B, nm->c, op->h * op->w,
                               VQGAN_GROUPS, VQGAN_GN_EPS);
       break;
@@ -254,23 +254,23 @@ static void run_forward(vqgan_tape *t, tape_op *op) {
   }
 }
 
-int vqgan_tape_forward(vqgan_tape *t, const float *x, double *qloss) {
+int vqgpt_vqgan_tape_forward(vqgan_tape *t, const float *x, double *qloss) {
   t->x = x;
   for (size_t i = 0; i < t->n_enc; i++) run_forward(t, &t->ops[i]);
-  vqgan_quantize(t->m, t->z, t->B, t->h, t->w, t->indices, t->zq, qloss, t->scratch);
+  vqgpt_vqgan_quantize(t->m, t->z, t->B, t->h, t->w, t->indices, t->zq, qloss, t->scratch);
   for (size_t i = t->n_enc; i < t->n_ops; i++) run_forward(t, &t->ops[i]);
   return 0;
 }
 
 static void conv_backward(const vqgan_tape *t, const vqgan_conv *c, float *din, const float *dout,
                           const float *in, int h, int w, float *grad) {
-  conv2d_backward(din, grad + c->w, grad + c->b, dout, in, t->m->w + c->w, &c->s, t->B, h, w,
+  vqgpt_conv2d_backward(din, grad + c->w, grad + c->b, dout, in, t->m->w + c->w, &c->s, t->B, h, w,
                   t->scratch);
 }
 
 static void norm_backward(const vqgan_tape *t, const vqgan_norm *nm, float *din, const float *dout,
                           const float *in, const vqgan_gn_stats *st, int hw, float *grad) {
-  groupnorm_backward(din, grad + nm->gamma, grad + nm->beta, dout, in, st->mean, st->rstd,
+  vqgpt_groupnorm_backward(din, grad + nm->gamma, grad + nm->beta, dout, in, st->mean, st->rstd,
                      t->m->w + nm->gamma, t->B, nm->c, hw, VQGAN_GROUPS);
 }
 
@@ -278,7 +278,7 @@ static void norm_backward(const vqgan_tape *t, const vqgan_norm *nm, float *din,
 static void norm_swish_backward(const vqgan_tape *t, const vqgan_norm *nm, float *din,
                                 const float *dout, const float *normed, const float *in,
                                 const vqgan_gn_stats *st, int hw, float *grad) {
-  groupnorm_swish_backward(din, grad + nm->gamma, grad + nm->beta, dout, normed, in, st->mean,
+  vqgpt_groupnorm_swish_backward(din, grad + nm->gamma, grad + nm->beta, dout, normed, in, st->mean,
                            st->rstd, t->m->w + nm->gamma, t->B, nm->c, hw, VQGAN_GROUPS);
 }
 
@@ -296,9 +296,9 @@ static void resblock_backward(vqgan_tape *t, const tape_op *op, float *dx, const
   norm_swish_backward(t, &r->norm1, dx, t->gt1, b->n1, x, &b->st1, hw, grad);
   if (r->has_shortcut) {
     conv_backward(t, &r->nin_shortcut, t->gt2, dout, x, op->h, op->w, grad);
-    vqgan_add_inplace(dx, t->gt2, n_in);
+    vqgpt_vqgan_add_inplace(dx, t->gt2, n_in);
   } else {
-    vqgan_add_inplace(dx, dout, n_in);
+    vqgpt_vqgan_add_inplace(dx, dout, n_in);
   }
 }
 
@@ -311,15 +311,15 @@ static void attn_backward(vqgan_tape *t, const tape_op *op, float *dx, const flo
   int n = op->h * op->w;
   size_t cn = (size_t)t->B * a->c * n;
   conv_backward(t, &a->proj_out, t->gt1, dout, b->o, op->h, op->w, grad);
-  attn2d_backward(t->adq, t->adk, t->adv, t->gt1, b->q, b->k, b->v, b->probs, t->B, a->c, n,
+  vqgpt_attn2d_backward(t->adq, t->adk, t->adv, t->gt1, b->q, b->k, b->v, b->probs, t->B, a->c, n,
                   t->attn_scratch);
   conv_backward(t, &a->q, t->gt1, t->adq, b->hn, op->h, op->w, grad);
   conv_backward(t, &a->k, t->gt2, t->adk, b->hn, op->h, op->w, grad);
-  vqgan_add_inplace(t->gt1, t->gt2, cn);
+  vqgpt_vqgan_add_inplace(t->gt1, t->gt2, cn);
   conv_backward(t, &a->v, t->gt2, t->adv, b->hn, op->h, op->w, grad);
-  vqgan_add_inplace(t->gt1, t->gt2, cn);
+  vqgpt_vqgan_add_inplace(t->gt1, t->gt2, cn);
   norm_backward(t, &a->norm, dx, t->gt1, x, &b->st, n, grad);
-  vqgan_add_inplace(dx, dout, cn);
+  vqgpt_vqgan_add_inplace(dx, dout, cn);
 }
 
 // din may be NULL for the tape's first op (no gradient w.r.t. the image is needed).
@@ -337,7 +337,7 @@ static void run_backward(vqgan_tape *t, const tape_op *op, float *din, const flo
       attn_backward(t, op, din, dout, grad);
       break;
     case OP_UPSAMPLE:
-      upsample2x_backward(din, dout, t->B, op->c_in, op->h, op->w);
+      vqgpt_upsample2x_backward(din, dout, t->B, op->c_in, op->h, op->w);
       break;
     case OP_NORM_SWISH: {
       const vqgan_norm *nm = op->layer;
@@ -362,7 +362,7 @@ static void backward_range(vqgan_tape *t, size_t lo, size_t hi, float **g, float
   }
 }
 
-int vqgan_tape_backward(vqgan_tape *t, const float *dxrec, float qloss_weight, bool legacy,
+int vqgpt_vqgan_tape_backward(vqgan_tape *t, const float *dxrec, float qloss_weight, bool legacy,
                         float *grad) {
   const vqgan *m = t->m;
   size_t nx = (size_t)t->B * m->cfg.out_ch * t->H * t->W;

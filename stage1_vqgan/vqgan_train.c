@@ -37,16 +37,16 @@ struct vqgan_trainer {
   long g_steps, d_steps;                               // Adam's own step counters
 };
 
-void vqgan_train_defaults(vqgan_train_opts *o) {
+void vqgpt_vqgan_train_defaults(vqgan_train_opts *o) {
   *o = (vqgan_train_opts){.batch = 4, .size = 64, .base_lr = 4.5e-6, .disc_weight = 1.0,
                           .disc_factor = 1.0, .disc_start = 10000, .codebook_weight = 1.0,
                           .perceptual_weight = 1.0, .hinge = true, .legacy_quant = true,
                           .disc = {.input_nc = 3, .ndf = 64, .n_layers = 3}, .ranks = 1};
 }
 
-void vqgan_trainer_free(vqgan_trainer *t) {
+void vqgpt_vqgan_trainer_free(vqgan_trainer *t) {
   if (!t) return;
-  vqgan_tape_free(t->tape);
+  vqgpt_vqgan_tape_free(t->tape);
   float *bufs[] = {t->g_grad, t->g_m,    t->g_v,         t->d_m,        t->d_v,
                    t->drec,   t->dgan,   t->lp_dx,       t->logits_real, t->logits_fake,
                    t->dreal,  t->dfake,  t->gl_rec,      t->gl_gan,     t->gl_scratch,
@@ -55,7 +55,7 @@ void vqgan_trainer_free(vqgan_trainer *t) {
   free(t);
 }
 
-vqgan_trainer *vqgan_trainer_new(vqgan *g, patchgan *d, lpips *lp, const vqgan_train_opts *o) {
+vqgan_trainer *vqgpt_vqgan_trainer_new(vqgan *g, patchgan *d, lpips *lp, const vqgan_train_opts *o) {
   if (g->cfg.quantizer != VQGAN_NEAREST) {
     vqgpt_error("training a VQGAN with a Gumbel quantizer is not supported (inference only)");
     return NULL;
@@ -70,26 +70,26 @@ vqgan_trainer *vqgan_trainer_new(vqgan *g, patchgan *d, lpips *lp, const vqgan_t
   t->lp = lp;
   t->o = *o;
   if (!lp) t->o.perceptual_weight = 0;
-  if (o->ranks < 1 || o->batch % o->ranks || (o->ranks > 1 && o->ranks != dist_size())) {
-    vqgan_trainer_free(t);
+  if (o->ranks < 1 || o->batch % o->ranks || (o->ranks > 1 && o->ranks != vqgpt_dist_size())) {
+    vqgpt_vqgan_trainer_free(t);
     vqgpt_error("a batch of %d images cannot be split over %d ranks (of %d running)", o->batch,
-                o->ranks, dist_size());
+                o->ranks, vqgpt_dist_size());
     return NULL;
   }
   t->global_batch = o->batch;
   t->o.batch = o->batch / o->ranks;
-  if (o->ranks > 1) patchgan_set_sync_batchnorm(d, true);
+  if (o->ranks > 1) vqgpt_patchgan_set_sync_batchnorm(d, true);
   int B = t->o.batch, S = o->size;
-  t->tape = vqgan_tape_new(g, B, S, S);
+  t->tape = vqgpt_vqgan_tape_new(g, B, S, S);
   if (!t->tape) {
-    vqgan_trainer_free(t);
+    vqgpt_vqgan_trainer_free(t);
     return NULL;
   }
   const vqgan_conv *last = &g->dec.conv_out;
   t->n_img = (size_t)B * 3 * S * S;
-  t->n_logits = (size_t)B * patchgan_out_h(d) * patchgan_out_w(d);
+  t->n_logits = (size_t)B * vqgpt_patchgan_out_h(d) * vqgpt_patchgan_out_w(d);
   t->n_gl = (size_t)last->s.c_out * last->s.c_in * last->s.k_h * last->s.k_w;
-  t->n_d = patchgan_num_params(d);
+  t->n_d = vqgpt_patchgan_num_params(d);
   size_t n_g = g->n_floats;
   struct {
     float **p;
@@ -99,13 +99,13 @@ vqgan_trainer *vqgan_trainer_new(vqgan *g, patchgan *d, lpips *lp, const vqgan_t
               {&t->dgan, t->n_img},     {&t->lp_dx, t->n_img},   {&t->logits_real, t->n_logits},
               {&t->logits_fake, t->n_logits}, {&t->dreal, t->n_logits}, {&t->dfake, t->n_logits},
               {&t->gl_rec, t->n_gl},    {&t->gl_gan, t->n_gl},
-              {&t->gl_scratch, conv2d_scratch_size(&last->s, S, S) + 1},
+              {&t->gl_scratch, vqgpt_conv2d_scratch_size(&last->s, S, S) + 1},
               {&t->lp_values, (size_t)B}, {&t->lp_dvalues, (size_t)B}};
   if (o->ranks > 1) {
-    int f = vqgan_factor(g);
+    int f = vqgpt_vqgan_factor(g);
     size_t z_all = (size_t)o->batch * g->cfg.embed_dim * (S / f) * (S / f);
     if (!(t->z_all = malloc(z_all * sizeof *t->z_all))) {
-      vqgan_trainer_free(t);
+      vqgpt_vqgan_trainer_free(t);
       vqgpt_error("out of memory for VQGAN training state");
       return NULL;
     }
@@ -113,7 +113,7 @@ vqgan_trainer *vqgan_trainer_new(vqgan *g, patchgan *d, lpips *lp, const vqgan_t
   for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
     *want[i].p = calloc(want[i].n ? want[i].n : 1, sizeof(float));
     if (!*want[i].p) {
-      vqgan_trainer_free(t);
+      vqgpt_vqgan_trainer_free(t);
       vqgpt_error("out of memory for VQGAN training state");
       return NULL;
     }
@@ -121,7 +121,7 @@ vqgan_trainer *vqgan_trainer_new(vqgan *g, patchgan *d, lpips *lp, const vqgan_t
   return t;
 }
 
-const int32_t *vqgan_trainer_indices(const vqgan_trainer *t) { return vqgan_tape_indices(t->tape); }
+const int32_t *vqgpt_vqgan_trainer_indices(const vqgan_trainer *t) { return vqgpt_vqgan_tape_indices(t->tape); }
 
 static double norm2(const float *x, size_t n) {
   double s = 0;
@@ -133,7 +133,7 @@ static double norm2(const float *x, size_t n) {
 // the ranks, the gradient of the mean over the whole batch (the ranks' rows are equally many).
 static void average_over_ranks(const vqgan_trainer *t, float *x, size_t n) {
   if (t->o.ranks < 2) return;
-  dist_allreduce_sum_f32(x, n);
+  vqgpt_dist_allreduce_sum_f32(x, n);
   const float k = 1.0f / (float)t->o.ranks;
   for (size_t i = 0; i < n; i++) x[i] *= k;
 }
@@ -143,7 +143,7 @@ static void average_stats_over_ranks(const vqgan_trainer *t, double **v, int n) 
   if (t->o.ranks < 2) return;
   double sum[8];
   for (int i = 0; i < n; i++) sum[i] = *v[i];
-  dist_allreduce_sum_f64(sum, (size_t)n);
+  vqgpt_dist_allreduce_sum_f64(sum, (size_t)n);
   for (int i = 0; i < n; i++) *v[i] = sum[i] / t->o.ranks;
 }
 
@@ -152,7 +152,7 @@ static void average_stats_over_ranks(const vqgan_trainer *t, double **v, int n) 
 static double last_layer_grad_norm(vqgan_trainer *t, const float *dxrec, float *gl) {
   const vqgan_conv *last = &t->g->dec.conv_out;
   memset(gl, 0, t->n_gl * sizeof *gl);
-  conv2d_backward(NULL, gl, NULL, dxrec, vqgan_tape_last_input(t->tape), t->g->w + last->w,
+  vqgpt_conv2d_backward(NULL, gl, NULL, dxrec, vqgpt_vqgan_tape_last_input(t->tape), t->g->w + last->w,
                   &last->s, t->o.batch, t->o.size, t->o.size, t->gl_scratch);
   average_over_ranks(t, gl, t->n_gl);
   return norm2(gl, t->n_gl);
@@ -160,17 +160,17 @@ static double last_layer_grad_norm(vqgan_trainer *t, const float *dxrec, float *
 
 // The reconstruction loss mean|x - xrec| + pw * mean_b LPIPS and its gradient in t->drec.
 static int reconstruction_loss(vqgan_trainer *t, const float *x, vqgan_step_stats *s) {
-  const float *xrec = vqgan_tape_xrec(t->tape);
-  s->l1 = loss_l1_mean(t->drec, xrec, x, t->n_img);
+  const float *xrec = vqgpt_vqgan_tape_xrec(t->tape);
+  s->l1 = vqgpt_loss_l1_mean(t->drec, xrec, x, t->n_img);
   s->lpips = 0;
   if (t->o.perceptual_weight > 0) {
     int B = t->o.batch;
-    if (lpips_forward(t->lp, xrec, x, B, t->lp_values)) return -1;
+    if (vqgpt_lpips_forward(t->lp, xrec, x, B, t->lp_values)) return -1;
     for (int b = 0; b < B; b++) {
       s->lpips += t->lp_values[b] / B;
       t->lp_dvalues[b] = (float)(t->o.perceptual_weight / B);
     }
-    if (lpips_backward(t->lp, t->lp_dvalues, t->lp_dx)) return -1;
+    if (vqgpt_lpips_backward(t->lp, t->lp_dvalues, t->lp_dx)) return -1;
     for (size_t i = 0; i < t->n_img; i++) t->drec[i] += t->lp_dx[i];
   }
   return 0;
@@ -186,16 +186,16 @@ static int generator_step(vqgan_trainer *t, const float *x, double disc_factor,
                           vqgan_step_stats *s) {
   double qloss;
   memset(t->g_grad, 0, t->g->n_floats * sizeof *t->g_grad);
-  if (vqgan_tape_forward(t->tape, x, &qloss)) return -1;
+  if (vqgpt_vqgan_tape_forward(t->tape, x, &qloss)) return -1;
   s->qloss = qloss;
   if (reconstruction_loss(t, x, s)) return -1;
   s->g_loss = s->d_weight = 0;
   if (disc_factor > 0) {
-    const float *xrec = vqgan_tape_xrec(t->tape);
+    const float *xrec = vqgpt_vqgan_tape_xrec(t->tape);
     // Slot 1 keeps this pass for the discriminator step, which needs the same one.
-    if (patchgan_forward(t->d, 1, xrec, t->o.batch, true, t->logits_fake)) return -1;
-    s->g_loss = loss_g(t->dfake, t->logits_fake, t->n_logits);
-    if (patchgan_backward(t->d, 1, t->dfake, t->dgan, false)) return -1;
+    if (vqgpt_patchgan_forward(t->d, 1, xrec, t->o.batch, true, t->logits_fake)) return -1;
+    s->g_loss = vqgpt_loss_g(t->dfake, t->logits_fake, t->n_logits);
+    if (vqgpt_patchgan_backward(t->d, 1, t->dfake, t->dgan, false)) return -1;
     double rec_norm = last_layer_grad_norm(t, t->drec, t->gl_rec);
     double gan_norm = last_layer_grad_norm(t, t->dgan, t->gl_gan);
     double w = rec_norm / (gan_norm + 1e-4);
@@ -211,12 +211,12 @@ static int generator_step(vqgan_trainer *t, const float *x, double disc_factor,
       check_loss("codebook", s->qloss) || check_loss("g_loss", s->g_loss) ||
       check_loss("adaptive-weight (lambda)", s->d_weight))
     return -1;
-  if (vqgan_tape_backward(t->tape, t->drec, (float)t->o.codebook_weight, t->o.legacy_quant,
+  if (vqgpt_vqgan_tape_backward(t->tape, t->drec, (float)t->o.codebook_weight, t->o.legacy_quant,
                           t->g_grad))
     return -1;
   average_over_ranks(t, t->g_grad, t->g->n_floats);
   float lr = (float)(t->o.base_lr * t->global_batch);
-  if (!adamw_update(t->g->w, t->g_grad, t->g_m, t->g_v, t->g->n_floats, lr, ADAM_BETA1,
+  if (!vqgpt_adamw_update(t->g->w, t->g_grad, t->g_m, t->g_v, t->g->n_floats, lr, ADAM_BETA1,
                     ADAM_BETA2, ADAM_EPS, 0.0f, ++t->g_steps))
     return vqgpt_error("training diverged: the generator's update made a parameter non-finite "
                        "(learning rate %g too high?)", lr);
@@ -236,13 +236,13 @@ static double mean(const float *x, size_t n) {
 static int discriminator_step(vqgan_trainer *t, const float *x, double disc_factor,
                               vqgan_step_stats *s) {
   int B = t->o.batch;
-  patchgan_zero_grad(t->d);
-  if (patchgan_forward(t->d, 0, x, B, true, t->logits_real) ||
-      patchgan_repeat_train_stats(t->d, 1))
+  vqgpt_patchgan_zero_grad(t->d);
+  if (vqgpt_patchgan_forward(t->d, 0, x, B, true, t->logits_real) ||
+      vqgpt_patchgan_repeat_train_stats(t->d, 1))
     return -1;
-  float l = t->o.hinge ? loss_d_hinge(t->dreal, t->dfake, t->logits_real, t->n_logits,
+  float l = t->o.hinge ? vqgpt_loss_d_hinge(t->dreal, t->dfake, t->logits_real, t->n_logits,
                                       t->logits_fake, t->n_logits)
-                       : loss_d_vanilla(t->dreal, t->dfake, t->logits_real, t->n_logits,
+                       : vqgpt_loss_d_vanilla(t->dreal, t->dfake, t->logits_real, t->n_logits,
                                         t->logits_fake, t->n_logits);
   s->d_loss = disc_factor * l;
   s->logits_real = mean(t->logits_real, t->n_logits);
@@ -253,19 +253,19 @@ static int discriminator_step(vqgan_trainer *t, const float *x, double disc_fact
     t->dreal[i] *= (float)disc_factor;
     t->dfake[i] *= (float)disc_factor;
   }
-  if (patchgan_backward(t->d, 0, t->dreal, NULL, true) ||
-      patchgan_backward(t->d, 1, t->dfake, NULL, true))
+  if (vqgpt_patchgan_backward(t->d, 0, t->dreal, NULL, true) ||
+      vqgpt_patchgan_backward(t->d, 1, t->dfake, NULL, true))
     return -1;
-  average_over_ranks(t, patchgan_grads(t->d), t->n_d);
+  average_over_ranks(t, vqgpt_patchgan_grads(t->d), t->n_d);
   float lr = (float)(t->o.base_lr * t->global_batch);
-  if (!adamw_update(patchgan_params(t->d), patchgan_grads(t->d), t->d_m, t->d_v, t->n_d, lr,
+  if (!vqgpt_adamw_update(vqgpt_patchgan_params(t->d), vqgpt_patchgan_grads(t->d), t->d_m, t->d_v, t->n_d, lr,
                     ADAM_BETA1, ADAM_BETA2, ADAM_EPS, 0.0f, ++t->d_steps))
     return vqgpt_error("training diverged: the discriminator's update made a parameter "
                        "non-finite (learning rate %g too high?)", lr);
   return 0;
 }
 
-int vqgan_trainer_step(vqgan_trainer *t, const float *x, long step, vqgan_step_stats *s) {
+int vqgpt_vqgan_trainer_step(vqgan_trainer *t, const float *x, long step, vqgan_step_stats *s) {
   memset(s, 0, sizeof *s);
   // adopt_weight: the GAN terms are off before disc_start. Their gradients would be zero, so
   // the discriminator is not run at all then.
@@ -276,13 +276,13 @@ int vqgan_trainer_step(vqgan_trainer *t, const float *x, long step, vqgan_step_s
   return 0;
 }
 
-int vqgan_trainer_reinit_codes(vqgan_trainer *t, const bool *dead, uint64_t *rng) {
+int vqgpt_vqgan_trainer_reinit_codes(vqgan_trainer *t, const bool *dead, uint64_t *rng) {
   const vqgan *g = t->g;
-  int K = g->cfg.n_embed, C = g->cfg.embed_dim, f = vqgan_factor(g);
+  int K = g->cfg.n_embed, C = g->cfg.embed_dim, f = vqgpt_vqgan_factor(g);
   int N = (t->o.size / f) * (t->o.size / f), B = t->o.batch;
-  const float *z = vqgan_tape_z(t->tape);  // (B, C, N)
+  const float *z = vqgpt_vqgan_tape_z(t->tape);  // (B, C, N)
   if (t->z_all) {  // the whole batch's, in batch order (the ranks hold consecutive rows)
-    dist_allgather_f32(z, t->z_all, (size_t)B * C * N);
+    vqgpt_dist_allgather_f32(z, t->z_all, (size_t)B * C * N);
     z = t->z_all;
     B = t->global_batch;
   }
@@ -290,7 +290,7 @@ int vqgan_trainer_reinit_codes(vqgan_trainer *t, const bool *dead, uint64_t *rng
   int replaced = 0;
   for (int k = 0; k < K; k++) {
     if (!dead[k]) continue;
-    size_t pick = rng_below(rng, (uint64_t)B * N);
+    size_t pick = vqgpt_rng_below(rng, (uint64_t)B * N);
     size_t b = pick / N, n = pick % N;
     for (int c = 0; c < C; c++) {
       size_t row = g->embedding + (size_t)k * C + c;
@@ -314,7 +314,7 @@ static int for_each_disc_tensor(patchgan *d, disc_tensor_fn fn, void *ctx) {
       char name[64];
       size_t numel;
       snprintf(name, sizeof name, "main.%d.%s", i, DISC_SUFFIXES[j]);
-      float *x = patchgan_tensor(d, name, &numel, NULL);
+      float *x = vqgpt_patchgan_tensor(d, name, &numel, NULL);
       if (x && fn(ctx, name, x, numel)) return -1;
     }
   return 0;
@@ -330,7 +330,7 @@ static int add_disc_tensor(void *p, const char *name, float *data, size_t numel)
   save_ctx *c = p;
   snprintf(c->names[c->n], sizeof c->names[0], "loss.discriminator.%s", name);
   int64_t shape[1] = {(int64_t)numel};
-  return st_writer_add(c->w, c->names[c->n++], ST_F32, 1, shape, data);
+  return vqgpt_st_writer_add(c->w, c->names[c->n++], ST_F32, 1, shape, data);
 }
 
 static int check_finite_tensor(void *ctx, const char *name, float *data, size_t numel) {
@@ -358,32 +358,32 @@ static int check_finite_state(const vqgan_trainer *t, const char *path) {
   return for_each_disc_tensor(t->d, check_finite_tensor, (void *)path);
 }
 
-int vqgan_trainer_save(const vqgan_trainer *t, const char *path, const char *train_state) {
+int vqgpt_vqgan_trainer_save(const vqgan_trainer *t, const char *path, const char *train_state) {
   if (check_finite_state(t, path)) return -1;
-  st_writer *w = st_writer_new();
+  st_writer *w = vqgpt_st_writer_new();
   char (*names)[96] = calloc(DISC_MAX_MODULES * 4, sizeof *names);
   if (!w || !names) {
-    st_writer_free(w);
+    vqgpt_st_writer_free(w);
     free(names);
     return vqgpt_error("%s: out of memory", path);
   }
   int64_t ng[1] = {(int64_t)t->g->n_floats}, nd[1] = {(int64_t)t->n_d};
   char disc_cfg[128], steps[64];
-  const patchgan_config *dc = patchgan_get_config(t->d);
+  const patchgan_config *dc = vqgpt_patchgan_get_config(t->d);
   snprintf(disc_cfg, sizeof disc_cfg, "{\"input_nc\": %d, \"ndf\": %d, \"n_layers\": %d}",
            dc->input_nc, dc->ndf, dc->n_layers);
   snprintf(steps, sizeof steps, "{\"g\": %ld, \"d\": %ld}", t->g_steps, t->d_steps);
   save_ctx ctx = {w, names, 0};
-  int rc = vqgan_write_tensors(t->g, w) || st_writer_meta(w, "disc_config", disc_cfg) ||
-           st_writer_meta(w, "adam_steps", steps) ||
-           st_writer_meta(w, "train_state", train_state ? train_state : "{}") ||
-           st_writer_add(w, "opt.g.m", ST_F32, 1, ng, t->g_m) ||
-           st_writer_add(w, "opt.g.v", ST_F32, 1, ng, t->g_v) ||
-           st_writer_add(w, "opt.d.m", ST_F32, 1, nd, t->d_m) ||
-           st_writer_add(w, "opt.d.v", ST_F32, 1, nd, t->d_v) ||
+  int rc = vqgpt_vqgan_write_tensors(t->g, w) || vqgpt_st_writer_meta(w, "disc_config", disc_cfg) ||
+           vqgpt_st_writer_meta(w, "adam_steps", steps) ||
+           vqgpt_st_writer_meta(w, "train_state", train_state ? train_state : "{}") ||
+           vqgpt_st_writer_add(w, "opt.g.m", ST_F32, 1, ng, t->g_m) ||
+           vqgpt_st_writer_add(w, "opt.g.v", ST_F32, 1, ng, t->g_v) ||
+           vqgpt_st_writer_add(w, "opt.d.m", ST_F32, 1, nd, t->d_m) ||
+           vqgpt_st_writer_add(w, "opt.d.v", ST_F32, 1, nd, t->d_v) ||
            for_each_disc_tensor(t->d, add_disc_tensor, &ctx);
-  if (!rc) rc = st_writer_save(w, path);
-  st_writer_free(w);
+  if (!rc) rc = vqgpt_st_writer_save(w, path);
+  vqgpt_st_writer_free(w);
   free(names);
   return rc ? -1 : 0;
 }
@@ -397,11 +397,11 @@ static int read_disc_tensor(void *p, const char *name, float *data, size_t numel
   char full[96];
   snprintf(full, sizeof full, "loss.discriminator.%s", name);
   int64_t shape[1] = {(int64_t)numel};
-  return st_read_weights(c->f, full, data, 1, shape);
+  return vqgpt_st_read_weights(c->f, full, data, 1, shape);
 }
 
 // "\"ch\": 64 in the checkpoint, 32 in this run" for the first key whose value differs between
-// two configs written by vqgan_config_json (same keys in the same order).
+// two configs written by vqgpt_vqgan_config_json (same keys in the same order).
 static const char *first_difference(const char *was, const char *now) {
   static _Thread_local char msg[256];
   size_t key = 0;  // the opening quote of the latest key (the configs hold no string values)
@@ -426,26 +426,26 @@ static const char *first_difference(const char *was, const char *now) {
   return msg;
 }
 
-char *vqgan_trainer_load(vqgan_trainer *t, const char *path) {
+char *vqgpt_vqgan_trainer_load(vqgan_trainer *t, const char *path) {
   st_file f;
-  if (st_open(&f, path)) return NULL;
+  if (vqgpt_st_open(&f, path)) return NULL;
   char *state = NULL;
   vqgan_config cfg;
-  const char *disc_cfg = st_meta(&f, "disc_config");
-  const char *steps = st_meta(&f, "adam_steps");
-  const char *ts = st_meta(&f, "train_state");
+  const char *disc_cfg = vqgpt_st_meta(&f, "disc_config");
+  const char *steps = vqgpt_st_meta(&f, "adam_steps");
+  const char *ts = vqgpt_st_meta(&f, "train_state");
   patchgan_config dc;
   char want[1024], got[1024];
-  int rc = st_check_format(&f, "taming-vqgan", "a VQGAN checkpoint") ||
-           vqgan_config_parse(&cfg, st_meta(&f, "config"), path);
-  if (!rc && (vqgan_config_json(&cfg, got, sizeof got) ||
-              vqgan_config_json(&t->g->cfg, want, sizeof want) || strcmp(got, want) != 0))
+  int rc = vqgpt_st_check_format(&f, "taming-vqgan", "a VQGAN checkpoint") ||
+           vqgpt_vqgan_config_parse(&cfg, vqgpt_st_meta(&f, "config"), path);
+  if (!rc && (vqgpt_vqgan_config_json(&cfg, got, sizeof got) ||
+              vqgpt_vqgan_config_json(&t->g->cfg, want, sizeof want) || strcmp(got, want) != 0))
     rc = vqgpt_error("%s: the checkpoint's VQGAN config differs from this run's: %s",
                      path, first_difference(got, want));
   if (!rc && (!disc_cfg || !steps || !ts))
     rc = vqgpt_error("%s: not a training checkpoint (no optimizer state)", path);
-  if (!rc) rc = patchgan_config_parse(&dc, disc_cfg, path);
-  const patchgan_config *have = patchgan_get_config(t->d);
+  if (!rc) rc = vqgpt_patchgan_config_parse(&dc, disc_cfg, path);
+  const patchgan_config *have = vqgpt_patchgan_get_config(t->d);
   if (!rc && (dc.input_nc != have->input_nc || dc.ndf != have->ndf || dc.n_layers != have->n_layers))
     rc = vqgpt_error("%s: the checkpoint's discriminator (input_nc %d, ndf %d, n_layers %d) "
                      "differs from this run's (input_nc %d, ndf %d, n_layers %d)", path,
@@ -454,17 +454,17 @@ char *vqgan_trainer_load(vqgan_trainer *t, const char *path) {
     rc = vqgpt_error("%s: malformed adam_steps metadata", path);
   for (size_t i = 0; i < t->g->n_params && !rc; i++) {
     const vqgan_param *p = &t->g->params[i];
-    rc = st_read_weights(&f, p->name, t->g->w + p->offset, p->ndim, p->shape);
+    rc = vqgpt_st_read_weights(&f, p->name, t->g->w + p->offset, p->ndim, p->shape);
   }
   int64_t ng[1] = {(int64_t)t->g->n_floats}, nd[1] = {(int64_t)t->n_d};
   load_ctx ctx = {&f};
   if (!rc)
-    rc = st_read_weights(&f, "opt.g.m", t->g_m, 1, ng) ||
-         st_read_weights(&f, "opt.g.v", t->g_v, 1, ng) ||
-         st_read_weights(&f, "opt.d.m", t->d_m, 1, nd) ||
-         st_read_weights(&f, "opt.d.v", t->d_v, 1, nd) ||
-         for_each_disc_tensor(t->d, read_disc_tensor, &ctx) || st_check_all_used(&f, NULL);
+    rc = vqgpt_st_read_weights(&f, "opt.g.m", t->g_m, 1, ng) ||
+         vqgpt_st_read_weights(&f, "opt.g.v", t->g_v, 1, ng) ||
+         vqgpt_st_read_weights(&f, "opt.d.m", t->d_m, 1, nd) ||
+         vqgpt_st_read_weights(&f, "opt.d.v", t->d_v, 1, nd) ||
+         for_each_disc_tensor(t->d, read_disc_tensor, &ctx) || vqgpt_st_check_all_used(&f, NULL);
   if (!rc && !(state = strdup(ts))) vqgpt_error("out of memory");
-  st_close(&f);
+  vqgpt_st_close(&f);
   return state;
 }

@@ -28,16 +28,16 @@ typedef struct {
   bool hinge;                    // hinge (default) or vanilla discriminator loss
   bool legacy_quant;             // the reference's legacy codebook/commitment form (default)
   patchgan_config disc;          // reference: input_nc 3, ndf 64, n_layers 3
-  // Data-parallel training (core/dist.h): the ranks (dist_size()) sharing each batch, 1 for
+  // Data-parallel training (core/dist.h): the ranks (vqgpt_dist_size()) sharing each batch, 1 for
   // one process. Each rank steps on its batch / ranks images (rank r: rows r * batch / ranks
   // onwards of the whole batch); gradients, the adaptive weight's last-layer gradients, the
-  // discriminator's BatchNorm statistics (patchgan_set_sync_batchnorm) and the code
+  // discriminator's BatchNorm statistics (vqgpt_patchgan_set_sync_batchnorm) and the code
   // re-initialisation's candidates span all ranks, so the models stay identical on every rank
   // and equal to one process's with the whole batch (up to float rounding).
   int ranks;
 } vqgan_train_opts;
 
-void vqgan_train_defaults(vqgan_train_opts *o);
+void vqgpt_vqgan_train_defaults(vqgan_train_opts *o);
 
 typedef struct {
   double loss, l1, lpips, qloss, g_loss, d_loss, d_weight, disc_factor;
@@ -48,31 +48,31 @@ typedef struct vqgan_trainer vqgan_trainer;
 
 // Takes ownership of neither model. lp may be NULL (no perceptual loss). d and lp must be built
 // for batch / ranks images; with ranks > 1, d is switched to synchronised BatchNorm.
-vqgan_trainer *vqgan_trainer_new(vqgan *g, patchgan *d, lpips *lp, const vqgan_train_opts *o);
-void vqgan_trainer_free(vqgan_trainer *t);
+vqgan_trainer *vqgpt_vqgan_trainer_new(vqgan *g, patchgan *d, lpips *lp, const vqgan_train_opts *o);
+void vqgpt_vqgan_trainer_free(vqgan_trainer *t);
 
 // One generator + discriminator step on x (batch / ranks, 3, size, size), this rank's rows
 // of the batch; step counts from 0. The stats are those of the whole batch. Fails
 // ("training diverged: ...") when a loss term (l1, perceptual, codebook, g_loss, the adaptive
 // weight, d_loss) is NaN or infinite, before any update uses it, or when an update makes a
 // parameter non-finite.
-int vqgan_trainer_step(vqgan_trainer *t, const float *x, long step, vqgan_step_stats *s);
+int vqgpt_vqgan_trainer_step(vqgan_trainer *t, const float *x, long step, vqgan_step_stats *s);
 // Codebook indices chosen in the last step for this rank's rows, (batch / ranks, size/f, size/f).
-const int32_t *vqgan_trainer_indices(const vqgan_trainer *t);
+const int32_t *vqgpt_vqgan_trainer_indices(const vqgan_trainer *t);
 // Replaces the codebook rows flagged in dead (n_embed) by encoder outputs of the last step
 // drawn at random (from the whole batch: every rank draws the same), and clears their
 // optimizer moments. Returns how many were replaced. With several ranks, dead must be the
 // same on every rank (usage counted over all of them).
-int vqgan_trainer_reinit_codes(vqgan_trainer *t, const bool *dead, uint64_t *rng);
+int vqgpt_vqgan_trainer_reinit_codes(vqgan_trainer *t, const bool *dead, uint64_t *rng);
 
-// Checkpoint: the VQGAN (plain model tensors and metadata, loadable by vqgan_load), the
+// Checkpoint: the VQGAN (plain model tensors and metadata, loadable by vqgpt_vqgan_load), the
 // discriminator as loss.discriminator.*, both Adam states as opt.{g,d}.{m,v}, and the
 // caller's train_state JSON in the metadata. Written atomically; refused (nothing written) if
 // any parameter, moment or running statistic is NaN or infinite.
-int vqgan_trainer_save(const vqgan_trainer *t, const char *path, const char *train_state);
-// Restores what vqgan_trainer_save wrote into this trainer's models and optimizers (format
+int vqgpt_vqgan_trainer_save(const vqgan_trainer *t, const char *path, const char *train_state);
+// Restores what vqgpt_vqgan_trainer_save wrote into this trainer's models and optimizers (format
 // taming-vqgan, the same VQGAN and discriminator configs, every tensor finite and used);
 // returns a malloc'd copy of the train_state JSON (caller frees), NULL on error.
-char *vqgan_trainer_load(vqgan_trainer *t, const char *path);
+char *vqgpt_vqgan_trainer_load(vqgan_trainer *t, const char *path);
 
 #endif

@@ -24,15 +24,15 @@
 // ---------------------------------------------------------------------------------------------
 // Config
 
-void gpt_config_defaults(gpt_config *cfg) {
+void vqgpt_gpt_config_defaults(gpt_config *cfg) {
   if (cfg->n_codes <= 0)
     cfg->n_codes = cfg->cond == GPT_COND_TEXT ? cfg->vocab_size - cfg->text_vocab - 1
                                               : cfg->vocab_size;
 }
 
-int gpt_n_cond(const gpt_config *cfg) { return cfg->cond == GPT_COND_TEXT ? cfg->text_len : 1; }
+int vqgpt_gpt_n_cond(const gpt_config *cfg) { return cfg->cond == GPT_COND_TEXT ? cfg->text_len : 1; }
 
-int gpt_text_pad(const gpt_config *cfg) { return cfg->n_codes + cfg->text_vocab; }
+int vqgpt_gpt_text_pad(const gpt_config *cfg) { return cfg->n_codes + cfg->text_vocab; }
 
 static int square_side(long area) {
   if (area < 1) return 0;
@@ -41,13 +41,13 @@ static int square_side(long area) {
   return r * r == area ? (int)r : 0;
 }
 
-int gpt_trained_grid(const gpt_config *cfg, int *h, int *w) {
+int vqgpt_gpt_trained_grid(const gpt_config *cfg, int *h, int *w) {
   if (cfg->grid_h > 0) {
     *h = cfg->grid_h;
     *w = cfg->grid_w;
     return 0;
   }
-  int nc = gpt_n_cond(cfg);
+  int nc = vqgpt_gpt_n_cond(cfg);
   int side = square_side((long)cfg->block_size + 1 - nc);
   if (!side) side = square_side((long)cfg->block_size - nc);
   if (!side)
@@ -57,7 +57,7 @@ int gpt_trained_grid(const gpt_config *cfg, int *h, int *w) {
   return 0;
 }
 
-int gpt_config_check(const gpt_config *c, const char *source) {
+int vqgpt_gpt_config_check(const gpt_config *c, const char *source) {
   if (c->vocab_size < 1 || c->vocab_size > GPT_MAX_DIM)
     return vqgpt_error("%s: config vocab_size %d out of range", source, c->vocab_size);
   if (c->block_size < 1 || c->block_size > 65536)
@@ -103,11 +103,11 @@ int gpt_config_check(const gpt_config *c, const char *source) {
 static int get_int_key(const json_value *o, const char *key, int *out, bool required,
                        const char *source) {
   int64_t v;
-  if (!json_get(o, key)) {
+  if (!vqgpt_json_get(o, key)) {
     if (required) return vqgpt_error("%s: config lacks '%s'", source, key);
     return 0;
   }
-  if (!json_get_int(o, key, &v) || v < INT32_MIN || v > INT32_MAX)
+  if (!vqgpt_json_get_int(o, key, &v) || v < INT32_MIN || v > INT32_MAX)
     return vqgpt_error("%s: config '%s' is not an integer", source, key);
   *out = (int)v;
   return 0;
@@ -115,15 +115,15 @@ static int get_int_key(const json_value *o, const char *key, int *out, bool requ
 
 static int get_float_key(const json_value *o, const char *key, float *out, const char *source) {
   double v;
-  if (!json_get(o, key)) return 0;
-  if (!json_get_number(o, key, &v)) return vqgpt_error("%s: config '%s' is not a number", source, key);
+  if (!vqgpt_json_get(o, key)) return 0;
+  if (!vqgpt_json_get_number(o, key, &v)) return vqgpt_error("%s: config '%s' is not a number", source, key);
   *out = (float)v;
   return 0;
 }
 
-int gpt_config_parse(gpt_config *cfg, const char *text, const char *source) {
+int vqgpt_gpt_config_parse(gpt_config *cfg, const char *text, const char *source) {
   memset(cfg, 0, sizeof *cfg);
-  json_value *root = json_parse(text, strlen(text));
+  json_value *root = vqgpt_json_parse(text, strlen(text));
   if (!root) return vqgpt_error("%s: config is not valid JSON: %s", source, vqgpt_last_error());
   int rc = -1;
   if (root->type != JSON_OBJECT) {
@@ -145,9 +145,9 @@ int gpt_config_parse(gpt_config *cfg, const char *text, const char *source) {
       get_float_key(root, "resid_pdrop", &cfg->resid_pdrop, source) ||
       get_float_key(root, "attn_pdrop", &cfg->attn_pdrop, source))
     goto done;
-  const json_value *cond = json_get(root, "cond");
+  const json_value *cond = vqgpt_json_get(root, "cond");
   if (cond) {
-    const char *s = json_get_string(root, "cond");
+    const char *s = vqgpt_json_get_string(root, "cond");
     if (s && !strcmp(s, "none")) cfg->cond = GPT_COND_NONE;
     else if (s && !strcmp(s, "class")) cfg->cond = GPT_COND_CLASS;
     else if (s && !strcmp(s, "text")) cfg->cond = GPT_COND_TEXT;
@@ -156,9 +156,9 @@ int gpt_config_parse(gpt_config *cfg, const char *text, const char *source) {
       goto done;
     }
   }
-  if (json_get(root, "grid")) {
+  if (vqgpt_json_get(root, "grid")) {
     int64_t g[2];
-    if (json_get_int_array(root, "grid", g, 2) != 2 || g[0] < 1 || g[1] < 1 || g[0] > 65536 ||
+    if (vqgpt_json_get_int_array(root, "grid", g, 2) != 2 || g[0] < 1 || g[1] < 1 || g[0] > 65536 ||
         g[1] > 65536) {
       vqgpt_error("%s: config 'grid' must be [h, w]", source);
       goto done;
@@ -166,14 +166,14 @@ int gpt_config_parse(gpt_config *cfg, const char *text, const char *source) {
     cfg->grid_h = (int)g[0];
     cfg->grid_w = (int)g[1];
   }
-  gpt_config_defaults(cfg);
-  rc = gpt_config_check(cfg, source);
+  vqgpt_gpt_config_defaults(cfg);
+  rc = vqgpt_gpt_config_check(cfg, source);
 done:
-  json_free(root);
+  vqgpt_json_free(root);
   return rc;
 }
 
-char *gpt_config_to_json(const gpt_config *c) {
+char *vqgpt_gpt_config_to_json(const gpt_config *c) {
   char grid[64] = "";
   if (c->grid_h > 0) snprintf(grid, sizeof grid, ", \"grid\": [%d, %d]", c->grid_h, c->grid_w);
   char cond[128];
@@ -202,7 +202,7 @@ char *gpt_config_to_json(const gpt_config *c) {
 // ---------------------------------------------------------------------------------------------
 // Parameter layout
 
-size_t gpt_count_params(const gpt_config *c) {
+size_t vqgpt_gpt_count_params(const gpt_config *c) {
   size_t V = c->vocab_size, C = c->n_embd, L = c->n_layer, Tb = c->block_size;
   size_t per_layer = 2 * C + 3 * C * C + 3 * C + C * C + C + 2 * C + 4 * C * C + 4 * C +
                      4 * C * C + C;
@@ -289,21 +289,21 @@ static int make_tensor_table(gpt *m) {
   return 0;
 }
 
-const gpt_tensor_info *gpt_find_tensor(const gpt *m, const char *name) {
+const gpt_tensor_info *vqgpt_gpt_find_tensor(const gpt *m, const char *name) {
   for (size_t i = 0; i < m->n_tensors; i++)
     if (!strcmp(m->tensors[i].name, name)) return &m->tensors[i];
   return NULL;
 }
 
 static gpt *gpt_alloc(const gpt_config *cfg, const char *source) {
-  if (gpt_config_check(cfg, source)) return NULL;
+  if (vqgpt_gpt_config_check(cfg, source)) return NULL;
   gpt *m = calloc(1, sizeof *m);
   if (!m) {
     vqgpt_error("out of memory");
     return NULL;
   }
   m->cfg = *cfg;
-  m->n_params = gpt_count_params(cfg);
+  m->n_params = vqgpt_gpt_count_params(cfg);
   m->params = malloc(m->n_params * sizeof(float));
   if (!m->params) {
     vqgpt_error("out of memory for %zu GPT parameters", m->n_params);
@@ -312,13 +312,13 @@ static gpt *gpt_alloc(const gpt_config *cfg, const char *source) {
   }
   point_params(&m->p, m->params, cfg);
   if (make_tensor_table(m)) {
-    gpt_free(m);
+    vqgpt_gpt_free(m);
     return NULL;
   }
   return m;
 }
 
-gpt *gpt_create(const gpt_config *cfg, uint64_t *rng) {
+gpt *vqgpt_gpt_create(const gpt_config *cfg, uint64_t *rng) {
   gpt *m = gpt_alloc(cfg, "GPT");
   if (!m) return NULL;
   memset(m->params, 0, m->n_params * sizeof(float));
@@ -328,27 +328,27 @@ gpt *gpt_create(const gpt_config *cfg, uint64_t *rng) {
     size_t len = strlen(t->name);
     bool is_ln_weight = strstr(t->name, "ln") && len > 7 && !strcmp(t->name + len - 7, ".weight");
     if (t->decay || !strcmp(t->name, "tok_emb.weight"))
-      rng_fill_normal(rng, x, t->numel, 0.0f, 0.02f);
+      vqgpt_rng_fill_normal(rng, x, t->numel, 0.0f, 0.02f);
     else if (is_ln_weight)
       for (size_t j = 0; j < t->numel; j++) x[j] = 1.0f;
   }
   return m;
 }
 
-int gpt_read_block(const gpt *m, const st_file *f, const char *prefix, float *block) {
+int vqgpt_gpt_read_block(const gpt *m, const st_file *f, const char *prefix, float *block) {
   char name[160];
   for (size_t i = 0; i < m->n_tensors; i++) {
     const gpt_tensor_info *t = &m->tensors[i];
     snprintf(name, sizeof name, "%s%s", prefix, t->name);
-    if (st_read_weights(f, name, block + t->offset, t->ndim, t->shape)) return -1;
+    if (vqgpt_st_read_weights(f, name, block + t->offset, t->ndim, t->shape)) return -1;
   }
   return 0;
 }
 
-// Tensors a GPT file may hold beside the model (st_check_all_used patterns): a training
-// checkpoint's AdamW moments and data order (gpt_trainer_save), the reference's causal-mask
+// Tensors a GPT file may hold beside the model (vqgpt_st_check_all_used patterns): a training
+// checkpoint's AdamW moments and data order (vqgpt_gpt_trainer_save), the reference's causal-mask
 // buffers.
-const char *const GPT_FILE_EXTRAS[] = {"opt.m.*", "opt.v.*", "train.order", "blocks.*.attn.mask", "tokenizer",
+const char *const vqgpt_GPT_FILE_EXTRAS[] = {"opt.m.*", "opt.v.*", "train.order", "blocks.*.attn.mask", "tokenizer",
                                        NULL};
 
 // The token embedding and the Linear weights: what a sampling model may keep in half.
@@ -363,7 +363,7 @@ static bool matrices_half_format(const gpt *m, const st_file *f, half_format *fm
   for (size_t i = 0; i < m->n_tensors; i++) {
     const gpt_tensor_info *t = &m->tensors[i];
     if (!is_matrix(t)) continue;
-    const st_tensor *st = st_find(f, t->name);
+    const st_tensor *st = vqgpt_st_find(f, t->name);
     if (!st || (st->dtype != ST_F16 && st->dtype != ST_BF16)) return false;
     if (want == ST_F32) want = st->dtype;
     if (st->dtype != want) return false;
@@ -412,14 +412,14 @@ static int read_half_model(gpt *m, const st_file *f, half_format fmt) {
     const gpt_tensor_info *t = &m->tensors[i];
     float *at = m->params + t->offset;
     if (!is_matrix(t)) {
-      if (st_read_weights(f, t->name, at, t->ndim, t->shape)) goto done;
+      if (vqgpt_st_read_weights(f, t->name, at, t->ndim, t->shape)) goto done;
       continue;
     }
-    if (st_read_weights(f, t->name, tmp, t->ndim, t->shape)) goto done;
+    if (vqgpt_st_read_weights(f, t->name, tmp, t->ndim, t->shape)) goto done;
     for (size_t j = 0; j < n_mats; j++) {  // its place within its family
       const float *base = *mats[j].f32;
       if (at >= base && at < base + mats[j].n)
-        memcpy(*mats[j].half + (at - base), st_find(f, t->name)->data, t->numel * sizeof(uint16_t));
+        memcpy(*mats[j].half + (at - base), vqgpt_st_find(f, t->name)->data, t->numel * sizeof(uint16_t));
     }
   }
   float *vq = vb;
@@ -446,33 +446,33 @@ done:
 
 static gpt *load(const char *path, bool for_sampling) {
   st_file f;
-  if (st_open(&f, path)) return NULL;
+  if (vqgpt_st_open(&f, path)) return NULL;
   gpt *m = NULL;
-  const char *config = st_meta(&f, "config");
+  const char *config = vqgpt_st_meta(&f, "config");
   gpt_config cfg;
   half_format fmt;
-  if (st_check_format(&f, "taming-gpt", "a GPT model")) goto done;
+  if (vqgpt_st_check_format(&f, "taming-gpt", "a GPT model")) goto done;
   if (!config) {
     vqgpt_error("%s: no 'config' in the safetensors metadata", path);
     goto done;
   }
-  if (gpt_config_parse(&cfg, config, path)) goto done;
+  if (vqgpt_gpt_config_parse(&cfg, config, path)) goto done;
   m = gpt_alloc(&cfg, path);
   if (!m) goto done;
   bool half = for_sampling && matrices_half_format(m, &f, &fmt);
-  if ((half ? read_half_model(m, &f, fmt) : gpt_read_block(m, &f, "", m->params)) ||
-      gpt_card_read(&m->card, &f, path) || st_check_all_used(&f, GPT_FILE_EXTRAS)) {
-    gpt_free(m);
+  if ((half ? read_half_model(m, &f, fmt) : vqgpt_gpt_read_block(m, &f, "", m->params)) ||
+      vqgpt_gpt_card_read(&m->card, &f, path) || vqgpt_st_check_all_used(&f, vqgpt_GPT_FILE_EXTRAS)) {
+    vqgpt_gpt_free(m);
     m = NULL;
   }
 done:
-  st_close(&f);
+  vqgpt_st_close(&f);
   return m;
 }
 
-gpt *gpt_load(const char *path) { return load(path, false); }
+gpt *vqgpt_gpt_load(const char *path) { return load(path, false); }
 
-gpt *gpt_load_for_sampling(const char *path) { return load(path, true); }
+gpt *vqgpt_gpt_load_for_sampling(const char *path) { return load(path, true); }
 
 // Training, full forwards and saving need the float32 matrices.
 static int check_not_half(const gpt *m, const char *what) {
@@ -490,9 +490,9 @@ static void free_acts(gpt *m) {
   m->B = m->T = 0;
 }
 
-void gpt_free(gpt *m) {
+void vqgpt_gpt_free(gpt *m) {
   if (!m) return;
-  gpt_card_free(&m->card);
+  vqgpt_gpt_card_free(&m->card);
   free(m->params);
   free(m->half_block);
   free(m->grads);
@@ -501,7 +501,7 @@ void gpt_free(gpt *m) {
   free(m);
 }
 
-int gpt_writer_add_block(const gpt *m, st_writer *w, const char *prefix, const float *block,
+int vqgpt_gpt_writer_add_block(const gpt *m, st_writer *w, const char *prefix, const float *block,
                          char ***names) {
   *names = NULL;
   if (check_not_half(m, "be saved")) return -1;
@@ -514,43 +514,43 @@ int gpt_writer_add_block(const gpt *m, st_writer *w, const char *prefix, const f
     if (!s) return vqgpt_error("out of memory");
     snprintf(s, n, "%s%s", prefix, t->name);
     (*names)[i] = s;
-    if (st_writer_add(w, s, ST_F32, t->ndim, t->shape, block + t->offset)) return -1;
+    if (vqgpt_st_writer_add(w, s, ST_F32, t->ndim, t->shape, block + t->offset)) return -1;
   }
   return 0;
 }
 
-void gpt_free_names(const gpt *m, char **names) {
+void vqgpt_gpt_free_names(const gpt *m, char **names) {
   if (!names) return;
   for (size_t i = 0; i < m->n_tensors; i++) free(names[i]);
   free(names);
 }
 
-int gpt_save(const gpt *m, const char *path) { return gpt_save_as(m, path, ST_F32); }
+int vqgpt_gpt_save(const gpt *m, const char *path) { return vqgpt_gpt_save_as(m, path, ST_F32); }
 
-int gpt_save_as(const gpt *m, const char *path, st_dtype storage) {
-  st_writer *w = st_writer_new();
+int vqgpt_gpt_save_as(const gpt *m, const char *path, st_dtype storage) {
+  st_writer *w = vqgpt_st_writer_new();
   if (!w) return vqgpt_error("out of memory");
-  st_writer_store_floats_as(w, storage);
+  vqgpt_st_writer_store_floats_as(w, storage);
   char **names = NULL;
-  char *cfg = gpt_config_to_json(&m->cfg);
+  char *cfg = vqgpt_gpt_config_to_json(&m->cfg);
   int rc = -1;
   if (!cfg) {
     vqgpt_error("out of memory");
     goto done;
   }
-  if (st_writer_meta(w, "format", "taming-gpt") || st_writer_meta(w, "config", cfg) ||
-      gpt_card_write(&m->card, w) || gpt_writer_add_block(m, w, "", m->params, &names) ||
-      st_writer_save(w, path))
+  if (vqgpt_st_writer_meta(w, "format", "taming-gpt") || vqgpt_st_writer_meta(w, "config", cfg) ||
+      vqgpt_gpt_card_write(&m->card, w) || vqgpt_gpt_writer_add_block(m, w, "", m->params, &names) ||
+      vqgpt_st_writer_save(w, path))
     goto done;
   rc = 0;
 done:
-  st_writer_free(w);
-  gpt_free_names(m, names);
+  vqgpt_st_writer_free(w);
+  vqgpt_gpt_free_names(m, names);
   free(cfg);
   return rc;
 }
 
-int gpt_alloc_grads(gpt *m) {
+int vqgpt_gpt_alloc_grads(gpt *m) {
   if (m->grads) return 0;
   if (check_not_half(m, "be trained")) return -1;
   m->grads = calloc(m->n_params, sizeof(float));
@@ -559,14 +559,14 @@ int gpt_alloc_grads(gpt *m) {
   return 0;
 }
 
-void gpt_zero_grad(gpt *m) {
+void vqgpt_gpt_zero_grad(gpt *m) {
   if (m->grads) memset(m->grads, 0, m->n_params * sizeof(float));
 }
 
 // ---------------------------------------------------------------------------------------------
 // Activations
 
-int gpt_build(gpt *m, int B, int T) {
+int vqgpt_gpt_build(gpt *m, int B, int T) {
   const gpt_config *c = &m->cfg;
   if (check_not_half(m, "run a full forward")) return -1;
   if (B < 1 || T < 1 || T > c->block_size)
@@ -620,12 +620,12 @@ int gpt_build(gpt *m, int B, int T) {
 // Independent dropout masks per site: embeddings, then per layer attention, attention
 // residual, MLP residual.
 static uint64_t site_seed(uint64_t seed, int layer, int site) {
-  return rng_hash(seed, (uint64_t)(layer + 1) * 8 + (uint64_t)site);
+  return vqgpt_rng_hash(seed, (uint64_t)(layer + 1) * 8 + (uint64_t)site);
 }
 
-int gpt_forward(gpt *m, const int32_t *idx, const int32_t *targets, int B, int T, bool train,
+int vqgpt_gpt_forward(gpt *m, const int32_t *idx, const int32_t *targets, int B, int T, bool train,
                 uint64_t drop_seed) {
-  if (gpt_build(m, B, T)) return -1;
+  if (vqgpt_gpt_build(m, B, T)) return -1;
   const gpt_config *c = &m->cfg;
   int C = c->n_embd, L = c->n_layer, H = c->n_head, V = c->vocab_size;
   size_t BT = (size_t)B * T;
@@ -647,7 +647,7 @@ int gpt_forward(gpt *m, const int32_t *idx, const int32_t *targets, int B, int T
       const float *pe = p->pos_emb + (size_t)t * C;
       for (int i = 0; i < C; i++) x[i] = te[i] + pe[i];
     }
-  if (train) dropout_forward(a->encoded, a->encoded, BT * C, c->embd_pdrop, site_seed(drop_seed, -1, 0));
+  if (train) vqgpt_dropout_forward(a->encoded, a->encoded, BT * C, c->embd_pdrop, site_seed(drop_seed, -1, 0));
 
   for (int l = 0; l < L; l++) {
     const float *resid = l == 0 ? a->encoded : a->residual3 + (size_t)(l - 1) * BT * C;  // (B,T,C)
@@ -663,42 +663,42 @@ int gpt_forward(gpt *m, const int32_t *idx, const int32_t *targets, int B, int T
     float *tmp = a->dln;  // (B, T, C) free during forward
     size_t Lc = (size_t)l * C;
 
-    layernorm_forward(ln1, a->ln1_mean + (size_t)l * BT, a->ln1_rstd + (size_t)l * BT, resid,
+    vqgpt_layernorm_forward(ln1, a->ln1_mean + (size_t)l * BT, a->ln1_rstd + (size_t)l * BT, resid,
                       p->ln1_w + Lc, p->ln1_b + Lc, (int)BT, C, GPT_LN_EPS);
-    linear_forward(qkv, ln1, p->qkv_w + Lc * 3 * C, p->qkv_b + Lc * 3, (int)BT, C, 3 * C);
-    causal_attention_forward(atty, att, qkv, B, T, C, H, train ? c->attn_pdrop : 0.0f,
+    vqgpt_linear_forward(qkv, ln1, p->qkv_w + Lc * 3 * C, p->qkv_b + Lc * 3, (int)BT, C, 3 * C);
+    vqgpt_causal_attention_forward(atty, att, qkv, B, T, C, H, train ? c->attn_pdrop : 0.0f,
                              site_seed(drop_seed, l, 1), a->datt);
-    linear_forward(tmp, atty, p->proj_w + Lc * C, p->proj_b + Lc, (int)BT, C, C);
-    if (train) dropout_forward(tmp, tmp, BT * C, c->resid_pdrop, site_seed(drop_seed, l, 2));
+    vqgpt_linear_forward(tmp, atty, p->proj_w + Lc * C, p->proj_b + Lc, (int)BT, C, C);
+    if (train) vqgpt_dropout_forward(tmp, tmp, BT * C, c->resid_pdrop, site_seed(drop_seed, l, 2));
     for (size_t i = 0; i < BT * C; i++) res2[i] = resid[i] + tmp[i];
 
-    layernorm_forward(ln2, a->ln2_mean + (size_t)l * BT, a->ln2_rstd + (size_t)l * BT, res2,
+    vqgpt_layernorm_forward(ln2, a->ln2_mean + (size_t)l * BT, a->ln2_rstd + (size_t)l * BT, res2,
                       p->ln2_w + Lc, p->ln2_b + Lc, (int)BT, C, GPT_LN_EPS);
-    linear_forward(fch, ln2, p->fc_w + Lc * 4 * C, p->fc_b + Lc * 4, (int)BT, C, 4 * C);
-    gelu_forward(fchg, fch, BT * 4 * C);
-    linear_forward(tmp, fchg, p->fcproj_w + Lc * 4 * C, p->fcproj_b + Lc, (int)BT, 4 * C, C);
-    if (train) dropout_forward(tmp, tmp, BT * C, c->resid_pdrop, site_seed(drop_seed, l, 3));
+    vqgpt_linear_forward(fch, ln2, p->fc_w + Lc * 4 * C, p->fc_b + Lc * 4, (int)BT, C, 4 * C);
+    vqgpt_gelu_forward(fchg, fch, BT * 4 * C);
+    vqgpt_linear_forward(tmp, fchg, p->fcproj_w + Lc * 4 * C, p->fcproj_b + Lc, (int)BT, 4 * C, C);
+    if (train) vqgpt_dropout_forward(tmp, tmp, BT * C, c->resid_pdrop, site_seed(drop_seed, l, 3));
     for (size_t i = 0; i < BT * C; i++) res3[i] = res2[i] + tmp[i];
   }
   const float *last = a->residual3 + (size_t)(L - 1) * BT * C;
-  layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, last, p->lnf_w, p->lnf_b, (int)BT, C,
+  vqgpt_layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, last, p->lnf_w, p->lnf_b, (int)BT, C,
                     GPT_LN_EPS);
-  linear_forward(a->logits, a->lnf, p->head_w, NULL, (int)BT, C, V);
+  vqgpt_linear_forward(a->logits, a->lnf, p->head_w, NULL, (int)BT, C, V);
 
   m->have_loss = false;
   memcpy(a->inputs, idx, BT * sizeof(int32_t));
   if (targets) {
     memcpy(a->targets, targets, BT * sizeof(int32_t));
-    m->loss = (float)softmax_ce_forward(a->probs, a->losses, a->logits, targets, (int)BT, V,
+    m->loss = (float)vqgpt_softmax_ce_forward(a->probs, a->losses, a->logits, targets, (int)BT, V,
                                         &m->n_valid);
     m->have_loss = true;
   }
   return 0;
 }
 
-int gpt_backward(gpt *m) {
+int vqgpt_gpt_backward(gpt *m) {
   if (!m->have_loss) return vqgpt_error("GPT backward needs a forward pass with targets");
-  if (gpt_alloc_grads(m)) return -1;
+  if (vqgpt_gpt_alloc_grads(m)) return -1;
   const gpt_config *c = &m->cfg;
   int B = m->B, T = m->T, C = c->n_embd, L = c->n_layer, H = c->n_head, V = c->vocab_size;
   size_t BT = (size_t)B * T;
@@ -709,13 +709,13 @@ int gpt_backward(gpt *m) {
   uint64_t seed = m->drop_seed;
 
   float *dlogits = a->probs;  // (B, T, V) in place
-  softmax_ce_backward(dlogits, a->probs, a->targets, (int)BT, V, m->n_valid, 1.0f);
+  vqgpt_softmax_ce_backward(dlogits, a->probs, a->targets, (int)BT, V, m->n_valid, 1.0f);
   float *dres = a->dresidual;  // (B, T, C) gradient of the residual stream
   float *dln = a->dln;         // (B, T, C)
-  linear_backward(dln, g->head_w, NULL, dlogits, a->lnf, p->head_w, (int)BT, C, V);
+  vqgpt_linear_backward(dln, g->head_w, NULL, dlogits, a->lnf, p->head_w, (int)BT, C, V);
   memset(dres, 0, BT * C * sizeof(float));
   const float *last = a->residual3 + (size_t)(L - 1) * BT * C;
-  layernorm_backward(dres, g->lnf_w, g->lnf_b, dln, last, a->lnf_mean, a->lnf_rstd, p->lnf_w,
+  vqgpt_layernorm_backward(dres, g->lnf_w, g->lnf_b, dln, last, a->lnf_mean, a->lnf_rstd, p->lnf_w,
                      (int)BT, C);
 
   for (int l = L - 1; l >= 0; l--) {
@@ -734,39 +734,39 @@ int gpt_backward(gpt *m) {
     // MLP branch: res3 = res2 + drop(fcproj(gelu(fc(ln2(res2))))); dres holds d res3 = d res2.
     const float *dbranch = dres;
     if (train && c->resid_pdrop > 0) {
-      dropout_backward(dln, dres, BT * C, c->resid_pdrop, site_seed(seed, l, 3));
+      vqgpt_dropout_backward(dln, dres, BT * C, c->resid_pdrop, site_seed(seed, l, 3));
       dbranch = dln;
     }
-    linear_backward(dbuf, g->fcproj_w + Lc * 4 * C, g->fcproj_b + Lc, dbranch, fchg,
+    vqgpt_linear_backward(dbuf, g->fcproj_w + Lc * 4 * C, g->fcproj_b + Lc, dbranch, fchg,
                     p->fcproj_w + Lc * 4 * C, (int)BT, 4 * C, C);
-    gelu_backward(dbuf, dbuf, fch, BT * 4 * C);
-    linear_backward(dln, g->fc_w + Lc * 4 * C, g->fc_b + Lc * 4, dbuf, ln2, p->fc_w + Lc * 4 * C,
+    vqgpt_gelu_backward(dbuf, dbuf, fch, BT * 4 * C);
+    vqgpt_linear_backward(dln, g->fc_w + Lc * 4 * C, g->fc_b + Lc * 4, dbuf, ln2, p->fc_w + Lc * 4 * C,
                     (int)BT, C, 4 * C);
-    layernorm_backward(dres, g->ln2_w + Lc, g->ln2_b + Lc, dln, res2,
+    vqgpt_layernorm_backward(dres, g->ln2_w + Lc, g->ln2_b + Lc, dln, res2,
                        a->ln2_mean + (size_t)l * BT, a->ln2_rstd + (size_t)l * BT, p->ln2_w + Lc,
                        (int)BT, C);
 
     // Attention branch: res2 = resid + drop(proj(attn(qkv(ln1(resid))))).
     dbranch = dres;
     if (train && c->resid_pdrop > 0) {
-      dropout_backward(dln, dres, BT * C, c->resid_pdrop, site_seed(seed, l, 2));
+      vqgpt_dropout_backward(dln, dres, BT * C, c->resid_pdrop, site_seed(seed, l, 2));
       dbranch = dln;
     }
     float *datty = dbuf;  // (B, T, C) reuses the MLP scratch
-    linear_backward(datty, g->proj_w + Lc * C, g->proj_b + Lc, dbranch, atty, p->proj_w + Lc * C,
+    vqgpt_linear_backward(datty, g->proj_w + Lc * C, g->proj_b + Lc, dbranch, atty, p->proj_w + Lc * C,
                     (int)BT, C, C);
-    causal_attention_backward(a->dqkv, datty, qkv, att, B, T, C, H,
+    vqgpt_causal_attention_backward(a->dqkv, datty, qkv, att, B, T, C, H,
                               train ? c->attn_pdrop : 0.0f, site_seed(seed, l, 1), a->datt);
-    linear_backward(dln, g->qkv_w + Lc * 3 * C, g->qkv_b + Lc * 3, a->dqkv, ln1,
+    vqgpt_linear_backward(dln, g->qkv_w + Lc * 3 * C, g->qkv_b + Lc * 3, a->dqkv, ln1,
                     p->qkv_w + Lc * 3 * C, (int)BT, C, 3 * C);
-    layernorm_backward(dres, g->ln1_w + Lc, g->ln1_b + Lc, dln, resid,
+    vqgpt_layernorm_backward(dres, g->ln1_w + Lc, g->ln1_b + Lc, dln, resid,
                        a->ln1_mean + (size_t)l * BT, a->ln1_rstd + (size_t)l * BT, p->ln1_w + Lc,
                        (int)BT, C);
   }
 
   // Embeddings: dres is d encoded.
   if (train && c->embd_pdrop > 0)
-    dropout_backward(dres, dres, BT * C, c->embd_pdrop, site_seed(seed, -1, 0));
+    vqgpt_dropout_backward(dres, dres, BT * C, c->embd_pdrop, site_seed(seed, -1, 0));
   for (int t = 0; t < T; t++) {
     float *dpe = g->pos_emb + (size_t)t * C;
     for (int b = 0; b < B; b++) {
@@ -792,14 +792,14 @@ int gpt_backward(gpt *m) {
 // ---------------------------------------------------------------------------------------------
 // Incremental decoding
 
-int gpt_kv_init(gpt_kv *kv, const gpt *m, int B) {
+int vqgpt_gpt_kv_init(gpt_kv *kv, const gpt *m, int B) {
   memset(kv, 0, sizeof *kv);
   const gpt_config *c = &m->cfg;
   if (B < 1) return vqgpt_error("KV cache batch %d invalid", B);
   size_t C = c->n_embd, L = c->n_layer, H = c->n_head, Tm = c->block_size;
-  // The widest weight matrix for linear_forward_half's tiles: fcproj (C, 4C) or a tile of
+  // The widest weight matrix for vqgpt_linear_forward_half's tiles: fcproj (C, 4C) or a tile of
   // any other (all have C columns).
-  size_t tile = m->half_weights ? linear_half_scratch_floats(4 * (int)C, LINEAR_HALF_TILE_ROWS)
+  size_t tile = m->half_weights ? vqgpt_linear_half_scratch_floats(4 * (int)C, LINEAR_HALF_TILE_ROWS)
                                 : 0;
   size_t sizes[] = {L * B * Tm * C, L * B * Tm * C, B * C, B * C,     B * 3 * C,
                     B * C,          B * C,          B * 4 * C, B * H * Tm, tile};
@@ -821,22 +821,22 @@ int gpt_kv_init(gpt_kv *kv, const gpt *m, int B) {
   return 0;
 }
 
-void gpt_kv_free(gpt_kv *kv) {
+void vqgpt_gpt_kv_free(gpt_kv *kv) {
   free(kv->block);
   free(kv->pblock);
   memset(kv, 0, sizeof *kv);
 }
 
-void gpt_kv_reset(gpt_kv *kv) { kv->T = 0; }
+void vqgpt_gpt_kv_reset(gpt_kv *kv) { kv->T = 0; }
 
 // One Linear of the sampling forward: w32 + at, or w16 + at for a half-weight model.
 static void sample_linear(const gpt *m, gpt_kv *kv, float *out, const float *in, const float *w32,
                           const uint16_t *w16, size_t at, const float *bias, int N, int C,
                           int OC) {
   if (m->half_weights)
-    linear_forward_half(out, in, w16 + at, m->half_fmt, bias, N, C, OC, kv->wtile);
+    vqgpt_linear_forward_half(out, in, w16 + at, m->half_fmt, bias, N, C, OC, kv->wtile);
   else
-    linear_forward(out, in, w32 + at, bias, N, C, OC);
+    vqgpt_linear_forward(out, in, w32 + at, bias, N, C, OC);
 }
 
 // x (C) = token embedding + position embedding.
@@ -844,7 +844,7 @@ static void embed(const gpt *m, float *x, int32_t token, int pos) {
   int C = m->cfg.n_embd;
   const float *pe = m->p.pos_emb + (size_t)pos * C;
   if (m->half_weights)
-    half_to_f32_array(x, m->h.tok_emb + (size_t)token * C, C, m->half_fmt);
+    vqgpt_half_to_f32_array(x, m->h.tok_emb + (size_t)token * C, C, m->half_fmt);
   else
     memcpy(x, m->p.tok_emb + (size_t)token * C, C * sizeof(float));
   for (int i = 0; i < C; i++) x[i] += pe[i];
@@ -875,13 +875,13 @@ static void attend_and_mlp(const gpt *m, gpt_kv *kv, int l, int T) {
   size_t Lc = (size_t)l * C;
   const gpt_half_params *h = &m->h;
   const float *kc = kv->k + (size_t)l * B * Tm * C, *vc = kv->v + (size_t)l * B * Tm * C;
-  causal_attention_step(kv->atty, kv->tmp, kc, vc, B, T, Tm, C, H, kv->scores);
+  vqgpt_causal_attention_step(kv->atty, kv->tmp, kc, vc, B, T, Tm, C, H, kv->scores);
   sample_linear(m, kv, kv->tmp, kv->atty, p->proj_w, h->proj_w, Lc * C, p->proj_b + Lc, B, C, C);
   add_inplace(kv->x, kv->tmp, (size_t)B * C);
-  layernorm_forward(kv->ln, NULL, NULL, kv->x, p->ln2_w + Lc, p->ln2_b + Lc, B, C, GPT_LN_EPS);
+  vqgpt_layernorm_forward(kv->ln, NULL, NULL, kv->x, p->ln2_w + Lc, p->ln2_b + Lc, B, C, GPT_LN_EPS);
   sample_linear(m, kv, kv->h, kv->ln, p->fc_w, h->fc_w, Lc * 4 * C, p->fc_b + Lc * 4, B, C,
                 4 * C);
-  gelu_forward(kv->h, kv->h, (size_t)B * 4 * C);
+  vqgpt_gelu_forward(kv->h, kv->h, (size_t)B * 4 * C);
   sample_linear(m, kv, kv->tmp, kv->h, p->fcproj_w, h->fcproj_w, Lc * 4 * C, p->fcproj_b + Lc, B,
                 4 * C, C);
   add_inplace(kv->x, kv->tmp, (size_t)B * C);
@@ -890,13 +890,13 @@ static void attend_and_mlp(const gpt *m, gpt_kv *kv, int l, int T) {
 // Next-token logits (B, V) from the residual stream kv->x.
 static void step_logits(const gpt *m, gpt_kv *kv, float *logits) {
   const gpt_config *c = &m->cfg;
-  layernorm_forward(kv->ln, NULL, NULL, kv->x, m->p.lnf_w, m->p.lnf_b, kv->B, c->n_embd,
+  vqgpt_layernorm_forward(kv->ln, NULL, NULL, kv->x, m->p.lnf_w, m->p.lnf_b, kv->B, c->n_embd,
                     GPT_LN_EPS);
   sample_linear(m, kv, logits, kv->ln, m->p.head_w, m->h.head_w, 0, NULL, kv->B, c->n_embd,
                 c->vocab_size);
 }
 
-int gpt_step(const gpt *m, gpt_kv *kv, const int32_t *tokens, float *logits) {
+int vqgpt_gpt_step(const gpt *m, gpt_kv *kv, const int32_t *tokens, float *logits) {
   const gpt_config *c = &m->cfg;
   const gpt_params *p = &m->p;
   int B = kv->B, C = c->n_embd, L = c->n_layer, H = c->n_head, V = c->vocab_size;
@@ -910,7 +910,7 @@ int gpt_step(const gpt *m, gpt_kv *kv, const int32_t *tokens, float *logits) {
   const gpt_half_params *h = &m->h;
   for (int l = 0; l < L; l++) {
     size_t Lc = (size_t)l * C;
-    layernorm_forward(kv->ln, NULL, NULL, kv->x, p->ln1_w + Lc, p->ln1_b + Lc, B, C, GPT_LN_EPS);
+    vqgpt_layernorm_forward(kv->ln, NULL, NULL, kv->x, p->ln1_w + Lc, p->ln1_b + Lc, B, C, GPT_LN_EPS);
     sample_linear(m, kv, kv->qkv, kv->ln, p->qkv_w, h->qkv_w, Lc * 3 * C, p->qkv_b + Lc * 3, B, C,
                   3 * C);
     for (int b = 0; b < B; b++) {
@@ -945,7 +945,7 @@ static int kv_alloc_prefill(gpt_kv *kv, const gpt_config *c) {
   return 0;
 }
 
-int gpt_prefill(const gpt *m, gpt_kv *kv, const int32_t *tokens, int T, float *logits) {
+int vqgpt_gpt_prefill(const gpt *m, gpt_kv *kv, const int32_t *tokens, int T, float *logits) {
   const gpt_config *c = &m->cfg;
   const gpt_params *p = &m->p;
   int B = kv->B, C = c->n_embd, L = c->n_layer, H = c->n_head, V = c->vocab_size, Tm = kv->Tmax;
@@ -960,22 +960,22 @@ int gpt_prefill(const gpt *m, gpt_kv *kv, const int32_t *tokens, int T, float *l
   const gpt_half_params *h = &m->h;
   for (int l = 0; l < L; l++) {
     size_t Lc = (size_t)l * C;
-    layernorm_forward(kv->pln, NULL, NULL, kv->px, p->ln1_w + Lc, p->ln1_b + Lc, (int)BT, C,
+    vqgpt_layernorm_forward(kv->pln, NULL, NULL, kv->px, p->ln1_w + Lc, p->ln1_b + Lc, (int)BT, C,
                       GPT_LN_EPS);
     sample_linear(m, kv, kv->pqkv, kv->pln, p->qkv_w, h->qkv_w, Lc * 3 * C, p->qkv_b + Lc * 3,
                   (int)BT, C, 3 * C);
     for (int b = 0; b < B; b++)
       for (int t = 0; t < T; t++) store_kv(kv, l, b, t, kv->pqkv + ((size_t)b * T + t) * 3 * C, C, H);
     if (l == L - 1) break;  // the last layer: only the newest positions go on (below)
-    causal_attention_forward(kv->patty, kv->patt, kv->pqkv, B, T, C, H, 0.0f, 0, NULL);
+    vqgpt_causal_attention_forward(kv->patty, kv->patt, kv->pqkv, B, T, C, H, 0.0f, 0, NULL);
     sample_linear(m, kv, kv->ptmp, kv->patty, p->proj_w, h->proj_w, Lc * C, p->proj_b + Lc,
                   (int)BT, C, C);
     add_inplace(kv->px, kv->ptmp, BT * C);
-    layernorm_forward(kv->pln, NULL, NULL, kv->px, p->ln2_w + Lc, p->ln2_b + Lc, (int)BT, C,
+    vqgpt_layernorm_forward(kv->pln, NULL, NULL, kv->px, p->ln2_w + Lc, p->ln2_b + Lc, (int)BT, C,
                       GPT_LN_EPS);
     sample_linear(m, kv, kv->ph, kv->pln, p->fc_w, h->fc_w, Lc * 4 * C, p->fc_b + Lc * 4, (int)BT,
                   C, 4 * C);
-    gelu_forward(kv->ph, kv->ph, BT * 4 * C);
+    vqgpt_gelu_forward(kv->ph, kv->ph, BT * 4 * C);
     sample_linear(m, kv, kv->ptmp, kv->ph, p->fcproj_w, h->fcproj_w, Lc * 4 * C, p->fcproj_b + Lc,
                   (int)BT, 4 * C, C);
     add_inplace(kv->px, kv->ptmp, BT * C);

@@ -38,13 +38,13 @@ typedef struct {
 } gpt_config;
 
 // Number of condition tokens in front of the codes.
-int gpt_n_cond(const gpt_config *cfg);
+int vqgpt_gpt_n_cond(const gpt_config *cfg);
 // Text models: the pad token (n_codes + text_vocab).
-int gpt_text_pad(const gpt_config *cfg);
+int vqgpt_gpt_text_pad(const gpt_config *cfg);
 // The trained grid (the sliding window): the config's "grid", else the square of the codes a
 // block holds (block_size + 1 - n_cond, the reference's layout, or block_size - n_cond) when
 // that is a perfect square. Returns -1 (and an error) when neither is known.
-int gpt_trained_grid(const gpt_config *cfg, int *h, int *w);
+int vqgpt_gpt_trained_grid(const gpt_config *cfg, int *h, int *w);
 
 // What a model knows about itself beyond its architecture (safetensors metadata and one U8
 // tensor), kept through training, export and conversion. Strings are JSON texts; NULL if absent.
@@ -55,19 +55,19 @@ typedef struct {
   uint8_t *tokenizer;   // tensor "tokenizer": the SentencePiece model proto (text models)
   size_t tokenizer_bytes;
 } gpt_card;
-void gpt_card_free(gpt_card *card);
+void vqgpt_gpt_card_free(gpt_card *card);
 // Reads the card from an open model file; `source` names it in errors.
-int gpt_card_read(gpt_card *card, const st_file *f, const char *source);
-// Adds the card's metadata and tensor to a writer (the card must outlive st_writer_save).
-int gpt_card_write(const gpt_card *card, st_writer *w);
+int vqgpt_gpt_card_read(gpt_card *card, const st_file *f, const char *source);
+// Adds the card's metadata and tensor to a writer (the card must outlive vqgpt_st_writer_save).
+int vqgpt_gpt_card_write(const gpt_card *card, st_writer *w);
 
 // Parses a taming-gpt config JSON and checks it; `source` names the file in errors.
-int gpt_config_parse(gpt_config *cfg, const char *json, const char *source);
-int gpt_config_check(const gpt_config *cfg, const char *source);
+int vqgpt_gpt_config_parse(gpt_config *cfg, const char *json, const char *source);
+int vqgpt_gpt_config_check(const gpt_config *cfg, const char *source);
 // The config as JSON (malloc'd; NULL on allocation failure).
-char *gpt_config_to_json(const gpt_config *cfg);
+char *vqgpt_gpt_config_to_json(const gpt_config *cfg);
 // Fills the defaults for our own keys from the reference ones.
-void gpt_config_defaults(gpt_config *cfg);
+void vqgpt_gpt_config_defaults(gpt_config *cfg);
 
 // Views into one parameter-sized block (parameters, gradients, Adam moments share it).
 // Per-layer tensors are stacked over layers: (L, ...). Within qkv_w the rows are the
@@ -138,18 +138,18 @@ typedef struct {
   size_t n_params;
   float *params;  // (n_params); only the vectors for a model with half_weights
   gpt_params p;
-  // A model from gpt_load_for_sampling of an F16 or BF16 file keeps the token embedding and
+  // A model from vqgpt_gpt_load_for_sampling of an F16 or BF16 file keeps the token embedding and
   // the Linear weight matrices in that format (h, in half_block): their views in p are NULL and
-  // params holds the other tensors. Such a model only samples (gpt_step, gpt_prefill).
+  // params holds the other tensors. Such a model only samples (vqgpt_gpt_step, vqgpt_gpt_prefill).
   bool half_weights;
   half_format half_fmt;
   uint16_t *half_block;
   gpt_half_params h;
-  float *grads;   // (n_params), NULL until gpt_alloc_grads
+  float *grads;   // (n_params), NULL until vqgpt_gpt_alloc_grads
   gpt_params g;
   gpt_tensor_info *tensors;
   size_t n_tensors;
-  // Activations, sized by gpt_build.
+  // Activations, sized by vqgpt_gpt_build.
   int B, T;
   float *act_block;
   int32_t *act_targets;
@@ -163,48 +163,48 @@ typedef struct {
 } gpt;
 
 // Number of floats in the parameter block.
-size_t gpt_count_params(const gpt_config *cfg);
+size_t vqgpt_gpt_count_params(const gpt_config *cfg);
 // A model with the reference initialisation (_init_weights: Linear/Embedding weights
 // N(0, 0.02), biases 0, LayerNorm 1/0, pos_emb 0).
-gpt *gpt_create(const gpt_config *cfg, uint64_t *rng);
+gpt *vqgpt_gpt_create(const gpt_config *cfg, uint64_t *rng);
 // Loads a taming-gpt safetensors file: F32/F16/BF16 tensors, each checked against the
-// config and finite. Besides the model only the tensors matching GPT_FILE_EXTRAS may be in it
+// config and finite. Besides the model only the tensors matching vqgpt_GPT_FILE_EXTRAS may be in it
 // (they are ignored); any other is an error naming it.
-gpt *gpt_load(const char *path);
+gpt *vqgpt_gpt_load(const char *path);
 // The same for sampling only: a file whose weight matrices are all F16 (or all BF16) keeps
 // them in that format (half_weights), halving the memory and the bytes each decoding step
-// reads; logits equal gpt_load's up to float32 summation order. Other files load as gpt_load.
-gpt *gpt_load_for_sampling(const char *path);
-// st_check_all_used patterns (NULL-terminated) of what the project writes beside a GPT on
+// reads; logits equal vqgpt_gpt_load's up to float32 summation order. Other files load as vqgpt_gpt_load.
+gpt *vqgpt_gpt_load_for_sampling(const char *path);
+// vqgpt_st_check_all_used patterns (NULL-terminated) of what the project writes beside a GPT on
 // purpose: the trainer's optimizer state and data order, attention-mask buffers.
-extern const char *const GPT_FILE_EXTRAS[];
+extern const char *const vqgpt_GPT_FILE_EXTRAS[];
 // Loads the parameters from an open file (names prefixed by `prefix`, e.g. "" or "opt.m.")
 // into block (n_params).
-int gpt_read_block(const gpt *m, const st_file *f, const char *prefix, float *block);
-void gpt_free(gpt *m);
+int vqgpt_gpt_read_block(const gpt *m, const st_file *f, const char *prefix, float *block);
+void vqgpt_gpt_free(gpt *m);
 // Writes model tensors (reference names, F32) with format and config metadata, atomically.
-int gpt_save(const gpt *m, const char *path);
+int vqgpt_gpt_save(const gpt *m, const char *path);
 // The same with the parameters stored as `storage` (ST_F32, ST_F16 or ST_BF16).
-int gpt_save_as(const gpt *m, const char *path, st_dtype storage);
+int vqgpt_gpt_save_as(const gpt *m, const char *path, st_dtype storage);
 // Adds the tensors of `block` to a writer under prefix + reference name. The names are
-// allocated into *names (freed with gpt_free_names after st_writer_save).
-int gpt_writer_add_block(const gpt *m, st_writer *w, const char *prefix, const float *block,
+// allocated into *names (freed with vqgpt_gpt_free_names after vqgpt_st_writer_save).
+int vqgpt_gpt_writer_add_block(const gpt *m, st_writer *w, const char *prefix, const float *block,
                          char ***names);
-void gpt_free_names(const gpt *m, char **names);
-const gpt_tensor_info *gpt_find_tensor(const gpt *m, const char *name);
+void vqgpt_gpt_free_names(const gpt *m, char **names);
+const gpt_tensor_info *vqgpt_gpt_find_tensor(const gpt *m, const char *name);
 
-int gpt_alloc_grads(gpt *m);
-void gpt_zero_grad(gpt *m);
+int vqgpt_gpt_alloc_grads(gpt *m);
+void vqgpt_gpt_zero_grad(gpt *m);
 // Sizes the activations for batch shape (B, T), T <= block_size. Cheap if already that size.
-int gpt_build(gpt *m, int B, int T);
+int vqgpt_gpt_build(gpt *m, int B, int T);
 
 // idx: (B, T) tokens in [0, vocab). targets: (B, T) or NULL; entries < 0 are ignored by the
 // loss. With targets, m->loss is the mean cross-entropy. train enables dropout, with masks
-// drawn from drop_seed. Logits land in m->a.logits (B, T, V). Calls gpt_build as needed.
-int gpt_forward(gpt *m, const int32_t *idx, const int32_t *targets, int B, int T, bool train,
+// drawn from drop_seed. Logits land in m->a.logits (B, T, V). Calls vqgpt_gpt_build as needed.
+int vqgpt_gpt_forward(gpt *m, const int32_t *idx, const int32_t *targets, int B, int T, bool train,
                 uint64_t drop_seed);
 // Gradients of the last forward's loss accumulate (+=) into m->grads.
-int gpt_backward(gpt *m);
+int vqgpt_gpt_backward(gpt *m);
 
 // Key/value cache for incremental decoding of B sequences in lockstep.
 typedef struct {
@@ -217,23 +217,23 @@ typedef struct {
   float *tmp;      // (B, C)
   float *h;        // (B, 4C)
   float *scores;   // (B, H, Tmax)
-  float *wtile;    // half-weight models: weight rows converted for sgemm (linear_forward_half)
+  float *wtile;    // half-weight models: weight rows converted for sgemm (vqgpt_linear_forward_half)
   float *block;
-  // Prefill scratch, allocated at the first gpt_prefill: rows are (B, Tmax) positions.
+  // Prefill scratch, allocated at the first vqgpt_gpt_prefill: rows are (B, Tmax) positions.
   float *px, *pln, *pqkv, *patty, *ptmp, *ph;  // (B*Tmax, C | C | 3C | C | C | 4C)
   float *patt;                                 // (B, H, Tmax, Tmax)
   float *pblock;
 } gpt_kv;
 
-int gpt_kv_init(gpt_kv *kv, const gpt *m, int B);
-void gpt_kv_free(gpt_kv *kv);
-void gpt_kv_reset(gpt_kv *kv);
+int vqgpt_gpt_kv_init(gpt_kv *kv, const gpt *m, int B);
+void vqgpt_gpt_kv_free(gpt_kv *kv);
+void vqgpt_gpt_kv_reset(gpt_kv *kv);
 // Appends one token per sequence (tokens: (B)) at position kv->T and writes the next-token
 // logits (B, V). Costs one token's forward per sequence.
-int gpt_step(const gpt *m, gpt_kv *kv, const int32_t *tokens, float *logits);
+int vqgpt_gpt_step(const gpt *m, gpt_kv *kv, const int32_t *tokens, float *logits);
 // Restarts the cache with T tokens per sequence (tokens: (B, T), positions 0..T-1) in one
 // batched forward (matrix products over all B*T rows) and writes the logits after the last
-// token (B, V): the same as gpt_kv_reset and T gpt_steps, at sgemm speed.
-int gpt_prefill(const gpt *m, gpt_kv *kv, const int32_t *tokens, int T, float *logits);
+// token (B, V): the same as vqgpt_gpt_kv_reset and T gpt_steps, at sgemm speed.
+int vqgpt_gpt_prefill(const gpt *m, gpt_kv *kv, const int32_t *tokens, int T, float *logits);
 
 #endif

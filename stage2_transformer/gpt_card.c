@@ -9,7 +9,7 @@
 
 #define GPT_CARD_MAX_TOKENIZER (64u << 20)
 
-void gpt_card_free(gpt_card *card) {
+void vqgpt_gpt_card_free(gpt_card *card) {
   free(card->class_names);
   free(card->sampling);
   free(card->vqgan);
@@ -20,36 +20,36 @@ void gpt_card_free(gpt_card *card) {
 // A copy of metadata `key` if it is JSON of the given type (every class name a string).
 static int read_json_meta(char **out, const st_file *f, const char *key, json_type type,
                           const char *source) {
-  const char *text = st_meta(f, key);
+  const char *text = vqgpt_st_meta(f, key);
   if (!text) return 0;
-  json_value *v = json_parse(text, strlen(text));
+  json_value *v = vqgpt_json_parse(text, strlen(text));
   bool ok = v && v->type == type;
   for (size_t i = 0; ok && type == JSON_ARRAY && i < v->count; i++)
     ok = v->items[i].type == JSON_STRING;
-  json_free(v);
+  vqgpt_json_free(v);
   if (!ok) return vqgpt_error("%s: metadata '%s' is not a JSON %s", source, key,
                               type == JSON_ARRAY ? "array of strings" : "object");
   *out = strdup(text);
   return *out ? 0 : vqgpt_error("out of memory");
 }
 
-int gpt_card_read(gpt_card *card, const st_file *f, const char *source) {
+int vqgpt_gpt_card_read(gpt_card *card, const st_file *f, const char *source) {
   memset(card, 0, sizeof *card);
   if (read_json_meta(&card->class_names, f, "class_names", JSON_ARRAY, source) ||
       read_json_meta(&card->sampling, f, "sampling", JSON_OBJECT, source) ||
       read_json_meta(&card->vqgan, f, "vqgan", JSON_OBJECT, source)) {
-    gpt_card_free(card);
+    vqgpt_gpt_card_free(card);
     return -1;
   }
-  const st_tensor *t = st_find(f, "tokenizer");
+  const st_tensor *t = vqgpt_st_find(f, "tokenizer");
   if (t) {
     if (t->dtype != ST_U8 || t->ndim != 1 || t->nbytes < 1 || t->nbytes > GPT_CARD_MAX_TOKENIZER) {
-      gpt_card_free(card);
+      vqgpt_gpt_card_free(card);
       return vqgpt_error("%s: tensor 'tokenizer' must be U8 bytes (1 B to 64 MiB)", source);
     }
     card->tokenizer = malloc(t->nbytes);
     if (!card->tokenizer) {
-      gpt_card_free(card);
+      vqgpt_gpt_card_free(card);
       return vqgpt_error("out of memory");
     }
     memcpy(card->tokenizer, t->data, t->nbytes);
@@ -58,14 +58,14 @@ int gpt_card_read(gpt_card *card, const st_file *f, const char *source) {
   return 0;
 }
 
-int gpt_card_write(const gpt_card *card, st_writer *w) {
-  if ((card->class_names && st_writer_meta(w, "class_names", card->class_names)) ||
-      (card->sampling && st_writer_meta(w, "sampling", card->sampling)) ||
-      (card->vqgan && st_writer_meta(w, "vqgan", card->vqgan)))
+int vqgpt_gpt_card_write(const gpt_card *card, st_writer *w) {
+  if ((card->class_names && vqgpt_st_writer_meta(w, "class_names", card->class_names)) ||
+      (card->sampling && vqgpt_st_writer_meta(w, "sampling", card->sampling)) ||
+      (card->vqgan && vqgpt_st_writer_meta(w, "vqgan", card->vqgan)))
     return -1;
   if (card->tokenizer) {
     int64_t shape[1] = {(int64_t)card->tokenizer_bytes};
-    if (st_writer_add(w, "tokenizer", ST_U8, 1, shape, card->tokenizer)) return -1;
+    if (vqgpt_st_writer_add(w, "tokenizer", ST_U8, 1, shape, card->tokenizer)) return -1;
   }
   return 0;
 }

@@ -18,7 +18,7 @@
 #define STREAM_SPLIT 1
 #define STREAM_TRAIN 2
 
-void gpt_train_options_default(gpt_train_options *o) {
+void vqgpt_gpt_train_options_default(gpt_train_options *o) {
   o->batch_size = 8;
   o->steps = 1000;
   o->lr = 3e-4f;
@@ -36,7 +36,7 @@ void gpt_train_options_default(gpt_train_options *o) {
   o->ranks = 1;
 }
 
-int gpt_train_options_check(const gpt_train_options *o) {
+int vqgpt_gpt_train_options_check(const gpt_train_options *o) {
   if (o->batch_size < 1 || o->batch_size > 65536)
     return vqgpt_error("--batch must be in [1, 65536] (got %d)", o->batch_size);
   if (o->steps < 0) return vqgpt_error("--steps must be >= 0 (got %ld)", o->steps);
@@ -57,13 +57,13 @@ int gpt_train_options_check(const gpt_train_options *o) {
     return vqgpt_error("--val-fraction must be in [0, 1) (got %g)", o->val_fraction);
   if (!(o->cond_drop >= 0 && o->cond_drop < 1))
     return vqgpt_error("--cond-drop must be in [0, 1) (got %g)", o->cond_drop);
-  if (o->ranks < 1 || o->batch_size % o->ranks || (o->ranks > 1 && o->ranks != dist_size()))
+  if (o->ranks < 1 || o->batch_size % o->ranks || (o->ranks > 1 && o->ranks != vqgpt_dist_size()))
     return vqgpt_error("--batch %d cannot be split over %d ranks (of %d running): it must be a "
-                       "multiple of their number", o->batch_size, o->ranks, dist_size());
+                       "multiple of their number", o->batch_size, o->ranks, vqgpt_dist_size());
   return 0;
 }
 
-float gpt_train_lr(const gpt_train_options *o, long step) {
+float vqgpt_gpt_train_lr(const gpt_train_options *o, long step) {
   if (step < o->warmup) return o->lr * (float)(step + 1) / (float)o->warmup;
   long decay = o->steps - o->warmup;
   if (decay <= 0) return o->lr;
@@ -85,8 +85,8 @@ static int make_split(gpt_trainer *tr) {
   if (n_val > n - 1) n_val = n - 1;
   int32_t *perm = malloc((size_t)n * sizeof(int32_t));
   if (!perm) return vqgpt_error("out of memory");
-  uint64_t s = rng_hash(tr->opt.seed, STREAM_SPLIT);
-  rng_permutation(&s, perm, (size_t)n);
+  uint64_t s = vqgpt_rng_hash(tr->opt.seed, STREAM_SPLIT);
+  vqgpt_rng_permutation(&s, perm, (size_t)n);
   tr->n_val = n_val;
   tr->n_train = n - n_val;
   memcpy(tr->val_ids, perm, (size_t)n_val * sizeof(int32_t));
@@ -98,7 +98,7 @@ static int make_split(gpt_trainer *tr) {
 }
 
 static void shuffle_epoch(gpt_trainer *tr) {
-  rng_permutation(&tr->rng, tr->order, (size_t)tr->n_train);
+  vqgpt_rng_permutation(&tr->rng, tr->order, (size_t)tr->n_train);
   for (int i = 0; i < tr->n_train; i++) tr->order[i] = tr->train_ids[tr->order[i]];
   tr->cursor = 0;
 }
@@ -113,13 +113,13 @@ static int alloc_batch(gpt_trainer *tr) {
   return 0;
 }
 
-int gpt_trainer_init(gpt_trainer *tr, gpt *model, const gpt_dataset *data,
+int vqgpt_gpt_trainer_init(gpt_trainer *tr, gpt *model, const gpt_dataset *data,
                      const gpt_train_options *opt) {
   memset(tr, 0, sizeof *tr);
-  if (gpt_train_options_check(opt)) return -1;
+  if (vqgpt_gpt_train_options_check(opt)) return -1;
   const gpt_config *c = &model->cfg;
   if (data->n < 1 || data->h < 1 || data->w < 1) return vqgpt_error("no training data");
-  size_t T = (size_t)data->h * data->w, n_cond = (size_t)gpt_n_cond(c);
+  size_t T = (size_t)data->h * data->w, n_cond = (size_t)vqgpt_gpt_n_cond(c);
   if (n_cond + T - 1 > (size_t)c->block_size)
     return vqgpt_error("a %dx%d code grid needs %zu positions but the GPT's block_size is %d",
                        data->h, data->w, n_cond + T - 1, c->block_size);
@@ -137,9 +137,9 @@ int gpt_trainer_init(gpt_trainer *tr, gpt *model, const gpt_dataset *data,
   if (c->cond == GPT_COND_TEXT) {
     if (!data->prompts) return vqgpt_error("a text-conditional GPT needs prompts");
     for (size_t i = 0; i < (size_t)data->n * n_cond; i++)
-      if (data->prompts[i] < c->n_codes || data->prompts[i] > gpt_text_pad(c))
+      if (data->prompts[i] < c->n_codes || data->prompts[i] > vqgpt_gpt_text_pad(c))
         return vqgpt_error("prompt token %d not in the text range [%d, %d]", data->prompts[i],
-                           c->n_codes, gpt_text_pad(c));
+                           c->n_codes, vqgpt_gpt_text_pad(c));
   }
   if (opt->ranks > 1 && (c->embd_pdrop > 0 || c->resid_pdrop > 0 || c->attn_pdrop > 0))
     return vqgpt_error("dropout (embd/resid/attn_pdrop %g/%g/%g) is not supported in "
@@ -148,7 +148,7 @@ int gpt_trainer_init(gpt_trainer *tr, gpt *model, const gpt_dataset *data,
   tr->model = model;
   tr->opt = *opt;
   tr->rows = opt->batch_size / opt->ranks;
-  tr->row0 = (opt->ranks > 1 ? dist_rank() : 0) * tr->rows;
+  tr->row0 = (opt->ranks > 1 ? vqgpt_dist_rank() : 0) * tr->rows;
   tr->data = *data;
   tr->T = (int)(n_cond + T - 1);
   tr->m = calloc(model->n_params, sizeof(float));
@@ -157,20 +157,20 @@ int gpt_trainer_init(gpt_trainer *tr, gpt *model, const gpt_dataset *data,
   tr->train_ids = malloc((size_t)data->n * sizeof(int32_t));
   tr->order = malloc((size_t)data->n * sizeof(int32_t));
   if (!tr->m || !tr->v || !tr->val_ids || !tr->train_ids || !tr->order) {
-    gpt_trainer_free(tr);
+    vqgpt_gpt_trainer_free(tr);
     return vqgpt_error("out of memory for the optimizer state");
   }
-  if (make_split(tr) || alloc_batch(tr) || gpt_alloc_grads(model) ||
-      gpt_build(model, tr->rows, tr->T)) {
-    gpt_trainer_free(tr);
+  if (make_split(tr) || alloc_batch(tr) || vqgpt_gpt_alloc_grads(model) ||
+      vqgpt_gpt_build(model, tr->rows, tr->T)) {
+    vqgpt_gpt_trainer_free(tr);
     return -1;
   }
-  tr->rng = rng_hash(opt->seed, STREAM_TRAIN);
+  tr->rng = vqgpt_rng_hash(opt->seed, STREAM_TRAIN);
   shuffle_epoch(tr);
   return 0;
 }
 
-void gpt_trainer_free(gpt_trainer *tr) {
+void vqgpt_gpt_trainer_free(gpt_trainer *tr) {
   free(tr->m);
   free(tr->v);
   free(tr->val_ids);
@@ -185,10 +185,10 @@ void gpt_trainer_free(gpt_trainer *tr) {
 // but the last as inputs; targets are the codes, -1 (ignored) under the condition's prefix.
 static void fill_sequence(const gpt_trainer *tr, int s, bool null, int32_t *in, int32_t *tg) {
   const gpt_config *c = &tr->model->cfg;
-  int nc = gpt_n_cond(c), hw = tr->data.h * tr->data.w;
+  int nc = vqgpt_gpt_n_cond(c), hw = tr->data.h * tr->data.w;
   if (c->cond == GPT_COND_TEXT) {
     for (int k = 0; k < nc; k++)
-      in[k] = null ? gpt_text_pad(c) : tr->data.prompts[(size_t)s * nc + k];
+      in[k] = null ? vqgpt_gpt_text_pad(c) : tr->data.prompts[(size_t)s * nc + k];
   } else if (c->cond == GPT_COND_CLASS) {
     in[0] = null ? c->null_class : tr->data.labels[s];
   } else {
@@ -204,16 +204,16 @@ static void fill_sequence(const gpt_trainer *tr, int s, bool null, int32_t *in, 
 // each rank's share weighted by its count of targets, summed over the ranks.
 static void average_over_ranks(gpt *m) {
   double loss_count[2] = {(double)m->loss * m->n_valid, (double)m->n_valid};
-  dist_allreduce_sum_f64(loss_count, 2);
+  vqgpt_dist_allreduce_sum_f64(loss_count, 2);
   float k = loss_count[1] > 0 ? (float)(m->n_valid / loss_count[1]) : 0.0f;
   for (size_t i = 0; i < m->n_params; i++) m->grads[i] *= k;
-  dist_allreduce_sum_f32(m->grads, m->n_params);
+  vqgpt_dist_allreduce_sum_f32(m->grads, m->n_params);
   m->loss = loss_count[1] > 0 ? (float)(loss_count[0] / loss_count[1]) : 0.0f;
 }
 
-int gpt_trainer_step(gpt_trainer *tr, gpt_step_stats *stats) {
+int vqgpt_gpt_trainer_step(gpt_trainer *tr, gpt_step_stats *stats) {
   gpt *m = tr->model;
-  int B = tr->opt.batch_size, T = tr->T, V = m->cfg.vocab_size, nc = gpt_n_cond(&m->cfg);
+  int B = tr->opt.batch_size, T = tr->T, V = m->cfg.vocab_size, nc = vqgpt_gpt_n_cond(&m->cfg);
   float pkeep = tr->opt.pkeep;
   for (int b = 0; b < B; b++) {
     if (tr->cursor >= tr->n_train) {
@@ -223,33 +223,33 @@ int gpt_trainer_step(gpt_trainer *tr, gpt_step_stats *stats) {
     int s = tr->order[tr->cursor++];
     int32_t *in = tr->idx + (size_t)b * T, *tg = tr->tgt + (size_t)b * T;
     // Drawn only when dropout is on, so that runs without it keep their random streams.
-    bool null = tr->opt.cond_drop > 0 && rng_uniform(&tr->rng) < tr->opt.cond_drop;
+    bool null = tr->opt.cond_drop > 0 && vqgpt_rng_uniform(&tr->rng) < tr->opt.cond_drop;
     fill_sequence(tr, s, null, in, tg);
     // Inputs only are corrupted: a random token of the whole vocabulary, as the reference's
     // randint_like(z_indices, vocab_size); targets stay the true codes.
     for (int t = nc; t < T; t++)
-      if (pkeep < 1.0f && rng_uniform(&tr->rng) >= pkeep) in[t] = (int32_t)rng_below(&tr->rng, V);
+      if (pkeep < 1.0f && vqgpt_rng_uniform(&tr->rng) >= pkeep) in[t] = (int32_t)vqgpt_rng_below(&tr->rng, V);
   }
-  uint64_t drop_seed = rng_next(&tr->rng);
-  gpt_zero_grad(m);
+  uint64_t drop_seed = vqgpt_rng_next(&tr->rng);
+  vqgpt_gpt_zero_grad(m);
   size_t first = (size_t)tr->row0 * T;  // this rank's rows
-  if (gpt_forward(m, tr->idx + first, tr->tgt + first, tr->rows, T, true, drop_seed) ||
-      gpt_backward(m))
+  if (vqgpt_gpt_forward(m, tr->idx + first, tr->tgt + first, tr->rows, T, true, drop_seed) ||
+      vqgpt_gpt_backward(m))
     return -1;
   if (tr->opt.ranks > 1) average_over_ranks(m);
   // A non-finite loss, gradient or updated parameter stops training at the step it appears
-  // in (the caller then saves nothing: gpt_trainer_save refuses non-finite state anyway).
+  // in (the caller then saves nothing: vqgpt_gpt_trainer_save refuses non-finite state anyway).
   if (!isfinite(m->loss))
     return vqgpt_error("step %ld: training diverged: the loss is %g", tr->step + 1, m->loss);
-  double norm = adamw_global_norm(m->grads, m->n_params);
+  double norm = vqgpt_adamw_global_norm(m->grads, m->n_params);
   if (!isfinite(norm))
     return vqgpt_error("step %ld: training diverged: the gradient norm is %g", tr->step + 1, norm);
-  adamw_clip(m->grads, m->n_params, norm, tr->opt.grad_clip);
-  float lr = gpt_train_lr(&tr->opt, tr->step);
+  vqgpt_adamw_clip(m->grads, m->n_params, norm, tr->opt.grad_clip);
+  float lr = vqgpt_gpt_train_lr(&tr->opt, tr->step);
   bool finite = true;
   for (size_t i = 0; i < m->n_tensors; i++) {
     const gpt_tensor_info *t = &m->tensors[i];
-    finite &= adamw_update(m->params + t->offset, m->grads + t->offset, tr->m + t->offset,
+    finite &= vqgpt_adamw_update(m->params + t->offset, m->grads + t->offset, tr->m + t->offset,
                            tr->v + t->offset, t->numel, lr, tr->opt.beta1, tr->opt.beta2,
                            tr->opt.eps, t->decay ? tr->opt.weight_decay : 0.0f, tr->step + 1);
   }
@@ -265,10 +265,10 @@ int gpt_trainer_step(gpt_trainer *tr, gpt_step_stats *stats) {
   return 0;
 }
 
-int gpt_trainer_validate(gpt_trainer *tr, double *loss) {
+int vqgpt_gpt_trainer_validate(gpt_trainer *tr, double *loss) {
   gpt *m = tr->model;
   // The activations' batch; several ranks take turns over the chunks.
-  int B = tr->rows, T = tr->T, ranks = tr->opt.ranks, me = ranks > 1 ? dist_rank() : 0;
+  int B = tr->rows, T = tr->T, ranks = tr->opt.ranks, me = ranks > 1 ? vqgpt_dist_rank() : 0;
   if (tr->n_val == 0) {
     *loss = NAN;
     return 0;
@@ -287,13 +287,13 @@ int gpt_trainer_validate(gpt_trainer *tr, double *loss) {
       }
       fill_sequence(tr, tr->val_ids[i0 + b], false, in, tg);
     }
-    if (gpt_forward(m, tr->idx, tr->tgt, B, T, false, 0)) return -1;
+    if (vqgpt_gpt_forward(m, tr->idx, tr->tgt, B, T, false, 0)) return -1;
     total += (double)m->loss * m->n_valid;
     count += m->n_valid;
   }
   if (ranks > 1) {
     double total_count[2] = {total, (double)count};
-    dist_allreduce_sum_f64(total_count, 2);
+    vqgpt_dist_allreduce_sum_f64(total_count, 2);
     total = total_count[0];
     count = (long)total_count[1];
   }
@@ -322,7 +322,7 @@ static char *state_json(const gpt_trainer *tr) {
   return s;
 }
 
-int gpt_trainer_save(const gpt_trainer *tr, const char *path) {
+int vqgpt_gpt_trainer_save(const gpt_trainer *tr, const char *path) {
   const gpt *m = tr->model;
   // A checkpoint is never written with a NaN or an infinity in it.
   const float *blocks[3] = {m->params, tr->m, tr->v};
@@ -331,34 +331,34 @@ int gpt_trainer_save(const gpt_trainer *tr, const char *path) {
     if (!vqgpt_all_finite(blocks[i], m->n_params))
       return vqgpt_error("%s: not saved: the GPT's %s hold a NaN or an infinity (training "
                          "diverged)", path, what[i]);
-  st_writer *w = st_writer_new();
+  st_writer *w = vqgpt_st_writer_new();
   if (!w) return vqgpt_error("out of memory");
   char **names[3] = {NULL, NULL, NULL};
-  char *cfg = gpt_config_to_json(&m->cfg), *state = state_json(tr);
+  char *cfg = vqgpt_gpt_config_to_json(&m->cfg), *state = state_json(tr);
   int64_t order_shape[1] = {tr->n_train};
   int rc = -1;
   if (!cfg || !state) {
     vqgpt_error("out of memory");
     goto done;
   }
-  if (st_writer_meta(w, "format", "taming-gpt") || st_writer_meta(w, "config", cfg) ||
-      st_writer_meta(w, "train_state", state) || gpt_card_write(&m->card, w) ||
-      gpt_writer_add_block(m, w, "", m->params, &names[0]) ||
-      gpt_writer_add_block(m, w, "opt.m.", tr->m, &names[1]) ||
-      gpt_writer_add_block(m, w, "opt.v.", tr->v, &names[2]) ||
-      st_writer_add(w, "train.order", ST_I32, 1, order_shape, tr->order) || st_writer_save(w, path))
+  if (vqgpt_st_writer_meta(w, "format", "taming-gpt") || vqgpt_st_writer_meta(w, "config", cfg) ||
+      vqgpt_st_writer_meta(w, "train_state", state) || vqgpt_gpt_card_write(&m->card, w) ||
+      vqgpt_gpt_writer_add_block(m, w, "", m->params, &names[0]) ||
+      vqgpt_gpt_writer_add_block(m, w, "opt.m.", tr->m, &names[1]) ||
+      vqgpt_gpt_writer_add_block(m, w, "opt.v.", tr->v, &names[2]) ||
+      vqgpt_st_writer_add(w, "train.order", ST_I32, 1, order_shape, tr->order) || vqgpt_st_writer_save(w, path))
     goto done;
   rc = 0;
 done:
-  st_writer_free(w);
-  for (int i = 0; i < 3; i++) gpt_free_names(m, names[i]);
+  vqgpt_st_writer_free(w);
+  for (int i = 0; i < 3; i++) vqgpt_gpt_free_names(m, names[i]);
   free(cfg);
   free(state);
   return rc;
 }
 
 static bool get_u64_string(const json_value *o, const char *key, uint64_t *out) {
-  const char *s = json_get_string(o, key);
+  const char *s = vqgpt_json_get_string(o, key);
   if (!s || !*s) return false;
   char *end;
   unsigned long long v = strtoull(s, &end, 10);
@@ -369,21 +369,21 @@ static bool get_u64_string(const json_value *o, const char *key, uint64_t *out) 
 
 static bool get_float(const json_value *o, const char *key, float *out) {
   double d;
-  if (!json_get_number(o, key, &d)) return false;
+  if (!vqgpt_json_get_number(o, key, &d)) return false;
   *out = (float)d;
   return true;
 }
 
 static bool get_long(const json_value *o, const char *key, long *out) {
   int64_t v;
-  if (!json_get_int(o, key, &v)) return false;
+  if (!vqgpt_json_get_int(o, key, &v)) return false;
   *out = (long)v;
   return true;
 }
 
 static bool get_int(const json_value *o, const char *key, int *out) {
   int64_t v;
-  if (!json_get_int(o, key, &v) || v < INT32_MIN || v > INT32_MAX) return false;
+  if (!vqgpt_json_get_int(o, key, &v) || v < INT32_MIN || v > INT32_MAX) return false;
   *out = (int)v;
   return true;
 }
@@ -418,20 +418,20 @@ static int check_same_options(const char *path, const gpt_train_options *was,
   return 0;
 }
 
-int gpt_trainer_resume(gpt_trainer *tr, const char *path) {
+int vqgpt_gpt_trainer_resume(gpt_trainer *tr, const char *path) {
   gpt *m = tr->model;
   st_file f;
-  if (st_open(&f, path)) return -1;
+  if (vqgpt_st_open(&f, path)) return -1;
   json_value *root = NULL;
   int rc = -1;
-  const char *state = st_meta(&f, "train_state"), *config = st_meta(&f, "config");
+  const char *state = vqgpt_st_meta(&f, "train_state"), *config = vqgpt_st_meta(&f, "config");
   gpt_config cfg;
-  if (st_check_format(&f, "taming-gpt", "a GPT checkpoint")) goto done;
+  if (vqgpt_st_check_format(&f, "taming-gpt", "a GPT checkpoint")) goto done;
   if (!state) {
     vqgpt_error("%s: not a training checkpoint (no train_state)", path);
     goto done;
   }
-  if (!config || gpt_config_parse(&cfg, config, path)) {
+  if (!config || vqgpt_gpt_config_parse(&cfg, config, path)) {
     if (!config) vqgpt_error("%s: no config", path);
     goto done;
   }
@@ -442,12 +442,12 @@ int gpt_trainer_resume(gpt_trainer *tr, const char *path) {
     vqgpt_error("%s: checkpoint model config differs from the model being trained", path);
     goto done;
   }
-  root = json_parse(state, strlen(state));
+  root = vqgpt_json_parse(state, strlen(state));
   if (!root) {
     vqgpt_error("%s: train_state is not valid JSON", path);
     goto done;
   }
-  const json_value *o = json_get(root, "options");
+  const json_value *o = vqgpt_json_get(root, "options");
   gpt_train_options opt = tr->opt;
   long step, epoch;
   int cursor, n_samples, h, w, n_val;
@@ -466,11 +466,11 @@ int gpt_trainer_resume(gpt_trainer *tr, const char *path) {
     goto done;
   }
   opt.cond_drop = 0;  // absent in checkpoints from before condition dropout
-  if (json_get(o, "cond_drop") && !get_float(o, "cond_drop", &opt.cond_drop)) {
+  if (vqgpt_json_get(o, "cond_drop") && !get_float(o, "cond_drop", &opt.cond_drop)) {
     vqgpt_error("%s: train_state cond_drop is not a number", path);
     goto done;
   }
-  if (gpt_train_options_check(&opt) || check_same_options(path, &opt, &tr->opt)) goto done;
+  if (vqgpt_gpt_train_options_check(&opt) || check_same_options(path, &opt, &tr->opt)) goto done;
   if (n_samples != tr->data.n || h != tr->data.h || w != tr->data.w) {
     vqgpt_error("%s: checkpoint was trained on %d grids of %dx%d, the data has %d of %dx%d", path,
                 n_samples, h, w, tr->data.n, tr->data.h, tr->data.w);
@@ -488,7 +488,7 @@ int gpt_trainer_resume(gpt_trainer *tr, const char *path) {
     goto done;
   }
   int64_t order_shape[1] = {tr->n_train};
-  if (st_read_i32(&f, "train.order", tr->order, 1, order_shape)) goto done;
+  if (vqgpt_st_read_i32(&f, "train.order", tr->order, 1, order_shape)) goto done;
   // The stored order must be a permutation of this split's training samples.
   int32_t *check = malloc((size_t)tr->n_train * sizeof(int32_t));
   if (!check) {
@@ -504,13 +504,13 @@ int gpt_trainer_resume(gpt_trainer *tr, const char *path) {
     goto done;
   }
   static const char *const mask_buffers[] = {"blocks.*.attn.mask", "tokenizer", NULL};
-  if (gpt_read_block(m, &f, "", m->params) || gpt_read_block(m, &f, "opt.m.", tr->m) ||
-      gpt_read_block(m, &f, "opt.v.", tr->v) || st_check_all_used(&f, mask_buffers))
+  if (vqgpt_gpt_read_block(m, &f, "", m->params) || vqgpt_gpt_read_block(m, &f, "opt.m.", tr->m) ||
+      vqgpt_gpt_read_block(m, &f, "opt.v.", tr->v) || vqgpt_st_check_all_used(&f, mask_buffers))
     goto done;
   if (new_batch) {
     tr->rows = opt.batch_size / opt.ranks;
-    tr->row0 = (opt.ranks > 1 ? dist_rank() : 0) * tr->rows;
-    if (alloc_batch(tr) || gpt_build(m, tr->rows, tr->T)) goto done;
+    tr->row0 = (opt.ranks > 1 ? vqgpt_dist_rank() : 0) * tr->rows;
+    if (alloc_batch(tr) || vqgpt_gpt_build(m, tr->rows, tr->T)) goto done;
   }
   tr->step = step;
   tr->rng = rng;
@@ -518,7 +518,7 @@ int gpt_trainer_resume(gpt_trainer *tr, const char *path) {
   tr->cursor = cursor;
   rc = 0;
 done:
-  json_free(root);
-  st_close(&f);
+  vqgpt_json_free(root);
+  vqgpt_st_close(&f);
   return rc;
 }

@@ -24,7 +24,7 @@ typedef struct {
   float cond_drop;     // probability of replacing the condition by the null one (guidance)
   float val_fraction;  // share of the samples held out for validation
   uint64_t seed;       // split, data order, corruption and dropout
-  // Data-parallel training (core/dist.h): the ranks (dist_size()) sharing each batch, 1 for
+  // Data-parallel training (core/dist.h): the ranks (vqgpt_dist_size()) sharing each batch, 1 for
   // one process; not part of the run's recorded settings. Every rank draws the whole batch
   // (the same random stream as one process) and trains on rows [rank * batch_size / ranks,
   // ...) of it; gradients are averaged (weighted by each rank's target count), so the model
@@ -33,10 +33,10 @@ typedef struct {
   int ranks;
 } gpt_train_options;
 
-void gpt_train_options_default(gpt_train_options *o);
-int gpt_train_options_check(const gpt_train_options *o);
+void vqgpt_gpt_train_options_default(gpt_train_options *o);
+int vqgpt_gpt_train_options_check(const gpt_train_options *o);
 // Learning rate for the update numbered `step` (0-based).
-float gpt_train_lr(const gpt_train_options *o, long step);
+float vqgpt_gpt_train_lr(const gpt_train_options *o, long step);
 
 // Training data: n code grids (n, h, w) in [0, n_codes), and (n) class labels when the model
 // is class-conditional, or (n, text_len) prompt tokens (already shifted past the codes and
@@ -74,24 +74,24 @@ typedef struct {
 
 // Checks the data against the model (codes within the vocabulary, labels within the classes,
 // 1 + h*w - 1 <= block_size) and allocates the optimizer state.
-int gpt_trainer_init(gpt_trainer *tr, gpt *model, const gpt_dataset *data,
+int vqgpt_gpt_trainer_init(gpt_trainer *tr, gpt *model, const gpt_dataset *data,
                      const gpt_train_options *opt);
-void gpt_trainer_free(gpt_trainer *tr);
+void vqgpt_gpt_trainer_free(gpt_trainer *tr);
 // One optimizer step on the next batch. Fails ("step N: training diverged: ...") when the
 // loss or the gradient norm is NaN or infinite (before the update) or the update makes a
 // parameter non-finite.
-int gpt_trainer_step(gpt_trainer *tr, gpt_step_stats *stats);
+int vqgpt_gpt_trainer_step(gpt_trainer *tr, gpt_step_stats *stats);
 // Mean cross-entropy on the held-out samples (no corruption, no dropout); NAN if there are
 // none. With several ranks, each takes a share and all get the mean.
-int gpt_trainer_validate(gpt_trainer *tr, double *loss);
+int vqgpt_gpt_trainer_validate(gpt_trainer *tr, double *loss);
 // A checkpoint: the model (loadable as a plain model) plus the AdamW moments ("opt.m.*",
 // "opt.v.*"), the data order ("train.order") and the step, RNG and options in the metadata
 // ("train_state"). Written atomically; refused when any parameter or moment is non-finite.
-int gpt_trainer_save(const gpt_trainer *tr, const char *path);
-// Restores a checkpoint written by gpt_trainer_save into an initialised trainer whose model has
+int vqgpt_gpt_trainer_save(const gpt_trainer *tr, const char *path);
+// Restores a checkpoint written by vqgpt_gpt_trainer_save into an initialised trainer whose model has
 // the same config: parameters, moments, step, RNG and data order. The trainer's options must be
 // those the checkpoint recorded, except `steps` (a run can be extended): a difference is an
 // error naming the option and both values.
-int gpt_trainer_resume(gpt_trainer *tr, const char *path);
+int vqgpt_gpt_trainer_resume(gpt_trainer *tr, const char *path);
 
 #endif

@@ -67,7 +67,7 @@ mkdir -p cm
 cp example.c cm/example.c
 cat >cm/tok.c <<'C'
 #include "tokenizer/tokenizer.h"
-int main(void) { return tokenizer_load_file("/nonexistent.model") == NULL ? 0 : 1; }
+int main(void) { return vqgpt_tokenizer_load_file("/nonexistent.model") == NULL ? 0 : 1; }
 C
 {
   echo 'cmake_minimum_required(VERSION 3.18)'

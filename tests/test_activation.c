@@ -30,17 +30,17 @@ static double ref_df(int a, double x) {
 
 static void fwd(int a, float *out, const float *in, size_t n) {
   switch (a) {
-    case ACT_SWISH: swish_forward(out, in, n); break;
-    case ACT_LEAKY: leaky_relu_forward(out, in, n, slope); break;
-    default: relu_forward(out, in, n); break;
+    case ACT_SWISH: vqgpt_swish_forward(out, in, n); break;
+    case ACT_LEAKY: vqgpt_leaky_relu_forward(out, in, n, slope); break;
+    default: vqgpt_relu_forward(out, in, n); break;
   }
 }
 
 static void bwd(int a, float *din, const float *dout, const float *in, size_t n) {
   switch (a) {
-    case ACT_SWISH: swish_backward(din, dout, in, n); break;
-    case ACT_LEAKY: leaky_relu_backward(din, dout, in, n, slope); break;
-    default: relu_backward(din, dout, in, n); break;
+    case ACT_SWISH: vqgpt_swish_backward(din, dout, in, n); break;
+    case ACT_LEAKY: vqgpt_leaky_relu_backward(din, dout, in, n, slope); break;
+    default: vqgpt_relu_backward(din, dout, in, n); break;
   }
 }
 
@@ -109,8 +109,8 @@ int main(int argc, char **argv) {
   size_t nx = sizeof x / sizeof x[0];
   float y[sizeof x / sizeof x[0]], dy[sizeof x / sizeof x[0]], one[sizeof x / sizeof x[0]];
   for (size_t i = 0; i < nx; i++) one[i] = 1.0f;
-  swish_forward(y, x, nx);
-  swish_backward(dy, one, x, nx);
+  vqgpt_swish_forward(y, x, nx);
+  vqgpt_swish_backward(dy, one, x, nx);
   for (size_t i = 0; i < nx; i++) {
     double r = ref_f(ACT_SWISH, x[i]), dr = ref_df(ACT_SWISH, x[i]);
     CHECKF(fabs(y[i] - r) <= 1e-6 * fabs(r) + 1e-30, "swish(%g) = %g, want %g", x[i], y[i], r);

@@ -58,7 +58,7 @@ typedef struct {
 
 static double attn_loss(void *p) {
   loss_ctx *l = p;
-  attn2d_forward(l->out, l->probs, l->q, l->k, l->v, l->B, l->C, l->N);
+  vqgpt_attn2d_forward(l->out, l->probs, l->q, l->k, l->v, l->B, l->C, l->N);
   size_t n = (size_t)l->B * l->C * l->N;
   double acc = 0;
   for (size_t i = 0; i < n; i++) acc += (double)l->out[i] * l->g[i];
@@ -70,7 +70,7 @@ static void run(const char *name, int B, int C, int N, float qk_scale, int fd, u
   float *q = malloc(n * sizeof *q), *k = malloc(n * sizeof *k), *v = malloc(n * sizeof *v);
   float *g = malloc(n * sizeof *g), *out = malloc(n * sizeof *out), *probs = malloc(nn * sizeof *probs);
   float *dq = malloc(n * sizeof *dq), *dk = malloc(n * sizeof *dk), *dv = malloc(n * sizeof *dv);
-  float *scratch = malloc(attn2d_scratch_size(N) * sizeof *scratch);
+  float *scratch = malloc(vqgpt_attn2d_scratch_size(N) * sizeof *scratch);
   double *rout = malloc(n * sizeof *rout), *rprobs = malloc(nn * sizeof *rprobs);
   double *rdq = malloc(n * sizeof *rdq), *rdk = malloc(n * sizeof *rdk), *rdv = malloc(n * sizeof *rdv);
   fill_uniform(q, n, rng, qk_scale);
@@ -80,19 +80,19 @@ static void run(const char *name, int B, int C, int N, float qk_scale, int fd, u
   naive(rout, rprobs, rdq, rdk, rdv, q, k, v, g, B, C, N);
 
   // The row-block form (inference, memory linear in N) first, into `out`'s place.
-  float *rows_scratch = malloc(attn2d_rows_scratch_size(N) * sizeof *rows_scratch);
-  attn2d_forward_rows(out, rows_scratch, q, k, v, B, C, N);
+  float *rows_scratch = malloc(vqgpt_attn2d_rows_scratch_size(N) * sizeof *rows_scratch);
+  vqgpt_attn2d_forward_rows(out, rows_scratch, q, k, v, B, C, N);
   double er = rel_err_d(out, rout, n);
   CHECKF(er < 1e-5, "%s row-block forward: relative error %.3g", name, er);
   free(rows_scratch);
 
-  attn2d_forward(out, probs, q, k, v, B, C, N);
+  vqgpt_attn2d_forward(out, probs, q, k, v, B, C, N);
   double e = rel_err_d(out, rout, n), ep = rel_err_d(probs, rprobs, nn);
   CHECKF(e < 1e-5, "%s forward: relative error %.3g", name, e);
   CHECKF(ep < 1e-5, "%s probs: relative error %.3g", name, ep);
 
   for (size_t i = 0; i < n; i++) dq[i] = dk[i] = dv[i] = 1e6f;  // must be overwritten
-  attn2d_backward(dq, dk, dv, g, q, k, v, probs, B, C, N, scratch);
+  vqgpt_attn2d_backward(dq, dk, dv, g, q, k, v, probs, B, C, N, scratch);
   double eq = rel_err_d(dq, rdq, n), ek = rel_err_d(dk, rdk, n), ev = rel_err_d(dv, rdv, n);
   CHECKF(eq < 1e-4, "%s dq: relative error %.3g", name, eq);
   CHECKF(ek < 1e-4, "%s dk: relative error %.3g", name, ek);

@@ -13,7 +13,7 @@ typedef struct {
 
 static double bn_loss(void *p) {
   bn_ctx *c = p;
-  batchnorm_forward_train(c->out, c->mean, c->rstd, NULL, NULL, c->x, c->gamma, c->beta, B, C, HW,
+  vqgpt_batchnorm_forward_train(c->out, c->mean, c->rstd, NULL, NULL, c->x, c->gamma, c->beta, B, C, HW,
                           1e-5f, 0.1f);
   double s = 0;
   for (size_t i = 0; i < N; i++) s += (double)c->w[i] * c->out[i];
@@ -37,7 +37,7 @@ int main(int argc, char **argv) {
   float rm0[C], rv0[C];
   memcpy(rm0, rm, sizeof rm);
   memcpy(rv0, rv, sizeof rv);
-  batchnorm_forward_train(out, mean, rstd, rm, rv, x, gamma, beta, B, C, HW, 1e-5f, 0.1f);
+  vqgpt_batchnorm_forward_train(out, mean, rstd, rm, rv, x, gamma, beta, B, C, HW, 1e-5f, 0.1f);
   double max_err = 0, max_stat_err = 0;
   for (int c = 0; c < C; c++) {
     double s = 0, sq = 0;
@@ -69,11 +69,11 @@ int main(int argc, char **argv) {
 
   // In place gives the same result.
   memcpy(xcopy, x, sizeof x);
-  batchnorm_forward_train(xcopy, mean, rstd, NULL, NULL, xcopy, gamma, beta, B, C, HW, 1e-5f, 0.1f);
+  vqgpt_batchnorm_forward_train(xcopy, mean, rstd, NULL, NULL, xcopy, gamma, beta, B, C, HW, 1e-5f, 0.1f);
   CHECK(memcmp(xcopy, out, sizeof out) == 0);
 
   // Eval mode uses the running statistics.
-  batchnorm_forward_eval(out, x, gamma, beta, rm, rv, B, C, HW, 1e-5f);
+  vqgpt_batchnorm_forward_eval(out, x, gamma, beta, rm, rv, B, C, HW, 1e-5f);
   max_err = 0;
   for (int b = 0; b < B; b++)
     for (int c = 0; c < C; c++)
@@ -89,7 +89,7 @@ int main(int argc, char **argv) {
   bn_loss(&ctx);
   for (int c = 0; c < C; c++) dgamma[c] = dbeta[c] = 1.0f;
   for (size_t i = 0; i < N; i++) din[i] = 123.0f;
-  batchnorm_backward(din, dgamma, dbeta, w, x, ctx.mean, ctx.rstd, gamma, B, C, HW);
+  vqgpt_batchnorm_backward(din, dgamma, dbeta, w, x, ctx.mean, ctx.rstd, gamma, B, C, HW);
   for (int c = 0; c < C; c++) dgamma[c] -= 1.0f, dbeta[c] -= 1.0f;
   double e = fd_check(bn_loss, &ctx, x, din, N, 200, 1e-2f);
   CHECKF(e < 2e-3, "d/dx finite-difference error %.3g", e);
@@ -101,25 +101,25 @@ int main(int argc, char **argv) {
   // din may alias dout.
   float dself[N];
   memcpy(dself, w, sizeof w);
-  batchnorm_backward(dself, NULL, NULL, dself, x, ctx.mean, ctx.rstd, gamma, B, C, HW);
+  vqgpt_batchnorm_backward(dself, NULL, NULL, dself, x, ctx.mean, ctx.rstd, gamma, B, C, HW);
   CHECK(memcmp(dself, din, sizeof din) == 0);
 
   // The data-parallel (synchronised) forms on one rank are the functions above, bit for bit.
   static float out_d[N], din_d[N];
   float mean_d[C], rstd_d[C], rm_d[C], rv_d[C], rm_s[C], rv_s[C], dg_d[C], db_d[C], dg_s[C], db_s[C];
   for (int c = 0; c < C; c++) rm_d[c] = rm_s[c] = 0.1f * c, rv_d[c] = rv_s[c] = 1.0f + 0.2f * c;
-  batchnorm_forward_train(out, mean, rstd, rm_s, rv_s, x, gamma, beta, B, C, HW, 1e-5f, 0.1f);
-  CHECK(batchnorm_forward_train_dist(out_d, mean_d, rstd_d, rm_d, rv_d, x, gamma, beta, B, C, HW,
+  vqgpt_batchnorm_forward_train(out, mean, rstd, rm_s, rv_s, x, gamma, beta, B, C, HW, 1e-5f, 0.1f);
+  CHECK(vqgpt_batchnorm_forward_train_dist(out_d, mean_d, rstd_d, rm_d, rv_d, x, gamma, beta, B, C, HW,
                                      1e-5f, 0.1f) == 0);
   CHECK(!memcmp(out, out_d, sizeof out) && !memcmp(mean, mean_d, sizeof mean) &&
         !memcmp(rstd, rstd_d, sizeof rstd) && !memcmp(rm_s, rm_d, sizeof rm_s) &&
         !memcmp(rv_s, rv_d, sizeof rv_s));
-  batchnorm_update_running(rm_s, rv_s, x, B, C, HW, 0.1f);
-  CHECK(batchnorm_update_running_dist(rm_d, rv_d, x, B, C, HW, 0.1f) == 0);
+  vqgpt_batchnorm_update_running(rm_s, rv_s, x, B, C, HW, 0.1f);
+  CHECK(vqgpt_batchnorm_update_running_dist(rm_d, rv_d, x, B, C, HW, 0.1f) == 0);
   CHECK(!memcmp(rm_s, rm_d, sizeof rm_s) && !memcmp(rv_s, rv_d, sizeof rv_s));
   for (int c = 0; c < C; c++) dg_d[c] = dg_s[c] = db_d[c] = db_s[c] = 0.5f;
-  batchnorm_backward(din, dg_s, db_s, w, x, mean, rstd, gamma, B, C, HW);
-  CHECK(batchnorm_backward_dist(din_d, dg_d, db_d, w, x, mean, rstd, gamma, B, C, HW) == 0);
+  vqgpt_batchnorm_backward(din, dg_s, db_s, w, x, mean, rstd, gamma, B, C, HW);
+  CHECK(vqgpt_batchnorm_backward_dist(din_d, dg_d, db_d, w, x, mean, rstd, gamma, B, C, HW) == 0);
   CHECK(!memcmp(din, din_d, sizeof din) && !memcmp(dg_s, dg_d, sizeof dg_s) &&
         !memcmp(db_s, db_d, sizeof db_s));
   return test_finish("batchnorm");

@@ -16,7 +16,7 @@ typedef struct {
 // out (B, c_out, Ho, Wo) in double.
 static void naive_forward(double *out, const float *in, const float *w, const float *bias,
                           const conv2d_shape *s, int B, int H, int W) {
-  int ho = conv2d_out_h(s, H), wo = conv2d_out_w(s, W);
+  int ho = vqgpt_conv2d_out_h(s, H), wo = vqgpt_conv2d_out_w(s, W);
   for (int b = 0; b < B; b++)
     for (int co = 0; co < s->c_out; co++)
       for (int y = 0; y < ho; y++)
@@ -37,7 +37,7 @@ static void naive_forward(double *out, const float *in, const float *w, const fl
 // The exact gradients of sum(out * g) in double.
 static void naive_backward(double *din, double *dw, double *db, const float *g, const float *in,
                            const float *w, const conv2d_shape *s, int B, int H, int W) {
-  int ho = conv2d_out_h(s, H), wo = conv2d_out_w(s, W);
+  int ho = vqgpt_conv2d_out_h(s, H), wo = vqgpt_conv2d_out_w(s, W);
   memset(din, 0, (size_t)B * s->c_in * H * W * sizeof *din);
   memset(dw, 0, (size_t)s->c_out * s->c_in * s->k_h * s->k_w * sizeof *dw);
   memset(db, 0, (size_t)s->c_out * sizeof *db);
@@ -69,8 +69,8 @@ typedef struct {
 static double conv_loss(void *p) {
   loss_ctx *l = p;
   const conv_case *c = l->c;
-  conv2d_forward(l->out, l->in, l->w, l->bias, &c->s, c->B, c->H, c->W, l->scratch);
-  size_t n = (size_t)c->B * c->s.c_out * conv2d_out_h(&c->s, c->H) * conv2d_out_w(&c->s, c->W);
+  vqgpt_conv2d_forward(l->out, l->in, l->w, l->bias, &c->s, c->B, c->H, c->W, l->scratch);
+  size_t n = (size_t)c->B * c->s.c_out * vqgpt_conv2d_out_h(&c->s, c->H) * vqgpt_conv2d_out_w(&c->s, c->W);
   double acc = 0;
   for (size_t i = 0; i < n; i++) acc += (double)l->out[i] * l->g[i];
   return acc;
@@ -78,13 +78,13 @@ static double conv_loss(void *p) {
 
 static void run_case(const conv_case *c, uint64_t *rng) {
   const conv2d_shape *s = &c->s;
-  int ho = conv2d_out_h(s, c->H), wo = conv2d_out_w(s, c->W);
+  int ho = vqgpt_conv2d_out_h(s, c->H), wo = vqgpt_conv2d_out_w(s, c->W);
   size_t n_in = (size_t)c->B * s->c_in * c->H * c->W;
   size_t n_out = (size_t)c->B * s->c_out * ho * wo;
   size_t n_w = (size_t)s->c_out * s->c_in * s->k_h * s->k_w;
   float *in = alloc_f(n_in), *w = alloc_f(n_w), *bias = alloc_f(s->c_out);
   float *out = alloc_f(n_out), *g = alloc_f(n_out);
-  float *scratch = alloc_f(conv2d_scratch_size(s, c->H, c->W));
+  float *scratch = alloc_f(vqgpt_conv2d_scratch_size(s, c->H, c->W));
   fill_uniform(in, n_in, rng, 1.0f);
   fill_uniform(w, n_w, rng, 0.5f);
   fill_uniform(bias, s->c_out, rng, 0.5f);
@@ -96,7 +96,7 @@ static void run_case(const conv_case *c, uint64_t *rng) {
     const float *bp = with_bias ? bias : NULL;
     naive_forward(ref, in, w, bp, s, c->B, c->H, c->W);
     for (size_t i = 0; i < n_out; i++) out[i] = NAN;  // every output must be written
-    conv2d_forward(out, in, w, bp, s, c->B, c->H, c->W, scratch);
+    vqgpt_conv2d_forward(out, in, w, bp, s, c->B, c->H, c->W, scratch);
     double e = rel_err_d(out, ref, n_out);
     CHECKF(e < 1e-5, "%s forward%s: relative error %.3g", c->name, with_bias ? "" : " (no bias)",
            e);
@@ -110,7 +110,7 @@ static void run_case(const conv_case *c, uint64_t *rng) {
   for (size_t i = 0; i < n_in; i++) din[i] = 1e6f;  // stale values must be overwritten
   for (size_t i = 0; i < n_w; i++) dw[i] = 0.0f;
   for (int i = 0; i < s->c_out; i++) db[i] = 0.0f;
-  conv2d_backward(din, dw, db, g, in, w, s, c->B, c->H, c->W, scratch);
+  vqgpt_conv2d_backward(din, dw, db, g, in, w, s, c->B, c->H, c->W, scratch);
   double e_in = rel_err_d(din, rdin, n_in), e_w = rel_err_d(dw, rdw, n_w);
   double e_b = rel_err_d(db, rdb, s->c_out);
   CHECKF(e_in < 1e-5, "%s din: relative error %.3g", c->name, e_in);
@@ -118,7 +118,7 @@ static void run_case(const conv_case *c, uint64_t *rng) {
   CHECKF(e_b < 1e-5, "%s dbias: relative error %.3g", c->name, e_b);
 
   // Second call: parameter gradients now hold twice the gradient, din still once.
-  conv2d_backward(din, dw, db, g, in, w, s, c->B, c->H, c->W, scratch);
+  vqgpt_conv2d_backward(din, dw, db, g, in, w, s, c->B, c->H, c->W, scratch);
   for (size_t i = 0; i < n_w; i++) rdw[i] *= 2;
   for (int i = 0; i < s->c_out; i++) rdb[i] *= 2;
   CHECKF(rel_err_d(din, rdin, n_in) < 1e-5, "%s din does not overwrite", c->name);
@@ -128,10 +128,10 @@ static void run_case(const conv_case *c, uint64_t *rng) {
   // Each gradient alone (others NULL) gives the same values.
   float *dw2 = alloc_f(n_w), *din2 = alloc_f(n_in);
   memset(dw2, 0, n_w * sizeof *dw2);
-  conv2d_backward(NULL, dw2, NULL, g, in, w, s, c->B, c->H, c->W, scratch);
+  vqgpt_conv2d_backward(NULL, dw2, NULL, g, in, w, s, c->B, c->H, c->W, scratch);
   for (size_t i = 0; i < n_w; i++) rdw[i] /= 2;
   CHECKF(rel_err_d(dw2, rdw, n_w) < 1e-5, "%s dweight alone", c->name);
-  conv2d_backward(din2, NULL, NULL, g, in, w, s, c->B, c->H, c->W, scratch);
+  vqgpt_conv2d_backward(din2, NULL, NULL, g, in, w, s, c->B, c->H, c->W, scratch);
   CHECKF(rel_err_d(din2, rdin, n_in) < 1e-5, "%s din alone", c->name);
 
   if (c->fd) {
@@ -139,7 +139,7 @@ static void run_case(const conv_case *c, uint64_t *rng) {
     // a large step adds no truncation error and keeps rounding small.
     memset(dw, 0, n_w * sizeof *dw);
     memset(db, 0, s->c_out * sizeof *db);
-    conv2d_backward(din, dw, db, g, in, w, s, c->B, c->H, c->W, scratch);
+    vqgpt_conv2d_backward(din, dw, db, g, in, w, s, c->B, c->H, c->W, scratch);
     loss_ctx l = {c, in, w, bias, g, out, scratch};
     double fi = fd_check(conv_loss, &l, in, din, n_in, 97, 0.05f);
     double fw = fd_check(conv_loss, &l, w, dw, n_w, 97, 0.05f);
@@ -158,27 +158,27 @@ static void run_case(const conv_case *c, uint64_t *rng) {
 // (the sanitizer build checks) and compute the same.
 static void threads_raised_after_sizing(uint64_t *rng) {
   const conv_case cases[] = {
-      {"winograd", conv2d_same(16, 16, 3), 8, 20, 20, 0},
+      {"winograd", vqgpt_conv2d_same(16, 16, 3), 8, 20, 20, 0},
       {"image-parallel", {32, 8, 3, 3, 2, 0, 1, 0, 1}, 8, 20, 20, 0},
-      {"thin", conv2d_same(16, 3, 3), 8, 20, 20, 0},
+      {"thin", vqgpt_conv2d_same(16, 3, 3), 8, 20, 20, 0},
   };
   int before = omp_get_max_threads();
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     const conv_case *c = &cases[i];
     const conv2d_shape *s = &c->s;
     size_t n_in = (size_t)c->B * s->c_in * c->H * c->W;
-    size_t n_out = (size_t)c->B * s->c_out * conv2d_out_h(s, c->H) * conv2d_out_w(s, c->W);
+    size_t n_out = (size_t)c->B * s->c_out * vqgpt_conv2d_out_h(s, c->H) * vqgpt_conv2d_out_w(s, c->W);
     size_t n_w = (size_t)s->c_out * s->c_in * s->k_h * s->k_w;
     float *in = alloc_f(n_in), *w = alloc_f(n_w), *out = alloc_f(n_out), *out2 = alloc_f(n_out);
     float *din = alloc_f(n_in), *dw = alloc_f(n_w);
-    float *scratch = alloc_f(conv2d_scratch_size(s, c->H, c->W));
+    float *scratch = alloc_f(vqgpt_conv2d_scratch_size(s, c->H, c->W));
     fill_uniform(in, n_in, rng, 1.0f);
     fill_uniform(w, n_w, rng, 0.5f);
     memset(dw, 0, n_w * sizeof *dw);
-    conv2d_forward(out, in, w, NULL, s, c->B, c->H, c->W, scratch);
+    vqgpt_conv2d_forward(out, in, w, NULL, s, c->B, c->H, c->W, scratch);
     omp_set_num_threads(4 * before);
-    conv2d_forward(out2, in, w, NULL, s, c->B, c->H, c->W, scratch);
-    conv2d_backward(din, dw, NULL, out, in, w, s, c->B, c->H, c->W, scratch);
+    vqgpt_conv2d_forward(out2, in, w, NULL, s, c->B, c->H, c->W, scratch);
+    vqgpt_conv2d_backward(din, dw, NULL, out, in, w, s, c->B, c->H, c->W, scratch);
     omp_set_num_threads(before);
     CHECKF(memcmp(out, out2, n_out * sizeof *out) == 0, "%s: more threads, other results", c->name);
     free(in), free(w), free(out), free(out2), free(din), free(dw), free(scratch);
@@ -199,10 +199,10 @@ int main(int argc, char **argv) {
   // image-parallel (every small B = 2 case here when run on 2 threads), smaller batches of
   // small images share products in groups. All are covered, strided ones included.
   const conv_case cases[] = {
-      {"3x3 same", conv2d_same(5, 7, 3), 2, 9, 13, 1},
-      {"3x3 same, im2col path", conv2d_same(6, 40, 3), 2, 5, 7, 1},
-      {"3x3 same 1x1 image", conv2d_same(3, 2, 3), 1, 1, 1, 1},
-      {"1x1", conv2d_same(11, 6, 1), 2, 7, 5, 1},
+      {"3x3 same", vqgpt_conv2d_same(5, 7, 3), 2, 9, 13, 1},
+      {"3x3 same, im2col path", vqgpt_conv2d_same(6, 40, 3), 2, 5, 7, 1},
+      {"3x3 same 1x1 image", vqgpt_conv2d_same(3, 2, 3), 1, 1, 1, 1},
+      {"1x1", vqgpt_conv2d_same(11, 6, 1), 2, 7, 5, 1},
       {"1x1 stride 2", {6, 5, 1, 1, 2, 0, 0, 0, 0}, 2, 7, 6, 1},
       {"downsample 3x3 s2 pad(0,1,0,1)", down, 2, 10, 8, 1},
       {"downsample odd size", down, 1, 9, 11, 1},
@@ -216,9 +216,9 @@ int main(int argc, char **argv) {
       {"patchgan 4x4 s1 p1, im2col path", {7, 33, 4, 4, 1, 1, 1, 1, 1}, 1, 6, 5, 1},
       {"3x2 kernel s3 asymmetric pad", odd, 2, 11, 10, 1},
       {"3x2 kernel s1 asymmetric pad", {4, 3, 3, 2, 1, 2, 0, 1, 3}, 2, 6, 9, 1},
-      {"vgg 3x3, c_in 67", conv2d_same(67, 19, 3), 1, 12, 10, 0},
+      {"vgg 3x3, c_in 67", vqgpt_conv2d_same(67, 19, 3), 1, 12, 10, 0},
       // Wide enough that the work is split into several row tiles.
-      {"3x3 shifted, row tiles", conv2d_same(32, 5, 3), 1, 30, 300, 0},
+      {"3x3 shifted, row tiles", vqgpt_conv2d_same(32, 5, 3), 1, 30, 300, 0},
       // Outputs above 64x64 keep batches of 2 on the shifted path (smaller ones go
       // image-parallel): the weight gradient accumulates over the images.
       {"3x3 s2 shifted, batch 2", {32, 8, 3, 3, 2, 0, 1, 0, 1}, 2, 140, 130, 0},
@@ -227,46 +227,46 @@ int main(int argc, char **argv) {
       {"3x3 s2 im2col, row tiles", {16, 1, 3, 3, 2, 0, 1, 0, 1}, 1, 28, 2200, 0},
       // At most 4 output channels and stride 1 (conv_out to RGB, the logit layer): direct
       // loops; odd widths, a batch of 3, asymmetric padding, 1x1, and bands of rows.
-      {"thin 3x3 to RGB", conv2d_same(16, 3, 3), 3, 20, 37, 1},
-      {"conv_in from RGB, batch 8", conv2d_same(3, 32, 3), 8, 32, 32, 0},
-      {"conv_out to RGB, batch 8", conv2d_same(32, 3, 3), 8, 32, 32, 0},
+      {"thin 3x3 to RGB", vqgpt_conv2d_same(16, 3, 3), 3, 20, 37, 1},
+      {"conv_in from RGB, batch 8", vqgpt_conv2d_same(3, 32, 3), 8, 32, 32, 0},
+      {"conv_out to RGB, batch 8", vqgpt_conv2d_same(32, 3, 3), 8, 32, 32, 0},
       {"thin 3x2 asymmetric pad", {8, 2, 3, 2, 1, 2, 0, 1, 1}, 2, 9, 11, 1},
-      {"thin 1x1", conv2d_same(9, 2, 1), 2, 5, 6, 1},
-      {"thin 3x3 in bands of rows", conv2d_same(64, 4, 3), 1, 13, 1500, 0},
+      {"thin 1x1", vqgpt_conv2d_same(9, 2, 1), 2, 5, 6, 1},
+      {"thin 3x3 in bands of rows", vqgpt_conv2d_same(64, 4, 3), 1, 13, 1500, 0},
       // Small images on the im2col path share one product per group of images; here the
       // column budget takes two images at a time, so 3 images run as a group of 2 and 1.
-      {"3x3 im2col, images in groups", conv2d_same(16, 8, 3), 3, 80, 80, 0},
+      {"3x3 im2col, images in groups", vqgpt_conv2d_same(16, 8, 3), 3, 80, 80, 0},
       // Winograd F(4x4, 3x3): 3x3 stride-1 same convolutions with >= 16 channels and >= 256
       // pixels; partial tiles at the right and bottom edges, a single tile row, one image
       // split into blocks of rows for both threads, and rows so wide that a block is part of
       // a tile row.
-      {"3x3 winograd, sides not multiples of 4", conv2d_same(16, 24, 3), 2, 18, 22, 1},
-      {"3x3 winograd, one tile row", conv2d_same(20, 16, 3), 3, 4, 64, 1},
-      {"3x3 winograd, batch 1 in row blocks", conv2d_same(16, 17, 3), 1, 41, 37, 1},
-      {"3x3 winograd, blocks within a tile row", conv2d_same(16, 16, 3), 1, 5, 1902, 0},
+      {"3x3 winograd, sides not multiples of 4", vqgpt_conv2d_same(16, 24, 3), 2, 18, 22, 1},
+      {"3x3 winograd, one tile row", vqgpt_conv2d_same(20, 16, 3), 3, 4, 64, 1},
+      {"3x3 winograd, batch 1 in row blocks", vqgpt_conv2d_same(16, 17, 3), 1, 41, 37, 1},
+      {"3x3 winograd, blocks within a tile row", vqgpt_conv2d_same(16, 16, 3), 1, 5, 1902, 0},
   };
   uint64_t rng = 12345;
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(&cases[i], &rng);
 
   // Output sizes of the variants.
-  CHECK(conv2d_out_h(&down, 256) == 128 && conv2d_out_w(&down, 255) == 127);
-  CHECK(conv2d_out_h(&disc_s2, 32) == 16 && conv2d_out_h(&disc_s1, 8) == 7);
-  conv2d_shape same3 = conv2d_same(128, 128, 3);
-  CHECK(conv2d_out_h(&same3, 37) == 37 && conv2d_out_w(&same3, 64) == 64);
+  CHECK(vqgpt_conv2d_out_h(&down, 256) == 128 && vqgpt_conv2d_out_w(&down, 255) == 127);
+  CHECK(vqgpt_conv2d_out_h(&disc_s2, 32) == 16 && vqgpt_conv2d_out_h(&disc_s1, 8) == 7);
+  conv2d_shape same3 = vqgpt_conv2d_same(128, 128, 3);
+  CHECK(vqgpt_conv2d_out_h(&same3, 37) == 37 && vqgpt_conv2d_out_w(&same3, 64) == 64);
   // Scratch stays bounded for a 512x1024 image at 128 and 512 channels.
-  CHECK(conv2d_scratch_size(&same3, 512, 1024) * sizeof(float) <= ((size_t)64 << 20));
-  conv2d_shape same256 = conv2d_same(256, 256, 3);  // the largest Winograd takes
-  CHECK(conv2d_scratch_size(&same256, 512, 1024) * sizeof(float) <= ((size_t)64 << 20));
-  conv2d_shape same512 = conv2d_same(512, 512, 3);
-  CHECK(conv2d_scratch_size(&same512, 512, 1024) * sizeof(float) <= ((size_t)64 << 20));
-  conv2d_shape pw = conv2d_same(128, 128, 1);
-  CHECK(conv2d_scratch_size(&pw, 512, 1024) * sizeof(float) <= ((size_t)64 << 20));
+  CHECK(vqgpt_conv2d_scratch_size(&same3, 512, 1024) * sizeof(float) <= ((size_t)64 << 20));
+  conv2d_shape same256 = vqgpt_conv2d_same(256, 256, 3);  // the largest Winograd takes
+  CHECK(vqgpt_conv2d_scratch_size(&same256, 512, 1024) * sizeof(float) <= ((size_t)64 << 20));
+  conv2d_shape same512 = vqgpt_conv2d_same(512, 512, 3);
+  CHECK(vqgpt_conv2d_scratch_size(&same512, 512, 1024) * sizeof(float) <= ((size_t)64 << 20));
+  conv2d_shape pw = vqgpt_conv2d_same(128, 128, 1);
+  CHECK(vqgpt_conv2d_scratch_size(&pw, 512, 1024) * sizeof(float) <= ((size_t)64 << 20));
   conv2d_shape down128 = {128, 128, 3, 3, 2, 0, 1, 0, 1}, down512 = {512, 512, 3, 3, 2, 0, 1, 0, 1};
-  conv2d_shape disc512 = {256, 512, 4, 4, 1, 1, 1, 1, 1}, conv_out = conv2d_same(128, 3, 3);
-  CHECK(conv2d_scratch_size(&down128, 512, 1024) * sizeof(float) <= ((size_t)64 << 20));
-  CHECK(conv2d_scratch_size(&down512, 512, 1024) * sizeof(float) <= ((size_t)64 << 20));
-  CHECK(conv2d_scratch_size(&disc512, 512, 1024) * sizeof(float) <= ((size_t)64 << 20));
-  CHECK(conv2d_scratch_size(&conv_out, 512, 1024) * sizeof(float) <= ((size_t)64 << 20));
+  conv2d_shape disc512 = {256, 512, 4, 4, 1, 1, 1, 1, 1}, conv_out = vqgpt_conv2d_same(128, 3, 3);
+  CHECK(vqgpt_conv2d_scratch_size(&down128, 512, 1024) * sizeof(float) <= ((size_t)64 << 20));
+  CHECK(vqgpt_conv2d_scratch_size(&down512, 512, 1024) * sizeof(float) <= ((size_t)64 << 20));
+  CHECK(vqgpt_conv2d_scratch_size(&disc512, 512, 1024) * sizeof(float) <= ((size_t)64 << 20));
+  CHECK(vqgpt_conv2d_scratch_size(&conv_out, 512, 1024) * sizeof(float) <= ((size_t)64 << 20));
   threads_raised_after_sizing(&rng);
   return test_finish("test_conv2d");
 }

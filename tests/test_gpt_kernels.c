@@ -37,7 +37,7 @@ typedef struct {
 } lin_ctx;
 static double lin_loss(void *p) {
   lin_ctx *c = p;
-  linear_forward(c->out, c->in, c->w, c->b, c->N, c->C, c->OC);
+  vqgpt_linear_forward(c->out, c->in, c->w, c->b, c->N, c->C, c->OC);
   return weighted_sum(c->out, c->wout, (size_t)c->N * c->OC);
 }
 
@@ -57,14 +57,14 @@ static void test_linear(int N, int C) {
       maxd = fmax(maxd, fabs(s - c.out[n * OC + o]));
     }
   CHECKF(maxd < 1e-5, "linear forward N=%d differs from naive by %g", N, maxd);
-  linear_backward(din, dw, db, c.wout, c.in, c.w, N, C, OC);
+  vqgpt_linear_backward(din, dw, db, c.wout, c.in, c.w, N, C, OC);
   CHECKF(fd_check(lin_loss, &c, c.in, din, (size_t)N * C, 64, 1e-2f) < 1e-2, "linear din N=%d", N);
   CHECKF(fd_check(lin_loss, &c, c.w, dw, (size_t)OC * C, 64, 1e-2f) < 1e-2, "linear dweight N=%d", N);
   CHECKF(fd_check(lin_loss, &c, c.b, db, OC, 64, 1e-2f) < 1e-2, "linear dbias N=%d", N);
   // parameter gradients accumulate
   float *dw2 = malloc(sizeof(float) * OC * C);
   memcpy(dw2, dw, sizeof(float) * OC * C);
-  linear_backward(NULL, dw, db, c.wout, c.in, c.w, N, C, OC);
+  vqgpt_linear_backward(NULL, dw, db, c.wout, c.in, c.w, N, C, OC);
   double acc = 0;
   for (int i = 0; i < OC * C; i++) acc = fmax(acc, fabs(dw[i] - 2 * dw2[i]));
   CHECKF(acc < 1e-4, "linear dweight does not accumulate (%g)", acc);
@@ -78,7 +78,7 @@ typedef struct {
 } ln_ctx;
 static double ln_loss(void *p) {
   ln_ctx *c = p;
-  layernorm_forward(c->out, c->mean, c->rstd, c->in, c->w, c->b, c->N, c->C, 1e-5f);
+  vqgpt_layernorm_forward(c->out, c->mean, c->rstd, c->in, c->w, c->b, c->N, c->C, 1e-5f);
   return weighted_sum(c->out, c->wout, (size_t)c->N * c->C);
 }
 
@@ -104,7 +104,7 @@ static void test_layernorm(void) {
   CHECKF(worst < 1e-3, "layernorm output not normalized (%g)", worst);
   float *din = malloc(n * 4), *dw = calloc(C, 4), *db = calloc(C, 4);
   for (size_t i = 0; i < n; i++) din[i] = 0.25f;  // += semantics: a known starting value
-  layernorm_backward(din, dw, db, c.wout, c.in, c.mean, c.rstd, c.w, N, C);
+  vqgpt_layernorm_backward(din, dw, db, c.wout, c.in, c.mean, c.rstd, c.w, N, C);
   for (size_t i = 0; i < n; i++) din[i] -= 0.25f;
   CHECKF(fd_check(ln_loss, &c, c.in, din, n, 80, 1e-2f) < 2e-2, "layernorm din");
   CHECKF(fd_check(ln_loss, &c, c.w, dw, C, 40, 1e-2f) < 1e-2, "layernorm dweight");
@@ -120,7 +120,7 @@ typedef struct {
 } gelu_ctx;
 static double gelu_loss(void *p) {
   gelu_ctx *c = p;
-  gelu_forward(c->out, c->in, c->n);
+  vqgpt_gelu_forward(c->out, c->in, c->n);
   return weighted_sum(c->out, c->wout, c->n);
 }
 
@@ -131,17 +131,17 @@ static void test_gelu(void) {
   gelu_loss(&c);
   // exact erf form, not the tanh approximation: at x = 1, 0.5 (1 + erf(1/sqrt 2)) = 0.841345
   float x1 = 1.0f, y1, xm = -3.0f, ym;
-  gelu_forward(&y1, &x1, 1);
-  gelu_forward(&ym, &xm, 1);
+  vqgpt_gelu_forward(&y1, &x1, 1);
+  vqgpt_gelu_forward(&ym, &xm, 1);
   CHECKF(fabsf(y1 - 0.8413447f) < 1e-6f, "gelu(1) = %.8f", y1);
   CHECKF(fabsf(ym - (-0.0040496886f)) < 1e-7f, "gelu(-3) = %.9f", ym);
   float *din = malloc(n * 4);
-  gelu_backward(din, c.wout, c.in, n);
+  vqgpt_gelu_backward(din, c.wout, c.in, n);
   CHECKF(fd_check(gelu_loss, &c, c.in, din, n, 300, 1e-3f) < 1e-2, "gelu din");
   // in-place backward
   float *d2 = malloc(n * 4);
   memcpy(d2, c.wout, n * 4);
-  gelu_backward(d2, d2, c.in, n);
+  vqgpt_gelu_backward(d2, d2, c.in, n);
   CHECK(memcmp(d2, din, n * 4) == 0);
   free(c.out), free(c.in), free(c.wout), free(din), free(d2);
 }
@@ -155,7 +155,7 @@ typedef struct {
 } att_ctx;
 static double att_loss(void *p) {
   att_ctx *c = p;
-  causal_attention_forward(c->out, c->att, c->qkv, c->B, c->T, c->C, c->H, c->pdrop, c->seed,
+  vqgpt_causal_attention_forward(c->out, c->att, c->qkv, c->B, c->T, c->C, c->H, c->pdrop, c->seed,
                            c->scratch);
   return weighted_sum(c->out, c->wout, (size_t)c->B * c->T * c->C);
 }
@@ -190,7 +190,7 @@ static void test_attention(float pdrop) {
     CHECK(c.att[0] == 1.0f && c.att[1] == 0.0f);
   }
   float *dqkv = malloc(nq * 4), *scratch = malloc(na * 4);
-  causal_attention_backward(dqkv, c.wout, c.qkv, c.att, B, T, C, H, pdrop, c.seed, scratch);
+  vqgpt_causal_attention_backward(dqkv, c.wout, c.qkv, c.att, B, T, C, H, pdrop, c.seed, scratch);
   double e = fd_check(att_loss, &c, c.qkv, dqkv, nq, 200, 1e-2f);
   CHECKF(e < 1e-2, "attention dqkv (pdrop %g): %g", pdrop, e);
   free(c.out), free(c.att), free(c.qkv), free(c.wout), free(c.scratch), free(dqkv), free(scratch);
@@ -204,7 +204,7 @@ static void test_attention_step(int hs) {
   size_t nq = (size_t)B * T * 3 * C;
   float *qkv = alloc_fill(nq, &st, 1), *out = malloc(sizeof(float) * B * T * C),
         *att = malloc(sizeof(float) * B * H * T * T);
-  causal_attention_forward(out, att, qkv, B, T, C, H, 0, 0, NULL);
+  vqgpt_causal_attention_forward(out, att, qkv, B, T, C, H, 0, 0, NULL);
   float *kc = calloc((size_t)B * H * Tmax * hs, 4), *vc = calloc((size_t)B * H * Tmax * hs, 4),
         *q = malloc(sizeof(float) * B * C), *y = malloc(sizeof(float) * B * C),
         *scr = malloc(sizeof(float) * B * H * Tmax);
@@ -217,7 +217,7 @@ static void test_attention_step(int hs) {
       }
     memcpy(q + (size_t)b * C, qkv + ((size_t)b * T + T - 1) * 3 * C, C * 4);
   }
-  causal_attention_step(y, q, kc, vc, B, T, Tmax, C, H, scr);
+  vqgpt_causal_attention_step(y, q, kc, vc, B, T, Tmax, C, H, scr);
   double worst = 0;
   for (int b = 0; b < B; b++)
     for (int k = 0; k < C; k++) worst = fmax(worst, fabs(y[b * C + k] - out[((size_t)b * T + T - 1) * C + k]));
@@ -233,7 +233,7 @@ typedef struct {
 } ce_ctx;
 static double ce_loss(void *p) {
   ce_ctx *c = p;
-  return softmax_ce_forward(c->probs, c->losses, c->logits, c->targets, c->N, c->V, &c->nv);
+  return vqgpt_softmax_ce_forward(c->probs, c->losses, c->logits, c->targets, c->N, c->V, &c->nv);
 }
 
 static void test_softmax_ce(void) {
@@ -253,14 +253,14 @@ static void test_softmax_ce(void) {
   ref /= 4;
   CHECKF(fabs(loss - ref) < 1e-5, "softmax-ce loss %g vs %g", loss, ref);
   float *d = malloc(sizeof(float) * N * V);
-  softmax_ce_backward(d, c.probs, targets, N, V, c.nv, 1.0f);
+  vqgpt_softmax_ce_backward(d, c.probs, targets, N, V, c.nv, 1.0f);
   CHECKF(fd_check(ce_loss, &c, c.logits, d, (size_t)N * V, 66, 1e-2f) < 1e-2, "softmax-ce dlogits");
   for (int v = 0; v < V; v++) CHECK(d[1 * V + v] == 0.0f);  // ignored row
   // in place: probs aliasing logits
   float *x = malloc(sizeof(float) * N * V);
   memcpy(x, c.logits, sizeof(float) * N * V);
   int nv2;
-  double l2 = softmax_ce_forward(x, c.losses, x, targets, N, V, &nv2);
+  double l2 = vqgpt_softmax_ce_forward(x, c.losses, x, targets, N, V, &nv2);
   CHECK(l2 == loss);
   free(c.probs), free(c.losses), free(c.logits), free(d), free(x);
 }
@@ -272,7 +272,7 @@ typedef struct {
 } drop_ctx;
 static double drop_loss(void *p) {
   drop_ctx *c = p;
-  dropout_forward(c->out, c->in, c->n, 0.3f, 77);
+  vqgpt_dropout_forward(c->out, c->in, c->n, 0.3f, 77);
   return weighted_sum(c->out, c->wout, c->n);
 }
 
@@ -285,7 +285,7 @@ static void test_dropout(void) {
   for (size_t i = 0; i < n; i++) zeros += c.out[i] == 0.0f;
   CHECKF(fabs((double)zeros / n - 0.3) < 0.02, "dropout rate %g", (double)zeros / n);
   float *din = malloc(n * 4);
-  dropout_backward(din, c.wout, n, 0.3f, 77);
+  vqgpt_dropout_backward(din, c.wout, n, 0.3f, 77);
   CHECKF(fd_check(drop_loss, &c, c.in, din, n, 100, 1e-2f) < 1e-3, "dropout din");
   free(c.out), free(c.in), free(c.wout), free(din);
 }
@@ -299,7 +299,7 @@ static void test_adamw(void) {
   double P[2] = {1, -2}, M[2] = {0}, Vv[2] = {0};
   const double *G[2] = {(double[]){0.5, -0.25}, (double[]){0.1, 0.3}};
   for (int t = 1; t <= 2; t++) {
-    adamw_update(p, t == 1 ? g1 : g2, m, v, 2, 0.1f, 0.9f, 0.95f, 1e-8f, 0.01f, t);
+    vqgpt_adamw_update(p, t == 1 ? g1 : g2, m, v, 2, 0.1f, 0.9f, 0.95f, 1e-8f, 0.01f, t);
     for (int i = 0; i < 2; i++) {
       P[i] *= 1 - 0.1 * 0.01;
       M[i] = 0.9 * M[i] + 0.1 * G[t - 1][i];
@@ -321,7 +321,7 @@ static void test_adamw(void) {
     vl[i] = 0.01f * (float)(i + 1);
     Pl[i] = pl[i], Ml[i] = ml[i], Vl[i] = vl[i];
   }
-  adamw_update(pl, gl, ml, vl, NL, 0.01f, 0.9f, 0.95f, 1e-8f, 0.1f, 5);
+  vqgpt_adamw_update(pl, gl, ml, vl, NL, 0.01f, 0.9f, 0.95f, 1e-8f, 0.1f, 5);
   double worst = 0;
   for (int i = 0; i < NL; i++) {
     Pl[i] *= 1 - 0.01 * 0.1;
@@ -332,19 +332,19 @@ static void test_adamw(void) {
   }
   CHECKF(worst < 1e-6, "adamw on 37 values: %g", worst);
   float g[3] = {3, 4, 0};
-  double norm = adamw_global_norm(g, 3);
+  double norm = vqgpt_adamw_global_norm(g, 3);
   CHECK(fabs(norm - 5) < 1e-12);
-  float f = adamw_clip(g, 3, norm, 1.0);
+  float f = vqgpt_adamw_clip(g, 3, norm, 1.0);
   CHECK(fabsf(g[0] - 0.6f) < 1e-6f && fabsf(g[1] - 0.8f) < 1e-6f && fabsf(f - 0.2f) < 1e-6f);
-  CHECK(adamw_clip(g, 3, 1.0, 2.0) == 1.0f);
+  CHECK(vqgpt_adamw_clip(g, 3, 1.0, 2.0) == 1.0f);
 }
 
 // ---- RNG ----
 static void test_rng(void) {
   uint64_t a = 42, b = 42;
-  CHECK(rng_next(&a) == rng_next(&b));
+  CHECK(vqgpt_rng_next(&a) == vqgpt_rng_next(&b));
   int32_t perm[100];
-  rng_permutation(&a, perm, 100);
+  vqgpt_rng_permutation(&a, perm, 100);
   int seen[100] = {0}, fixed = 0;
   for (int i = 0; i < 100; i++) {
     CHECK(perm[i] >= 0 && perm[i] < 100);
@@ -356,17 +356,17 @@ static void test_rng(void) {
   double s = 0, s2 = 0;
   int n = 20000, counts[7] = {0}, bad_uniform = 0;
   for (int i = 0; i < n; i++) {
-    double x = rng_normal(&a);
+    double x = vqgpt_rng_normal(&a);
     s += x;
     s2 += x * x;
-    counts[rng_below(&a, 7)]++;
-    float u = rng_uniform(&a);
+    counts[vqgpt_rng_below(&a, 7)]++;
+    float u = vqgpt_rng_uniform(&a);
     bad_uniform += !(u >= 0.0f && u < 1.0f);
   }
   CHECK(bad_uniform == 0);
   CHECKF(fabs(s / n) < 0.03 && fabs(s2 / n - 1) < 0.05, "normal moments %g %g", s / n, s2 / n);
-  for (int k = 0; k < 7; k++) CHECKF(abs(counts[k] - n / 7) < 300, "rng_below bucket %d: %d", k, counts[k]);
-  CHECK(rng_hash(1, 2) == rng_hash(1, 2) && rng_hash(1, 2) != rng_hash(1, 3) && rng_hash(1, 2) != rng_hash(2, 2));
+  for (int k = 0; k < 7; k++) CHECKF(abs(counts[k] - n / 7) < 300, "vqgpt_rng_below bucket %d: %d", k, counts[k]);
+  CHECK(vqgpt_rng_hash(1, 2) == vqgpt_rng_hash(1, 2) && vqgpt_rng_hash(1, 2) != vqgpt_rng_hash(1, 3) && vqgpt_rng_hash(1, 2) != vqgpt_rng_hash(2, 2));
 }
 
 int main(int argc, char **argv) {

@@ -17,7 +17,7 @@
 static void make_data(int32_t *codes, int32_t *labels, int n, int h, int w, int V, int n_classes,
                       uint64_t *rng) {
   for (int i = 0; i < n; i++) {
-    int k = (int)rng_below(rng, (uint64_t)n_classes), start = (int)rng_below(rng, (uint64_t)V);
+    int k = (int)vqgpt_rng_below(rng, (uint64_t)n_classes), start = (int)vqgpt_rng_below(rng, (uint64_t)V);
     labels[i] = k;
     for (int t = 0; t < h * w; t++) codes[(size_t)i * h * w + t] = (start + t * (k + 1)) % V;
   }
@@ -27,9 +27,9 @@ static gpt *tiny_model(int V, int block, int n_classes, float pdrop, uint64_t se
   gpt_config cfg = {.vocab_size = V, .block_size = block, .n_layer = 2, .n_head = 4, .n_embd = 32,
                     .embd_pdrop = pdrop, .resid_pdrop = pdrop, .attn_pdrop = pdrop,
                     .cond = n_classes ? GPT_COND_CLASS : GPT_COND_NONE, .n_classes = n_classes};
-  gpt_config_defaults(&cfg);
+  vqgpt_gpt_config_defaults(&cfg);
   uint64_t rng = seed;
-  return gpt_create(&cfg, &rng);
+  return vqgpt_gpt_create(&cfg, &rng);
 }
 
 static void test_learns(void) {
@@ -39,7 +39,7 @@ static void test_learns(void) {
   make_data(codes, labels, n, h, w, V, K, &rng);
   gpt *m = tiny_model(V, h * w, K, 0.0f, 1);
   gpt_train_options o;
-  gpt_train_options_default(&o);
+  vqgpt_gpt_train_options_default(&o);
   o.batch_size = 16;
   o.steps = 80;
   o.lr = 5e-3f;
@@ -48,25 +48,25 @@ static void test_learns(void) {
   o.val_fraction = 0.1f;
   gpt_dataset d = {.codes = codes, .labels = labels, .n = n, .h = h, .w = w};
   gpt_trainer tr;
-  CHECKF(gpt_trainer_init(&tr, m, &d, &o) == 0, "init: %s", vqgpt_last_error());
+  CHECKF(vqgpt_gpt_trainer_init(&tr, m, &d, &o) == 0, "init: %s", vqgpt_last_error());
   CHECK(tr.n_val == 24 && tr.n_train == 216);
   double v0, v1;
-  CHECK(gpt_trainer_validate(&tr, &v0) == 0);
+  CHECK(vqgpt_gpt_trainer_validate(&tr, &v0) == 0);
   CHECKF(fabs(v0 - log(V)) < 0.3, "initial validation loss %g, expected near log(V) = %g", v0, log(V));
   gpt_step_stats st = {0};
   for (long s = 0; s < o.steps; s++)
-    if (gpt_trainer_step(&tr, &st)) {
+    if (vqgpt_gpt_trainer_step(&tr, &st)) {
       CHECKF(0, "step: %s", vqgpt_last_error());
       break;
     }
   CHECK(tr.step == o.steps && tr.epoch >= 5);
-  CHECK(gpt_trainer_validate(&tr, &v1) == 0);
+  CHECK(vqgpt_gpt_trainer_validate(&tr, &v1) == 0);
   // The floor is the first code's entropy, log(16) / 16 = 0.17 per position.
   CHECKF(v1 < 0.35 * log(V), "validation loss %g not well below log(V) = %g", v1, log(V));
   fprintf(stderr, "validation loss %.4f after %ld steps (log V = %.4f)\n", v1, o.steps, log(V));
   CHECKF(st.loss < 0.35 * log(V), "training loss %g", st.loss);
-  gpt_trainer_free(&tr);
-  gpt_free(m);
+  vqgpt_gpt_trainer_free(&tr);
+  vqgpt_gpt_free(m);
   free(codes);
 }
 
@@ -80,21 +80,21 @@ static void test_text_learns(void) {
                     .n_head = 4, .n_embd = 32, .cond = GPT_COND_TEXT, .text_len = L,
                     .text_vocab = Vt, .n_codes = Vc};
   uint64_t rng = 7;
-  gpt *m = gpt_create(&cfg, &rng);
-  CHECKF(m && gpt_config_check(&m->cfg, "text") == 0, "text model: %s", vqgpt_last_error());
+  gpt *m = vqgpt_gpt_create(&cfg, &rng);
+  CHECKF(m && vqgpt_gpt_config_check(&m->cfg, "text") == 0, "text model: %s", vqgpt_last_error());
   if (!m) return;
   int32_t *codes = malloc(sizeof(int32_t) * n * h * w), labels[240], prompts[240 * 3],
           shuffled[240 * 3];
   make_data(codes, labels, n, h, w, Vc, K, &rng);
   for (int i = 0; i < n; i++) {
-    prompts[i * L] = Vc + (int32_t)rng_below(&rng, Vt);  // noise
+    prompts[i * L] = Vc + (int32_t)vqgpt_rng_below(&rng, Vt);  // noise
     prompts[i * L + 1] = Vc + labels[i];                 // the step
-    prompts[i * L + 2] = gpt_text_pad(&m->cfg);
+    prompts[i * L + 2] = vqgpt_gpt_text_pad(&m->cfg);
   }
   for (int i = 0; i < n; i++)  // another sample's prompt
     memcpy(shuffled + i * L, prompts + ((i * 7 + 3) % n) * L, sizeof(int32_t) * L);
   gpt_train_options o;
-  gpt_train_options_default(&o);
+  vqgpt_gpt_train_options_default(&o);
   o.batch_size = 16;
   o.steps = 100;
   o.lr = 5e-3f;
@@ -104,30 +104,30 @@ static void test_text_learns(void) {
   o.cond_drop = 0.1f;
   gpt_dataset d = {.codes = codes, .prompts = prompts, .n = n, .h = h, .w = w};
   gpt_trainer tr;
-  CHECKF(gpt_trainer_init(&tr, m, &d, &o) == 0, "init: %s", vqgpt_last_error());
+  CHECKF(vqgpt_gpt_trainer_init(&tr, m, &d, &o) == 0, "init: %s", vqgpt_last_error());
   CHECK(tr.T == L + h * w - 1);
   for (long s = 0; s < o.steps; s++)
-    if (gpt_trainer_step(&tr, NULL)) {
+    if (vqgpt_gpt_trainer_step(&tr, NULL)) {
       CHECKF(0, "step: %s", vqgpt_last_error());
       break;
     }
   double v_right, v_wrong;
-  CHECK(gpt_trainer_validate(&tr, &v_right) == 0);
+  CHECK(vqgpt_gpt_trainer_validate(&tr, &v_right) == 0);
   tr.data.prompts = shuffled;
-  CHECK(gpt_trainer_validate(&tr, &v_wrong) == 0);
+  CHECK(vqgpt_gpt_trainer_validate(&tr, &v_wrong) == 0);
   fprintf(stderr, "text model: validation loss %.4f, with other samples' prompts %.4f\n", v_right,
           v_wrong);
   CHECKF(v_right < 0.35 * log(Vc), "validation loss %g not well below log(V) = %g", v_right, log(Vc));
   CHECKF(v_wrong > 2 * v_right, "the prompt does not matter: %g vs %g", v_wrong, v_right);
-  gpt_trainer_free(&tr);
+  vqgpt_gpt_trainer_free(&tr);
   // Prompt tokens outside the text range and dropout without a null condition are refused.
   prompts[5] = 3;
-  CHECK(gpt_trainer_init(&tr, m, &d, &o) != 0 && strstr(vqgpt_last_error(), "prompt token 3"));
-  gpt_free(m);
+  CHECK(vqgpt_gpt_trainer_init(&tr, m, &d, &o) != 0 && strstr(vqgpt_last_error(), "prompt token 3"));
+  vqgpt_gpt_free(m);
   gpt *c = tiny_model(Vc, h * w, K, 0.0f, 1);
   d = (gpt_dataset){.codes = codes, .labels = labels, .n = n, .h = h, .w = w};
-  CHECK(gpt_trainer_init(&tr, c, &d, &o) != 0 && strstr(vqgpt_last_error(), "null"));
-  gpt_free(c);
+  CHECK(vqgpt_gpt_trainer_init(&tr, c, &d, &o) != 0 && strstr(vqgpt_last_error(), "null"));
+  vqgpt_gpt_free(c);
   free(codes);
 }
 
@@ -142,7 +142,7 @@ static void test_resume_exact(void) {
   make_data(codes, labels, n, h, w, V, K, &rng);
   gpt_dataset d = {.codes = codes, .labels = labels, .n = n, .h = h, .w = w};
   gpt_train_options o;
-  gpt_train_options_default(&o);
+  vqgpt_gpt_train_options_default(&o);
   o.batch_size = 5;  // batches straddle epochs
   o.steps = N;
   o.warmup = 3;
@@ -155,16 +155,16 @@ static void test_resume_exact(void) {
 
   gpt *a = tiny_model(V, h * w + 2, K, 0.1f, 3);
   gpt_trainer ta;
-  CHECK(gpt_trainer_init(&ta, a, &d, &o) == 0);
-  for (int s = 0; s < N; s++) CHECK(gpt_trainer_step(&ta, NULL) == 0);
+  CHECK(vqgpt_gpt_trainer_init(&ta, a, &d, &o) == 0);
+  for (int s = 0; s < N; s++) CHECK(vqgpt_gpt_trainer_step(&ta, NULL) == 0);
 
   gpt *b = tiny_model(V, h * w + 2, K, 0.1f, 3);
   gpt_trainer tb;
-  CHECK(gpt_trainer_init(&tb, b, &d, &o) == 0);
-  for (int s = 0; s < N / 2; s++) CHECK(gpt_trainer_step(&tb, NULL) == 0);
-  CHECKF(gpt_trainer_save(&tb, path) == 0, "save: %s", vqgpt_last_error());
-  gpt_trainer_free(&tb);
-  gpt_free(b);
+  CHECK(vqgpt_gpt_trainer_init(&tb, b, &d, &o) == 0);
+  for (int s = 0; s < N / 2; s++) CHECK(vqgpt_gpt_trainer_step(&tb, NULL) == 0);
+  CHECKF(vqgpt_gpt_trainer_save(&tb, path) == 0, "save: %s", vqgpt_last_error());
+  vqgpt_gpt_trainer_free(&tb);
+  vqgpt_gpt_free(b);
 
   // A trainer with other options (only the step count may change) refuses the checkpoint,
   // naming the option and both values.
@@ -179,106 +179,106 @@ static void test_resume_exact(void) {
     gpt_train_options o2 = o;
     changes[i].change(&o2);
     gpt_trainer tx;
-    CHECK(gpt_trainer_init(&tx, x, &d, &o2) == 0);
-    CHECK(gpt_trainer_resume(&tx, path) != 0);
+    CHECK(vqgpt_gpt_trainer_init(&tx, x, &d, &o2) == 0);
+    CHECK(vqgpt_gpt_trainer_resume(&tx, path) != 0);
     CHECKF(strstr(vqgpt_last_error(), changes[i].want), "got '%s'", vqgpt_last_error());
-    gpt_trainer_free(&tx);
-    gpt_free(x);
+    vqgpt_gpt_trainer_free(&tx);
+    vqgpt_gpt_free(x);
   }
 
   // The checkpoint loads as a plain model; a fresh trainer with the same options and more
   // steps resumes it.
-  gpt *c = gpt_load(path);
+  gpt *c = vqgpt_gpt_load(path);
   CHECKF(c != NULL, "load checkpoint: %s", vqgpt_last_error());
   if (c) {
     gpt_train_options o2 = o;
     o2.steps = N + 5;
     gpt_trainer tc;
-    CHECK(gpt_trainer_init(&tc, c, &d, &o2) == 0);
-    CHECKF(gpt_trainer_resume(&tc, path) == 0, "resume: %s", vqgpt_last_error());
+    CHECK(vqgpt_gpt_trainer_init(&tc, c, &d, &o2) == 0);
+    CHECKF(vqgpt_gpt_trainer_resume(&tc, path) == 0, "resume: %s", vqgpt_last_error());
     CHECK(tc.step == N / 2 && tc.opt.batch_size == 5 && tc.opt.seed == 1234 && tc.opt.steps == N + 5);
     tc.opt.steps = N;  // the straight run's schedule, for the bit-for-bit comparison
-    for (int s = N / 2; s < N; s++) CHECK(gpt_trainer_step(&tc, NULL) == 0);
+    for (int s = N / 2; s < N; s++) CHECK(vqgpt_gpt_trainer_step(&tc, NULL) == 0);
     CHECK(tc.step == ta.step && tc.rng == ta.rng && tc.cursor == ta.cursor && tc.epoch == ta.epoch);
     CHECKF(memcmp(c->params, a->params, a->n_params * sizeof(float)) == 0,
            "resumed parameters differ from the straight run");
     CHECK(memcmp(tc.m, ta.m, a->n_params * sizeof(float)) == 0);
     CHECK(memcmp(tc.v, ta.v, a->n_params * sizeof(float)) == 0);
     double la, lc;
-    CHECK(gpt_trainer_validate(&ta, &la) == 0 && gpt_trainer_validate(&tc, &lc) == 0 && la == lc);
-    gpt_trainer_free(&tc);
-    gpt_free(c);
+    CHECK(vqgpt_gpt_trainer_validate(&ta, &la) == 0 && vqgpt_gpt_trainer_validate(&tc, &lc) == 0 && la == lc);
+    vqgpt_gpt_trainer_free(&tc);
+    vqgpt_gpt_free(c);
   }
   // A checkpoint does not resume onto other data.
   gpt *e = tiny_model(V, h * w + 2, K, 0.1f, 3);
   gpt_dataset d2 = {.codes = codes, .labels = labels, .n = n - 1, .h = h, .w = w};
   gpt_trainer te;
-  CHECK(gpt_trainer_init(&te, e, &d2, &o) == 0);
-  CHECK(gpt_trainer_resume(&te, path) != 0);
+  CHECK(vqgpt_gpt_trainer_init(&te, e, &d2, &o) == 0);
+  CHECK(vqgpt_gpt_trainer_resume(&te, path) != 0);
   CHECK(strstr(vqgpt_last_error(), "trained on") != NULL);
-  gpt_trainer_free(&te);
-  gpt_free(e);
+  vqgpt_gpt_trainer_free(&te);
+  vqgpt_gpt_free(e);
   // Nor does a plain model file.
   gpt *f = tiny_model(V, h * w + 2, K, 0.1f, 3);
   char plain[80];
   snprintf(plain, sizeof plain, "%s.plain", path);
-  CHECK(gpt_save(f, plain) == 0);
+  CHECK(vqgpt_gpt_save(f, plain) == 0);
   gpt_trainer tf;
-  CHECK(gpt_trainer_init(&tf, f, &d, &o) == 0);
-  CHECK(gpt_trainer_resume(&tf, plain) != 0);
-  gpt_trainer_free(&tf);
-  gpt_free(f);
+  CHECK(vqgpt_gpt_trainer_init(&tf, f, &d, &o) == 0);
+  CHECK(vqgpt_gpt_trainer_resume(&tf, plain) != 0);
+  vqgpt_gpt_trainer_free(&tf);
+  vqgpt_gpt_free(f);
   unlink(plain);
   unlink(path);
-  gpt_trainer_free(&ta);
-  gpt_free(a);
+  vqgpt_gpt_trainer_free(&ta);
+  vqgpt_gpt_free(a);
 }
 
 static void test_schedule(void) {
   gpt_train_options o;
-  gpt_train_options_default(&o);
+  vqgpt_gpt_train_options_default(&o);
   o.lr = 1.0f;
   o.min_lr = 0.1f;
   o.warmup = 10;
   o.steps = 110;
-  CHECK(fabsf(gpt_train_lr(&o, 0) - 0.1f) < 1e-6f);
-  CHECK(fabsf(gpt_train_lr(&o, 9) - 1.0f) < 1e-6f);
-  CHECK(fabsf(gpt_train_lr(&o, 10) - 1.0f) < 1e-6f);
-  CHECK(fabsf(gpt_train_lr(&o, 60) - 0.55f) < 1e-6f);
-  CHECK(fabsf(gpt_train_lr(&o, 110) - 0.1f) < 1e-6f);
-  CHECK(fabsf(gpt_train_lr(&o, 500) - 0.1f) < 1e-6f);
+  CHECK(fabsf(vqgpt_gpt_train_lr(&o, 0) - 0.1f) < 1e-6f);
+  CHECK(fabsf(vqgpt_gpt_train_lr(&o, 9) - 1.0f) < 1e-6f);
+  CHECK(fabsf(vqgpt_gpt_train_lr(&o, 10) - 1.0f) < 1e-6f);
+  CHECK(fabsf(vqgpt_gpt_train_lr(&o, 60) - 0.55f) < 1e-6f);
+  CHECK(fabsf(vqgpt_gpt_train_lr(&o, 110) - 0.1f) < 1e-6f);
+  CHECK(fabsf(vqgpt_gpt_train_lr(&o, 500) - 0.1f) < 1e-6f);
   gpt_train_options bad = o;
   bad.pkeep = 0;
-  CHECK(gpt_train_options_check(&bad) != 0);
+  CHECK(vqgpt_gpt_train_options_check(&bad) != 0);
   bad = o;
   bad.min_lr = 2;
-  CHECK(gpt_train_options_check(&bad) != 0);
+  CHECK(vqgpt_gpt_train_options_check(&bad) != 0);
   bad = o;
   bad.val_fraction = 1;
-  CHECK(gpt_train_options_check(&bad) != 0);
+  CHECK(vqgpt_gpt_train_options_check(&bad) != 0);
 }
 
 static void test_bad_data(void) {
   int32_t codes[4 * 4] = {0}, labels[4] = {0, 1, 2, 3};
   gpt_train_options o;
-  gpt_train_options_default(&o);
+  vqgpt_gpt_train_options_default(&o);
   gpt_trainer tr;
   gpt *m = tiny_model(10, 4, 3, 0, 1);  // block 4: a 2x2 grid fits
   gpt_dataset d = {.codes = codes, .labels = labels, .n = 4, .h = 2, .w = 2};
-  CHECK(gpt_trainer_init(&tr, m, &d, &o) != 0);  // label 3 out of range
+  CHECK(vqgpt_gpt_trainer_init(&tr, m, &d, &o) != 0);  // label 3 out of range
   CHECK(strstr(vqgpt_last_error(), "label") != NULL);
   labels[3] = 2;
   codes[5] = 10;
-  CHECK(gpt_trainer_init(&tr, m, &d, &o) != 0);  // code out of range
+  CHECK(vqgpt_gpt_trainer_init(&tr, m, &d, &o) != 0);  // code out of range
   codes[5] = 9;
   gpt_dataset big = {.codes = codes, .labels = labels, .n = 2, .h = 2, .w = 3};   // 2x3 needs 6 positions
-  CHECK(gpt_trainer_init(&tr, m, &big, &o) != 0);
+  CHECK(vqgpt_gpt_trainer_init(&tr, m, &big, &o) != 0);
   CHECK(strstr(vqgpt_last_error(), "block_size") != NULL);
   gpt_dataset nolabels = {.codes = codes, .labels = NULL, .n = 4, .h = 2, .w = 2};
-  CHECK(gpt_trainer_init(&tr, m, &nolabels, &o) != 0);
-  CHECK(gpt_trainer_init(&tr, m, &d, &o) == 0);
-  gpt_trainer_free(&tr);
-  gpt_free(m);
+  CHECK(vqgpt_gpt_trainer_init(&tr, m, &nolabels, &o) != 0);
+  CHECK(vqgpt_gpt_trainer_init(&tr, m, &d, &o) == 0);
+  vqgpt_gpt_trainer_free(&tr);
+  vqgpt_gpt_free(m);
 }
 
 int main(int argc, char **argv) {

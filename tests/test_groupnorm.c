@@ -50,7 +50,7 @@ typedef struct {
 
 static double gn_loss(void *p) {
   loss_ctx *l = p;
-  groupnorm_forward(l->out, l->mean, l->rstd, l->in, l->gamma, l->beta, l->B, l->C, l->HW, l->G,
+  vqgpt_groupnorm_forward(l->out, l->mean, l->rstd, l->in, l->gamma, l->beta, l->B, l->C, l->HW, l->G,
                     l->eps);
   size_t n = (size_t)l->B * l->C * l->HW;
   double acc = 0;
@@ -76,7 +76,7 @@ static void run_case(const char *name, int B, int C, int H, int W, int G, float 
   fill_uniform(beta, C, rng, 1.0f);
   naive(rout, rmean, rrstd, rdin, rdg, rdb, in, gamma, beta, g, B, C, HW, G, eps);
 
-  groupnorm_forward(out, mean, rstd, in, gamma, beta, B, C, HW, G, eps);
+  vqgpt_groupnorm_forward(out, mean, rstd, in, gamma, beta, B, C, HW, G, eps);
   double e = rel_err_d(out, rout, n);
   CHECKF(e < 1e-5, "%s forward: relative error %.3g", name, e);
   CHECKF(rel_err_d(mean, rmean, (size_t)B * G) < 1e-5, "%s mean", name);
@@ -84,12 +84,12 @@ static void run_case(const char *name, int B, int C, int H, int W, int G, float 
 
   for (size_t i = 0; i < n; i++) din[i] = 1e6f;
   for (int c = 0; c < C; c++) dgamma[c] = dbeta[c] = 0;
-  groupnorm_backward(din, dgamma, dbeta, g, in, mean, rstd, gamma, B, C, HW, G);
+  vqgpt_groupnorm_backward(din, dgamma, dbeta, g, in, mean, rstd, gamma, B, C, HW, G);
   double ei = rel_err_d(din, rdin, n), eg = rel_err_d(dgamma, rdg, C), eb = rel_err_d(dbeta, rdb, C);
   CHECKF(ei < 1e-4, "%s din: relative error %.3g", name, ei);
   CHECKF(eg < 1e-5, "%s dgamma: relative error %.3g", name, eg);
   CHECKF(eb < 1e-5, "%s dbeta: relative error %.3g", name, eb);
-  groupnorm_backward(din, dgamma, dbeta, g, in, mean, rstd, gamma, B, C, HW, G);
+  vqgpt_groupnorm_backward(din, dgamma, dbeta, g, in, mean, rstd, gamma, B, C, HW, G);
   for (int c = 0; c < C; c++) rdg[c] *= 2, rdb[c] *= 2;
   CHECKF(rel_err_d(din, rdin, n) < 1e-4, "%s din does not overwrite", name);
   CHECKF(rel_err_d(dgamma, rdg, C) < 1e-5, "%s dgamma does not accumulate", name);
@@ -98,13 +98,13 @@ static void run_case(const char *name, int B, int C, int H, int W, int G, float 
   // In place forward.
   float *copy = alloc_f(n);
   memcpy(copy, in, n * sizeof *copy);
-  groupnorm_forward(copy, mean, rstd, copy, gamma, beta, B, C, HW, G, eps);
+  vqgpt_groupnorm_forward(copy, mean, rstd, copy, gamma, beta, B, C, HW, G, eps);
   CHECKF(rel_err_d(copy, rout, n) < 1e-5, "%s in-place forward", name);
   free(copy);
 
   if (fd) {
     for (int c = 0; c < C; c++) dgamma[c] = dbeta[c] = 0;
-    groupnorm_backward(din, dgamma, dbeta, g, in, mean, rstd, gamma, B, C, HW, G);
+    vqgpt_groupnorm_backward(din, dgamma, dbeta, g, in, mean, rstd, gamma, B, C, HW, G);
     loss_ctx l = {B, C, HW, G, eps, in, gamma, beta, g, out, mean, rstd};
     double fi = fd_check(gn_loss, &l, in, din, n, 97, 1e-2f);
     double fg = fd_check(gn_loss, &l, gamma, dgamma, C, 97, 1e-2f);
@@ -126,7 +126,7 @@ typedef struct {
 
 static double fused_loss(void *p) {
   fused_ctx *l = p;
-  groupnorm_swish_forward(l->normed, l->act, l->mean, l->rstd, l->in, l->gamma, l->beta, l->B,
+  vqgpt_groupnorm_swish_forward(l->normed, l->act, l->mean, l->rstd, l->in, l->gamma, l->beta, l->B,
                           l->C, l->HW, l->G, 1e-6f);
   size_t n = (size_t)l->B * l->C * l->HW;
   double acc = 0;
@@ -152,31 +152,31 @@ static void run_fused(const char *name, int B, int C, int HW, int G, int fd, uin
   fill_uniform(beta, C, rng, 1.0f);
   naive(rout, dm, dr, scr, dg, db, in, gamma, beta, g, B, C, HW, G, 1e-6);
   for (size_t i = 0; i < n; i++) ract[i] = swish_d(rout[i]);
-  groupnorm_swish_forward(normed, act, mean, rstd, in, gamma, beta, B, C, HW, G, 1e-6f);
+  vqgpt_groupnorm_swish_forward(normed, act, mean, rstd, in, gamma, beta, B, C, HW, G, 1e-6f);
   CHECKF(rel_err_d(normed, rout, n) < 1e-5, "%s fused forward normed", name);
   CHECKF(rel_err_d(act, ract, n) < 1e-5, "%s fused forward swish", name);
   double e_mean = rel_err_d(mean, dm, (size_t)B * G);
   CHECKF(e_mean < 1e-5, "%s fused mean: relative error %.3g", name, e_mean);
 
-  // Reference: swish_backward's formula into a temporary, then groupnorm_backward.
+  // Reference: vqgpt_swish_backward's formula into a temporary, then vqgpt_groupnorm_backward.
   for (size_t i = 0; i < n; i++) {
     float v = normed[i], sg = 1.0f / (1.0f + expf(-v));
     tmp[i] = g[i] * sg * (1.0f + v * (1.0f - sg));
   }
   for (int c = 0; c < C; c++) rdg[c] = rdb[c] = dgamma[c] = dbeta[c] = 0.5f;
-  groupnorm_backward(rdin, rdg, rdb, tmp, in, mean, rstd, gamma, B, C, HW, G);
+  vqgpt_groupnorm_backward(rdin, rdg, rdb, tmp, in, mean, rstd, gamma, B, C, HW, G);
   for (size_t i = 0; i < n; i++) din[i] = 1e6f;
-  groupnorm_swish_backward(din, dgamma, dbeta, g, normed, in, mean, rstd, gamma, B, C, HW, G);
+  vqgpt_groupnorm_swish_backward(din, dgamma, dbeta, g, normed, in, mean, rstd, gamma, B, C, HW, G);
   CHECKF(rel_err(din, rdin, n) < 1e-5, "%s fused din: %.3g", name, rel_err(din, rdin, n));
   CHECKF(rel_err(dgamma, rdg, C) < 1e-5, "%s fused dgamma accumulates", name);
   CHECKF(rel_err(dbeta, rdb, C) < 1e-5, "%s fused dbeta accumulates", name);
   // din may alias dout.
   memcpy(tmp, g, n * sizeof *tmp);
-  groupnorm_swish_backward(tmp, dgamma, dbeta, tmp, normed, in, mean, rstd, gamma, B, C, HW, G);
+  vqgpt_groupnorm_swish_backward(tmp, dgamma, dbeta, tmp, normed, in, mean, rstd, gamma, B, C, HW, G);
   CHECKF(rel_err(tmp, rdin, n) < 1e-5, "%s fused din in place", name);
   if (fd) {
     for (int c = 0; c < C; c++) dgamma[c] = dbeta[c] = 0;
-    groupnorm_swish_backward(din, dgamma, dbeta, g, normed, in, mean, rstd, gamma, B, C, HW, G);
+    vqgpt_groupnorm_swish_backward(din, dgamma, dbeta, g, normed, in, mean, rstd, gamma, B, C, HW, G);
     fused_ctx l = {B, C, HW, G, in, gamma, beta, g, normed, act, mean, rstd};
     double fi = fd_check(fused_loss, &l, in, din, n, 97, 1e-2f);
     double fg = fd_check(fused_loss, &l, gamma, dgamma, C, 97, 1e-2f);

@@ -104,10 +104,10 @@ static image_rgb pattern(int w, int h) {
 static void expect_load_error(const char *path, const char *what, const char *label) {
   image_rgb img;
   vqgpt_clear_error();
-  int rc = image_load(&img, path);
+  int rc = vqgpt_image_load(&img, path);
   const char *e = vqgpt_last_error();
   CHECKF(rc == -1, "%s: accepted", label);
-  if (rc == 0) image_free(&img);
+  if (rc == 0) vqgpt_image_free(&img);
   CHECKF(img.rgb == NULL, "%s: pixels left after an error", label);
   CHECKF(strstr(e, path) != NULL, "%s: error does not name the file: %s", label, e);
   CHECKF(strstr(e, what) != NULL, "%s: error lacks '%s': %s", label, what, e);
@@ -118,14 +118,14 @@ static void expect_load_error(const char *path, const char *what, const char *la
 static void expect_pixels(const char *path, int w, int h, const uint8_t *want, int n, int tol,
                           const char *label) {
   image_rgb img;
-  int rc = image_load(&img, path);
+  int rc = vqgpt_image_load(&img, path);
   CHECKF(rc == 0, "%s: %s", label, vqgpt_last_error());
   if (rc) return;
   CHECKF(img.w == w && img.h == h, "%s: %dx%d, want %dx%d", label, img.w, img.h, w, h);
   for (int i = 0; i < n * 3 && img.w == w && img.h == h; i++)
     CHECKF(abs(img.rgb[i] - want[i]) <= tol, "%s: pixel %d channel %d is %d, want %d", label,
            i / 3, i % 3, img.rgb[i], want[i]);
-  image_free(&img);
+  vqgpt_image_free(&img);
 }
 
 static uint8_t on_white(int c, int a) { return (uint8_t)((c * a + 255 * (255 - a) + 127) / 255); }
@@ -134,14 +134,14 @@ static void test_png_layouts(void) {
   // RGB through the project's own writer: exact round trip.
   image_rgb src = pattern(7, 5);
   pathbuf rgb = tmp_path("rgb.png");
-  CHECK(image_save_png(&src, rgb.s) == 0);
+  CHECK(vqgpt_image_save_png(&src, rgb.s) == 0);
   expect_pixels(rgb.s, 7, 5, src.rgb, 35, 0, "RGB PNG");
 
   // Interlaced (Adam7) gives the same pixels.
   pathbuf adam = tmp_path("adam7.png");
   write_png(adam.s, 7, 5, PNG_COLOR_TYPE_RGB, 8, PNG_INTERLACE_ADAM7, src.rgb, NULL, 0, NULL, 0);
   expect_pixels(adam.s, 7, 5, src.rgb, 35, 0, "interlaced PNG");
-  image_free(&src);
+  vqgpt_image_free(&src);
 
   // Grey -> R = G = B.
   uint8_t grey[4] = {0, 77, 200, 255}, grey_rgb[12];
@@ -201,8 +201,8 @@ static void test_png_layouts(void) {
 static void test_png_hostile(void) {
   image_rgb src = pattern(16, 16);
   pathbuf good = tmp_path("good.png");
-  CHECK(image_save_png(&src, good.s) == 0);
-  image_free(&src);
+  CHECK(vqgpt_image_save_png(&src, good.s) == 0);
+  vqgpt_image_free(&src);
   size_t n;
   unsigned char *b = read_all(good.s, &n);
   CHECK(b && n > 60);
@@ -412,8 +412,8 @@ static void test_not_regular(void) {
 
 static void save_pattern(const char *path, int w, int h) {
   image_rgb img = pattern(w, h);
-  CHECKF(image_save_png(&img, path) == 0, "%s: %s", path, vqgpt_last_error());
-  image_free(&img);
+  CHECKF(vqgpt_image_save_png(&img, path) == 0, "%s: %s", path, vqgpt_last_error());
+  vqgpt_image_free(&img);
 }
 
 static void test_folder_links(void) {
@@ -434,7 +434,7 @@ static void test_folder_links(void) {
   CHECK(mkfifo(tmp_path("links/pipe.png").s, 0600) == 0);
   write_bytes(tmp_path("links/notes.txt").s, "x", 1);
   image_folder f;
-  int rc = image_folder_scan(&f, root.s);
+  int rc = vqgpt_image_folder_scan(&f, root.s);
   CHECKF(rc == 0, "scan: %s", vqgpt_last_error());
   if (rc) return;
   CHECKF(f.n_images == 3, "%zu images, want 3 (each once)", f.n_images);
@@ -449,7 +449,7 @@ static void test_folder_links(void) {
     const char *want[] = {"broken.png: cannot open", "pipe.png: is a named pipe"};
     CHECKF(strstr(f.skipped[i], want[i]) != NULL, "skipped %zu: %s", i, f.skipped[i]);
   }
-  image_folder_free(&f);
+  vqgpt_image_folder_free(&f);
 }
 
 static void test_dataset_bad_files(void) {
@@ -464,7 +464,7 @@ static void test_dataset_bad_files(void) {
   uint8_t pic[128] = {0x53, 0x80, 0xf6, 0x34};
   write_bytes(tmp_path("few_bad/pic.png").s, pic, sizeof pic);
   image_dataset d;
-  int rc = image_dataset_load(&d, few.s, 8, 0, 0);
+  int rc = vqgpt_image_dataset_load(&d, few.s, 8, 0, 0);
   CHECKF(rc == 0, "one bad file of 11: %s", vqgpt_last_error());
   if (rc == 0) {
     CHECKF(d.n == 10 && d.folder.n_images == 10, "%zu images loaded, want 10", d.n);
@@ -474,9 +474,9 @@ static void test_dataset_bad_files(void) {
       CHECK(strstr(d.folder.paths[i], "pic.png") == NULL);
       CHECK(d.images[i].h == 8 && d.images[i].w >= 8);
       float x[3 * 8 * 8];
-      image_dataset_center_crop(&d, i, x);
+      vqgpt_image_dataset_center_crop(&d, i, x);
     }
-    image_dataset_free(&d);
+    vqgpt_image_dataset_free(&d);
   }
   // Mostly bad: a clear error naming the share and a file.
   pathbuf most = tmp_path("most_bad");
@@ -486,12 +486,12 @@ static void test_dataset_bad_files(void) {
   write_bytes(tmp_path("most_bad/neg.png").s, ppm, sizeof ppm - 1);
   write_bytes(tmp_path("most_bad/pic.jpg").s, pic, sizeof pic);
   vqgpt_clear_error();
-  rc = image_dataset_load(&d, most.s, 8, 0, 0);
+  rc = vqgpt_image_dataset_load(&d, most.s, 8, 0, 0);
   const char *e = vqgpt_last_error();
   CHECKF(rc == -1, "a folder of 2 bad files in 3 loaded");
   CHECKF(strstr(e, "2 of 3 image files cannot be read (more than 10%)") && strstr(e, "neg.png"),
          "error: %s", e);
-  if (rc == 0) image_dataset_free(&d);
+  if (rc == 0) vqgpt_image_dataset_free(&d);
 }
 
 static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {

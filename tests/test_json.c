@@ -6,14 +6,14 @@
 #include "test_util.h"
 #include "weights/json.h"
 
-static json_value *parse(const char *s) { return json_parse(s, strlen(s)); }
+static json_value *parse(const char *s) { return vqgpt_json_parse(s, strlen(s)); }
 
 // The document must be rejected with a message containing `what`.
 static void reject(const char *doc, const char *what) {
   vqgpt_clear_error();
   json_value *v = parse(doc);
   CHECKF(v == NULL, "accepted invalid JSON: %s", doc);
-  json_free(v);
+  vqgpt_json_free(v);
   CHECKF(strstr(vqgpt_last_error(), what) && strstr(vqgpt_last_error(), "at byte"),
          "error for %s: '%s' lacks '%s'", doc, vqgpt_last_error(), what);
 }
@@ -21,14 +21,14 @@ static void reject(const char *doc, const char *what) {
 static void accept(const char *doc) {
   json_value *v = parse(doc);
   CHECKF(v != NULL, "rejected valid JSON %s: %s", doc, vqgpt_last_error());
-  json_free(v);
+  vqgpt_json_free(v);
 }
 
 // A string literal's decoded bytes.
 static void check_string(const char *doc, const char *expect) {
   json_value *v = parse(doc);
   CHECKF(v && v->type == JSON_STRING && strcmp(v->string, expect) == 0, "%s decoded wrongly", doc);
-  json_free(v);
+  vqgpt_json_free(v);
 }
 
 static void test_values(void) {
@@ -36,48 +36,48 @@ static void test_values(void) {
                         " \"n\": 9007199254740992, \"f\": 0.5, \"big\": 1e300 }\r\n");
   CHECK(v && v->type == JSON_OBJECT && v->count == 5);
   if (!v) return;
-  const json_value *a = json_get(v, "a");
+  const json_value *a = vqgpt_json_get(v, "a");
   CHECK(a && a->type == JSON_ARRAY && a->count == 7);
-  CHECK(json_at(a, 0)->type == JSON_NUMBER && json_at(a, 0)->number == 1);
-  CHECK(json_at(a, 1)->number == -250);
-  CHECK(json_at(a, 3)->type == JSON_BOOL && json_at(a, 3)->boolean);
-  CHECK(json_at(a, 4)->type == JSON_BOOL && !json_at(a, 4)->boolean);
-  CHECK(json_at(a, 5)->type == JSON_NULL);
-  CHECK(json_at(a, 6)->type == JSON_STRING && strcmp(json_at(a, 6)->string, "x") == 0);
-  CHECK(json_at(a, 7) == NULL);
-  CHECK(json_at(v, 0) == NULL);  // not an array
-  const json_value *c = json_get(json_get(v, "b"), "c");
+  CHECK(vqgpt_json_at(a, 0)->type == JSON_NUMBER && vqgpt_json_at(a, 0)->number == 1);
+  CHECK(vqgpt_json_at(a, 1)->number == -250);
+  CHECK(vqgpt_json_at(a, 3)->type == JSON_BOOL && vqgpt_json_at(a, 3)->boolean);
+  CHECK(vqgpt_json_at(a, 4)->type == JSON_BOOL && !vqgpt_json_at(a, 4)->boolean);
+  CHECK(vqgpt_json_at(a, 5)->type == JSON_NULL);
+  CHECK(vqgpt_json_at(a, 6)->type == JSON_STRING && strcmp(vqgpt_json_at(a, 6)->string, "x") == 0);
+  CHECK(vqgpt_json_at(a, 7) == NULL);
+  CHECK(vqgpt_json_at(v, 0) == NULL);  // not an array
+  const json_value *c = vqgpt_json_get(vqgpt_json_get(v, "b"), "c");
   CHECK(c && c->type == JSON_OBJECT && c->count == 0);
-  CHECK(json_get(v, "missing") == NULL && json_get(a, "a") == NULL && json_get(NULL, "a") == NULL);
+  CHECK(vqgpt_json_get(v, "missing") == NULL && vqgpt_json_get(a, "a") == NULL && vqgpt_json_get(NULL, "a") == NULL);
 
   int64_t i = -1;
   double d = 0;
   bool b = false;
-  CHECK(json_get_int(v, "n", &i) && i == 9007199254740992LL);
-  CHECK(!json_get_int(v, "f", &i) && i == 9007199254740992LL);  // not whole: untouched
-  CHECK(!json_get_int(v, "big", &i));                            // beyond int64
-  CHECK(!json_get_int(v, "a", &i) && !json_get_int(v, "nope", &i));
-  CHECK(json_get_number(v, "f", &d) && d == 0.5);
-  CHECK(!json_get_number(v, "b", &d));
-  CHECK(!json_get_bool(v, "f", &b));
-  CHECK(json_get_string(v, "a") == NULL);
-  json_free(v);
+  CHECK(vqgpt_json_get_int(v, "n", &i) && i == 9007199254740992LL);
+  CHECK(!vqgpt_json_get_int(v, "f", &i) && i == 9007199254740992LL);  // not whole: untouched
+  CHECK(!vqgpt_json_get_int(v, "big", &i));                            // beyond int64
+  CHECK(!vqgpt_json_get_int(v, "a", &i) && !vqgpt_json_get_int(v, "nope", &i));
+  CHECK(vqgpt_json_get_number(v, "f", &d) && d == 0.5);
+  CHECK(!vqgpt_json_get_number(v, "b", &d));
+  CHECK(!vqgpt_json_get_bool(v, "f", &b));
+  CHECK(vqgpt_json_get_string(v, "a") == NULL);
+  vqgpt_json_free(v);
 
   v = parse("{\"s\":\"hi\",\"t\":true,\"dims\":[3,4,5],\"mixed\":[1,2.5],\"neg\":-9223372036854775808,"
             "\"over\":9223372036854775807}");
   CHECK(v != NULL);
   if (!v) return;
-  CHECK(json_get_string(v, "s") && strcmp(json_get_string(v, "s"), "hi") == 0);
-  CHECK(json_get_bool(v, "t", &b) && b);
+  CHECK(vqgpt_json_get_string(v, "s") && strcmp(vqgpt_json_get_string(v, "s"), "hi") == 0);
+  CHECK(vqgpt_json_get_bool(v, "t", &b) && b);
   int64_t dims[4] = {0, 0, 0, 7};
-  CHECK(json_get_int_array(v, "dims", dims, 4) == 3 && dims[0] == 3 && dims[2] == 5 && dims[3] == 7);
-  CHECK(json_get_int_array(v, "dims", dims, 2) == -1);  // longer than max
-  CHECK(json_get_int_array(v, "mixed", dims, 4) == -1 && dims[0] == 3);
-  CHECK(json_get_int_array(v, "s", dims, 4) == -1);
-  CHECK(json_get_int(v, "neg", &i) && i == INT64_MIN);
+  CHECK(vqgpt_json_get_int_array(v, "dims", dims, 4) == 3 && dims[0] == 3 && dims[2] == 5 && dims[3] == 7);
+  CHECK(vqgpt_json_get_int_array(v, "dims", dims, 2) == -1);  // longer than max
+  CHECK(vqgpt_json_get_int_array(v, "mixed", dims, 4) == -1 && dims[0] == 3);
+  CHECK(vqgpt_json_get_int_array(v, "s", dims, 4) == -1);
+  CHECK(vqgpt_json_get_int(v, "neg", &i) && i == INT64_MIN);
   // 2^63 - 1 rounds to 2^63 as a double, which is outside int64.
-  CHECK(!json_get_int(v, "over", &i));
-  json_free(v);
+  CHECK(!vqgpt_json_get_int(v, "over", &i));
+  vqgpt_json_free(v);
 
   // Empty containers and scalars at top level.
   accept("[]");
@@ -146,13 +146,13 @@ static void test_rejects(void) {
   reject("[{\"k\":[],\"k\":{}}]", "duplicate key 'k'");
 
   // Embedded NUL in the middle of the buffer is not whitespace.
-  json_value *v = json_parse("[1]\0", 4);
+  json_value *v = vqgpt_json_parse("[1]\0", 4);
   CHECK(v == NULL && strstr(vqgpt_last_error(), "trailing characters after the document at byte 3"));
-  json_free(v);
+  vqgpt_json_free(v);
   // Only `len` bytes are read: a valid prefix of a longer buffer parses.
-  v = json_parse("[1]garbage", 3);
+  v = vqgpt_json_parse("[1]garbage", 3);
   CHECK(v && v->count == 1);
-  json_free(v);
+  vqgpt_json_free(v);
   // The position is reported.
   reject("[1, 2, x]", "at byte 7");
 }
@@ -161,18 +161,18 @@ static void test_nesting(void) {
   char deep[200];
   for (int n = 63; n <= 66; n++) {
     for (int i = 0; i < n; i++) deep[i] = '[', deep[2 * n - 1 - i] = ']';
-    json_value *v = json_parse(deep, (size_t)2 * n);
+    json_value *v = vqgpt_json_parse(deep, (size_t)2 * n);
     if (n <= 64) {
       CHECKF(v != NULL, "depth %d rejected: %s", n, vqgpt_last_error());
     } else {
       CHECKF(v == NULL && strstr(vqgpt_last_error(), "nesting deeper than 64"), "depth %d: %s", n,
              vqgpt_last_error());
     }
-    json_free(v);
+    vqgpt_json_free(v);
   }
   // An unterminated deep document fails without reading past len.
   memset(deep, '[', sizeof deep);
-  json_value *v = json_parse(deep, 50);
+  json_value *v = vqgpt_json_parse(deep, 50);
   CHECK(v == NULL && strstr(vqgpt_last_error(), "value expected at byte 50"));
 }
 
@@ -187,33 +187,33 @@ static void test_large_object(void) {
   for (size_t i = 0; i < n; i++)
     len += (size_t)snprintf(doc + len, cap - len, "%s\"k%zu\":%zu", i ? "," : "", (i * 7919) % n, i);
   len += (size_t)snprintf(doc + len, cap - len, "}");
-  json_value *v = json_parse(doc, len);
+  json_value *v = vqgpt_json_parse(doc, len);
   CHECKF(v && v->count == n, "large object: %s", v ? "wrong count" : vqgpt_last_error());
   int64_t x = -1;
-  CHECK(json_get_int(v, "k2919", &x) && x == 1);
-  CHECK(json_get_int(v, "k0", &x) && x == 0);
-  json_free(v);
+  CHECK(vqgpt_json_get_int(v, "k2919", &x) && x == 1);
+  CHECK(vqgpt_json_get_int(v, "k0", &x) && x == 0);
+  vqgpt_json_free(v);
   // Rename item 1's key to item 0's: whitespace may follow a key, so the text stays valid
   // JSON and only the duplicate is wrong.
   char *k = strstr(doc, "\"k2919\"");
   CHECK(k != NULL);
   if (k) {
     memcpy(k, "\"k0\"   ", 7);
-    v = json_parse(doc, len);
+    v = vqgpt_json_parse(doc, len);
     CHECKF(v == NULL && strstr(vqgpt_last_error(), "duplicate key 'k0'"), "duplicate: %s",
            vqgpt_last_error());
-    json_free(v);
+    vqgpt_json_free(v);
   }
   free(doc);
 }
 
 static void test_utf8_valid(void) {
-  CHECK(json_utf8_valid("", 0));
-  CHECK(json_utf8_valid("plain ascii", 11));
-  CHECK(json_utf8_valid("\xe2\x82\xac", 3));
-  CHECK(!json_utf8_valid("\xe2\x82", 2));
-  CHECK(!json_utf8_valid("\x80", 1));
-  CHECK(!json_utf8_valid("\xf5\x80\x80\x80", 4));
+  CHECK(vqgpt_json_utf8_valid("", 0));
+  CHECK(vqgpt_json_utf8_valid("plain ascii", 11));
+  CHECK(vqgpt_json_utf8_valid("\xe2\x82\xac", 3));
+  CHECK(!vqgpt_json_utf8_valid("\xe2\x82", 2));
+  CHECK(!vqgpt_json_utf8_valid("\x80", 1));
+  CHECK(!vqgpt_json_utf8_valid("\xf5\x80\x80\x80", 4));
 }
 
 int main(int argc, char **argv) {

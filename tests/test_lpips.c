@@ -15,13 +15,13 @@ int main(int argc, char **argv) {
   char wpath[4096];
   snprintf(wpath, sizeof wpath, "%s", weights);
   st_file io;
-  int rc = st_open(&io, fixture_path("lpips_rand_io.safetensors"));
+  int rc = vqgpt_st_open(&io, fixture_path("lpips_rand_io.safetensors"));
   CHECKF(rc == 0, "open io: %s", vqgpt_last_error());
-  lpips *m = lpips_load(wpath, 2, H, W);
+  lpips *m = vqgpt_lpips_load(wpath, 2, H, W);
   CHECKF(m != NULL, "load: %s", vqgpt_last_error());
   if (rc || !m) {
-    lpips_free(m);
-    if (!rc) st_close(&io);
+    vqgpt_lpips_free(m);
+    if (!rc) vqgpt_st_close(&io);
     return test_finish("lpips");
   }
   // A batch of two pairs: x = (a, a), y = (b, a). The first is the fixture's; the second is an
@@ -29,19 +29,19 @@ int main(int argc, char **argv) {
   static float x[2 * N], y[2 * N], ref_grad[N], dx[2 * N];  // (2, 3, H, W)
   float ref_value;
   const int64_t img[4] = {1, 3, H, W}, one[1] = {1};
-  CHECK(st_read_f32(&io, "a", x, 4, img) == 0 && st_read_f32(&io, "b", y, 4, img) == 0);
-  CHECK(st_read_f32(&io, "grad_a", ref_grad, 4, img) == 0);
-  CHECK(st_read_f32(&io, "value", &ref_value, 1, one) == 0);
+  CHECK(vqgpt_st_read_f32(&io, "a", x, 4, img) == 0 && vqgpt_st_read_f32(&io, "b", y, 4, img) == 0);
+  CHECK(vqgpt_st_read_f32(&io, "grad_a", ref_grad, 4, img) == 0);
+  CHECK(vqgpt_st_read_f32(&io, "value", &ref_value, 1, one) == 0);
   memcpy(x + N, x, N * sizeof *x);
   memcpy(y + N, x, N * sizeof *y);
 
   float v[2] = {0, 0};
-  CHECK(lpips_forward(m, x, y, 2, v) == 0);
+  CHECK(vqgpt_lpips_forward(m, x, y, 2, v) == 0);
   CHECK_CLOSE(v, &ref_value, 1, 1e-4, "value");
   CHECKF(v[1] == 0.0f, "distance of an image to itself: %g", v[1]);
   const float dv[2] = {0.5f, 0.7f};
   for (size_t i = 0; i < 2 * N; i++) dx[i] = 99.0f;
-  CHECK(lpips_backward(m, dv, dx) == 0);
+  CHECK(vqgpt_lpips_backward(m, dv, dx) == 0);
   for (size_t i = 0; i < N; i++) dx[i] *= 2.0f;
   // Sensitive to summation order: one pool3 window of a's branch (channel 114, output (11, 2))
   // holds two values one float ulp apart. The sgemm convolutions pick PyTorch's winner (error
@@ -53,14 +53,14 @@ int main(int argc, char **argv) {
 
   // Fewer images than built; more are refused.
   float v1 = 0;
-  CHECK(lpips_forward(m, x, y, 1, &v1) == 0);
+  CHECK(vqgpt_lpips_forward(m, x, y, 1, &v1) == 0);
   CHECK_CLOSE(&v1, &ref_value, 1, 1e-4, "value at batch 1");
-  CHECK(lpips_forward(m, x, y, 3, v) != 0);
-  lpips_free(m);
+  CHECK(vqgpt_lpips_forward(m, x, y, 3, v) != 0);
+  vqgpt_lpips_free(m);
 
   // Odd, non-square size: floor pooling at 18x22 -> 9x11 -> 4x5 -> 2x2 -> 1x1.
   enum { H2 = 18, W2 = 22, N2 = 3 * H2 * W2 };
-  lpips *s = lpips_load(wpath, 1, H2, W2);
+  lpips *s = vqgpt_lpips_load(wpath, 1, H2, W2);
   CHECKF(s != NULL, "load 18x22: %s", vqgpt_last_error());
   if (s) {
     static float x2[N2], y2[N2], g[N2];
@@ -69,7 +69,7 @@ int main(int argc, char **argv) {
     fill_uniform(y2, N2, &st, 1.0f);
     const float one_dv = 1.0f;
     float v0;
-    CHECK(lpips_forward(s, x2, y2, 1, &v0) == 0 && lpips_backward(s, &one_dv, g) == 0);
+    CHECK(vqgpt_lpips_forward(s, x2, y2, 1, &v0) == 0 && vqgpt_lpips_backward(s, &one_dv, g) == 0);
     // Directional derivatives along random directions with the signs of the gradient: every
     // pixel's gradient counts, with the same sign, so the derivative stays far above the float
     // rounding noise of the value (which swamps one-pixel differences and random directions).
@@ -83,16 +83,16 @@ int main(int argc, char **argv) {
       for (int sgn = 0; sgn < 2; sgn++) {
         for (size_t i = 0; i < N2; i++) xp[i] = x2[i] + (sgn ? -h : h) * dir[i];
         float vv = 0;
-        lpips_forward(s, xp, y2, 1, &vv);
+        vqgpt_lpips_forward(s, xp, y2, 1, &vv);
         lv[sgn] = vv;
       }
       const double num = (lv[0] - lv[1]) / (2.0 * h);
       CHECKF(fabs(num - ana) < 1e-2 * fabs(ana), "directional derivative %g, finite differences %g",
              ana, num);
     }
-    lpips_free(s);
+    vqgpt_lpips_free(s);
   }
-  CHECK(lpips_load(wpath, 1, 15, 64) == NULL);
-  st_close(&io);
+  CHECK(vqgpt_lpips_load(wpath, 1, 15, 64) == NULL);
+  vqgpt_st_close(&io);
   return test_finish("lpips");
 }

@@ -33,7 +33,7 @@ static void expect_error(const char *path, const char *what, const char *label) 
   int ndim = 7;
   int64_t shape[3];
   vqgpt_clear_error();
-  int rc = npy_read_i32(path, &d, &ndim, shape);
+  int rc = vqgpt_npy_read_i32(path, &d, &ndim, shape);
   const char *e = vqgpt_last_error();
   CHECKF(rc == -1, "%s: accepted", label);
   if (rc == 0) {
@@ -67,7 +67,7 @@ static void test_exact_bytes(void) {
   memcpy(want + 128, v, sizeof v);
   pathbuf p = tmp_path("exact.npy");
   int64_t shape[2] = {2, 3};
-  CHECKF(npy_write_i32(p.s, v, 2, shape) == 0, "%s", vqgpt_last_error());
+  CHECKF(vqgpt_npy_write_i32(p.s, v, 2, shape) == 0, "%s", vqgpt_last_error());
   size_t n;
   unsigned char *got = read_all(p.s, &n);
   CHECKF(got && n == sizeof want && memcmp(got, want, n) == 0, "bytes differ from numpy's (size %zu)", n);
@@ -75,7 +75,7 @@ static void test_exact_bytes(void) {
 
   // 1-D: the shape is a 1-tuple "(5,)"; the header still ends on a 64-byte boundary.
   int64_t s1[1] = {5};
-  CHECK(npy_write_i32(p.s, v, 1, s1) == 0);
+  CHECK(vqgpt_npy_write_i32(p.s, v, 1, s1) == 0);
   got = read_all(p.s, &n);
   CHECK(got && n == 128 + 20 && memcmp(got + 10 + 41, "'shape': (5,), }", 16) == 0 && got[127] == '\n');
   free(got);
@@ -88,43 +88,43 @@ static void test_round_trip(void) {
   for (int i = 0; i < 24; i++) v[i] = (i * 37) % 1024 - (i == 5 ? 2000000000 : 0);
   int64_t shapes[3][3] = {{24, 0, 0}, {4, 6, 0}, {2, 3, 4}};
   for (int nd = 1; nd <= 3; nd++) {
-    CHECKF(npy_write_i32(p.s, v, nd, shapes[nd - 1]) == 0, "%s", vqgpt_last_error());
+    CHECKF(vqgpt_npy_write_i32(p.s, v, nd, shapes[nd - 1]) == 0, "%s", vqgpt_last_error());
     int32_t *d = NULL;
     int ndim = 0;
     int64_t shape[3] = {-1, -1, -1};
-    CHECKF(npy_read_i32(p.s, &d, &ndim, shape) == 0, "%s", vqgpt_last_error());
+    CHECKF(vqgpt_npy_read_i32(p.s, &d, &ndim, shape) == 0, "%s", vqgpt_last_error());
     CHECK(ndim == nd && d && memcmp(d, v, sizeof v) == 0);
     for (int i = 0; i < 3; i++) CHECK(shape[i] == (i < nd ? shapes[nd - 1][i] : 0));
     free(d);
   }
   // Empty arrays round-trip with a non-NULL buffer.
   int64_t empty[2] = {0, 7};
-  CHECK(npy_write_i32(p.s, NULL, 2, empty) == 0);
+  CHECK(vqgpt_npy_write_i32(p.s, NULL, 2, empty) == 0);
   int32_t *d = NULL;
   int ndim = 0;
   int64_t shape[3];
-  CHECK(npy_read_i32(p.s, &d, &ndim, shape) == 0 && d != NULL && ndim == 2 && shape[0] == 0 && shape[1] == 7);
+  CHECK(vqgpt_npy_read_i32(p.s, &d, &ndim, shape) == 0 && d != NULL && ndim == 2 && shape[0] == 0 && shape[1] == 7);
   free(d);
 
   // Writer refusals.
   int64_t bad4[4] = {1, 1, 1, 1}, neg[2] = {2, -3}, huge[3] = {INT64_MAX, INT64_MAX, 2};
-  CHECK(npy_write_i32(p.s, v, 4, bad4) == -1 && strstr(vqgpt_last_error(), "4 dims"));
-  CHECK(npy_write_i32(p.s, v, 0, bad4) == -1);
-  CHECK(npy_write_i32(p.s, v, 2, neg) == -1 && strstr(vqgpt_last_error(), "negative"));
-  CHECK(npy_write_i32(p.s, v, 3, huge) == -1 && strstr(vqgpt_last_error(), p.s));
-  CHECK(npy_write_i32(p.s, NULL, 2, shapes[1]) == -1);
+  CHECK(vqgpt_npy_write_i32(p.s, v, 4, bad4) == -1 && strstr(vqgpt_last_error(), "4 dims"));
+  CHECK(vqgpt_npy_write_i32(p.s, v, 0, bad4) == -1);
+  CHECK(vqgpt_npy_write_i32(p.s, v, 2, neg) == -1 && strstr(vqgpt_last_error(), "negative"));
+  CHECK(vqgpt_npy_write_i32(p.s, v, 3, huge) == -1 && strstr(vqgpt_last_error(), p.s));
+  CHECK(vqgpt_npy_write_i32(p.s, NULL, 2, shapes[1]) == -1);
   unlink(p.s);
 
   // Failed writes leave the old file and no temporary.
   char missing[300];
   snprintf(missing, sizeof missing, "%s/nope/x.npy", tmpdir);
-  CHECK(npy_write_i32(missing, v, 2, shapes[1]) == -1);
+  CHECK(vqgpt_npy_write_i32(missing, v, 2, shapes[1]) == -1);
   char want[400];
   snprintf(want, sizeof want, "%s: cannot write: %s", missing, strerror(ENOENT));
   CHECKF(strcmp(vqgpt_last_error(), want) == 0, "got %s", vqgpt_last_error());
   pathbuf dir = tmp_path("occupied.npy"), inner = tmp_path("occupied.npy/keep");
   CHECK(mkdir(dir.s, 0700) == 0 && write_bytes(inner.s, "k", 1) == 0);
-  CHECK(npy_write_i32(dir.s, v, 2, shapes[1]) == -1 && strstr(vqgpt_last_error(), "cannot write"));
+  CHECK(vqgpt_npy_write_i32(dir.s, v, 2, shapes[1]) == -1 && strstr(vqgpt_last_error(), "cannot write"));
   struct stat sb;
   CHECK(stat(inner.s, &sb) == 0);
   unlink(inner.s);
@@ -162,7 +162,7 @@ static void test_header_variants(void) {
     int32_t *d = NULL;
     int ndim = 0;
     int64_t shape[3];
-    int rc = npy_read_i32(p.s, &d, &ndim, shape);
+    int rc = vqgpt_npy_read_i32(p.s, &d, &ndim, shape);
     CHECKF(rc == 0, "variant %zu: %s", i, vqgpt_last_error());
     if (rc) continue;
     int64_t numel = 1;
@@ -177,7 +177,7 @@ static void test_header_variants(void) {
   int32_t *d = NULL;
   int ndim;
   int64_t shape[3];
-  CHECK(npy_read_i32(p.s, &d, &ndim, shape) == 0 && d && d[5] == 6);
+  CHECK(vqgpt_npy_read_i32(p.s, &d, &ndim, shape) == 0 && d && d[5] == 6);
   free(d);
   unlink(p.s);
 }

@@ -12,7 +12,7 @@ typedef struct {
 
 static double pool_loss(void *p) {
   pool_ctx *c = p;
-  maxpool2x2_forward(c->out, c->am, c->x, c->B, c->C, c->H, c->W);
+  vqgpt_maxpool2x2_forward(c->out, c->am, c->x, c->B, c->C, c->H, c->W);
   double s = 0;
   for (size_t i = 0; i < (size_t)c->B * c->C * (c->H / 2) * (c->W / 2); i++)
     s += (double)c->w[i] * c->out[i];
@@ -28,7 +28,7 @@ int main(int argc, char **argv) {
   uint8_t am[M];
   fill_uniform(x, N, &rng, 1.0f);
   fill_uniform(w, M, &rng, 1.0f);
-  maxpool2x2_forward(out, am, x, B, C, H, W);
+  vqgpt_maxpool2x2_forward(out, am, x, B, C, H, W);
   int bad = 0;
   for (int p = 0; p < B * C; p++)
     for (int i = 0; i < Ho; i++)
@@ -49,7 +49,7 @@ int main(int argc, char **argv) {
   pool_ctx ctx = {x, w, out, am, B, C, H, W};
   pool_loss(&ctx);
   for (int i = 0; i < N; i++) din[i] = 9.0f;  // overwritten, including the dropped last row
-  maxpool2x2_backward(din, w, am, B, C, H, W);
+  vqgpt_maxpool2x2_backward(din, w, am, B, C, H, W);
   double e = fd_check(pool_loss, &ctx, x, din, N, N, 1e-3f);
   CHECKF(e < 1e-3, "finite-difference error %.3g", e);
   int nz = 0;
@@ -61,9 +61,9 @@ int main(int argc, char **argv) {
   const float tie[4] = {1, 2, 2, 0}, nan4[4] = {1, NAN, 5, 0};
   float o1;
   uint8_t a1;
-  maxpool2x2_forward(&o1, &a1, tie, 1, 1, 2, 2);
+  vqgpt_maxpool2x2_forward(&o1, &a1, tie, 1, 1, 2, 2);
   CHECK(o1 == 2 && a1 == 1);
-  maxpool2x2_forward(&o1, &a1, nan4, 1, 1, 2, 2);
+  vqgpt_maxpool2x2_forward(&o1, &a1, nan4, 1, 1, 2, 2);
   CHECK(isnan(o1) && a1 == 1);
   return test_finish("pool");
 }

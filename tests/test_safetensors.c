@@ -30,16 +30,16 @@ static void craft(const char *path, uint64_t hlen, const char *header, size_t nd
   free(b);
 }
 
-// st_open must fail with "<path>: ..." containing `what`, on one line, leaving f empty.
+// vqgpt_st_open must fail with "<path>: ..." containing `what`, on one line, leaving f empty.
 static void expect_open_error(const char *path, const char *what, const char *label) {
   st_file f;
-  memset(&f, 0x5a, sizeof f);  // garbage: st_open must reset it
+  memset(&f, 0x5a, sizeof f);  // garbage: vqgpt_st_open must reset it
   vqgpt_clear_error();
-  int rc = st_open(&f, path);
+  int rc = vqgpt_st_open(&f, path);
   const char *e = vqgpt_last_error();
   CHECKF(rc == -1, "%s: accepted", label);
   if (rc == 0) {
-    st_close(&f);
+    vqgpt_st_close(&f);
     return;
   }
   char prefix[300];
@@ -49,7 +49,7 @@ static void expect_open_error(const char *path, const char *what, const char *la
   CHECKF(strchr(e, '\n') == NULL, "%s: error spans lines: %s", label, e);
   CHECKF(f.map == NULL && f.tensors == NULL && f.n_tensors == 0 && f.path == NULL && f.n_meta == 0,
          "%s: st_file not left empty", label);
-  st_close(&f);  // harmless on an empty file
+  vqgpt_st_close(&f);  // harmless on an empty file
 }
 
 // One header, with enough data bytes for offsets up to `ndata`.
@@ -74,34 +74,34 @@ static void test_round_trip(void) {
   float scalar = 42.0f;
   int64_t sa[2] = {2, 3}, sh[1] = {4}, sb[1] = {3}, si[2] = {3, 1}, sl[1] = {2}, su[1] = {5},
           sd[1] = {2}, se[2] = {0, 7};
-  st_writer *w = st_writer_new();
+  st_writer *w = vqgpt_st_writer_new();
   CHECK(w != NULL);
-  CHECK(st_writer_meta(w, "format", "test") == 0);
-  CHECK(st_writer_meta(w, "config", "{\"a\": \"q\\\"uote\"}\n\ttab \xc3\xa9") == 0);
-  CHECK(st_writer_meta(w, "format", "test-v2") == 0);  // replaces
-  CHECK(st_writer_add(w, "a.weight", ST_F32, 2, sa, a) == 0);
-  CHECK(st_writer_add(w, "half", ST_F16, 1, sh, h) == 0);
-  CHECK(st_writer_add(w, "brain", ST_BF16, 1, sb, bf) == 0);
-  CHECK(st_writer_add(w, "ints", ST_I32, 2, si, iv) == 0);
-  CHECK(st_writer_add(w, "longs", ST_I64, 1, sl, lv) == 0);
-  CHECK(st_writer_add(w, "bytes", ST_U8, 1, su, u) == 0);
-  CHECK(st_writer_add(w, "doubles", ST_F64, 1, sd, dv) == 0);
-  CHECK(st_writer_add(w, "scalar", ST_F32, 0, NULL, &scalar) == 0);
-  CHECK(st_writer_add(w, "empty", ST_F32, 2, se, NULL) == 0);
-  CHECK(st_writer_add(w, "we\"ird\\name\x01", ST_F32, 0, NULL, &scalar) == 0);
+  CHECK(vqgpt_st_writer_meta(w, "format", "test") == 0);
+  CHECK(vqgpt_st_writer_meta(w, "config", "{\"a\": \"q\\\"uote\"}\n\ttab \xc3\xa9") == 0);
+  CHECK(vqgpt_st_writer_meta(w, "format", "test-v2") == 0);  // replaces
+  CHECK(vqgpt_st_writer_add(w, "a.weight", ST_F32, 2, sa, a) == 0);
+  CHECK(vqgpt_st_writer_add(w, "half", ST_F16, 1, sh, h) == 0);
+  CHECK(vqgpt_st_writer_add(w, "brain", ST_BF16, 1, sb, bf) == 0);
+  CHECK(vqgpt_st_writer_add(w, "ints", ST_I32, 2, si, iv) == 0);
+  CHECK(vqgpt_st_writer_add(w, "longs", ST_I64, 1, sl, lv) == 0);
+  CHECK(vqgpt_st_writer_add(w, "bytes", ST_U8, 1, su, u) == 0);
+  CHECK(vqgpt_st_writer_add(w, "doubles", ST_F64, 1, sd, dv) == 0);
+  CHECK(vqgpt_st_writer_add(w, "scalar", ST_F32, 0, NULL, &scalar) == 0);
+  CHECK(vqgpt_st_writer_add(w, "empty", ST_F32, 2, se, NULL) == 0);
+  CHECK(vqgpt_st_writer_add(w, "we\"ird\\name\x01", ST_F32, 0, NULL, &scalar) == 0);
   // Writer-side refusals.
-  CHECK(st_writer_add(w, "a.weight", ST_F32, 2, sa, a) == -1 && strstr(vqgpt_last_error(), "duplicate"));
-  CHECK(st_writer_add(w, "__metadata__", ST_F32, 0, NULL, &scalar) == -1);
-  CHECK(st_writer_add(w, "bad\xff", ST_F32, 0, NULL, &scalar) == -1 && strstr(vqgpt_last_error(), "UTF-8"));
+  CHECK(vqgpt_st_writer_add(w, "a.weight", ST_F32, 2, sa, a) == -1 && strstr(vqgpt_last_error(), "duplicate"));
+  CHECK(vqgpt_st_writer_add(w, "__metadata__", ST_F32, 0, NULL, &scalar) == -1);
+  CHECK(vqgpt_st_writer_add(w, "bad\xff", ST_F32, 0, NULL, &scalar) == -1 && strstr(vqgpt_last_error(), "UTF-8"));
   int64_t neg[1] = {-1}, huge[3] = {INT64_MAX, INT64_MAX, 2};
-  CHECK(st_writer_add(w, "neg", ST_F32, 1, neg, a) == -1);
-  CHECK(st_writer_add(w, "huge", ST_F32, 3, huge, a) == -1);
-  CHECK(st_writer_add(w, "nodata", ST_F32, 1, sh, NULL) == -1);
-  CHECK(st_writer_add(w, "dims", ST_F32, 9, huge, a) == -1);
-  CHECK(st_writer_add(w, "dtype", (st_dtype)99, 1, sh, a) == -1);
-  CHECK(st_writer_meta(w, "k", NULL) == -1);
-  CHECK(st_writer_save(w, p) == 0);
-  st_writer_free(w);
+  CHECK(vqgpt_st_writer_add(w, "neg", ST_F32, 1, neg, a) == -1);
+  CHECK(vqgpt_st_writer_add(w, "huge", ST_F32, 3, huge, a) == -1);
+  CHECK(vqgpt_st_writer_add(w, "nodata", ST_F32, 1, sh, NULL) == -1);
+  CHECK(vqgpt_st_writer_add(w, "dims", ST_F32, 9, huge, a) == -1);
+  CHECK(vqgpt_st_writer_add(w, "dtype", (st_dtype)99, 1, sh, a) == -1);
+  CHECK(vqgpt_st_writer_meta(w, "k", NULL) == -1);
+  CHECK(vqgpt_st_writer_save(w, p) == 0);
+  vqgpt_st_writer_free(w);
 
   // The header is padded with spaces to a multiple of 8 and the data follows contiguously.
   size_t n;
@@ -114,80 +114,80 @@ static void test_round_trip(void) {
     size_t data = 24 + 8 + 6 + 12 + 16 + 5 + 16 + 4 + 0 + 4;
     CHECKF(n == 8 + hl + data, "file size %zu, expected %zu", n, (size_t)(8 + hl + data));
     CHECK(raw[8] == '{');
-    json_value *hdr = json_parse((const char *)raw + 8, (size_t)hl);
+    json_value *hdr = vqgpt_json_parse((const char *)raw + 8, (size_t)hl);
     CHECK(hdr != NULL);
-    json_free(hdr);
+    vqgpt_json_free(hdr);
     free(raw);
   }
 
   st_file f;
-  CHECKF(st_open(&f, p) == 0, "%s", vqgpt_last_error());
+  CHECKF(vqgpt_st_open(&f, p) == 0, "%s", vqgpt_last_error());
   CHECK(f.n_tensors == 10 && f.n_meta == 2);
   CHECK(strcmp(f.tensors[0].name, "a.weight") == 0);  // header order
-  CHECK(st_meta(&f, "format") && strcmp(st_meta(&f, "format"), "test-v2") == 0);
-  CHECK(st_meta(&f, "config") &&
-        strcmp(st_meta(&f, "config"), "{\"a\": \"q\\\"uote\"}\n\ttab \xc3\xa9") == 0);
-  CHECK(st_meta(&f, "nope") == NULL);
+  CHECK(vqgpt_st_meta(&f, "format") && strcmp(vqgpt_st_meta(&f, "format"), "test-v2") == 0);
+  CHECK(vqgpt_st_meta(&f, "config") &&
+        strcmp(vqgpt_st_meta(&f, "config"), "{\"a\": \"q\\\"uote\"}\n\ttab \xc3\xa9") == 0);
+  CHECK(vqgpt_st_meta(&f, "nope") == NULL);
   float out[8];
-  CHECK(st_read_f32(&f, "a.weight", out, 2, sa) == 0 && memcmp(out, a, sizeof a) == 0);
+  CHECK(vqgpt_st_read_f32(&f, "a.weight", out, 2, sa) == 0 && memcmp(out, a, sizeof a) == 0);
   CHECK(signbit(out[4]));
-  CHECK(st_read_f32(&f, "half", out, 1, sh) == 0);
+  CHECK(vqgpt_st_read_f32(&f, "half", out, 1, sh) == 0);
   CHECK(out[0] == 1.0f && out[1] == -2.0f && isinf(out[2]) && out[2] > 0 && out[3] == ldexpf(1, -24));
-  CHECK(st_read_f32(&f, "brain", out, 1, sb) == 0 && out[0] == 1 && out[1] == -5 && isinf(out[2]) && out[2] < 0);
-  CHECK(st_read_f32(&f, "doubles", out, 1, sd) == 0 && out[0] == 0.1f && isinf(out[1]) && out[1] < 0);
-  CHECK(st_read_f32(&f, "scalar", out, 1, NULL) == 0 && st_read_f32(&f, "scalar", out, 0, NULL) == -1);
-  CHECK(st_read_f32(&f, "scalar", out, 0, sa) == 0 && out[0] == 42.0f);
-  CHECK(st_read_f32(&f, "we\"ird\\name\x01", out, 0, sa) == 0 && out[0] == 42.0f);
-  CHECK(st_read_f32(&f, "empty", out, 2, se) == 0);
-  const st_tensor *t = st_find(&f, "empty");
+  CHECK(vqgpt_st_read_f32(&f, "brain", out, 1, sb) == 0 && out[0] == 1 && out[1] == -5 && isinf(out[2]) && out[2] < 0);
+  CHECK(vqgpt_st_read_f32(&f, "doubles", out, 1, sd) == 0 && out[0] == 0.1f && isinf(out[1]) && out[1] < 0);
+  CHECK(vqgpt_st_read_f32(&f, "scalar", out, 1, NULL) == 0 && vqgpt_st_read_f32(&f, "scalar", out, 0, NULL) == -1);
+  CHECK(vqgpt_st_read_f32(&f, "scalar", out, 0, sa) == 0 && out[0] == 42.0f);
+  CHECK(vqgpt_st_read_f32(&f, "we\"ird\\name\x01", out, 0, sa) == 0 && out[0] == 42.0f);
+  CHECK(vqgpt_st_read_f32(&f, "empty", out, 2, se) == 0);
+  const st_tensor *t = vqgpt_st_find(&f, "empty");
   CHECK(t && t->numel == 0 && t->nbytes == 0 && t->ndim == 2 && t->shape[1] == 7);
-  t = st_find(&f, "bytes");
+  t = vqgpt_st_find(&f, "bytes");
   CHECK(t && t->dtype == ST_U8 && t->nbytes == 5 && memcmp(t->data, u, 5) == 0);
-  CHECK(st_dtype_size(ST_BF16) == 2 && st_dtype_size(ST_I64) == 8 && strcmp(st_dtype_name(ST_BOOL), "BOOL") == 0);
-  CHECK(st_dtype_size((st_dtype)99) == 0);
+  CHECK(vqgpt_st_dtype_size(ST_BF16) == 2 && vqgpt_st_dtype_size(ST_I64) == 8 && strcmp(vqgpt_st_dtype_name(ST_BOOL), "BOOL") == 0);
+  CHECK(vqgpt_st_dtype_size((st_dtype)99) == 0);
 
   int32_t io[3];
-  CHECK(st_read_i32(&f, "ints", io, 2, si) == 0 && memcmp(io, iv, sizeof iv) == 0);
-  CHECK(st_read_i32(&f, "ints", io, 3, NULL) == 0 && io[2] == 2147483647);
-  CHECK(st_read_i32(&f, "longs", io, 1, sl) == 0 && io[0] == INT32_MIN && io[1] == 12345);
-  CHECK(st_read_i32(&f, "ints", io, 4, NULL) == -1 && strstr(vqgpt_last_error(), "expected 4 elements"));
+  CHECK(vqgpt_st_read_i32(&f, "ints", io, 2, si) == 0 && memcmp(io, iv, sizeof iv) == 0);
+  CHECK(vqgpt_st_read_i32(&f, "ints", io, 3, NULL) == 0 && io[2] == 2147483647);
+  CHECK(vqgpt_st_read_i32(&f, "longs", io, 1, sl) == 0 && io[0] == INT32_MIN && io[1] == 12345);
+  CHECK(vqgpt_st_read_i32(&f, "ints", io, 4, NULL) == -1 && strstr(vqgpt_last_error(), "expected 4 elements"));
 
   // Lookup errors name the path, the tensor and both shapes.
   char want[512];
   int64_t wrong[2] = {3, 2};
-  CHECK(st_read_f32(&f, "a.weight", out, 2, wrong) == -1);
+  CHECK(vqgpt_st_read_f32(&f, "a.weight", out, 2, wrong) == -1);
   snprintf(want, sizeof want, "%s: tensor 'a.weight' has shape [2, 3], expected [3, 2]", p);
   CHECKF(strcmp(vqgpt_last_error(), want) == 0, "got '%s'", vqgpt_last_error());
-  CHECK(st_read_f32(&f, "a.weight", out, 1, wrong) == -1 && strstr(vqgpt_last_error(), "expected [3]"));
-  CHECK(st_read_f32(&f, "x", out, 1, sh) == -1);
+  CHECK(vqgpt_st_read_f32(&f, "a.weight", out, 1, wrong) == -1 && strstr(vqgpt_last_error(), "expected [3]"));
+  CHECK(vqgpt_st_read_f32(&f, "x", out, 1, sh) == -1);
   snprintf(want, sizeof want, "%s: missing tensor 'x'", p);
   CHECKF(strcmp(vqgpt_last_error(), want) == 0, "got '%s'", vqgpt_last_error());
-  CHECK(st_read_i32(&f, "x", io, 1, sh) == -1 && strstr(vqgpt_last_error(), "missing tensor 'x'"));
-  CHECK(st_read_f32(&f, "ints", out, 2, si) == -1 && strstr(vqgpt_last_error(), "dtype I32") &&
+  CHECK(vqgpt_st_read_i32(&f, "x", io, 1, sh) == -1 && strstr(vqgpt_last_error(), "missing tensor 'x'"));
+  CHECK(vqgpt_st_read_f32(&f, "ints", out, 2, si) == -1 && strstr(vqgpt_last_error(), "dtype I32") &&
         strstr(vqgpt_last_error(), p));
-  CHECK(st_read_i32(&f, "a.weight", io, 2, sa) == -1 && strstr(vqgpt_last_error(), "dtype F32"));
-  CHECK(st_read_i32(&f, "bytes", io, 1, su) == -1 && strstr(vqgpt_last_error(), "dtype U8"));
-  st_close(&f);
-  st_close(&f);  // idempotent
+  CHECK(vqgpt_st_read_i32(&f, "a.weight", io, 2, sa) == -1 && strstr(vqgpt_last_error(), "dtype F32"));
+  CHECK(vqgpt_st_read_i32(&f, "bytes", io, 1, su) == -1 && strstr(vqgpt_last_error(), "dtype U8"));
+  vqgpt_st_close(&f);
+  vqgpt_st_close(&f);  // idempotent
   unlink(p);
 
   // I64 values outside int32 are refused, naming the value.
   int64_t big[2] = {1, 2147483648LL};
-  w = st_writer_new();
-  CHECK(st_writer_add(w, "big", ST_I64, 1, sl, big) == 0 && st_writer_save(w, p) == 0);
-  st_writer_free(w);
-  CHECK(st_open(&f, p) == 0);
-  CHECK(st_read_i32(&f, "big", io, 1, sl) == -1 && strstr(vqgpt_last_error(), "2147483648") &&
+  w = vqgpt_st_writer_new();
+  CHECK(vqgpt_st_writer_add(w, "big", ST_I64, 1, sl, big) == 0 && vqgpt_st_writer_save(w, p) == 0);
+  vqgpt_st_writer_free(w);
+  CHECK(vqgpt_st_open(&f, p) == 0);
+  CHECK(vqgpt_st_read_i32(&f, "big", io, 1, sl) == -1 && strstr(vqgpt_last_error(), "2147483648") &&
         strstr(vqgpt_last_error(), "'big'"));
-  st_close(&f);
+  vqgpt_st_close(&f);
   unlink(p);
 
   // A file with no tensors and no metadata is valid.
-  w = st_writer_new();
-  CHECK(st_writer_save(w, p) == 0);
-  st_writer_free(w);
-  CHECK(st_open(&f, p) == 0 && f.n_tensors == 0 && f.n_meta == 0);
-  st_close(&f);
+  w = vqgpt_st_writer_new();
+  CHECK(vqgpt_st_writer_save(w, p) == 0);
+  vqgpt_st_writer_free(w);
+  CHECK(vqgpt_st_open(&f, p) == 0 && f.n_tensors == 0 && f.n_meta == 0);
+  vqgpt_st_close(&f);
   unlink(p);
 }
 
@@ -217,30 +217,30 @@ static void test_store_floats_as(void) {
   float bf_out[3] = {1.0f, 1.0f + ldexpf(1, -6), -2.5f};
   int32_t ints[2] = {7, -7};
   int64_t sn[1] = {(int64_t)n}, s6[1] = {6}, s3[1] = {3}, s2[1] = {2};
-  st_writer *w = st_writer_new();
-  st_writer_store_floats_as(w, ST_F16);
-  CHECK(st_writer_add(w, "halves", ST_F32, 1, sn, halves) == 0 &&
-        st_writer_add(w, "ties", ST_F32, 1, s6, ties) == 0 &&
-        st_writer_add(w, "ints", ST_I32, 1, s2, ints) == 0 && st_writer_save(w, p) == 0);
-  st_writer_free(w);
+  st_writer *w = vqgpt_st_writer_new();
+  vqgpt_st_writer_store_floats_as(w, ST_F16);
+  CHECK(vqgpt_st_writer_add(w, "halves", ST_F32, 1, sn, halves) == 0 &&
+        vqgpt_st_writer_add(w, "ties", ST_F32, 1, s6, ties) == 0 &&
+        vqgpt_st_writer_add(w, "ints", ST_I32, 1, s2, ints) == 0 && vqgpt_st_writer_save(w, p) == 0);
+  vqgpt_st_writer_free(w);
   st_file f;
   float t6[6];
   int32_t i2[2];
-  CHECK(st_open(&f, p) == 0);
-  CHECK(st_find(&f, "halves") && st_find(&f, "halves")->dtype == ST_F16);
-  CHECK(st_find(&f, "ints") && st_find(&f, "ints")->dtype == ST_I32);
-  CHECK(st_read_f32(&f, "halves", back, 1, sn) == 0 && memcmp(back, halves, n * sizeof *back) == 0);
-  CHECK(st_read_f32(&f, "ties", t6, 1, s6) == 0 && memcmp(t6, ties_f16, sizeof t6) == 0);
-  CHECK(st_read_i32(&f, "ints", i2, 1, s2) == 0 && i2[0] == 7 && i2[1] == -7);
-  st_close(&f);
-  w = st_writer_new();
-  st_writer_store_floats_as(w, ST_BF16);
-  CHECK(st_writer_add(w, "bf", ST_F32, 1, s3, bf_in) == 0 && st_writer_save(w, p) == 0);
-  st_writer_free(w);
+  CHECK(vqgpt_st_open(&f, p) == 0);
+  CHECK(vqgpt_st_find(&f, "halves") && vqgpt_st_find(&f, "halves")->dtype == ST_F16);
+  CHECK(vqgpt_st_find(&f, "ints") && vqgpt_st_find(&f, "ints")->dtype == ST_I32);
+  CHECK(vqgpt_st_read_f32(&f, "halves", back, 1, sn) == 0 && memcmp(back, halves, n * sizeof *back) == 0);
+  CHECK(vqgpt_st_read_f32(&f, "ties", t6, 1, s6) == 0 && memcmp(t6, ties_f16, sizeof t6) == 0);
+  CHECK(vqgpt_st_read_i32(&f, "ints", i2, 1, s2) == 0 && i2[0] == 7 && i2[1] == -7);
+  vqgpt_st_close(&f);
+  w = vqgpt_st_writer_new();
+  vqgpt_st_writer_store_floats_as(w, ST_BF16);
+  CHECK(vqgpt_st_writer_add(w, "bf", ST_F32, 1, s3, bf_in) == 0 && vqgpt_st_writer_save(w, p) == 0);
+  vqgpt_st_writer_free(w);
   float b3[3];
-  CHECK(st_open(&f, p) == 0 && st_find(&f, "bf") && st_find(&f, "bf")->dtype == ST_BF16);
-  CHECK(st_read_f32(&f, "bf", b3, 1, s3) == 0 && memcmp(b3, bf_out, sizeof b3) == 0);
-  st_close(&f);
+  CHECK(vqgpt_st_open(&f, p) == 0 && vqgpt_st_find(&f, "bf") && vqgpt_st_find(&f, "bf")->dtype == ST_BF16);
+  CHECK(vqgpt_st_read_f32(&f, "bf", b3, 1, s3) == 0 && memcmp(b3, bf_out, sizeof b3) == 0);
+  vqgpt_st_close(&f);
   unlink(p);
   free(halves);
   free(back);
@@ -260,12 +260,12 @@ static void test_f16_exhaustive(void) {
   pathbuf p_buf = tmp_path("f16.safetensors");
   const char *p = p_buf.s;
   int64_t shape[1] = {65536};
-  st_writer *w = st_writer_new();
-  CHECK(st_writer_add(w, "all", ST_F16, 1, shape, h) == 0 && st_writer_save(w, p) == 0);
-  st_writer_free(w);
+  st_writer *w = vqgpt_st_writer_new();
+  CHECK(vqgpt_st_writer_add(w, "all", ST_F16, 1, shape, h) == 0 && vqgpt_st_writer_save(w, p) == 0);
+  vqgpt_st_writer_free(w);
   st_file f;
-  CHECK(st_open(&f, p) == 0);
-  CHECK(st_read_f32(&f, "all", out, 1, shape) == 0);
+  CHECK(vqgpt_st_open(&f, p) == 0);
+  CHECK(vqgpt_st_read_f32(&f, "all", out, 1, shape) == 0);
   int bad = 0;
   for (uint32_t i = 0; i < 65536; i++) {
     int sign = i >> 15, e = (i >> 10) & 31, m = i & 1023;
@@ -279,7 +279,7 @@ static void test_f16_exhaustive(void) {
     if (!ok && bad++ < 5) fprintf(stderr, "f16 0x%04x -> %.9g, expected %.9g\n", i, out[i], ref);
   }
   CHECKF(bad == 0, "%d half values converted wrongly", bad);
-  st_close(&f);
+  vqgpt_st_close(&f);
   unlink(p);
   free(h);
   free(out);
@@ -288,30 +288,30 @@ static void test_f16_exhaustive(void) {
 static void test_fixtures(void) {
   st_file f;
   const char *p = fixture_path("vqgan_tiny.safetensors");
-  CHECKF(st_open(&f, p) == 0, "%s", vqgpt_last_error());
+  CHECKF(vqgpt_st_open(&f, p) == 0, "%s", vqgpt_last_error());
   CHECK(f.n_tensors == 183);
-  CHECK(st_meta(&f, "format") && strcmp(st_meta(&f, "format"), "taming-vqgan") == 0);
-  const char *cfg = st_meta(&f, "config");
-  json_value *c = cfg ? json_parse(cfg, strlen(cfg)) : NULL;
+  CHECK(vqgpt_st_meta(&f, "format") && strcmp(vqgpt_st_meta(&f, "format"), "taming-vqgan") == 0);
+  const char *cfg = vqgpt_st_meta(&f, "config");
+  json_value *c = cfg ? vqgpt_json_parse(cfg, strlen(cfg)) : NULL;
   int64_t v = 0, mult[4];
-  CHECK(c && json_get_int(c, "embed_dim", &v) && v == 16);
-  CHECK(json_get_int(c, "n_embed", &v) && v == 64);
-  const json_value *dd = json_get(c, "ddconfig");
-  CHECK(json_get_int_array(dd, "ch_mult", mult, 4) == 3 && mult[0] == 1 && mult[2] == 2);
+  CHECK(c && vqgpt_json_get_int(c, "embed_dim", &v) && v == 16);
+  CHECK(vqgpt_json_get_int(c, "n_embed", &v) && v == 64);
+  const json_value *dd = vqgpt_json_get(c, "ddconfig");
+  CHECK(vqgpt_json_get_int_array(dd, "ch_mult", mult, 4) == 3 && mult[0] == 1 && mult[2] == 2);
   bool dz = true;
   double drop = 1;
-  CHECK(json_get_bool(dd, "double_z", &dz) && !dz && json_get_number(dd, "dropout", &drop) && drop == 0);
-  json_free(c);
+  CHECK(vqgpt_json_get_bool(dd, "double_z", &dz) && !dz && vqgpt_json_get_number(dd, "dropout", &drop) && drop == 0);
+  vqgpt_json_free(c);
   int64_t ws[4] = {64, 16, 3, 3}, es[2] = {64, 16};
   float *wt = malloc(64 * 16 * 9 * sizeof *wt), emb[64 * 16];
-  CHECK(wt && st_read_f32(&f, "decoder.conv_in.weight", wt, 4, ws) == 0);
-  CHECK(st_read_f32(&f, "quantize.embedding.weight", emb, 2, es) == 0);
+  CHECK(wt && vqgpt_st_read_f32(&f, "decoder.conv_in.weight", wt, 4, ws) == 0);
+  CHECK(vqgpt_st_read_f32(&f, "quantize.embedding.weight", emb, 2, es) == 0);
   int finite = 1;
   double sum = 0;
   for (int i = 0; i < 64 * 16; i++) finite &= isfinite(emb[i]), sum += fabs(emb[i]);
   CHECK(finite && sum > 0);
   int64_t wrong[4] = {128, 16, 3, 3};
-  CHECK(st_read_f32(&f, "decoder.conv_in.weight", wt, 4, wrong) == -1);
+  CHECK(vqgpt_st_read_f32(&f, "decoder.conv_in.weight", wt, 4, wrong) == -1);
   char want[512];
   snprintf(want, sizeof want,
            "%s: tensor 'decoder.conv_in.weight' has shape [64, 16, 3, 3], expected [128, 16, 3, 3]", p);
@@ -321,18 +321,18 @@ static void test_fixtures(void) {
   for (size_t i = 0; i < f.n_tensors; i++) {
     const st_tensor *t = &f.tensors[i];
     float *buf = malloc(t->numel * sizeof *buf + 1);
-    CHECKF(buf && st_read_f32(&f, t->name, buf, t->ndim, t->shape) == 0, "%s", t->name);
+    CHECKF(buf && vqgpt_st_read_f32(&f, t->name, buf, t->ndim, t->shape) == 0, "%s", t->name);
     free(buf);
   }
-  st_close(&f);
+  vqgpt_st_close(&f);
 
   // F16 weights: compare the conversion with the raw bits decoded by formula.
-  CHECKF(st_open(&f, fixture_path("lpips_rand.safetensors")) == 0, "%s", vqgpt_last_error());
-  const st_tensor *t = st_find(&f, "net.slice1.0.weight");
+  CHECKF(vqgpt_st_open(&f, fixture_path("lpips_rand.safetensors")) == 0, "%s", vqgpt_last_error());
+  const st_tensor *t = vqgpt_st_find(&f, "net.slice1.0.weight");
   CHECK(t && t->dtype == ST_F16 && t->ndim == 4 && t->shape[0] == 64 && t->shape[1] == 3);
   if (t) {
     float *w = malloc(t->numel * sizeof *w);
-    CHECK(w && st_read_f32(&f, t->name, w, t->ndim, t->shape) == 0);
+    CHECK(w && vqgpt_st_read_f32(&f, t->name, w, t->ndim, t->shape) == 0);
     int bad = 0, nonzero = 0;
     for (size_t i = 0; w && i < t->numel; i++) {
       unsigned bits = t->data[2 * i] | t->data[2 * i + 1] << 8;
@@ -347,32 +347,32 @@ static void test_fixtures(void) {
   }
   float shift[3];
   int64_t ss[4] = {1, 3, 1, 1};
-  CHECK(st_read_f32(&f, "scaling_layer.shift", shift, 4, ss) == 0 && fabsf(shift[0] + 0.030f) < 1e-3f);
-  st_close(&f);
+  CHECK(vqgpt_st_read_f32(&f, "scaling_layer.shift", shift, 4, ss) == 0 && fabsf(shift[0] + 0.030f) < 1e-3f);
+  vqgpt_st_close(&f);
 
   // I32 token ids.
-  CHECKF(st_open(&f, fixture_path("gpt_tiny_io.safetensors")) == 0, "%s", vqgpt_last_error());
+  CHECKF(vqgpt_st_open(&f, fixture_path("gpt_tiny_io.safetensors")) == 0, "%s", vqgpt_last_error());
   int32_t idx[2 * 33];
   int64_t is[2] = {2, 33};
-  CHECK(st_read_i32(&f, "idx", idx, 2, is) == 0);
+  CHECK(vqgpt_st_read_i32(&f, "idx", idx, 2, is) == 0);
   int inrange = 1;
   for (int i = 0; i < 66; i++) inrange &= idx[i] >= 0 && idx[i] < 80;
   CHECK(inrange);
-  CHECK(st_read_i32(&f, "greedy", idx, 66, NULL) == 0);
-  st_close(&f);
+  CHECK(vqgpt_st_read_i32(&f, "greedy", idx, 66, NULL) == 0);
+  vqgpt_st_close(&f);
 
   // I64 buffers of the discriminator.
-  CHECKF(st_open(&f, fixture_path("disc_tiny.safetensors")) == 0, "%s", vqgpt_last_error());
-  CHECK(strcmp(st_meta(&f, "format"), "taming-patchgan") == 0);
+  CHECKF(vqgpt_st_open(&f, fixture_path("disc_tiny.safetensors")) == 0, "%s", vqgpt_last_error());
+  CHECK(strcmp(vqgpt_st_meta(&f, "format"), "taming-patchgan") == 0);
   int found = 0;
   for (size_t i = 0; i < f.n_tensors; i++)
     if (f.tensors[i].dtype == ST_I64) {
       int32_t nb = -1;
       found++;
-      CHECK(st_read_i32(&f, f.tensors[i].name, &nb, f.tensors[i].ndim, f.tensors[i].shape) == 0 && nb >= 0);
+      CHECK(vqgpt_st_read_i32(&f, f.tensors[i].name, &nb, f.tensors[i].ndim, f.tensors[i].shape) == 0 && nb >= 0);
     }
   CHECK(found == 2);
-  st_close(&f);
+  vqgpt_st_close(&f);
 }
 
 static void test_hostile(void) {
@@ -406,10 +406,10 @@ static void test_hostile(void) {
   int64_t s16[1] = {16};
   pathbuf good_buf = tmp_path("good.safetensors");
   const char *good = good_buf.s;
-  st_writer *w = st_writer_new();
-  CHECK(st_writer_meta(w, "format", "t") == 0 && st_writer_add(w, "x", ST_F32, 1, s16, x) == 0 &&
-        st_writer_add(w, "y", ST_F32, 1, s16, x) == 0 && st_writer_save(w, good) == 0);
-  st_writer_free(w);
+  st_writer *w = vqgpt_st_writer_new();
+  CHECK(vqgpt_st_writer_meta(w, "format", "t") == 0 && vqgpt_st_writer_add(w, "x", ST_F32, 1, s16, x) == 0 &&
+        vqgpt_st_writer_add(w, "y", ST_F32, 1, s16, x) == 0 && vqgpt_st_writer_save(w, good) == 0);
+  vqgpt_st_writer_free(w);
   size_t n;
   unsigned char *raw = read_all(good, &n);
   CHECK(raw != NULL);
@@ -437,8 +437,8 @@ static void test_hostile(void) {
     free(raw);
   }
   st_file f;
-  CHECK(st_open(&f, good) == 0);
-  st_close(&f);
+  CHECK(vqgpt_st_open(&f, good) == 0);
+  vqgpt_st_close(&f);
   unlink(good);
 
   // The header itself.
@@ -527,8 +527,8 @@ static void test_hostile(void) {
     const char *h = "{\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]}}   ";
     pathbuf short_buf = tmp_path("short_len.safetensors");
     craft(short_buf.s, strlen(h), h, 4);
-    CHECKF(st_open(&f, short_buf.s) == 0, "%s", vqgpt_last_error());
-    st_close(&f);
+    CHECKF(vqgpt_st_open(&f, short_buf.s) == 0, "%s", vqgpt_last_error());
+    vqgpt_st_close(&f);
     craft(short_buf.s, strlen(h) - 1, h, 4);
     expect_open_error(short_buf.s, "1 trailing byte after", "header length one short");
     unlink(short_buf.s);
@@ -542,60 +542,60 @@ static void test_hostile(void) {
                     "\"b\":{\"dtype\":\"BOOL\",\"shape\":[2],\"data_offsets\":[5,7]},"
                     "\"c\":{\"dtype\":\"I8\",\"shape\":[],\"data_offsets\":[4,5]}}  ";
   craft(p, strlen(okh), okh, 7);
-  CHECKF(st_open(&f, p) == 0, "%s", vqgpt_last_error());
-  CHECK(f.n_tensors == 4 && st_find(&f, "b") && st_find(&f, "b")->data[0] == 5);
-  CHECK(st_find(&f, "c") && st_find(&f, "c")->ndim == 0 && st_find(&f, "c")->numel == 1);
-  st_close(&f);
+  CHECKF(vqgpt_st_open(&f, p) == 0, "%s", vqgpt_last_error());
+  CHECK(f.n_tensors == 4 && vqgpt_st_find(&f, "b") && vqgpt_st_find(&f, "b")->data[0] == 5);
+  CHECK(vqgpt_st_find(&f, "c") && vqgpt_st_find(&f, "c")->ndim == 0 && vqgpt_st_find(&f, "c")->numel == 1);
+  vqgpt_st_close(&f);
   unlink(p);
 }
 
-// Loaders take every tensor (st_check_all_used), refuse non-finite weights (st_read_weights)
+// Loaders take every tensor (vqgpt_st_check_all_used), refuse non-finite weights (vqgpt_st_read_weights)
 // and check the format.
 static void test_used_finite_format(void) {
   pathbuf p_buf = tmp_path("used.safetensors");
   const char *p = p_buf.s;
   float a[3] = {1, 2, 3}, bad[3] = {1, NAN, 3}, inf[2] = {0, -INFINITY};
   int64_t s3[1] = {3}, s2[1] = {2};
-  st_writer *w = st_writer_new();
-  CHECK(st_writer_meta(w, "format", "taming-test") == 0 && st_writer_add(w, "a", ST_F32, 1, s3, a) == 0 &&
-        st_writer_add(w, "bad", ST_F32, 1, s3, bad) == 0 && st_writer_add(w, "h.inf", ST_F16, 1, s2, NULL) == -1);
+  st_writer *w = vqgpt_st_writer_new();
+  CHECK(vqgpt_st_writer_meta(w, "format", "taming-test") == 0 && vqgpt_st_writer_add(w, "a", ST_F32, 1, s3, a) == 0 &&
+        vqgpt_st_writer_add(w, "bad", ST_F32, 1, s3, bad) == 0 && vqgpt_st_writer_add(w, "h.inf", ST_F16, 1, s2, NULL) == -1);
   uint16_t hinf[2] = {0x3C00, 0xFC00};  // 1, -inf as halves
-  CHECK(st_writer_add(w, "h.inf", ST_F16, 1, s2, hinf) == 0 &&
-        st_writer_add(w, "opt.m.x", ST_F32, 1, s2, inf) == 0 &&
-        st_writer_add(w, "blocks.3.attn.mask", ST_F32, 1, s2, inf) == 0 && st_writer_save(w, p) == 0);
-  st_writer_free(w);
+  CHECK(vqgpt_st_writer_add(w, "h.inf", ST_F16, 1, s2, hinf) == 0 &&
+        vqgpt_st_writer_add(w, "opt.m.x", ST_F32, 1, s2, inf) == 0 &&
+        vqgpt_st_writer_add(w, "blocks.3.attn.mask", ST_F32, 1, s2, inf) == 0 && vqgpt_st_writer_save(w, p) == 0);
+  vqgpt_st_writer_free(w);
   st_file f;
   float out[3];
-  CHECKF(st_open(&f, p) == 0, "%s", vqgpt_last_error());
-  CHECK(st_check_format(&f, "taming-test", "a test") == 0);
-  CHECK(st_check_format(&f, "taming-gpt", "a GPT") == -1 &&
+  CHECKF(vqgpt_st_open(&f, p) == 0, "%s", vqgpt_last_error());
+  CHECK(vqgpt_st_check_format(&f, "taming-test", "a test") == 0);
+  CHECK(vqgpt_st_check_format(&f, "taming-gpt", "a GPT") == -1 &&
         strstr(vqgpt_last_error(), "format is 'taming-test', not a GPT ('taming-gpt')"));
-  CHECK(st_read_weights(&f, "a", out, 1, s3) == 0 && out[2] == 3);
-  CHECK(st_read_weights(&f, "bad", out, 1, s3) == -1 &&
+  CHECK(vqgpt_st_read_weights(&f, "a", out, 1, s3) == 0 && out[2] == 3);
+  CHECK(vqgpt_st_read_weights(&f, "bad", out, 1, s3) == -1 &&
         strstr(vqgpt_last_error(), "tensor 'bad' holds a non-finite value (nan at index 1)"));
-  CHECK(st_read_weights(&f, "h.inf", out, 1, s2) == -1 && strstr(vqgpt_last_error(), "-inf at index 1"));
-  CHECK(st_read_f32(&f, "h.inf", out, 1, s2) == 0 && isinf(out[1]));  // the plain reader keeps them
+  CHECK(vqgpt_st_read_weights(&f, "h.inf", out, 1, s2) == -1 && strstr(vqgpt_last_error(), "-inf at index 1"));
+  CHECK(vqgpt_st_read_f32(&f, "h.inf", out, 1, s2) == 0 && isinf(out[1]));  // the plain reader keeps them
   // Read so far: a, bad, h.inf. Unused: opt.m.x and the mask, accepted only by pattern.
-  CHECK(st_check_all_used(&f, NULL) == -1 &&
+  CHECK(vqgpt_st_check_all_used(&f, NULL) == -1 &&
         strstr(vqgpt_last_error(), "tensor 'opt.m.x' is not part of the model its config describes (2 such tensors)"));
   const char *const only_opt[] = {"opt.*", NULL};
-  CHECK(st_check_all_used(&f, only_opt) == -1 && strstr(vqgpt_last_error(), "'blocks.3.attn.mask'") &&
+  CHECK(vqgpt_st_check_all_used(&f, only_opt) == -1 && strstr(vqgpt_last_error(), "'blocks.3.attn.mask'") &&
         strstr(vqgpt_last_error(), "(1 such tensor)"));
   const char *const both[] = {"opt.*", "blocks.*.attn.mask", NULL};
-  CHECK(st_check_all_used(&f, both) == 0);
+  CHECK(vqgpt_st_check_all_used(&f, both) == 0);
   const char *const near[] = {"opt.m", "blocks.*.attn", "*.mask.x", NULL};
-  CHECK(st_check_all_used(&f, near) == -1);
-  CHECK(st_mark_used(&f, "opt.m.x") && st_mark_used(&f, "blocks.3.attn.mask") && !st_mark_used(&f, "nope"));
-  CHECK(st_check_all_used(&f, NULL) == 0);
-  st_close(&f);
+  CHECK(vqgpt_st_check_all_used(&f, near) == -1);
+  CHECK(vqgpt_st_mark_used(&f, "opt.m.x") && vqgpt_st_mark_used(&f, "blocks.3.attn.mask") && !vqgpt_st_mark_used(&f, "nope"));
+  CHECK(vqgpt_st_check_all_used(&f, NULL) == 0);
+  vqgpt_st_close(&f);
 
   // No format at all.
-  w = st_writer_new();
-  CHECK(st_writer_add(w, "a", ST_F32, 1, s3, a) == 0 && st_writer_save(w, p) == 0);
-  st_writer_free(w);
-  CHECK(st_open(&f, p) == 0 && st_check_format(&f, "taming-vqgan", "a VQGAN") == -1 &&
+  w = vqgpt_st_writer_new();
+  CHECK(vqgpt_st_writer_add(w, "a", ST_F32, 1, s3, a) == 0 && vqgpt_st_writer_save(w, p) == 0);
+  vqgpt_st_writer_free(w);
+  CHECK(vqgpt_st_open(&f, p) == 0 && vqgpt_st_check_format(&f, "taming-vqgan", "a VQGAN") == -1 &&
         strstr(vqgpt_last_error(), "no 'format' in the metadata: not a VQGAN ('taming-vqgan')"));
-  st_close(&f);
+  vqgpt_st_close(&f);
   unlink(p);
 }
 
@@ -604,20 +604,20 @@ static void test_atomic_writes(void) {
   const char *p = p_buf.s;
   float a[4] = {1, 2, 3, 4};
   int64_t s[1] = {4};
-  st_writer *w = st_writer_new();
-  CHECK(st_writer_add(w, "a", ST_F32, 1, s, a) == 0 && st_writer_save(w, p) == 0);
+  st_writer *w = vqgpt_st_writer_new();
+  CHECK(vqgpt_st_writer_add(w, "a", ST_F32, 1, s, a) == 0 && vqgpt_st_writer_save(w, p) == 0);
   // Overwrite in place: the old content is replaced whole.
   a[0] = 9;
-  CHECK(st_writer_save(w, p) == 0);
+  CHECK(vqgpt_st_writer_save(w, p) == 0);
   st_file f;
   float out[4];
-  CHECK(st_open(&f, p) == 0 && st_read_f32(&f, "a", out, 1, s) == 0 && out[0] == 9);
-  st_close(&f);
+  CHECK(vqgpt_st_open(&f, p) == 0 && vqgpt_st_read_f32(&f, "a", out, 1, s) == 0 && out[0] == 9);
+  vqgpt_st_close(&f);
 
   // A target directory that does not exist.
   char bad[300];
   snprintf(bad, sizeof bad, "%s/no/such/dir/m.safetensors", tmpdir);
-  CHECK(st_writer_save(w, bad) == -1);
+  CHECK(vqgpt_st_writer_save(w, bad) == -1);
   char want[400];
   snprintf(want, sizeof want, "%s: cannot write: %s", bad, strerror(ENOENT));
   CHECKF(strcmp(vqgpt_last_error(), want) == 0, "got '%s'", vqgpt_last_error());
@@ -630,7 +630,7 @@ static void test_atomic_writes(void) {
   char inner[300];
   snprintf(inner, sizeof inner, "%s/keep", d);
   CHECK(write_bytes(inner, "k", 1) == 0);
-  CHECK(st_writer_save(w, d) == -1 && strstr(vqgpt_last_error(), "cannot write"));
+  CHECK(vqgpt_st_writer_save(w, d) == -1 && strstr(vqgpt_last_error(), "cannot write"));
   struct stat sb;
   CHECK(stat(d, &sb) == 0 && S_ISDIR(sb.st_mode) && stat(inner, &sb) == 0);
   unlink(inner);
@@ -641,14 +641,14 @@ static void test_atomic_writes(void) {
   pathbuf keep_buf = tmp_path("keep.bin"), link_buf = tmp_path("link.safetensors"),
           fifo_buf = tmp_path("fifo.safetensors");
   CHECK(write_bytes(keep_buf.s, "keep", 4) == 0 && symlink(keep_buf.s, link_buf.s) == 0);
-  CHECK(st_writer_save(w, link_buf.s) == -1 &&
+  CHECK(vqgpt_st_writer_save(w, link_buf.s) == -1 &&
         strstr(vqgpt_last_error(), "it exists and is a symbolic link, not a regular file"));
   CHECK(lstat(link_buf.s, &sb) == 0 && S_ISLNK(sb.st_mode) && stat(keep_buf.s, &sb) == 0 && sb.st_size == 4);
   CHECK(mkfifo(fifo_buf.s, 0600) == 0);
-  CHECK(st_writer_save(w, fifo_buf.s) == -1 && strstr(vqgpt_last_error(), "is a FIFO"));
+  CHECK(vqgpt_st_writer_save(w, fifo_buf.s) == -1 && strstr(vqgpt_last_error(), "is a FIFO"));
   CHECK(lstat(fifo_buf.s, &sb) == 0 && S_ISFIFO(sb.st_mode));
-  CHECK(atomic_file_check_target("/dev/null") == -1 && strstr(vqgpt_last_error(), "character device"));
-  CHECK(atomic_file_check_target(p) == 0 && atomic_file_check_target(bad) == 0);
+  CHECK(vqgpt_atomic_file_check_target("/dev/null") == -1 && strstr(vqgpt_last_error(), "character device"));
+  CHECK(vqgpt_atomic_file_check_target(p) == 0 && vqgpt_atomic_file_check_target(bad) == 0);
   unlink(link_buf.s);
   unlink(fifo_buf.s);
   unlink(keep_buf.s);
@@ -666,14 +666,14 @@ static void test_atomic_writes(void) {
   snprintf(odd, sizeof odd, "%s.tmp.%ldx", p, (long)child);
   CHECK(write_bytes(stale, "s", 1) == 0 && write_bytes(live, "l", 1) == 0 &&
         write_bytes(other, "o", 1) == 0 && write_bytes(odd, "x", 1) == 0);
-  CHECK(st_writer_save(w, p) == 0);
+  CHECK(vqgpt_st_writer_save(w, p) == 0);
   CHECK(access(stale, F_OK) != 0 && access(live, F_OK) == 0 && access(other, F_OK) == 0 &&
         access(odd, F_OK) == 0);
-  CHECK(write_bytes(stale, "s", 1) == 0 && atomic_file_remove_stale(p) == 1 && access(stale, F_OK) != 0);
+  CHECK(write_bytes(stale, "s", 1) == 0 && vqgpt_atomic_file_remove_stale(p) == 1 && access(stale, F_OK) != 0);
   unlink(live);
   unlink(other);
   unlink(odd);
-  st_writer_free(w);
+  vqgpt_st_writer_free(w);
 
   // Only the model file is left: no temporaries.
   DIR *dir = opendir(tmpdir);
@@ -688,11 +688,11 @@ static void test_atomic_writes(void) {
   CHECK(others == 0);
   unlink(p);
 
-  // NULL writer (as after a failed st_writer_new) is an error, not a crash.
-  CHECK(st_writer_add(NULL, "a", ST_F32, 1, s, a) == -1);
-  CHECK(st_writer_meta(NULL, "a", "b") == -1);
-  CHECK(st_writer_save(NULL, p) == -1 && strstr(vqgpt_last_error(), p));
-  st_writer_free(NULL);
+  // NULL writer (as after a failed vqgpt_st_writer_new) is an error, not a crash.
+  CHECK(vqgpt_st_writer_add(NULL, "a", ST_F32, 1, s, a) == -1);
+  CHECK(vqgpt_st_writer_meta(NULL, "a", "b") == -1);
+  CHECK(vqgpt_st_writer_save(NULL, p) == -1 && strstr(vqgpt_last_error(), p));
+  vqgpt_st_writer_free(NULL);
 }
 
 int main(int argc, char **argv) {

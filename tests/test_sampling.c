@@ -20,23 +20,23 @@ static int count_finite(const float *x, int n) {
 
 static void test_top_k(void) {
   logits_scratch s;
-  CHECK(logits_scratch_init(&s, 8) == 0);
+  CHECK(vqgpt_logits_scratch_init(&s, 8) == 0);
   float x[8] = {0.5f, 3.0f, -1.0f, 2.0f, 2.0f, 7.0f, 0.0f, 2.0f};
-  logits_top_k(x, 8, 2, &s);
+  vqgpt_logits_top_k(x, 8, 2, &s);
   CHECK(count_finite(x, 8) == 2 && x[5] == 7.0f && x[1] == 3.0f);
   // Ties with the k-th largest survive: k = 3 keeps 7, 3 and all three 2s.
   float y[8] = {0.5f, 3.0f, -1.0f, 2.0f, 2.0f, 7.0f, 0.0f, 2.0f};
-  logits_top_k(y, 8, 3, &s);
+  vqgpt_logits_top_k(y, 8, 3, &s);
   CHECK(count_finite(y, 8) == 5 && y[3] == 2.0f && y[4] == 2.0f && y[7] == 2.0f && y[0] == -INFINITY);
   float z[8] = {1, 2, 3, 4, 5, 6, 7, 8};
-  logits_top_k(z, 8, 8, &s);  // k = V keeps all
+  vqgpt_logits_top_k(z, 8, 8, &s);  // k = V keeps all
   CHECK(count_finite(z, 8) == 8);
-  logits_top_k(z, 8, 1, &s);
+  vqgpt_logits_top_k(z, 8, 1, &s);
   CHECK(count_finite(z, 8) == 1 && z[7] == 8.0f);
   // Against a sort on a larger random row.
   int V = 1000;
   logits_scratch big;
-  CHECK(logits_scratch_init(&big, V) == 0);
+  CHECK(vqgpt_logits_scratch_init(&big, V) == 0);
   float *r = malloc(sizeof(float) * V), *sorted = malloc(sizeof(float) * V);
   uint64_t st = 3;
   fill_uniform(r, V, &st, 5);
@@ -47,7 +47,7 @@ static void test_top_k(void) {
       sorted[j] = sorted[j - 1];
       sorted[j - 1] = t;
     }
-  logits_top_k(r, V, 37, &big);
+  vqgpt_logits_top_k(r, V, 37, &big);
   int kept = 0, wrong = 0;
   for (int i = 0; i < V; i++)
     if (r[i] > -INFINITY) {
@@ -57,45 +57,45 @@ static void test_top_k(void) {
   CHECK(kept == 37 && wrong == 0);
   free(r);
   free(sorted);
-  logits_scratch_free(&big);
-  logits_scratch_free(&s);
+  vqgpt_logits_scratch_free(&big);
+  vqgpt_logits_scratch_free(&s);
 }
 
 static void test_top_p_temperature(void) {
   logits_scratch s;
-  CHECK(logits_scratch_init(&s, 4) == 0);
+  CHECK(vqgpt_logits_scratch_init(&s, 4) == 0);
   // probabilities 0.5, 0.25, 0.125, 0.125
   float base[4] = {logf(0.125f), logf(0.5f), logf(0.125f), logf(0.25f)}, x[4];
   memcpy(x, base, sizeof x);
-  logits_top_p(x, 4, 0.5f, &s);  // the top token alone reaches 0.5
+  vqgpt_logits_top_p(x, 4, 0.5f, &s);  // the top token alone reaches 0.5
   CHECK(count_finite(x, 4) == 1 && x[1] > -INFINITY);
   memcpy(x, base, sizeof x);
-  logits_top_p(x, 4, 0.6f, &s);
+  vqgpt_logits_top_p(x, 4, 0.6f, &s);
   CHECK(count_finite(x, 4) == 2 && x[1] > -INFINITY && x[3] > -INFINITY);
   memcpy(x, base, sizeof x);
-  logits_top_p(x, 4, 0.8f, &s);  // 0.75 < 0.8: a third token; the tie goes to the lower index
+  vqgpt_logits_top_p(x, 4, 0.8f, &s);  // 0.75 < 0.8: a third token; the tie goes to the lower index
   CHECK(count_finite(x, 4) == 3 && x[0] > -INFINITY && x[2] == -INFINITY);
   memcpy(x, base, sizeof x);
-  logits_top_p(x, 4, 1.0f, &s);
+  vqgpt_logits_top_p(x, 4, 1.0f, &s);
   CHECK(count_finite(x, 4) == 4);
   float t[3] = {1.0f, -2.0f, 4.0f};
-  logits_temperature(t, 3, 0.5f);
+  vqgpt_logits_temperature(t, 3, 0.5f);
   CHECK(t[0] == 2.0f && t[1] == -4.0f && t[2] == 8.0f);
   float l[5] = {1, 2, 3, 4, 5};
-  logits_limit(l, 5, 3);
-  CHECK(count_finite(l, 5) == 3 && logits_argmax(l, 5) == 2);
+  vqgpt_logits_limit(l, 5, 3);
+  CHECK(count_finite(l, 5) == 3 && vqgpt_logits_argmax(l, 5) == 2);
   float a[4] = {1, 5, 5, 2};
-  CHECK(logits_argmax(a, 4) == 1);  // first of equal maxima
-  logits_scratch_free(&s);
+  CHECK(vqgpt_logits_argmax(a, 4) == 1);  // first of equal maxima
+  vqgpt_logits_scratch_free(&s);
 }
 
 // A temperature so small that logit / T overflows acts as its limit, greedy: the largest logit
 // (every one equal to it) is kept at 0, the others go to -inf, and a draw takes the argmax.
 static void test_tiny_temperature(void) {
   logits_scratch s;
-  CHECK(logits_scratch_init(&s, 5) == 0);
+  CHECK(vqgpt_logits_scratch_init(&s, 5) == 0);
   sampling_params sp;
-  sampling_params_default(&sp);
+  vqgpt_sampling_params_default(&sp);
   float tiny[3] = {1e-45f, 1e-38f, 1e-30f};
   for (int k = 0; k < 3; k++) {
     sp.temperature = tiny[k];
@@ -103,32 +103,32 @@ static void test_tiny_temperature(void) {
       // Several logits would overflow to +inf: the softmax of those is NaN.
       float x[5] = {3.0f, 7.5f, -2.0f, 7.25f, -INFINITY};
       uint64_t rng = seed;
-      CHECKF(logits_select(x, 5, &sp, &rng, &s) == 1, "T = %g, seed %d", tiny[k], (int)seed);
+      CHECKF(vqgpt_logits_select(x, 5, &sp, &rng, &s) == 1, "T = %g, seed %d", tiny[k], (int)seed);
     }
     if (k == 2) continue;  // 7.5 / 1e-30 does not overflow: an ordinary division
     float x[5] = {3.0f, 7.5f, -2.0f, 7.5f, -INFINITY};
-    logits_temperature(x, 5, tiny[k]);
+    vqgpt_logits_temperature(x, 5, tiny[k]);
     CHECK(x[1] == 0 && x[3] == 0 && x[0] == -INFINITY && x[2] == -INFINITY && x[4] == -INFINITY);
   }
   // Small but not overflowing: an ordinary division.
   float y[2] = {1.0f, 2.0f};
-  logits_temperature(y, 2, 1e-30f);
+  vqgpt_logits_temperature(y, 2, 1e-30f);
   CHECK(y[0] == 1e30f && y[1] == 2e30f);
   // A +inf logit: the draw is its argmax, not a NaN walk.
   float z[3] = {0.0f, INFINITY, 1.0f};
   uint64_t rng = 3;
-  CHECK(logits_sample(z, 3, &rng, &s) == 1);
-  logits_scratch_free(&s);
+  CHECK(vqgpt_logits_sample(z, 3, &rng, &s) == 1);
+  vqgpt_logits_scratch_free(&s);
 }
 
 // Draws follow softmax(logits / T) within the top-k set.
 static void test_draw_distribution(void) {
   int V = 5, n = 40000;
   logits_scratch s;
-  CHECK(logits_scratch_init(&s, V) == 0);
+  CHECK(vqgpt_logits_scratch_init(&s, V) == 0);
   float base[5] = {0.0f, 1.0f, 2.0f, -1.0f, 0.5f};
   sampling_params sp;
-  sampling_params_default(&sp);
+  vqgpt_sampling_params_default(&sp);
   sp.temperature = 2.0f;
   sp.top_k = 3;
   int counts[5] = {0};
@@ -136,7 +136,7 @@ static void test_draw_distribution(void) {
   for (int i = 0; i < n; i++) {
     float x[5];
     memcpy(x, base, sizeof x);
-    counts[logits_select(x, V, &sp, &rng, &s)]++;
+    counts[vqgpt_logits_select(x, V, &sp, &rng, &s)]++;
   }
   // top-3 of base: 2, 1, 0.5 -> indices 2, 1, 4; probabilities from exp(x / 2)
   double z = exp(1.0) + exp(0.5) + exp(0.25), worst = 0;
@@ -147,42 +147,42 @@ static void test_draw_distribution(void) {
   sp.greedy = true;
   float x[5];
   memcpy(x, base, sizeof x);
-  CHECK(logits_select(x, V, &sp, &rng, &s) == 2);
-  logits_scratch_free(&s);
+  CHECK(vqgpt_logits_select(x, V, &sp, &rng, &s) == 2);
+  vqgpt_logits_scratch_free(&s);
 }
 
 static void test_params_check(void) {
   sampling_params sp;
-  sampling_params_default(&sp);
-  CHECK(sampling_params_check(&sp, 10) == 0);
+  vqgpt_sampling_params_default(&sp);
+  CHECK(vqgpt_sampling_params_check(&sp, 10) == 0);
   sp.temperature = 0;
-  CHECK(sampling_params_check(&sp, 10) != 0 && strstr(vqgpt_last_error(), "temperature"));
-  sampling_params_default(&sp);
+  CHECK(vqgpt_sampling_params_check(&sp, 10) != 0 && strstr(vqgpt_last_error(), "temperature"));
+  vqgpt_sampling_params_default(&sp);
   sp.top_k = 11;
-  CHECK(sampling_params_check(&sp, 10) != 0 && strstr(vqgpt_last_error(), "top-k"));
+  CHECK(vqgpt_sampling_params_check(&sp, 10) != 0 && strstr(vqgpt_last_error(), "top-k"));
   sp.top_k = -1;
-  CHECK(sampling_params_check(&sp, 10) != 0);
+  CHECK(vqgpt_sampling_params_check(&sp, 10) != 0);
   sp.top_k = 10;
-  CHECK(sampling_params_check(&sp, 10) == 0);
+  CHECK(vqgpt_sampling_params_check(&sp, 10) == 0);
   sp.top_p = 0;
-  CHECK(sampling_params_check(&sp, 10) != 0 && strstr(vqgpt_last_error(), "top-p"));
+  CHECK(vqgpt_sampling_params_check(&sp, 10) != 0 && strstr(vqgpt_last_error(), "top-p"));
   sp.top_p = 1.01f;
-  CHECK(sampling_params_check(&sp, 10) != 0);
+  CHECK(vqgpt_sampling_params_check(&sp, 10) != 0);
 }
 
 // The batched sampler: a seed reproduces the batch; codes respect the allowed range; sequences
 // in one batch are independent draws.
 static void test_sampler(void) {
   gpt_config cfg = {.vocab_size = 40, .block_size = 12, .n_layer = 1, .n_head = 2, .n_embd = 16};
-  gpt_config_defaults(&cfg);
+  vqgpt_gpt_config_defaults(&cfg);
   uint64_t init = 5;
-  gpt *m = gpt_create(&cfg, &init);
+  gpt *m = vqgpt_gpt_create(&cfg, &init);
   CHECK(m != NULL);
   if (!m) return;
-  for (size_t i = 0; i < m->n_params; i++) m->params[i] += 0.5f * rng_normal(&init);
+  for (size_t i = 0; i < m->n_params; i++) m->params[i] += 0.5f * vqgpt_rng_normal(&init);
   int32_t cond[3] = {0, 0, 0}, a[36], b[36], c[36];
   sampler_job job;
-  sampler_job_default(&job);
+  vqgpt_sampler_job_default(&job);
   job.B = 3;
   job.n_cond = 1;
   job.cond = cond;
@@ -190,10 +190,10 @@ static void test_sampler(void) {
   job.grid_w = job.window_w = 4;
   job.n_allowed = 25;
   job.seed = 77;
-  CHECK(sampler_run(m, &job, a, NULL, NULL) == 0);
-  CHECK(sampler_run(m, &job, b, NULL, NULL) == 0);
+  CHECK(vqgpt_sampler_run(m, &job, a, NULL, NULL) == 0);
+  CHECK(vqgpt_sampler_run(m, &job, b, NULL, NULL) == 0);
   job.seed = 78;
-  CHECK(sampler_run(m, &job, c, NULL, NULL) == 0);
+  CHECK(vqgpt_sampler_run(m, &job, c, NULL, NULL) == 0);
   CHECK(memcmp(a, b, sizeof a) == 0);
   CHECK(memcmp(a, c, sizeof a) != 0);
   CHECK(memcmp(a, a + 12, 12 * sizeof(int32_t)) != 0);
@@ -204,19 +204,19 @@ static void test_sampler(void) {
   // whose stream is its own) equals sample 1 of the batch.
   job.seed = 77;
   job.B = 2;
-  CHECK(sampler_run(m, &job, c, NULL, NULL) == 0);
+  CHECK(vqgpt_sampler_run(m, &job, c, NULL, NULL) == 0);
   CHECK(memcmp(a, c, 24 * sizeof(int32_t)) == 0);
   job.B = 3;
   job.sp.temperature = -1;
-  CHECK(sampler_run(m, &job, a, NULL, NULL) != 0);
-  sampling_params_default(&job.sp);
+  CHECK(vqgpt_sampler_run(m, &job, a, NULL, NULL) != 0);
+  vqgpt_sampling_params_default(&job.sp);
   job.n_allowed = 41;  // range > vocab
-  CHECK(sampler_run(m, &job, a, NULL, NULL) != 0);
+  CHECK(vqgpt_sampler_run(m, &job, a, NULL, NULL) != 0);
   job.n_allowed = 25;
   int32_t bad_cond[3] = {0, 40, 0};
   job.cond = bad_cond;
-  CHECK(sampler_run(m, &job, a, NULL, NULL) != 0);
-  gpt_free(m);
+  CHECK(vqgpt_sampler_run(m, &job, a, NULL, NULL) != 0);
+  vqgpt_gpt_free(m);
 }
 
 int main(int argc, char **argv) {

@@ -43,10 +43,10 @@ static void expect_error(int failed, const char *what, const char *label) {
 
 static void expect_load_error(const void *data, size_t n, const char *what, const char *label) {
   vqgpt_clear_error();
-  vqgpt_tokenizer *tok = tokenizer_load_bytes(data, n, "model.bin");
+  vqgpt_tokenizer *tok = vqgpt_tokenizer_load_bytes(data, n, "model.bin");
   expect_error(tok == NULL, what, label);
   if (tok) {
-    tokenizer_free(tok);
+    vqgpt_tokenizer_free(tok);
     return;
   }
   CHECKF(strncmp(vqgpt_last_error(), "model.bin: ", 11) == 0, "%s: error does not name the source: %s", label,
@@ -56,7 +56,7 @@ static void expect_load_error(const void *data, size_t n, const char *what, cons
 // Encodes text into ids (room for 256), failing the test if it does not encode.
 static int encode(const vqgpt_tokenizer *tok, const char *text, int32_t *ids) {
   int n = -1;
-  int rc = tokenizer_encode(tok, text, ids, 256, &n);
+  int rc = vqgpt_tokenizer_encode(tok, text, ids, 256, &n);
   CHECKF(rc == 0 && n > 0, "'%s' does not encode: %s", text, vqgpt_last_error());
   return rc ? 0 : n;
 }
@@ -68,19 +68,19 @@ static bool same_ids(const vqgpt_tokenizer *a, const vqgpt_tokenizer *b, const c
 }
 
 static void test_load_and_round_trip(const char *model_path) {
-  vqgpt_tokenizer *tok = tokenizer_load_file(model_path);
+  vqgpt_tokenizer *tok = vqgpt_tokenizer_load_file(model_path);
   CHECKF(tok != NULL, "load: %s", vqgpt_last_error());
   if (!tok) return;
-  CHECK(tokenizer_vocab_size(tok) == VOCAB);
-  CHECK(tokenizer_pad_id(tok) == 0 && tokenizer_unk_id(tok) == 1);
-  CHECK(tokenizer_bos_id(tok) == 2 && tokenizer_eos_id(tok) == 3);
+  CHECK(vqgpt_tokenizer_vocab_size(tok) == VOCAB);
+  CHECK(vqgpt_tokenizer_pad_id(tok) == 0 && vqgpt_tokenizer_unk_id(tok) == 1);
+  CHECK(vqgpt_tokenizer_bos_id(tok) == 2 && vqgpt_tokenizer_eos_id(tok) == 3);
 
   // From memory: the same ids, and the bytes handed back are the file's, exactly.
   size_t n_file, n_back;
   unsigned char *file = read_all(model_path, &n_file);
-  vqgpt_tokenizer *mem = file ? tokenizer_load_bytes(file, n_file, "memory") : NULL;
+  vqgpt_tokenizer *mem = file ? vqgpt_tokenizer_load_bytes(file, n_file, "memory") : NULL;
   CHECKF(mem != NULL, "load_bytes: %s", vqgpt_last_error());
-  const void *back = tokenizer_model_bytes(tok, &n_back);
+  const void *back = vqgpt_tokenizer_model_bytes(tok, &n_back);
   CHECK(file && n_back == n_file && memcmp(back, file, n_file) == 0);
   free(file);  // load_bytes keeps its own copy
 
@@ -91,7 +91,7 @@ static void test_load_and_round_trip(const char *model_path) {
     int32_t ids[256];
     int n = encode(tok, captions[i], ids);
     for (int k = 0; k < n; k++) CHECK(ids[k] >= 4 && ids[k] < VOCAB);  // no special or unknown ids
-    char *text = tokenizer_decode(tok, ids, n);
+    char *text = vqgpt_tokenizer_decode(tok, ids, n);
     CHECKF(text && strcmp(text, captions[i]) == 0, "round trip of '%s' gave '%s'", captions[i], text ? text : "NULL");
     free(text);
     if (mem) CHECKF(same_ids(tok, mem, captions[i]), "file and memory models differ on '%s'", captions[i]);
@@ -111,19 +111,19 @@ static void test_load_and_round_trip(const char *model_path) {
   CHECK(has_unk);
   // Control pieces decode to nothing; zero ids decode to "".
   int32_t specials[3] = {0, 2, 3};
-  char *text = tokenizer_decode(tok, specials, 3);
+  char *text = vqgpt_tokenizer_decode(tok, specials, 3);
   CHECK(text && text[0] == '\0');
   free(text);
-  text = tokenizer_decode(tok, specials, 0);
+  text = vqgpt_tokenizer_decode(tok, specials, 0);
   CHECK(text && text[0] == '\0');
   free(text);
-  tokenizer_free(mem);
-  tokenizer_free(tok);
-  tokenizer_free(NULL);
+  vqgpt_tokenizer_free(mem);
+  vqgpt_tokenizer_free(tok);
+  vqgpt_tokenizer_free(NULL);
 }
 
 static void test_id_limits(const char *model_path) {
-  vqgpt_tokenizer *tok = tokenizer_load_file(model_path);
+  vqgpt_tokenizer *tok = vqgpt_tokenizer_load_file(model_path);
   CHECK(tok != NULL);
   if (!tok) return;
   const char *caption = "a blue bag to the right of a red sneaker";
@@ -131,29 +131,29 @@ static void test_id_limits(const char *model_path) {
   int need = encode(tok, caption, ids), n = -1;
   CHECK(need > 2);
   // Exactly enough room works; one less is an error that says how many are needed.
-  CHECK(tokenizer_encode(tok, caption, ids, need, &n) == 0 && n == need);
+  CHECK(vqgpt_tokenizer_encode(tok, caption, ids, need, &n) == 0 && n == need);
   vqgpt_clear_error();
-  expect_error(tokenizer_encode(tok, caption, ids, need - 1, &n) != 0, "tokens, the model takes", "too many ids");
+  expect_error(vqgpt_tokenizer_encode(tok, caption, ids, need - 1, &n) != 0, "tokens, the model takes", "too many ids");
   char want[64];
   snprintf(want, sizeof want, "prompt needs %d tokens, the model takes %d", need, need - 1);
   CHECKF(strcmp(vqgpt_last_error(), want) == 0 && n == need, "got '%s', n %d", vqgpt_last_error(), n);
   // No room at all asks for the count.
-  CHECK(tokenizer_encode(tok, caption, NULL, 0, &n) != 0 && n == need);
-  expect_error(tokenizer_encode(tok, caption, ids, -1, &n) != 0, "negative", "negative max_ids");
+  CHECK(vqgpt_tokenizer_encode(tok, caption, NULL, 0, &n) != 0 && n == need);
+  expect_error(vqgpt_tokenizer_encode(tok, caption, ids, -1, &n) != 0, "negative", "negative max_ids");
 
   // Ids outside the vocabulary are refused before SentencePiece sees them.
   int32_t bad[3] = {5, VOCAB, 6};
   vqgpt_clear_error();
-  expect_error(tokenizer_decode(tok, bad, 3) == NULL, "token id 96 at position 1 is outside the vocabulary (0..95)",
+  expect_error(vqgpt_tokenizer_decode(tok, bad, 3) == NULL, "token id 96 at position 1 is outside the vocabulary (0..95)",
                "id = vocab");
   bad[1] = -1;
-  expect_error(tokenizer_decode(tok, bad, 3) == NULL, "token id -1", "negative id");
-  expect_error(tokenizer_decode(tok, bad, -2) == NULL, "negative count", "negative count");
-  tokenizer_free(tok);
+  expect_error(vqgpt_tokenizer_decode(tok, bad, 3) == NULL, "token id -1", "negative id");
+  expect_error(vqgpt_tokenizer_decode(tok, bad, -2) == NULL, "negative count", "negative count");
+  vqgpt_tokenizer_free(tok);
 }
 
 static void test_hostile_prompts(const char *model_path) {
-  vqgpt_tokenizer *tok = tokenizer_load_file(model_path);
+  vqgpt_tokenizer *tok = vqgpt_tokenizer_load_file(model_path);
   CHECK(tok != NULL);
   if (!tok) return;
   struct {
@@ -178,11 +178,11 @@ static void test_hostile_prompts(const char *model_path) {
     int32_t ids[64];
     int n = -1;
     vqgpt_clear_error();
-    expect_error(tokenizer_encode(tok, cases[i].text, ids, 64, &n) != 0, cases[i].what, cases[i].what);
+    expect_error(vqgpt_tokenizer_encode(tok, cases[i].text, ids, 64, &n) != 0, cases[i].what, cases[i].what);
     CHECK(n == 0);
   }
   int n = -1;
-  expect_error(tokenizer_encode(tok, NULL, NULL, 0, &n) != 0, "prompt is missing", "NULL prompt");
+  expect_error(vqgpt_tokenizer_encode(tok, NULL, NULL, 0, &n) != 0, "prompt is missing", "NULL prompt");
 
   // The byte limit: 64 KiB passes the checks, one byte more does not, and 1 MB is refused
   // without being tokenized.
@@ -191,17 +191,17 @@ static void test_hostile_prompts(const char *model_path) {
   if (big) {
     for (int i = 0; i < 1 << 20; i++) big[i] = i % 2 ? ' ' : 'a';
     big[TOKENIZER_MAX_TEXT_BYTES] = '\0';
-    CHECKF(tokenizer_check_text(big) == 0, "64 KiB: %s", vqgpt_last_error());
+    CHECKF(vqgpt_tokenizer_check_text(big) == 0, "64 KiB: %s", vqgpt_last_error());
     big[TOKENIZER_MAX_TEXT_BYTES] = 'a';
     big[TOKENIZER_MAX_TEXT_BYTES + 1] = '\0';
-    expect_error(tokenizer_check_text(big) != 0, "prompt has 65537 bytes, at most 65536 are allowed", "64 KiB + 1");
+    expect_error(vqgpt_tokenizer_check_text(big) != 0, "prompt has 65537 bytes, at most 65536 are allowed", "64 KiB + 1");
     big[TOKENIZER_MAX_TEXT_BYTES + 1] = ' ';
     big[1 << 20] = '\0';
     int32_t ids[16];
-    expect_error(tokenizer_encode(tok, big, ids, 16, &n) != 0, "prompt has 1048576 bytes", "1 MB prompt");
+    expect_error(vqgpt_tokenizer_encode(tok, big, ids, 16, &n) != 0, "prompt has 1048576 bytes", "1 MB prompt");
     free(big);
   }
-  tokenizer_free(tok);
+  vqgpt_tokenizer_free(tok);
 }
 
 static void test_hostile_models(const char *model_path) {
@@ -241,10 +241,10 @@ static void test_hostile_models(const char *model_path) {
   // Files: missing, a directory, empty.
   pathbuf missing = tmp_path("missing.model"), empty = tmp_path("empty.model");
   vqgpt_clear_error();
-  expect_error(tokenizer_load_file(missing.s) == NULL, "missing.model: cannot open", "missing file");
-  expect_error(tokenizer_load_file(tmpdir) == NULL, "not a regular file", "directory");
+  expect_error(vqgpt_tokenizer_load_file(missing.s) == NULL, "missing.model: cannot open", "missing file");
+  expect_error(vqgpt_tokenizer_load_file(tmpdir) == NULL, "not a regular file", "directory");
   CHECK(write_bytes(empty.s, "", 0) == 0);
-  expect_error(tokenizer_load_file(empty.s) == NULL, "empty.model: file is empty", "empty file");
+  expect_error(vqgpt_tokenizer_load_file(empty.s) == NULL, "empty.model: file is empty", "empty file");
   unlink(empty.s);
 }
 
@@ -275,7 +275,7 @@ static void test_mutated_models(const char *model_path) {
       m[at] ^= (unsigned char)(1u << (state >> 29 & 7));
     }
     vqgpt_clear_error();
-    vqgpt_tokenizer *tok = tokenizer_load_bytes(m, n, "mutated");
+    vqgpt_tokenizer *tok = vqgpt_tokenizer_load_bytes(m, n, "mutated");
     if (!tok) {
       CHECKF(strchr(vqgpt_last_error(), '\n') == NULL, "mutation %d: error spans lines", t);
       corrupt_table += strstr(vqgpt_last_error(), "corrupt normalization table") != NULL;
@@ -285,11 +285,11 @@ static void test_mutated_models(const char *model_path) {
     for (size_t q = 0; q < sizeof texts / sizeof texts[0]; q++) {
       int32_t ids[256];
       int count;
-      if (tokenizer_encode(tok, texts[q], ids, 256, &count) == 0) free(tokenizer_decode(tok, ids, count));
+      if (vqgpt_tokenizer_encode(tok, texts[q], ids, 256, &count) == 0) free(vqgpt_tokenizer_decode(tok, ids, count));
     }
-    int size = tokenizer_vocab_size(tok);
-    free(tokenizer_decode(tok, all, size < VOCAB ? size : VOCAB));
-    tokenizer_free(tok);
+    int size = vqgpt_tokenizer_vocab_size(tok);
+    free(vqgpt_tokenizer_decode(tok, all, size < VOCAB ? size : VOCAB));
+    vqgpt_tokenizer_free(tok);
   }
   CHECKF(loaded > 100 && corrupt_table > 50, "loaded %d, corrupt tables %d of 400", loaded, corrupt_table);
   free(good);
@@ -313,7 +313,7 @@ static void expect_train_error(const char *text_path, int vocab, const char *out
   char before[1024], after[1024];
   list_dir(before, sizeof before);
   vqgpt_clear_error();
-  expect_error(tokenizer_train(text_path, vocab, out) != 0, what, label);
+  expect_error(vqgpt_tokenizer_train(text_path, vocab, out) != 0, what, label);
   list_dir(after, sizeof after);
   CHECKF(strcmp(before, after) == 0, "%s: files changed: '%s' -> '%s'", label, before, after);
 }
@@ -321,7 +321,7 @@ static void expect_train_error(const char *text_path, int vocab, const char *out
 static void test_train(const char *captions, const char *model_path) {
   // The same captions give the same bytes.
   pathbuf again = tmp_path("again.model");
-  CHECKF(tokenizer_train(captions, VOCAB, again.s) == 0, "%s", vqgpt_last_error());
+  CHECKF(vqgpt_tokenizer_train(captions, VOCAB, again.s) == 0, "%s", vqgpt_last_error());
   size_t na, nb;
   unsigned char *a = read_all(model_path, &na), *b = read_all(again.s, &nb);
   CHECK(a && b && na == nb && memcmp(a, b, na) == 0);
@@ -385,7 +385,7 @@ int main(void) {
   }
   pathbuf captions = tmp_path("captions.txt"), model = tmp_path("tok.model");
   write_captions(captions.s);
-  int rc = tokenizer_train(captions.s, VOCAB, model.s);
+  int rc = vqgpt_tokenizer_train(captions.s, VOCAB, model.s);
   CHECKF(rc == 0, "train: %s", vqgpt_last_error());
   if (rc == 0) {
     test_load_and_round_trip(model.s);

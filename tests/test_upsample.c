@@ -12,7 +12,7 @@ static void run(int B, int C, int H, int W, uint64_t *rng) {
   fill_uniform(in, n, rng, 1.0f);
   fill_uniform(g, 4 * n, rng, 1.0f);
   for (size_t i = 0; i < 4 * n; i++) out[i] = NAN;
-  upsample2x_forward(out, in, B, C, H, W);
+  vqgpt_upsample2x_forward(out, in, B, C, H, W);
   double md = 0;
   for (int p = 0; p < B * C; p++)
     for (int y = 0; y < 2 * H; y++)
@@ -25,7 +25,7 @@ static void run(int B, int C, int H, int W, uint64_t *rng) {
 
   // Backward: each input receives the sum of its four output gradients.
   for (size_t i = 0; i < n; i++) din[i] = 1e6f;
-  upsample2x_backward(din, g, B, C, H, W);
+  vqgpt_upsample2x_backward(din, g, B, C, H, W);
   for (int p = 0; p < B * C; p++)
     for (int y = 0; y < H; y++)
       for (int x = 0; x < W; x++) {

@@ -11,9 +11,9 @@
 int main(int argc, char **argv) {
   (void)argc;
   vqgpt_blas_setup(argv);
-  vqgan *m = vqgan_load(fixture_path("vqgan_tiny.safetensors"));
+  vqgan *m = vqgpt_vqgan_load(fixture_path("vqgan_tiny.safetensors"));
   st_file io;
-  int io_ok = st_open(&io, fixture_path("vqgan_tiny_io.safetensors")) == 0;
+  int io_ok = vqgpt_st_open(&io, fixture_path("vqgan_tiny_io.safetensors")) == 0;
   CHECKF(m && io_ok, "load: %s", vqgpt_last_error());
   if (!m || !io_ok) return test_finish("test_vqgan_grad");
 
@@ -21,17 +21,17 @@ int main(int argc, char **argv) {
   size_t nx = 3 * H * W;
   float *x = malloc(nx * sizeof *x), *dx = malloc(nx * sizeof *dx);
   int64_t xs[4] = {1, 3, H, W};
-  CHECK(st_read_f32(&io, "case1.x", x, 4, xs) == 0);
-  vqgan_tape *t = vqgan_tape_new(m, 1, H, W);
+  CHECK(vqgpt_st_read_f32(&io, "case1.x", x, 4, xs) == 0);
+  vqgan_tape *t = vqgpt_vqgan_tape_new(m, 1, H, W);
   CHECKF(t != NULL, "tape: %s", vqgpt_last_error());
   float *grad = calloc(m->n_floats, sizeof *grad);
   double qloss = 0;
-  CHECK(vqgan_tape_forward(t, x, &qloss) == 0);
+  CHECK(vqgpt_vqgan_tape_forward(t, x, &qloss) == 0);
 
   float xrec_ref[3 * 32 * 48], loss_ref;
-  CHECK(st_read_f32(&io, "case1.xrec", xrec_ref, 4, xs) == 0);
-  CHECK_CLOSE(vqgan_tape_xrec(t), xrec_ref, nx, 1e-4, "training forward xrec");
-  const float *xrec = vqgan_tape_xrec(t);
+  CHECK(vqgpt_st_read_f32(&io, "case1.xrec", xrec_ref, 4, xs) == 0);
+  CHECK_CLOSE(vqgpt_vqgan_tape_xrec(t), xrec_ref, nx, 1e-4, "training forward xrec");
+  const float *xrec = vqgpt_vqgan_tape_xrec(t);
   double l1 = 0;
   for (size_t i = 0; i < nx; i++) {
     float d = xrec[i] - x[i];
@@ -40,10 +40,10 @@ int main(int argc, char **argv) {
   }
   float loss = (float)(l1 / nx + qloss);
   int64_t one[1] = {1};
-  CHECK(st_read_f32(&io, "case1.loss", &loss_ref, 1, one) == 0);
+  CHECK(vqgpt_st_read_f32(&io, "case1.loss", &loss_ref, 1, one) == 0);
   CHECK_CLOSE(&loss, &loss_ref, 1, 1e-4, "loss");
 
-  CHECK(vqgan_tape_backward(t, dx, 1.0f, true, grad) == 0);
+  CHECK(vqgpt_vqgan_tape_backward(t, dx, 1.0f, true, grad) == 0);
   float **refs = calloc(m->n_params, sizeof *refs);
   double scale = 0;  // the largest reference gradient anywhere in the model
   int compared = 0;
@@ -52,7 +52,7 @@ int main(int argc, char **argv) {
     char name[128];
     snprintf(name, sizeof name, "grad.%s", p->name);
     refs[i] = malloc(p->numel * sizeof(float));
-    CHECKF(st_read_f32(&io, name, refs[i], p->ndim, p->shape) == 0, "%s", vqgpt_last_error());
+    CHECKF(vqgpt_st_read_f32(&io, name, refs[i], p->ndim, p->shape) == 0, "%s", vqgpt_last_error());
     for (size_t k = 0; k < p->numel; k++) scale = fmax(scale, fabs(refs[i][k]));
   }
   // A bias feeding a GroupNorm with one channel per group has an analytically zero gradient;
@@ -79,11 +79,11 @@ int main(int argc, char **argv) {
   free(refs);
   CHECKF(compared == (int)m->n_params, "compared %d of %zu gradients", compared, m->n_params);
 
-  vqgan_tape_free(t);
+  vqgpt_vqgan_tape_free(t);
   free(grad);
   free(x);
   free(dx);
-  st_close(&io);
-  vqgan_free(m);
+  vqgpt_st_close(&io);
+  vqgpt_vqgan_free(m);
   return test_finish("test_vqgan_grad");
 }

@@ -83,7 +83,7 @@ static bool normalizer_safe(const unsigned char *p, size_t n) {
   return true;
 }
 
-const char *tokenizer_model_problem(const void *data, size_t n) {
+const char *vqgpt_tokenizer_model_problem(const void *data, size_t n) {
   const unsigned char *p = data;
   bool seen[4] = {false, false, false, false};
   proto_field f;

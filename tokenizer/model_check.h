@@ -7,6 +7,6 @@
 
 // NULL when the n bytes are a complete ModelProto whose normalization tables are safe to
 // use; otherwise what is wrong ("malformed or truncated", ...).
-const char *tokenizer_model_problem(const void *data, size_t n);
+const char *vqgpt_tokenizer_model_problem(const void *data, size_t n);
 
 #endif

@@ -9,25 +9,25 @@
 
 #include "core/error.h"
 
-int prompt_encode(const gpt_config *cfg, const vqgpt_tokenizer *tok, const char *text,
+int vqgpt_prompt_encode(const gpt_config *cfg, const vqgpt_tokenizer *tok, const char *text,
                   bool truncate, int32_t *out, bool *truncated) {
   if (cfg->cond != GPT_COND_TEXT) return vqgpt_error("the GPT is not text-conditional");
-  if (tokenizer_vocab_size(tok) != cfg->text_vocab)
+  if (vqgpt_tokenizer_vocab_size(tok) != cfg->text_vocab)
     return vqgpt_error("the tokenizer has %d pieces but the GPT expects %d",
-                       tokenizer_vocab_size(tok), cfg->text_vocab);
+                       vqgpt_tokenizer_vocab_size(tok), cfg->text_vocab);
   int L = cfg->text_len, n = 0;
   if (truncated) *truncated = false;
   // Ask for one id more than fits, so an over-long text is told apart from one that fits.
   int32_t *ids = malloc((size_t)(L + 1) * sizeof(int32_t));
   if (!ids) return vqgpt_error("out of memory");
-  int rc = tokenizer_encode(tok, text, ids, L + 1, &n);
+  int rc = vqgpt_tokenizer_encode(tok, text, ids, L + 1, &n);
   if (rc && n > L + 1) {  // longer still: n is the count needed
     if (!truncate) {
       free(ids);
       return vqgpt_error("prompt needs %d tokens, the model takes %d", n, L);
     }
     int32_t *all = malloc((size_t)n * sizeof(int32_t));
-    rc = all ? tokenizer_encode(tok, text, all, n, &n) : vqgpt_error("out of memory");
+    rc = all ? vqgpt_tokenizer_encode(tok, text, all, n, &n) : vqgpt_error("out of memory");
     if (!rc) memcpy(ids, all, (size_t)(L + 1) * sizeof(int32_t));
     free(all);
   }
@@ -43,16 +43,16 @@ int prompt_encode(const gpt_config *cfg, const vqgpt_tokenizer *tok, const char 
     if (truncated) *truncated = true;
     n = L;
   }
-  for (int k = 0; k < L; k++) out[k] = k < n ? cfg->n_codes + ids[k] : gpt_text_pad(cfg);
+  for (int k = 0; k < L; k++) out[k] = k < n ? cfg->n_codes + ids[k] : vqgpt_gpt_text_pad(cfg);
   free(ids);
   return 0;
 }
 
-void prompt_null(const gpt_config *cfg, int32_t *out) {
-  for (int k = 0; k < cfg->text_len; k++) out[k] = gpt_text_pad(cfg);
+void vqgpt_prompt_null(const gpt_config *cfg, int32_t *out) {
+  for (int k = 0; k < cfg->text_len; k++) out[k] = vqgpt_gpt_text_pad(cfg);
 }
 
-int caption_read(const char *image_path, char **text) {
+int vqgpt_caption_read(const char *image_path, char **text) {
   *text = NULL;
   size_t n = strlen(image_path);
   const char *dot = strrchr(image_path, '.'), *slash = strrchr(image_path, '/');
@@ -100,7 +100,7 @@ int caption_read(const char *image_path, char **text) {
     vqgpt_file_error(path, false, "caption must be one line of text");
     goto done;
   }
-  if (tokenizer_check_text(s)) {
+  if (vqgpt_tokenizer_check_text(s)) {
     char why[256];
     snprintf(why, sizeof why, "%s", vqgpt_last_error());
     free(s);

@@ -13,15 +13,15 @@
 // out: (text_len) condition tokens. A text needing more than text_len tokens is an error
 // ("prompt needs 31 tokens, the model takes 24") unless truncate, which keeps the first
 // text_len and sets *truncated (may be NULL).
-int prompt_encode(const gpt_config *cfg, const vqgpt_tokenizer *tok, const char *text,
+int vqgpt_prompt_encode(const gpt_config *cfg, const vqgpt_tokenizer *tok, const char *text,
                   bool truncate, int32_t *out, bool *truncated);
 // out: (text_len) the null condition (all pad), for guidance and condition dropout.
-void prompt_null(const gpt_config *cfg, int32_t *out);
+void vqgpt_prompt_null(const gpt_config *cfg, int32_t *out);
 
 // The caption of an image: the file beside it with the extension replaced by .txt ("a.png" ->
 // "a.txt"), one line (trailing whitespace dropped), checked as a prompt. Malloc'd into *text.
 // Errors name the caption file: missing, not a regular file, empty, too large, not UTF-8,
 // control characters.
-int caption_read(const char *image_path, char **text);
+int vqgpt_caption_read(const char *image_path, char **text);
 
 #endif

@@ -75,7 +75,7 @@ class LineIterator : public sentencepiece::SentenceIterator {
 
 }  // namespace
 
-extern "C" tokenizer_spm *tokenizer_spm_load(const void *data, size_t n, const char *source,
+extern "C" tokenizer_spm *vqgpt_tokenizer_spm_load(const void *data, size_t n, const char *source,
                                              tokenizer_spm_info *info) {
   tokenizer_spm *sp = nullptr;
   try {
@@ -99,9 +99,9 @@ extern "C" tokenizer_spm *tokenizer_spm_load(const void *data, size_t n, const c
   }
 }
 
-extern "C" void tokenizer_spm_free(tokenizer_spm *sp) { delete sp; }
+extern "C" void vqgpt_tokenizer_spm_free(tokenizer_spm *sp) { delete sp; }
 
-extern "C" int tokenizer_spm_encode(const tokenizer_spm *sp, const char *text, size_t n, int32_t *ids, int max_ids,
+extern "C" int vqgpt_tokenizer_spm_encode(const tokenizer_spm *sp, const char *text, size_t n, int32_t *ids, int max_ids,
                                     int *n_ids) {
   try {
     std::vector<int> out;
@@ -115,7 +115,7 @@ extern "C" int tokenizer_spm_encode(const tokenizer_spm *sp, const char *text, s
   }
 }
 
-extern "C" char *tokenizer_spm_decode(const tokenizer_spm *sp, const int32_t *ids, int n) {
+extern "C" char *vqgpt_tokenizer_spm_decode(const tokenizer_spm *sp, const int32_t *ids, int n) {
   try {
     std::vector<int> in(ids, ids + n);
     std::string text;
@@ -137,7 +137,7 @@ extern "C" char *tokenizer_spm_decode(const tokenizer_spm *sp, const int32_t *id
   }
 }
 
-extern "C" int tokenizer_spm_train(const char *const *lines, size_t n_lines, int vocab_size, int max_line_bytes,
+extern "C" int vqgpt_tokenizer_spm_train(const char *const *lines, size_t n_lines, int vocab_size, int max_line_bytes,
                                    const char *source, void **model, size_t *n) {
   *model = nullptr;
   *n = 0;

@@ -20,20 +20,20 @@ typedef struct {
 } tokenizer_spm_info;
 
 // Parses a serialized ModelProto. Errors are "<source>: ...". NULL on failure.
-tokenizer_spm *tokenizer_spm_load(const void *data, size_t n, const char *source, tokenizer_spm_info *info);
-void tokenizer_spm_free(tokenizer_spm *sp);
+tokenizer_spm *vqgpt_tokenizer_spm_load(const void *data, size_t n, const char *source, tokenizer_spm_info *info);
+void vqgpt_tokenizer_spm_free(tokenizer_spm *sp);
 
 // Encodes `text` (n bytes) to piece ids: stores the first min(count, max_ids) in ids and the
 // count in *n_ids. Returns 0, or -1 if SentencePiece fails.
-int tokenizer_spm_encode(const tokenizer_spm *sp, const char *text, size_t n, int32_t *ids, int max_ids, int *n_ids);
+int vqgpt_tokenizer_spm_encode(const tokenizer_spm *sp, const char *text, size_t n, int32_t *ids, int max_ids, int *n_ids);
 
 // Decodes ids (each already checked to be in range) to a malloc'd string; NULL on failure.
-char *tokenizer_spm_decode(const tokenizer_spm *sp, const int32_t *ids, int n);
+char *vqgpt_tokenizer_spm_decode(const tokenizer_spm *sp, const int32_t *ids, int n);
 
 // Trains a BPE model on n_lines captions (already read and checked) and returns the
 // serialized ModelProto in a malloc'd buffer (*model, *n). Nothing is written to disk.
 // Errors are "<source>: ...".
-int tokenizer_spm_train(const char *const *lines, size_t n_lines, int vocab_size, int max_line_bytes,
+int vqgpt_tokenizer_spm_train(const char *const *lines, size_t n_lines, int vocab_size, int max_line_bytes,
                         const char *source, void **model, size_t *n);
 
 #ifdef __cplusplus

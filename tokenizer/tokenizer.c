@@ -79,7 +79,7 @@ static bool only_spaces(const unsigned char *s, size_t n) {
   return true;
 }
 
-int tokenizer_check_text(const char *text) {
+int vqgpt_tokenizer_check_text(const char *text) {
   if (!text) return vqgpt_error("prompt is missing");
   size_t n = strlen(text), at;
   uint32_t cp;
@@ -135,12 +135,12 @@ static int read_file(const char *path, size_t limit, const char *what, unsigned 
 
 // ---- loading ---------------------------------------------------------------------------
 
-vqgpt_tokenizer *tokenizer_load_bytes(const void *data, size_t n, const char *source) {
+vqgpt_tokenizer *vqgpt_tokenizer_load_bytes(const void *data, size_t n, const char *source) {
   if (!data || n == 0) {
     vqgpt_file_error(source, false, "empty tokenizer model");
     return NULL;
   }
-  const char *problem = tokenizer_model_problem(data, n);
+  const char *problem = vqgpt_tokenizer_model_problem(data, n);
   if (problem) {
     vqgpt_file_error(source, false, "not a SentencePiece model (%s)", problem);
     return NULL;
@@ -153,53 +153,53 @@ vqgpt_tokenizer *tokenizer_load_bytes(const void *data, size_t n, const char *so
   }
   memcpy(tok->bytes, data, n);
   tok->n_bytes = n;
-  tok->spm = tokenizer_spm_load(data, n, source, &tok->info);
+  tok->spm = vqgpt_tokenizer_spm_load(data, n, source, &tok->info);
   if (!tok->spm) {
-    tokenizer_free(tok);
+    vqgpt_tokenizer_free(tok);
     return NULL;
   }
   return tok;
 }
 
-vqgpt_tokenizer *tokenizer_load_file(const char *path) {
+vqgpt_tokenizer *vqgpt_tokenizer_load_file(const char *path) {
   unsigned char *data;
   size_t n;
   if (read_file(path, TOKENIZER_MAX_MODEL_BYTES, "a tokenizer model", &data, &n)) return NULL;
-  vqgpt_tokenizer *tok = tokenizer_load_bytes(data, n, path);
+  vqgpt_tokenizer *tok = vqgpt_tokenizer_load_bytes(data, n, path);
   free(data);
   return tok;
 }
 
-void tokenizer_free(vqgpt_tokenizer *tok) {
+void vqgpt_tokenizer_free(vqgpt_tokenizer *tok) {
   if (!tok) return;
-  tokenizer_spm_free(tok->spm);
+  vqgpt_tokenizer_spm_free(tok->spm);
   free(tok->bytes);
   free(tok);
 }
 
-int tokenizer_vocab_size(const vqgpt_tokenizer *tok) { return tok->info.vocab_size; }
-int tokenizer_pad_id(const vqgpt_tokenizer *tok) { return tok->info.pad_id; }
-int tokenizer_unk_id(const vqgpt_tokenizer *tok) { return tok->info.unk_id; }
-int tokenizer_bos_id(const vqgpt_tokenizer *tok) { return tok->info.bos_id; }
-int tokenizer_eos_id(const vqgpt_tokenizer *tok) { return tok->info.eos_id; }
+int vqgpt_tokenizer_vocab_size(const vqgpt_tokenizer *tok) { return tok->info.vocab_size; }
+int vqgpt_tokenizer_pad_id(const vqgpt_tokenizer *tok) { return tok->info.pad_id; }
+int vqgpt_tokenizer_unk_id(const vqgpt_tokenizer *tok) { return tok->info.unk_id; }
+int vqgpt_tokenizer_bos_id(const vqgpt_tokenizer *tok) { return tok->info.bos_id; }
+int vqgpt_tokenizer_eos_id(const vqgpt_tokenizer *tok) { return tok->info.eos_id; }
 
-const void *tokenizer_model_bytes(const vqgpt_tokenizer *tok, size_t *n) {
+const void *vqgpt_tokenizer_model_bytes(const vqgpt_tokenizer *tok, size_t *n) {
   *n = tok->n_bytes;
   return tok->bytes;
 }
 
 // ---- encode / decode ---------------------------------------------------------------------
 
-int tokenizer_encode(const vqgpt_tokenizer *tok, const char *text, int32_t *ids, int max_ids, int *n_ids) {
+int vqgpt_tokenizer_encode(const vqgpt_tokenizer *tok, const char *text, int32_t *ids, int max_ids, int *n_ids) {
   *n_ids = 0;
-  if (max_ids < 0) return vqgpt_error("tokenizer_encode: negative max_ids %d", max_ids);
-  if (tokenizer_check_text(text)) return -1;
+  if (max_ids < 0) return vqgpt_error("vqgpt_tokenizer_encode: negative max_ids %d", max_ids);
+  if (vqgpt_tokenizer_check_text(text)) return -1;
   size_t n = strlen(text);
   char *clean = malloc(n + 1);
   if (!clean) return vqgpt_error("out of memory");
   for (size_t i = 0; i <= n; i++) clean[i] = is_space((unsigned char)text[i]) ? ' ' : text[i];
   int count = 0;
-  int rc = tokenizer_spm_encode(tok->spm, clean, n, ids, max_ids, &count);
+  int rc = vqgpt_tokenizer_spm_encode(tok->spm, clean, n, ids, max_ids, &count);
   free(clean);
   if (rc) return -1;
   if (count == 0) return vqgpt_error("prompt gives no tokens");
@@ -211,9 +211,9 @@ int tokenizer_encode(const vqgpt_tokenizer *tok, const char *text, int32_t *ids,
   return 0;
 }
 
-char *tokenizer_decode(const vqgpt_tokenizer *tok, const int32_t *ids, int n) {
+char *vqgpt_tokenizer_decode(const vqgpt_tokenizer *tok, const int32_t *ids, int n) {
   if (n < 0) {
-    vqgpt_error("tokenizer_decode: negative count %d", n);
+    vqgpt_error("vqgpt_tokenizer_decode: negative count %d", n);
     return NULL;
   }
   for (int i = 0; i < n; i++)
@@ -222,7 +222,7 @@ char *tokenizer_decode(const vqgpt_tokenizer *tok, const int32_t *ids, int n) {
                   tok->info.vocab_size - 1);
       return NULL;
     }
-  return tokenizer_spm_decode(tok->spm, ids, n);
+  return vqgpt_tokenizer_spm_decode(tok->spm, ids, n);
 }
 
 // ---- training ----------------------------------------------------------------------------
@@ -269,7 +269,7 @@ static int caption_lines(const char *path, char *text, size_t size, char ***line
   return 0;
 }
 
-int tokenizer_train(const char *text_path, int vocab_size, const char *out_model_path) {
+int vqgpt_tokenizer_train(const char *text_path, int vocab_size, const char *out_model_path) {
   if (vocab_size < TOKENIZER_MIN_VOCAB || vocab_size > TOKENIZER_MAX_VOCAB)
     return vqgpt_error("vocabulary size %d is outside %d..%d", vocab_size, TOKENIZER_MIN_VOCAB, TOKENIZER_MAX_VOCAB);
   struct stat in, out_st;
@@ -284,18 +284,18 @@ int tokenizer_train(const char *text_path, int vocab_size, const char *out_model
   int rc = caption_lines(text_path, (char *)text, size, &lines, &n_lines);
   // Opened before training, so that an unwritable output fails before the work.
   atomic_file out;
-  if (!rc) rc = atomic_file_open(&out, out_model_path);
+  if (!rc) rc = vqgpt_atomic_file_open(&out, out_model_path);
   void *model = NULL;
   size_t n_model = 0;
   if (!rc) {
-    rc = tokenizer_spm_train((const char *const *)lines, n_lines, vocab_size, TOKENIZER_MAX_TEXT_BYTES, text_path,
+    rc = vqgpt_tokenizer_spm_train((const char *const *)lines, n_lines, vocab_size, TOKENIZER_MAX_TEXT_BYTES, text_path,
                              &model, &n_model);
     if (!rc && fwrite(model, 1, n_model, out.fp) != n_model)
       rc = vqgpt_file_error(out_model_path, false, "cannot write: %s", strerror(errno));
     if (rc)
-      atomic_file_abort(&out);
+      vqgpt_atomic_file_abort(&out);
     else
-      rc = atomic_file_commit(&out);
+      rc = vqgpt_atomic_file_commit(&out);
   }
   free(model);
   free(lines);

@@ -49,7 +49,7 @@ import fmnist_folders as F  # noqa: E402
 DEFAULT_CLASSIFIER = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")),
                                   "vqgpt", "fmnist_classifier.pt")
 CLASSIFIER_VERSION = 1
-GRID_BORDER = 2  # data/image.c image_grid
+GRID_BORDER = 2  # data/image.c vqgpt_image_grid
 TINTS = np.array([F.COLOURS[c] for c in F.COLOUR_NAMES], np.float64)
 
 
@@ -176,7 +176,7 @@ def grid_columns(n):
 
 def split_grid(img, n, cell_h, cell_w, source):
     """The n cells of a `vqgpt sample --num n` image: one sample is the image itself, several
-    are tiled in ceil(sqrt(n)) columns with a 2-pixel border (data/image.c image_grid)."""
+    are tiled in ceil(sqrt(n)) columns with a 2-pixel border (data/image.c vqgpt_image_grid)."""
     if n == 1:
         if img.shape[:2] != (cell_h, cell_w):
             fail("%s: a %dx%d image, expected %dx%d (WxH)" % (source, img.shape[1], img.shape[0],

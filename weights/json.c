@@ -44,7 +44,7 @@ static void free_contents(json_value *v) {
   memset(v, 0, sizeof *v);
 }
 
-void json_free(json_value *v) {
+void vqgpt_json_free(json_value *v) {
   if (!v) return;
   free_contents(v);
   free(v);
@@ -377,7 +377,7 @@ static int parse_value(parser *p, json_value *out) {
   }
 }
 
-json_value *json_parse(const char *text, size_t len) {
+json_value *vqgpt_json_parse(const char *text, size_t len) {
   parser p = {text, len, 0, 0};
   json_value *root = calloc(1, sizeof *root);
   if (!root) {
@@ -390,26 +390,26 @@ json_value *json_parse(const char *text, size_t len) {
     return NULL;
   }
   if (parse_value(&p, root)) {
-    json_free(root);
+    vqgpt_json_free(root);
     return NULL;
   }
   skip_ws(&p);
   if (p.pos != p.len) {
     fail(&p, "trailing characters after the document");
-    json_free(root);
+    vqgpt_json_free(root);
     return NULL;
   }
   return root;
 }
 
-const json_value *json_get(const json_value *obj, const char *key) {
+const json_value *vqgpt_json_get(const json_value *obj, const char *key) {
   if (!obj || obj->type != JSON_OBJECT || !key) return NULL;
   for (size_t i = 0; i < obj->count; i++)
     if (strcmp(obj->keys[i], key) == 0) return &obj->items[i];
   return NULL;
 }
 
-const json_value *json_at(const json_value *arr, size_t i) {
+const json_value *vqgpt_json_at(const json_value *arr, size_t i) {
   if (!arr || arr->type != JSON_ARRAY || i >= arr->count) return NULL;
   return &arr->items[i];
 }
@@ -424,34 +424,34 @@ static bool number_to_int(const json_value *v, int64_t *out) {
   return true;
 }
 
-bool json_get_int(const json_value *obj, const char *key, int64_t *out) {
+bool vqgpt_json_get_int(const json_value *obj, const char *key, int64_t *out) {
   int64_t v;
-  if (!number_to_int(json_get(obj, key), &v)) return false;
+  if (!number_to_int(vqgpt_json_get(obj, key), &v)) return false;
   *out = v;
   return true;
 }
 
-bool json_get_number(const json_value *obj, const char *key, double *out) {
-  const json_value *v = json_get(obj, key);
+bool vqgpt_json_get_number(const json_value *obj, const char *key, double *out) {
+  const json_value *v = vqgpt_json_get(obj, key);
   if (!v || v->type != JSON_NUMBER) return false;
   *out = v->number;
   return true;
 }
 
-bool json_get_bool(const json_value *obj, const char *key, bool *out) {
-  const json_value *v = json_get(obj, key);
+bool vqgpt_json_get_bool(const json_value *obj, const char *key, bool *out) {
+  const json_value *v = vqgpt_json_get(obj, key);
   if (!v || v->type != JSON_BOOL) return false;
   *out = v->boolean;
   return true;
 }
 
-const char *json_get_string(const json_value *obj, const char *key) {
-  const json_value *v = json_get(obj, key);
+const char *vqgpt_json_get_string(const json_value *obj, const char *key) {
+  const json_value *v = vqgpt_json_get(obj, key);
   return v && v->type == JSON_STRING ? v->string : NULL;
 }
 
-int json_get_int_array(const json_value *obj, const char *key, int64_t *out, int max) {
-  const json_value *v = json_get(obj, key);
+int vqgpt_json_get_int_array(const json_value *obj, const char *key, int64_t *out, int max) {
+  const json_value *v = vqgpt_json_get(obj, key);
   if (!v || v->type != JSON_ARRAY || max < 0 || v->count > (size_t)max) return -1;
   int64_t x;
   for (size_t i = 0; i < v->count; i++)  // validate first: out is untouched on failure
@@ -460,7 +460,7 @@ int json_get_int_array(const json_value *obj, const char *key, int64_t *out, int
   return (int)v->count;
 }
 
-bool json_utf8_valid(const char *s, size_t len) {
+bool vqgpt_json_utf8_valid(const char *s, size_t len) {
   for (size_t i = 0; i < len;) {
     size_t k = utf8_seq((const unsigned char *)s + i, len - i);
     if (!k) return false;

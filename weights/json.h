@@ -23,22 +23,22 @@ typedef struct json_value {
 // vqgpt_last_error() to "<what> at byte N". Nesting is limited to 64 levels. Beyond RFC 8259,
 // duplicate keys in an object and "\u0000" in a string are rejected: either would make two
 // different documents look the same through the lookups below.
-json_value *json_parse(const char *text, size_t len);
-void json_free(json_value *v);
+json_value *vqgpt_json_parse(const char *text, size_t len);
+void vqgpt_json_free(json_value *v);
 
-const json_value *json_get(const json_value *obj, const char *key);  // NULL if absent
-const json_value *json_at(const json_value *arr, size_t i);          // NULL if out of range
+const json_value *vqgpt_json_get(const json_value *obj, const char *key);  // NULL if absent
+const json_value *vqgpt_json_at(const json_value *arr, size_t i);          // NULL if out of range
 // Typed lookups of a key; return false if missing or of another type (integers must be
 // whole numbers within int64 range).
-bool json_get_int(const json_value *obj, const char *key, int64_t *out);
-bool json_get_number(const json_value *obj, const char *key, double *out);
-bool json_get_bool(const json_value *obj, const char *key, bool *out);
-const char *json_get_string(const json_value *obj, const char *key);
+bool vqgpt_json_get_int(const json_value *obj, const char *key, int64_t *out);
+bool vqgpt_json_get_number(const json_value *obj, const char *key, double *out);
+bool vqgpt_json_get_bool(const json_value *obj, const char *key, bool *out);
+const char *vqgpt_json_get_string(const json_value *obj, const char *key);
 // An array of whole numbers into out (up to max); returns count or -1 if not such an array.
-int json_get_int_array(const json_value *obj, const char *key, int64_t *out, int max);
+int vqgpt_json_get_int_array(const json_value *obj, const char *key, int64_t *out, int max);
 
 // True if s[0..len) is well-formed UTF-8 (RFC 3629), the only text a JSON document may hold;
 // writers check names with it before emitting them.
-bool json_utf8_valid(const char *s, size_t len);
+bool vqgpt_json_utf8_valid(const char *s, size_t len);
 
 #endif

@@ -40,9 +40,9 @@ static const struct {
 
 static bool dtype_valid(st_dtype t) { return (unsigned)t < N_DTYPES; }
 
-size_t st_dtype_size(st_dtype t) { return dtype_valid(t) ? dtype_info[t].size : 0; }
+size_t vqgpt_st_dtype_size(st_dtype t) { return dtype_valid(t) ? dtype_info[t].size : 0; }
 
-const char *st_dtype_name(st_dtype t) { return dtype_valid(t) ? dtype_info[t].name : "?"; }
+const char *vqgpt_st_dtype_name(st_dtype t) { return dtype_valid(t) ? dtype_info[t].name : "?"; }
 
 static bool dtype_parse(const char *s, st_dtype *out) {
   for (size_t i = 0; i < N_DTYPES; i++)
@@ -92,11 +92,11 @@ static bool nonneg_int(const json_value *v, int64_t *out) {
 static int parse_tensor(const char *path, const char *name, const json_value *e,
                         const uint8_t *data_base, size_t data_size, st_tensor *t) {
   if (e->type != JSON_OBJECT) return fail(path, "tensor '%s': entry is not an object", name);
-  const char *dt = json_get_string(e, "dtype");
+  const char *dt = vqgpt_json_get_string(e, "dtype");
   if (!dt) return fail(path, "tensor '%s': missing or non-string dtype", name);
   if (!dtype_parse(dt, &t->dtype)) return fail(path, "tensor '%s': unknown dtype '%s'", name, dt);
 
-  const json_value *sh = json_get(e, "shape");
+  const json_value *sh = vqgpt_json_get(e, "shape");
   if (!sh || sh->type != JSON_ARRAY)
     return fail(path, "tensor '%s': shape is missing or not an array", name);
   if (sh->count > ST_MAX_DIMS)
@@ -112,7 +112,7 @@ static int parse_tensor(const char *path, const char *name, const json_value *e,
   if (!byte_count(t->ndim, t->shape, dtype_info[t->dtype].size, &t->numel, &need))
     return fail(path, "tensor '%s': shape %s is too large (element count overflows)", name, sbuf);
 
-  const json_value *off = json_get(e, "data_offsets");
+  const json_value *off = vqgpt_json_get(e, "data_offsets");
   int64_t begin, end;
   if (!off || off->type != JSON_ARRAY || off->count != 2 || !nonneg_int(&off->items[0], &begin) ||
       !nonneg_int(&off->items[1], &end))
@@ -207,7 +207,7 @@ static int parse_header(st_file *f, const char *path) {
   const uint8_t *data_base = m + 8 + hlen;
   size_t data_size = f->map_size - 8 - (size_t)hlen;
 
-  json_value *root = json_parse((const char *)m + 8, (size_t)hlen);
+  json_value *root = vqgpt_json_parse((const char *)m + 8, (size_t)hlen);
   if (!root) {
     char why[512];
     snprintf(why, sizeof why, "%s", vqgpt_last_error());
@@ -221,7 +221,7 @@ static int parse_header(st_file *f, const char *path) {
     goto done;
   }
   size_t n = root->count;
-  if (json_get(root, "__metadata__")) n--;
+  if (vqgpt_json_get(root, "__metadata__")) n--;
   if (n) {
     f->tensors = calloc(n, sizeof *f->tensors);
     if (!f->tensors) {
@@ -246,11 +246,11 @@ static int parse_header(st_file *f, const char *path) {
   if (!rc) rc = check_layout(path, f, data_base, data_size);
   if (!rc && f->n_tensors && !(f->used = calloc(f->n_tensors, 1))) rc = fail(path, "out of memory");
 done:
-  json_free(root);
+  vqgpt_json_free(root);
   return rc;
 }
 
-int st_open(st_file *f, const char *path) {
+int vqgpt_st_open(st_file *f, const char *path) {
   memset(f, 0, sizeof *f);
   struct stat sb;
   int fd = vqgpt_open_regular(path, &sb);  // never blocks on a FIFO; regular files only
@@ -272,19 +272,19 @@ int st_open(st_file *f, const char *path) {
   f->map_size = (size_t)sb.st_size;
   f->path = strdup(path);
   if (!f->path) {
-    st_close(f);
+    vqgpt_st_close(f);
     return fail(path, "out of memory");
   }
   if (parse_header(f, path)) {
     char msg[1024];
     snprintf(msg, sizeof msg, "%s", vqgpt_last_error());
-    st_close(f);
+    vqgpt_st_close(f);
     return vqgpt_error("%s", msg);
   }
   return 0;
 }
 
-void st_close(st_file *f) {
+void vqgpt_st_close(st_file *f) {
   if (!f) return;
   if (f->map) munmap(f->map, f->map_size);
   for (size_t i = 0; i < f->n_tensors; i++) free(f->tensors[i].name);
@@ -300,14 +300,14 @@ void st_close(st_file *f) {
   memset(f, 0, sizeof *f);
 }
 
-const st_tensor *st_find(const st_file *f, const char *name) {
+const st_tensor *vqgpt_st_find(const st_file *f, const char *name) {
   if (!f || !name) return NULL;
   for (size_t i = 0; i < f->n_tensors; i++)
     if (strcmp(f->tensors[i].name, name) == 0) return &f->tensors[i];
   return NULL;
 }
 
-const char *st_meta(const st_file *f, const char *key) {
+const char *vqgpt_st_meta(const st_file *f, const char *key) {
   if (!f || !key) return NULL;
   for (size_t i = 0; i < f->n_meta; i++)
     if (strcmp(f->meta_keys[i], key) == 0) return f->meta_values[i];
@@ -340,7 +340,7 @@ static float f16_to_f32(uint16_t h) {
 
 static const st_tensor *lookup(const st_file *f, const char *name, int ndim, const int64_t *shape) {
   const char *path = f && f->path ? f->path : "(no file)";
-  const st_tensor *t = st_find(f, name);
+  const st_tensor *t = vqgpt_st_find(f, name);
   if (!t) {
     fail(path, "missing tensor '%s'", name);
     return NULL;
@@ -368,7 +368,7 @@ static const st_tensor *lookup(const st_file *f, const char *name, int ndim, con
   return t;
 }
 
-int st_read_f32(const st_file *f, const char *name, float *dst, int ndim, const int64_t *shape) {
+int vqgpt_st_read_f32(const st_file *f, const char *name, float *dst, int ndim, const int64_t *shape) {
   const st_tensor *t = lookup(f, name, ndim, shape);
   if (!t) return -1;
   const uint8_t *p = t->data;
@@ -395,11 +395,11 @@ int st_read_f32(const st_file *f, const char *name, float *dst, int ndim, const 
       return 0;
     default:
       return fail(f->path, "tensor '%s' has dtype %s, expected F32, F16, BF16 or F64", name,
-                  st_dtype_name(t->dtype));
+                  vqgpt_st_dtype_name(t->dtype));
   }
 }
 
-int st_read_i32(const st_file *f, const char *name, int32_t *dst, int ndim, const int64_t *shape) {
+int vqgpt_st_read_i32(const st_file *f, const char *name, int32_t *dst, int ndim, const int64_t *shape) {
   const st_tensor *t = lookup(f, name, ndim, shape);
   if (!t) return -1;
   size_t n = t->numel;
@@ -409,7 +409,7 @@ int st_read_i32(const st_file *f, const char *name, int32_t *dst, int ndim, cons
   }
   if (t->dtype != ST_I64)
     return fail(f->path, "tensor '%s' has dtype %s, expected I32 or I64", name,
-                st_dtype_name(t->dtype));
+                vqgpt_st_dtype_name(t->dtype));
   for (size_t i = 0; i < n; i++) {
     int64_t v;
     memcpy(&v, t->data + 8 * i, 8);
@@ -421,17 +421,17 @@ int st_read_i32(const st_file *f, const char *name, int32_t *dst, int ndim, cons
   return 0;
 }
 
-int st_read_weights(const st_file *f, const char *name, float *dst, int ndim, const int64_t *shape) {
-  if (st_read_f32(f, name, dst, ndim, shape)) return -1;
-  size_t n = st_find(f, name)->numel, bad = vqgpt_first_nonfinite(dst, n);
+int vqgpt_st_read_weights(const st_file *f, const char *name, float *dst, int ndim, const int64_t *shape) {
+  if (vqgpt_st_read_f32(f, name, dst, ndim, shape)) return -1;
+  size_t n = vqgpt_st_find(f, name)->numel, bad = vqgpt_first_nonfinite(dst, n);
   if (bad < n)
     return fail(f->path, "tensor '%s' holds a non-finite value (%g at index %zu): a diverged or "
                 "corrupt model", name, dst[bad], bad);
   return 0;
 }
 
-bool st_mark_used(const st_file *f, const char *name) {
-  const st_tensor *t = st_find(f, name);
+bool vqgpt_st_mark_used(const st_file *f, const char *name) {
+  const st_tensor *t = vqgpt_st_find(f, name);
   if (t) f->used[t - f->tensors] = 1;
   return t != NULL;
 }
@@ -448,7 +448,7 @@ static bool glob_match(const char *pat, const char *s) {
   return *s == *pat && glob_match(pat + 1, s + 1);
 }
 
-int st_check_all_used(const st_file *f, const char *const *accept) {
+int vqgpt_st_check_all_used(const st_file *f, const char *const *accept) {
   size_t first = f->n_tensors, n_unused = 0;
   for (size_t i = 0; i < f->n_tensors; i++) {
     if (f->used[i]) continue;
@@ -463,8 +463,8 @@ int st_check_all_used(const st_file *f, const char *const *accept) {
               n_unused, n_unused == 1 ? "" : "s");
 }
 
-int st_check_format(const st_file *f, const char *want, const char *what) {
-  const char *have = st_meta(f, "format");
+int vqgpt_st_check_format(const st_file *f, const char *want, const char *what) {
+  const char *have = vqgpt_st_meta(f, "format");
   if (!have) return fail(f->path, "no 'format' in the metadata: not %s ('%s')", what, want);
   if (strcmp(have, want))
     return fail(f->path, "format is '%s', not %s ('%s')", have, what, want);
@@ -491,12 +491,12 @@ struct st_writer {
   st_dtype float_storage;  // how F32 tensors are stored: F32, F16 or BF16
 };
 
-void st_writer_store_floats_as(st_writer *w, st_dtype t) {
+void vqgpt_st_writer_store_floats_as(st_writer *w, st_dtype t) {
   if (w && (t == ST_F32 || t == ST_F16 || t == ST_BF16)) w->float_storage = t;
 }
 
 // Round to nearest even, as torch's .half(): overflow becomes inf, small values subnormal.
-uint16_t st_f32_to_f16(float f) {
+uint16_t vqgpt_st_f32_to_f16(float f) {
   uint32_t x;
   memcpy(&x, &f, 4);
   uint32_t sign = (x >> 16) & 0x8000, ax = x & 0x7fffffff;
@@ -540,7 +540,7 @@ static bool write_tensor(const st_writer *w, const wtensor *t, FILE *fp) {
   for (size_t i = 0; i < n;) {
     size_t k = 0;
     for (; k < sizeof buf / 2 && i < n; k++, i++) {
-      uint16_t h = to == ST_F16 ? st_f32_to_f16(src[i]) : f32_to_bf16(src[i]);
+      uint16_t h = to == ST_F16 ? vqgpt_st_f32_to_f16(src[i]) : f32_to_bf16(src[i]);
       buf[2 * k] = (uint8_t)h;
       buf[2 * k + 1] = (uint8_t)(h >> 8);
     }
@@ -549,14 +549,14 @@ static bool write_tensor(const st_writer *w, const wtensor *t, FILE *fp) {
   return true;
 }
 
-st_writer *st_writer_new(void) {
+st_writer *vqgpt_st_writer_new(void) {
   st_writer *w = calloc(1, sizeof *w);
   if (!w) vqgpt_error("safetensors writer: out of memory");
   else w->float_storage = ST_F32;
   return w;
 }
 
-void st_writer_free(st_writer *w) {
+void vqgpt_st_writer_free(st_writer *w) {
   if (!w) return;
   for (size_t i = 0; i < w->n; i++) free(w->t[i].name);
   free(w->t);
@@ -571,11 +571,11 @@ void st_writer_free(st_writer *w) {
 
 static int check_text(const char *what, const char *s) {
   if (!s) return fail("safetensors writer", "%s is NULL", what);
-  if (!json_utf8_valid(s, strlen(s))) return fail("safetensors writer", "%s is not valid UTF-8", what);
+  if (!vqgpt_json_utf8_valid(s, strlen(s))) return fail("safetensors writer", "%s is not valid UTF-8", what);
   return 0;
 }
 
-int st_writer_add(st_writer *w, const char *name, st_dtype dtype, int ndim, const int64_t *shape,
+int vqgpt_st_writer_add(st_writer *w, const char *name, st_dtype dtype, int ndim, const int64_t *shape,
                   const void *data) {
   if (!w) return vqgpt_error("safetensors writer: no writer (out of memory?)");
   if (check_text("tensor name", name)) return -1;
@@ -614,7 +614,7 @@ int st_writer_add(st_writer *w, const char *name, st_dtype dtype, int ndim, cons
   return 0;
 }
 
-int st_writer_meta(st_writer *w, const char *key, const char *value) {
+int vqgpt_st_writer_meta(st_writer *w, const char *key, const char *value) {
   if (!w) return vqgpt_error("safetensors writer: no writer (out of memory?)");
   if (check_text("metadata key", key) || check_text("metadata value", value)) return -1;
   char *v = strdup(value);
@@ -697,7 +697,7 @@ static void sb_quote(strbuf *b, const char *s) {
   sb_put(b, "\"", 1);
 }
 
-int st_writer_save(st_writer *w, const char *path) {
+int vqgpt_st_writer_save(st_writer *w, const char *path) {
   if (!w) return vqgpt_error("%s: cannot write: no writer (out of memory?)", path);
   strbuf b = {0};
   sb_put(&b, "{", 1);
@@ -734,7 +734,7 @@ int st_writer_save(st_writer *w, const char *path) {
   }
 
   atomic_file af;
-  if (atomic_file_open(&af, path)) {
+  if (vqgpt_atomic_file_open(&af, path)) {
     free(b.s);
     return -1;
   }
@@ -747,8 +747,8 @@ int st_writer_save(st_writer *w, const char *path) {
   int e = errno;
   free(b.s);
   if (!ok) {
-    atomic_file_abort(&af);
+    vqgpt_atomic_file_abort(&af);
     return vqgpt_error("%s: cannot write: %s", path, strerror(e ? e : EIO));
   }
-  return atomic_file_commit(&af);
+  return vqgpt_atomic_file_commit(&af);
 }

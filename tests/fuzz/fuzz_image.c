@@ -3,6 +3,6 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   image_rgb img;
-  if (image_load(&img, fuzz_file(data, size)) == 0) image_free(&img);
+  if (vqgpt_image_load(&img, fuzz_file(data, size)) == 0) vqgpt_image_free(&img);
   return 0;
 }
