@@ -30,7 +30,7 @@ static void report(void *ctx, int done, int total) {
 }
 
 int bench_window(int argc, char **argv) {
-  long layers = 12, embd = 512, heads = 8, vocab = 16384, window = 16, batch = 1;
+  long layers = 12, embd = 512, heads = 8, vocab = 16384, window = 16, batch = 1, lanes = 0;
   const char *grid_s = "32x64";
   bool no_reuse = false;
   const char *dtype = "f32";
@@ -44,6 +44,7 @@ int bench_window(int argc, char **argv) {
       {"heads", OPT_INT, &heads, "attention heads"},
       {"vocab", OPT_INT, &vocab, "vocabulary (codebook) size"},
       {"no-reuse", OPT_FLAG, &no_reuse, "recompute every position's prefix (no K/V reuse)"},
+      {"lanes", OPT_INT, &lanes, "grid rows filled together (0: as many as overlap)"},
   };
   cli_status s = cli_parse(CMD, "Times sliding-window sampling of a large code grid.", argc, argv,
                            opts, sizeof opts / sizeof opts[0]);
@@ -54,7 +55,7 @@ int bench_window(int argc, char **argv) {
   if (sscanf(grid_s, "%dx%d", &gh, &gw) != 2 || gh < 1 || gw < 1 || gh > 1024 || gw > 1024)
     return cli_fail(CMD, "--grid expects HxW with sides in [1, 1024] (got '%s')", grid_s);
   if (layers < 1 || layers > 256 || embd < 1 || embd > 16384 || heads < 1 || vocab < 2 ||
-      vocab > (1 << 20) || window < 1 || window > 128 || batch < 1 || batch > 256)
+      vocab > (1 << 20) || window < 1 || window > 128 || batch < 1 || batch > 256 || lanes < 0 || lanes > 64)
     return cli_fail(CMD, "sizes out of range");
   gpt_config cfg = {.vocab_size = (int)vocab, .block_size = (int)(window * window + 1),
                     .n_layer = (int)layers, .n_head = (int)heads, .n_embd = (int)embd,
@@ -83,13 +84,15 @@ int bench_window(int argc, char **argv) {
   job.n_allowed = (int)vocab;
   job.seed = 1;
   job.no_kv_reuse = no_reuse;
+  job.lanes = (int)lanes;
   window_progress wp = {vqgpt_seconds(), (int)batch};
   if (!rc && vqgpt_sampler_run(m, &job, out, report, &wp)) rc = cli_fail(CMD, "%s", vqgpt_last_error());
   double dt = vqgpt_seconds() - wp.t0;
   if (!rc)
-    printf("window  %dx%d grid, batch %ld%s: %zu tokens in %.1f s = %.1f tokens/s (%.1f ms per "
+    printf("window  %dx%d grid, batch %ld%s%s: %zu tokens in %.1f s = %.1f tokens/s (%.1f ms per "
            "position)\n",
-           gh, gw, batch, no_reuse ? ", no K/V reuse" : "", n, dt, n / dt, 1e3 * dt / (gh * gw));
+           gh, gw, batch, no_reuse ? ", no K/V reuse" : "", lanes == 1 ? ", one row at a time" : "",
+           n, dt, n / dt, 1e3 * dt / (gh * gw));
   free(cond);
   free(out);
   vqgpt_gpt_free(m);

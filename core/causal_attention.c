@@ -175,3 +175,22 @@ void vqgpt_causal_attention_step(float *out, const float *q, const float *k_cach
     else attend_one(y, qh, K, V, T, hs, scale, s);
   }
 }
+
+void vqgpt_causal_attention_extend(float *y, int ldy, const float *q, int ldq, const float *k,
+                                   const float *v, int start, int n, int hs, float *scratch) {
+  float scale = 1.0f / sqrtf((float)hs);
+  int Tk = start + n;
+  if (n == 1) {  // one query: dot products in registers beat a product of one row
+    if (hs == 64) attend_one(y, q, k, v, Tk, 64, scale, scratch);
+    else attend_one(y, q, k, v, Tk, hs, scale, scratch);
+    return;
+  }
+  vqgpt_sgemm(false, true, n, Tk, hs, scale, q, ldq, k, hs, 0.0f, scratch, Tk);
+  for (int i = 0; i < n; i++) {
+    float *row = scratch + (size_t)i * Tk;
+    int seen = start + i + 1;
+    softmax_inplace(row, seen);
+    for (int j = seen; j < Tk; j++) row[j] = 0.0f;
+  }
+  vqgpt_sgemm(false, false, n, hs, Tk, 1.0f, scratch, Tk, v, hs, 0.0f, y, ldy);
+}

@@ -26,4 +26,12 @@ void vqgpt_causal_attention_backward(float *dqkv, const float *dout, const float
 void vqgpt_causal_attention_step(float *out, const float *q, const float *k_cache, const float *v_cache,
                            int B, int T, int Tmax, int C, int H, float *scratch);
 
+// n new queries of one (sequence, head) at positions start..start+n-1 against that sequence's
+// cached keys and values at positions 0..start+n-1 (the new ones included); query i sees keys
+// 0..start+i. q: (n, hs) with row stride ldq; k, v: (start+n, hs) contiguous; y: (n, hs) with
+// row stride ldy. scratch: n * (start+n) floats. Single-threaded: callers run (sequence, head)
+// pairs in parallel.
+void vqgpt_causal_attention_extend(float *y, int ldy, const float *q, int ldq, const float *k,
+                                   const float *v, int start, int n, int hs, float *scratch);
+
 #endif

@@ -8,8 +8,10 @@
 // Cost: a window's keys and values are reused while the window stays where it is (the top band
 // and the left and right borders, where the rule keeps it still for many positions), each new
 // token then costs one incremental step; when the window moves, only the causal prefix the
-// rule needs (condition + window tokens before the target) is recomputed, as one batched
-// forward. The B sequences (and their unconditional twins under guidance) advance in lockstep.
+// rule needs (condition + window tokens before the target) is recomputed. Rows overlap like a
+// wavefront (row i+1 needs row i only up to about half a window right of its own column):
+// a few rows, each with its own cache, advance together in one batched forward, and the B
+// sequences (and their unconditional twins under guidance) with them.
 //
 // Every draw uses its own random stream, a function of (seed, sample index, grid position):
 // sample k of a batch is the same as sample k alone, whatever the batch size, and guidance or
@@ -43,6 +45,9 @@ typedef struct {
   sampling_params sp;
   uint64_t seed;
   bool no_kv_reuse;        // recompute every position's prefix (tests, benchmarks)
+  // Grid rows filled at once, each with its own cache (0: as many as can overlap; 1: one
+  // position after another). Any value gives the same codes.
+  int lanes;
 } sampler_job;
 
 // Fills in the defaults: no guidance, no completion, the default sampling parameters.

@@ -1,6 +1,7 @@
 #include "stage2_transformer/gpt.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -796,45 +797,64 @@ int vqgpt_gpt_kv_init(gpt_kv *kv, const gpt *m, int B) {
   memset(kv, 0, sizeof *kv);
   const gpt_config *c = &m->cfg;
   if (B < 1) return vqgpt_error("KV cache batch %d invalid", B);
-  size_t C = c->n_embd, L = c->n_layer, H = c->n_head, Tm = c->block_size;
-  // The widest weight matrix for vqgpt_linear_forward_half's tiles: fcproj (C, 4C) or a tile of
-  // any other (all have C columns).
-  size_t tile = m->half_weights ? vqgpt_linear_half_scratch_floats(4 * (int)C, LINEAR_HALF_TILE_ROWS)
-                                : 0;
-  size_t sizes[] = {L * B * Tm * C, L * B * Tm * C, B * C, B * C,     B * 3 * C,
-                    B * C,          B * C,          B * 4 * C, B * H * Tm, tile};
-  float **ptrs[] = {&kv->k, &kv->v, &kv->x, &kv->ln, &kv->qkv, &kv->atty, &kv->tmp, &kv->h,
-                    &kv->scores, &kv->wtile};
-  size_t total = 0, n = sizeof sizes / sizeof sizes[0];
-  for (size_t i = 0; i < n; i++) total += sizes[i];
-  if (vqgpt_memory_check(total * sizeof(float), "the KV cache")) return -1;
-  kv->block = malloc(total * sizeof(float));
-  if (!kv->block) return vqgpt_error("out of memory for the KV cache (%.1f MB)", total * 4.0 / 1e6);
-  float *q = kv->block;
-  for (size_t i = 0; i < n; i++) {
-    *ptrs[i] = q;
-    q += sizes[i];
-  }
+  size_t n = (size_t)c->n_layer * B * c->block_size * c->n_embd;
+  if (vqgpt_memory_check(2 * n * sizeof(float), "the KV cache")) return -1;
+  kv->k = malloc(2 * n * sizeof(float));
+  if (!kv->k) return vqgpt_error("out of memory for the KV cache (%.1f MB)", n * 8.0 / 1e6);
+  kv->v = kv->k + n;
   kv->B = B;
-  kv->Tmax = (int)Tm;
+  kv->Tmax = c->block_size;
   kv->T = 0;
   return 0;
 }
 
+void vqgpt_gpt_work_free(gpt_work *w) {
+  free(w->block);
+  memset(w, 0, sizeof *w);
+}
+
 void vqgpt_gpt_kv_free(gpt_kv *kv) {
-  free(kv->block);
-  free(kv->pblock);
+  free(kv->k);
+  vqgpt_gpt_work_free(&kv->work);
   memset(kv, 0, sizeof *kv);
 }
 
 void vqgpt_gpt_kv_reset(gpt_kv *kv) { kv->T = 0; }
 
+// Sizes w for `rows` token rows (keeps it when it is large enough).
+static int work_reserve(gpt_work *w, const gpt *m, size_t rows) {
+  if (w->block && w->rows >= rows) return 0;
+  vqgpt_gpt_work_free(w);
+  const gpt_config *c = &m->cfg;
+  size_t C = c->n_embd, Tm = c->block_size;
+  // The widest weight matrix for vqgpt_linear_forward_half's tiles: fcproj (C, 4C) or a tile of
+  // any other (all have C columns).
+  size_t tile = m->half_weights ? vqgpt_linear_half_scratch_floats(4 * (int)C, LINEAR_HALF_TILE_ROWS)
+                                : 0;
+  size_t sizes[] = {rows * C, rows * C, rows * 3 * C, rows * C, rows * C, rows * 4 * C,
+                    (size_t)vqgpt_scratch_threads() * Tm * Tm, tile};
+  float **ptrs[] = {&w->x, &w->ln, &w->qkv, &w->atty, &w->tmp, &w->h, &w->scores, &w->wtile};
+  size_t total = 0, n = sizeof sizes / sizeof sizes[0];
+  for (size_t i = 0; i < n; i++) total += sizes[i];
+  if (vqgpt_memory_check(total * sizeof(float), "the sampling activations")) return -1;
+  w->block = malloc(total * sizeof(float));
+  if (!w->block)
+    return vqgpt_error("out of memory for the sampling activations (%.1f MB)", total * 4.0 / 1e6);
+  float *q = w->block;
+  for (size_t i = 0; i < n; i++) {
+    *ptrs[i] = q;
+    q += sizes[i];
+  }
+  w->rows = rows;
+  return 0;
+}
+
 // One Linear of the sampling forward: w32 + at, or w16 + at for a half-weight model.
-static void sample_linear(const gpt *m, gpt_kv *kv, float *out, const float *in, const float *w32,
+static void sample_linear(const gpt *m, gpt_work *w, float *out, const float *in, const float *w32,
                           const uint16_t *w16, size_t at, const float *bias, int N, int C,
                           int OC) {
   if (m->half_weights)
-    vqgpt_linear_forward_half(out, in, w16 + at, m->half_fmt, bias, N, C, OC, kv->wtile);
+    vqgpt_linear_forward_half(out, in, w16 + at, m->half_fmt, bias, N, C, OC, w->wtile);
   else
     vqgpt_linear_forward(out, in, w32 + at, bias, N, C, OC);
 }
@@ -854,141 +874,157 @@ static void add_inplace(float *x, const float *y, size_t n) {
   for (size_t i = 0; i < n; i++) x[i] += y[i];
 }
 
-// Stores the key and value of sequence b at position t of layer l from its qkv row (3C).
-static void store_kv(gpt_kv *kv, int l, int b, int t, const float *qkv_row, int C, int H) {
-  int hs = C / H, B = kv->B, Tm = kv->Tmax;
-  float *kc = kv->k + (size_t)l * B * Tm * C, *vc = kv->v + (size_t)l * B * Tm * C;
-  for (int h = 0; h < H; h++) {
-    size_t at = (((size_t)b * H + h) * Tm + t) * hs;  // (B, H, Tmax, hs)
-    memcpy(kc + at, qkv_row + C + (size_t)h * hs, hs * sizeof(float));
-    memcpy(vc + at, qkv_row + 2 * C + (size_t)h * hs, hs * sizeof(float));
+// Where one sequence's new rows sit in a batched forward.
+typedef struct {
+  gpt_kv *kv;
+  int b;      // sequence within the part's cache
+  int start;  // position of its first new row
+  int count;  // new rows
+  size_t row; // index of its first new row among all rows
+} extend_seq;
+
+// Stores the keys and values of every new row of layer l into the caches.
+static void store_kv(const extend_seq *sq, int n_seq, const float *qkv, int l, int C, int H) {
+  int hs = C / H;
+  for (int s = 0; s < n_seq; s++) {
+    gpt_kv *kv = sq[s].kv;
+    size_t plane = (size_t)kv->B * kv->Tmax * C;
+    float *kc = kv->k + (size_t)l * plane, *vc = kv->v + (size_t)l * plane;
+    for (int t = 0; t < sq[s].count; t++) {
+      const float *row = qkv + (sq[s].row + t) * 3 * C;
+      for (int h = 0; h < H; h++) {
+        size_t at = (((size_t)sq[s].b * H + h) * kv->Tmax + sq[s].start + t) * hs;
+        memcpy(kc + at, row + C + (size_t)h * hs, hs * sizeof(float));
+        memcpy(vc + at, row + 2 * C + (size_t)h * hs, hs * sizeof(float));
+      }
+    }
   }
 }
 
-// The rest of layer l for the B newest positions, whose queries are in kv->tmp, keys and values
-// already in the cache (T positions filled) and residual stream in kv->x: attention over the
-// cache, the output projection, the MLP, both residual additions.
-static void attend_and_mlp(const gpt *m, gpt_kv *kv, int l, int T) {
-  const gpt_config *c = &m->cfg;
-  const gpt_params *p = &m->p;
-  int B = kv->B, C = c->n_embd, H = c->n_head, Tm = kv->Tmax;
-  size_t Lc = (size_t)l * C;
-  const gpt_half_params *h = &m->h;
-  const float *kc = kv->k + (size_t)l * B * Tm * C, *vc = kv->v + (size_t)l * B * Tm * C;
-  vqgpt_causal_attention_step(kv->atty, kv->tmp, kc, vc, B, T, Tm, C, H, kv->scores);
-  sample_linear(m, kv, kv->tmp, kv->atty, p->proj_w, h->proj_w, Lc * C, p->proj_b + Lc, B, C, C);
-  add_inplace(kv->x, kv->tmp, (size_t)B * C);
-  vqgpt_layernorm_forward(kv->ln, NULL, NULL, kv->x, p->ln2_w + Lc, p->ln2_b + Lc, B, C, GPT_LN_EPS);
-  sample_linear(m, kv, kv->h, kv->ln, p->fc_w, h->fc_w, Lc * 4 * C, p->fc_b + Lc * 4, B, C,
-                4 * C);
-  vqgpt_gelu_forward(kv->h, kv->h, (size_t)B * 4 * C);
-  sample_linear(m, kv, kv->tmp, kv->h, p->fcproj_w, h->fcproj_w, Lc * 4 * C, p->fcproj_b + Lc, B,
-                4 * C, C);
-  add_inplace(kv->x, kv->tmp, (size_t)B * C);
+// Attention of layer l. All new rows of each sequence (only_last false; outputs at their rows)
+// or only its last one (only_last; sequence s's output at row s). The (sequence, head) pairs
+// run in parallel, each with single-threaded products.
+static void attend(const extend_seq *sq, int n_seq, gpt_work *w, int l, int C, int H,
+                   bool only_last) {
+  int hs = C / H, Tm = sq[0].kv->Tmax;
+  size_t work = 0;
+  for (int s = 0; s < n_seq; s++)
+    work += (size_t)(only_last ? 1 : sq[s].count) * (sq[s].start + sq[s].count) * hs;
+  bool par = n_seq * H >= vqgpt_team_threads() && work >= VQGPT_PAR_MIN;
+#pragma omp parallel for schedule(dynamic) if (par)
+  for (int sh = 0; sh < n_seq * H; sh++) {
+    const extend_seq *e = &sq[sh / H];
+    int h = sh % H, n = only_last ? 1 : e->count, first = e->start + e->count - n;
+    size_t plane = (size_t)e->kv->B * e->kv->Tmax * C;
+    size_t head = ((size_t)e->b * H + h) * e->kv->Tmax * hs;
+    const float *k = e->kv->k + (size_t)l * plane + head, *v = e->kv->v + (size_t)l * plane + head;
+    const float *q = w->qkv + (e->row + e->count - n) * 3 * C + (size_t)h * hs;
+    float *y = w->atty + (only_last ? (size_t)(sh / H) : e->row) * C + (size_t)h * hs;
+    float *scores = w->scores + (size_t)omp_get_thread_num() * Tm * Tm;
+    vqgpt_causal_attention_extend(y, C, q, 3 * C, k, v, first, n, hs, scores);
+  }
 }
 
-// Next-token logits (B, V) from the residual stream kv->x.
-static void step_logits(const gpt *m, gpt_kv *kv, float *logits) {
+// After attention (in w->atty) for `rows` rows: the output projection, the MLP and both
+// residual additions into w->x.
+static void project_and_mlp(const gpt *m, gpt_work *w, int l, int rows) {
+  const gpt_params *p = &m->p;
+  const gpt_half_params *h = &m->h;
+  int C = m->cfg.n_embd;
+  size_t Lc = (size_t)l * C, n = (size_t)rows;
+  sample_linear(m, w, w->tmp, w->atty, p->proj_w, h->proj_w, Lc * C, p->proj_b + Lc, rows, C, C);
+  add_inplace(w->x, w->tmp, n * C);
+  vqgpt_layernorm_forward(w->ln, NULL, NULL, w->x, p->ln2_w + Lc, p->ln2_b + Lc, rows, C,
+                          GPT_LN_EPS);
+  sample_linear(m, w, w->h, w->ln, p->fc_w, h->fc_w, Lc * 4 * C, p->fc_b + Lc * 4, rows, C, 4 * C);
+  vqgpt_gelu_forward(w->h, w->h, n * 4 * C);
+  sample_linear(m, w, w->tmp, w->h, p->fcproj_w, h->fcproj_w, Lc * 4 * C, p->fcproj_b + Lc, rows,
+                4 * C, C);
+  add_inplace(w->x, w->tmp, n * C);
+}
+
+// Lays the parts' sequences out as rows and checks positions and tokens; returns the row count
+// or -1.
+static long extend_layout(const gpt *m, gpt_part *parts, int n_parts, extend_seq *sq) {
+  int V = m->cfg.vocab_size;
+  size_t row = 0;
+  int s = 0;
+  for (int k = 0; k < n_parts; k++) {
+    gpt_kv *kv = parts[k].kv;
+    int start = parts[k].restart ? 0 : kv->T, count = parts[k].count;
+    if (count < 1 || start + count > kv->Tmax) {
+      if (start == 0) vqgpt_error("GPT prefill of %d tokens: block_size is %d", count, kv->Tmax);
+      else vqgpt_error("GPT context full: block_size %d reached", kv->Tmax);
+      return -1;
+    }
+    for (int b = 0; b < kv->B; b++, s++) {
+      for (int t = 0; t < count; t++) {
+        int32_t tok = parts[k].tokens[(size_t)b * count + t];
+        if (tok < 0 || tok >= V) {
+          vqgpt_error("GPT input token %d not in [0, %d)", tok, V);
+          return -1;
+        }
+      }
+      sq[s] = (extend_seq){kv, b, start, count, row};
+      row += (size_t)count;
+    }
+  }
+  return (long)row;
+}
+
+int vqgpt_gpt_extend(const gpt *m, gpt_work *w, gpt_part *parts, int n_parts, float *logits) {
   const gpt_config *c = &m->cfg;
-  vqgpt_layernorm_forward(kv->ln, NULL, NULL, kv->x, m->p.lnf_w, m->p.lnf_b, kv->B, c->n_embd,
-                    GPT_LN_EPS);
-  sample_linear(m, kv, logits, kv->ln, m->p.head_w, m->h.head_w, 0, NULL, kv->B, c->n_embd,
-                c->vocab_size);
+  const gpt_params *p = &m->p;
+  const gpt_half_params *h = &m->h;
+  int C = c->n_embd, L = c->n_layer, H = c->n_head;
+  int n_seq = 0;
+  for (int k = 0; k < n_parts; k++) {
+    if (parts[k].kv->Tmax != c->block_size) return vqgpt_error("KV cache of another GPT");
+    n_seq += parts[k].kv->B;
+  }
+  if (n_seq < 1) return vqgpt_error("GPT forward of no sequences");
+  extend_seq *sq = malloc((size_t)n_seq * sizeof *sq);
+  if (!sq) return vqgpt_error("out of memory");
+  long rows = extend_layout(m, parts, n_parts, sq);
+  if (rows < 0 || work_reserve(w, m, (size_t)rows)) {
+    free(sq);
+    return -1;
+  }
+  int s = 0;
+  for (int k = 0; k < n_parts; k++)
+    for (int b = 0; b < parts[k].kv->B; b++, s++)
+      for (int t = 0; t < sq[s].count; t++)
+        embed(m, w->x + (sq[s].row + t) * C, parts[k].tokens[(size_t)b * sq[s].count + t],
+              sq[s].start + t);
+  for (int l = 0; l < L; l++) {
+    size_t Lc = (size_t)l * C;
+    vqgpt_layernorm_forward(w->ln, NULL, NULL, w->x, p->ln1_w + Lc, p->ln1_b + Lc, (int)rows, C,
+                            GPT_LN_EPS);
+    sample_linear(m, w, w->qkv, w->ln, p->qkv_w, h->qkv_w, Lc * 3 * C, p->qkv_b + Lc * 3,
+                  (int)rows, C, 3 * C);
+    store_kv(sq, n_seq, w->qkv, l, C, H);
+    bool last = l == L - 1;
+    attend(sq, n_seq, w, l, C, H, last);
+    if (last)  // only the rows that feed a logit go on: each sequence's newest, compacted
+      for (int s2 = 0; s2 < n_seq; s2++)
+        memmove(w->x + (size_t)s2 * C, w->x + (sq[s2].row + sq[s2].count - 1) * C,
+                C * sizeof(float));
+    project_and_mlp(m, w, l, last ? n_seq : (int)rows);
+  }
+  vqgpt_layernorm_forward(w->ln, NULL, NULL, w->x, p->lnf_w, p->lnf_b, n_seq, C, GPT_LN_EPS);
+  sample_linear(m, w, logits, w->ln, p->head_w, h->head_w, 0, NULL, n_seq, C, c->vocab_size);
+  for (int k = 0, first = 0; k < n_parts; first += parts[k].kv->B, k++)
+    parts[k].kv->T = sq[first].start + parts[k].count;
+  free(sq);
+  return 0;
 }
 
 int vqgpt_gpt_step(const gpt *m, gpt_kv *kv, const int32_t *tokens, float *logits) {
-  const gpt_config *c = &m->cfg;
-  const gpt_params *p = &m->p;
-  int B = kv->B, C = c->n_embd, L = c->n_layer, H = c->n_head, V = c->vocab_size;
-  int pos = kv->T, Tm = kv->Tmax;
-  if (pos >= Tm) return vqgpt_error("GPT context full: block_size %d reached", Tm);
-  for (int b = 0; b < B; b++) {
-    if (tokens[b] < 0 || tokens[b] >= V)
-      return vqgpt_error("GPT input token %d not in [0, %d)", tokens[b], V);
-    embed(m, kv->x + (size_t)b * C, tokens[b], pos);
-  }
-  const gpt_half_params *h = &m->h;
-  for (int l = 0; l < L; l++) {
-    size_t Lc = (size_t)l * C;
-    vqgpt_layernorm_forward(kv->ln, NULL, NULL, kv->x, p->ln1_w + Lc, p->ln1_b + Lc, B, C, GPT_LN_EPS);
-    sample_linear(m, kv, kv->qkv, kv->ln, p->qkv_w, h->qkv_w, Lc * 3 * C, p->qkv_b + Lc * 3, B, C,
-                  3 * C);
-    for (int b = 0; b < B; b++) {
-      const float *row = kv->qkv + (size_t)b * 3 * C;
-      memcpy(kv->tmp + (size_t)b * C, row, C * sizeof(float));
-      store_kv(kv, l, b, pos, row, C, H);
-    }
-    attend_and_mlp(m, kv, l, pos + 1);
-  }
-  step_logits(m, kv, logits);
-  kv->T = pos + 1;
-  return 0;
-}
-
-static int kv_alloc_prefill(gpt_kv *kv, const gpt_config *c) {
-  if (kv->pblock) return 0;
-  size_t rows = (size_t)kv->B * kv->Tmax, C = c->n_embd, H = c->n_head, Tm = kv->Tmax;
-  size_t sizes[] = {rows * C, rows * C, rows * 3 * C, rows * C, rows * C, rows * 4 * C,
-                    (size_t)kv->B * H * Tm * Tm};
-  float **ptrs[] = {&kv->px, &kv->pln, &kv->pqkv, &kv->patty, &kv->ptmp, &kv->ph, &kv->patt};
-  size_t total = 0, n = sizeof sizes / sizeof sizes[0];
-  for (size_t i = 0; i < n; i++) total += sizes[i];
-  if (vqgpt_memory_check(total * sizeof(float), "the prefill activations")) return -1;
-  kv->pblock = malloc(total * sizeof(float));
-  if (!kv->pblock)
-    return vqgpt_error("out of memory for the prefill scratch (%.1f MB)", total * 4.0 / 1e6);
-  float *q = kv->pblock;
-  for (size_t i = 0; i < n; i++) {
-    *ptrs[i] = q;
-    q += sizes[i];
-  }
-  return 0;
+  gpt_part part = {kv, tokens, 1, false};
+  return vqgpt_gpt_extend(m, &kv->work, &part, 1, logits);
 }
 
 int vqgpt_gpt_prefill(const gpt *m, gpt_kv *kv, const int32_t *tokens, int T, float *logits) {
-  const gpt_config *c = &m->cfg;
-  const gpt_params *p = &m->p;
-  int B = kv->B, C = c->n_embd, L = c->n_layer, H = c->n_head, V = c->vocab_size, Tm = kv->Tmax;
-  if (T < 1 || T > Tm) return vqgpt_error("GPT prefill of %d tokens: block_size is %d", T, Tm);
-  if (kv_alloc_prefill(kv, c)) return -1;
-  size_t BT = (size_t)B * T;
-  for (size_t r = 0; r < BT; r++) {
-    int32_t tok = tokens[r];
-    if (tok < 0 || tok >= V) return vqgpt_error("GPT input token %d not in [0, %d)", tok, V);
-    embed(m, kv->px + r * C, tok, (int)(r % T));
-  }
-  const gpt_half_params *h = &m->h;
-  for (int l = 0; l < L; l++) {
-    size_t Lc = (size_t)l * C;
-    vqgpt_layernorm_forward(kv->pln, NULL, NULL, kv->px, p->ln1_w + Lc, p->ln1_b + Lc, (int)BT, C,
-                      GPT_LN_EPS);
-    sample_linear(m, kv, kv->pqkv, kv->pln, p->qkv_w, h->qkv_w, Lc * 3 * C, p->qkv_b + Lc * 3,
-                  (int)BT, C, 3 * C);
-    for (int b = 0; b < B; b++)
-      for (int t = 0; t < T; t++) store_kv(kv, l, b, t, kv->pqkv + ((size_t)b * T + t) * 3 * C, C, H);
-    if (l == L - 1) break;  // the last layer: only the newest positions go on (below)
-    vqgpt_causal_attention_forward(kv->patty, kv->patt, kv->pqkv, B, T, C, H, 0.0f, 0, NULL);
-    sample_linear(m, kv, kv->ptmp, kv->patty, p->proj_w, h->proj_w, Lc * C, p->proj_b + Lc,
-                  (int)BT, C, C);
-    add_inplace(kv->px, kv->ptmp, BT * C);
-    vqgpt_layernorm_forward(kv->pln, NULL, NULL, kv->px, p->ln2_w + Lc, p->ln2_b + Lc, (int)BT, C,
-                      GPT_LN_EPS);
-    sample_linear(m, kv, kv->ph, kv->pln, p->fc_w, h->fc_w, Lc * 4 * C, p->fc_b + Lc * 4, (int)BT,
-                  C, 4 * C);
-    vqgpt_gelu_forward(kv->ph, kv->ph, BT * 4 * C);
-    sample_linear(m, kv, kv->ptmp, kv->ph, p->fcproj_w, h->fcproj_w, Lc * 4 * C, p->fcproj_b + Lc,
-                  (int)BT, 4 * C, C);
-    add_inplace(kv->px, kv->ptmp, BT * C);
-  }
-  // Only the last position's logits are wanted, so after the keys and values of the last layer
-  // its attention, MLP and the head run on the B last positions alone, as a step does.
-  for (int b = 0; b < B; b++) {
-    size_t last = (size_t)b * T + T - 1;
-    memcpy(kv->x + (size_t)b * C, kv->px + last * C, C * sizeof(float));
-    memcpy(kv->tmp + (size_t)b * C, kv->pqkv + last * 3 * C, C * sizeof(float));
-  }
-  attend_and_mlp(m, kv, L - 1, T);
-  step_logits(m, kv, logits);
-  kv->T = T;
-  return 0;
+  gpt_part part = {kv, tokens, T, true};
+  return vqgpt_gpt_extend(m, &kv->work, &part, 1, logits);
 }

@@ -206,34 +206,50 @@ int vqgpt_gpt_forward(gpt *m, const int32_t *idx, const int32_t *targets, int B,
 // Gradients of the last forward's loss accumulate (+=) into m->grads.
 int vqgpt_gpt_backward(gpt *m);
 
-// Key/value cache for incremental decoding of B sequences in lockstep.
+// Scratch of a batched sampling forward (vqgpt_gpt_extend): activations of `rows` token rows,
+// grown on demand, and per-thread attention scores.
+typedef struct {
+  size_t rows;                           // capacity
+  float *x, *ln, *qkv, *atty, *tmp, *h;  // (rows, C | C | 3C | C | C | 4C)
+  float *scores;                         // per thread (block_size, block_size)
+  float *wtile;  // half-weight models: weight rows converted for sgemm (vqgpt_linear_forward_half)
+  float *block;
+} gpt_work;
+
+void vqgpt_gpt_work_free(gpt_work *w);
+
+// Key/value cache of B sequences that advance together.
 typedef struct {
   int B, Tmax, T;  // T: positions filled so far
   float *k, *v;    // (L, B, H, Tmax, hs)
-  float *x;        // (B, C) residual stream
-  float *ln;       // (B, C)
-  float *qkv;      // (B, 3C)
-  float *atty;     // (B, C)
-  float *tmp;      // (B, C)
-  float *h;        // (B, 4C)
-  float *scores;   // (B, H, Tmax)
-  float *wtile;    // half-weight models: weight rows converted for sgemm (vqgpt_linear_forward_half)
-  float *block;
-  // Prefill scratch, allocated at the first vqgpt_gpt_prefill: rows are (B, Tmax) positions.
-  float *px, *pln, *pqkv, *patty, *ptmp, *ph;  // (B*Tmax, C | C | 3C | C | C | 4C)
-  float *patt;                                 // (B, H, Tmax, Tmax)
-  float *pblock;
+  gpt_work work;   // for vqgpt_gpt_step and vqgpt_gpt_prefill
 } gpt_kv;
 
 int vqgpt_gpt_kv_init(gpt_kv *kv, const gpt *m, int B);
 void vqgpt_gpt_kv_free(gpt_kv *kv);
 void vqgpt_gpt_kv_reset(gpt_kv *kv);
+
+// One cache's share of a batched forward: each of its kv->B sequences gets `count` tokens
+// appended, at positions kv->T.. or, with restart, at 0.. (the cache starts over).
+typedef struct {
+  gpt_kv *kv;
+  const int32_t *tokens;  // (kv->B, count)
+  int count;
+  bool restart;
+} gpt_part;
+
+// Appends the parts' tokens to their caches in one forward whose matrix products take every
+// new row of every part together (caches of different lengths and windows: the sliding-window
+// sampler's lanes), and writes the logits after each sequence's last new token: (sum of
+// kv->B, V), in part order. The same as the parts one after another; only the rows that feed a
+// logit go through the last layer's attention and MLP.
+int vqgpt_gpt_extend(const gpt *m, gpt_work *w, gpt_part *parts, int n_parts, float *logits);
 // Appends one token per sequence (tokens: (B)) at position kv->T and writes the next-token
-// logits (B, V). Costs one token's forward per sequence.
+// logits (B, V).
 int vqgpt_gpt_step(const gpt *m, gpt_kv *kv, const int32_t *tokens, float *logits);
-// Restarts the cache with T tokens per sequence (tokens: (B, T), positions 0..T-1) in one
-// batched forward (matrix products over all B*T rows) and writes the logits after the last
-// token (B, V): the same as vqgpt_gpt_kv_reset and T gpt_steps, at sgemm speed.
+// Restarts the cache with T tokens per sequence (tokens: (B, T), positions 0..T-1) and writes
+// the logits after the last token (B, V): the same as vqgpt_gpt_kv_reset and T steps, as
+// matrix products over all B*T rows.
 int vqgpt_gpt_prefill(const gpt *m, gpt_kv *kv, const int32_t *tokens, int T, float *logits);
 
 #endif

@@ -124,6 +124,24 @@ static double gelu_loss(void *p) {
   return weighted_sum(c->out, c->wout, c->n);
 }
 
+// The rational erf against double-precision erf, and the forward against the erf form.
+static void test_gelu_accuracy(void) {
+  double worst = 0, worst_gelu = 0;
+  for (int i = -60000; i <= 60000; i++) {
+    double x = i * 1e-4;
+    worst = fmax(worst, fabs(vqgpt_gelu_erf((float)x) - erf(x)));
+  }
+  float in[1001], out[1001];
+  for (int i = 0; i <= 1000; i++) in[i] = (float)(i - 500) * 0.02f;  // [-10, 10]
+  vqgpt_gelu_forward(out, in, 1001);
+  for (int i = 0; i <= 1000; i++) {
+    double x = in[i], ref = 0.5 * x * (1 + erf(x / sqrt(2.0)));
+    worst_gelu = fmax(worst_gelu, fabs(out[i] - ref) / fmax(fabs(x), 1.0));
+  }
+  CHECKF(worst < 4e-7, "erf: largest error %.3g", worst);
+  CHECKF(worst_gelu < 4e-7, "gelu: largest error %.3g (relative to max(|x|, 1))", worst_gelu);
+}
+
 static void test_gelu(void) {
   uint64_t st = 9;
   size_t n = 300;
@@ -376,6 +394,7 @@ int main(int argc, char **argv) {
   test_linear(13, 21);  // row kernel: 8 + 4 + 1 inputs, a row length with a scalar tail
   test_linear(37, 24);  // sgemm
   test_layernorm();
+  test_gelu_accuracy();
   test_gelu();
   test_attention(0.0f);
   test_attention(0.25f);

@@ -77,6 +77,12 @@ static void test_parity(void) {
     job.no_kv_reuse = true;
     CHECK(vqgpt_sampler_run(m, &job, again, NULL, NULL) == 0);
     CHECKF(count_diff(out, again, n) == 0, "case %d: K/V reuse differs from recomputation", k);
+    // Strictly one position after another (one lane) gives the rows filled together.
+    job.no_kv_reuse = false;
+    job.lanes = 1;
+    CHECK(vqgpt_sampler_run(m, &job, again, NULL, NULL) == 0);
+    CHECKF(count_diff(out, again, n) == 0, "case %d: one lane differs from several", k);
+    job.lanes = 0;
     // One sample at a time gives the batch's samples.
     job.no_kv_reuse = false;
     job.B = 1;
@@ -118,6 +124,12 @@ static void test_drawn(void) {
   CHECK(vqgpt_sampler_run(m, &job, b, NULL, NULL) == 0);
   CHECK(count_diff(a, b, n) == 0);
   job.no_kv_reuse = false;
+  for (int lanes = 1; lanes <= 3; lanes++) {  // 3 rows overlap on this grid
+    job.lanes = lanes;
+    CHECK(vqgpt_sampler_run(m, &job, b, NULL, NULL) == 0);
+    CHECKF(count_diff(a, b, n) == 0, "%d lane(s) differ from the default", lanes);
+  }
+  job.lanes = 0;
   job.B = 1;
   job.cond = classes + 2;
   job.init = given + 2 * hw;
