@@ -320,7 +320,7 @@ int cmd_train_vqgan(int argc, char **argv) {
   uint64_t rng = (uint64_t)a.seed;
   long step = 0;
   if (vqgpt_image_dataset_load(&s.data, a.data, a.scale ? (int)a.scale : (int)a.size, (int)a.size,
-                         (int)a.size) ||
+                               (int)a.size) ||
       make_split(&s, a.n_val)) {
     cli_fail(CMD, "%s", vqgpt_last_error());
     goto done;
@@ -380,7 +380,7 @@ int cmd_train_vqgan(int argc, char **argv) {
     // Every rank draws the whole batch (the same stream as one process), keeping its rows.
     for (long b = 0; b < a.batch; b++)
       vqgpt_image_dataset_random_crop(&s.data, s.train_idx[vqgpt_rng_below(&rng, s.n_train)], &rng,
-                                b >= lo && b < lo + local ? x + per * (b - lo) : NULL);
+                                      b >= lo && b < lo + local ? x + per * (b - lo) : NULL);
     vqgan_step_stats ss;
     if (vqgpt_vqgan_trainer_step(tr, x, step, &ss)) {
       // Counted as the progress lines count (step N is the N-th); the diverged state is not saved.

@@ -56,7 +56,7 @@ static bool adamw_range(float *param, const float *grad, float *m, float *v, siz
 }
 
 bool vqgpt_adamw_update(float *param, const float *grad, float *m, float *v, size_t n, float lr,
-                  float beta1, float beta2, float eps, float weight_decay, long step) {
+                        float beta1, float beta2, float eps, float weight_decay, long step) {
   float bc1 = 1.0f - powf(beta1, (float)step);
   float bc2_sqrt = sqrtf(1.0f - powf(beta2, (float)step));
   float step_size = lr / bc1;

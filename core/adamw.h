@@ -10,7 +10,7 @@
 // updated parameter is finite (checked in the same pass, so that a diverging run is caught at
 // the step that diverged).
 bool vqgpt_adamw_update(float *param, const float *grad, float *m, float *v, size_t n, float lr,
-                  float beta1, float beta2, float eps, float weight_decay, long step);
+                        float beta1, float beta2, float eps, float weight_decay, long step);
 
 // sqrt(sum grad^2) over (n), summed in fixed blocks so it does not depend on thread count.
 double vqgpt_adamw_global_norm(const float *grad, size_t n);

@@ -27,7 +27,7 @@ static void attn2d_softmax_rows(float *s, int rows, int N) {
 static float attn2d_scale(int C) { return (float)(1.0 / sqrt((double)C)); }
 
 void vqgpt_attn2d_forward(float *out, float *probs, const float *q, const float *k, const float *v,
-                    int B, int C, int N) {
+                          int B, int C, int N) {
   float scale = attn2d_scale(C);
   size_t cn = (size_t)C * N, nn = (size_t)N * N;
   for (int b = 0; b < B; b++) {
@@ -46,7 +46,7 @@ size_t vqgpt_attn2d_rows_scratch_size(int N) {
 }
 
 void vqgpt_attn2d_forward_rows(float *out, float *scratch, const float *q, const float *k,
-                         const float *v, int B, int C, int N) {
+                               const float *v, int B, int C, int N) {
   float scale = attn2d_scale(C);
   size_t cn = (size_t)C * N;
   for (int b = 0; b < B; b++) {
@@ -65,8 +65,8 @@ void vqgpt_attn2d_forward_rows(float *out, float *scratch, const float *q, const
 size_t vqgpt_attn2d_scratch_size(int N) { return (size_t)N * N; }
 
 void vqgpt_attn2d_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
-                     const float *k, const float *v, const float *probs, int B, int C, int N,
-                     float *scratch) {
+                           const float *k, const float *v, const float *probs, int B, int C, int N,
+                           float *scratch) {
   float scale = attn2d_scale(C);
   size_t cn = (size_t)C * N, nn = (size_t)N * N;
   float *ds = scratch;  // (N_q, N_k): dprobs, then dscores in place

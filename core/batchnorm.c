@@ -52,8 +52,8 @@ static void update_running(float *running_mean, float *running_var, int c, doubl
 }
 
 void vqgpt_batchnorm_forward_train(float *out, float *mean, float *rstd, float *running_mean,
-                             float *running_var, const float *in, const float *gamma,
-                             const float *beta, int B, int C, int HW, float eps, float momentum) {
+                                   float *running_var, const float *in, const float *gamma,
+                                   const float *beta, int B, int C, int HW, float eps, float momentum) {
   const size_t n = (size_t)B * (size_t)HW;
   const size_t cstride = (size_t)HW, bstride = (size_t)C * HW;
 #pragma omp parallel for schedule(static)
@@ -76,7 +76,7 @@ void vqgpt_batchnorm_forward_train(float *out, float *mean, float *rstd, float *
 }
 
 void vqgpt_batchnorm_update_running(float *running_mean, float *running_var, const float *in, int B,
-                              int C, int HW, float momentum) {
+                                    int C, int HW, float momentum) {
   const size_t n = (size_t)B * (size_t)HW;
 #pragma omp parallel for schedule(static)
   for (int c = 0; c < C; c++) {
@@ -87,8 +87,8 @@ void vqgpt_batchnorm_update_running(float *running_mean, float *running_var, con
 }
 
 void vqgpt_batchnorm_forward_eval(float *out, const float *in, const float *gamma, const float *beta,
-                            const float *running_mean, const float *running_var, int B, int C,
-                            int HW, float eps) {
+                                  const float *running_mean, const float *running_var, int B, int C,
+                                  int HW, float eps) {
   const size_t bstride = (size_t)C * HW;
 #pragma omp parallel for collapse(2) schedule(static)
   for (int b = 0; b < B; b++)
@@ -102,8 +102,8 @@ void vqgpt_batchnorm_forward_eval(float *out, const float *in, const float *gamm
 }
 
 void vqgpt_batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *dout,
-                        const float *in, const float *mean, const float *rstd, const float *gamma,
-                        int B, int C, int HW) {
+                              const float *in, const float *mean, const float *rstd, const float *gamma,
+                              int B, int C, int HW) {
   const size_t n = (size_t)B * (size_t)HW;
   const size_t bstride = (size_t)C * HW;
 #pragma omp parallel for schedule(static)
@@ -158,9 +158,9 @@ static double *stats_buffer(int C) {
 }
 
 int vqgpt_batchnorm_forward_train_dist(float *out, float *mean, float *rstd, float *running_mean,
-                                 float *running_var, const float *in, const float *gamma,
-                                 const float *beta, int B, int C, int HW, float eps,
-                                 float momentum) {
+                                       float *running_var, const float *in, const float *gamma,
+                                       const float *beta, int B, int C, int HW, float eps,
+                                       float momentum) {
   double *mu = stats_buffer(C), *sq = mu ? mu + C : NULL;
   if (!mu) return -1;
   global_stats(in, B, C, HW, mu, sq);
@@ -185,7 +185,7 @@ int vqgpt_batchnorm_forward_train_dist(float *out, float *mean, float *rstd, flo
 }
 
 int vqgpt_batchnorm_update_running_dist(float *running_mean, float *running_var, const float *in,
-                                  int B, int C, int HW, float momentum) {
+                                        int B, int C, int HW, float momentum) {
   double *mu = stats_buffer(C), *sq = mu ? mu + C : NULL;
   if (!mu) return -1;
   global_stats(in, B, C, HW, mu, sq);
@@ -196,8 +196,8 @@ int vqgpt_batchnorm_update_running_dist(float *running_mean, float *running_var,
 }
 
 int vqgpt_batchnorm_backward_dist(float *din, float *dgamma, float *dbeta, const float *dout,
-                            const float *in, const float *mean, const float *rstd,
-                            const float *gamma, int B, int C, int HW) {
+                                  const float *in, const float *mean, const float *rstd,
+                                  const float *gamma, int B, int C, int HW) {
   double *sum_dy = stats_buffer(C), *sum_dy_xc = sum_dy ? sum_dy + C : NULL;
   if (!sum_dy) return -1;
   const size_t bstride = (size_t)C * HW;

@@ -57,7 +57,7 @@ static void attend_pair(float *out, float *att, const float *qkv, int b, int h, 
 // region), so the cores never meet inside a small product. Every pair computes the same
 // sequence of operations either way.
 void vqgpt_causal_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C,
-                              int H, float pdrop, uint64_t seed, float *scratch) {
+                                    int H, float pdrop, uint64_t seed, float *scratch) {
   int BH = B * H;
   bool par = BH >= vqgpt_team_threads() && (size_t)BH * T * T >= VQGPT_PAR_MIN / 8;
 #pragma omp parallel for schedule(dynamic) if (par)
@@ -108,8 +108,8 @@ static void attend_pair_backward(float *dqkv, const float *dout, const float *qk
 
 // Pairs in parallel as in the forward.
 void vqgpt_causal_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att,
-                               int B, int T, int C, int H, float pdrop, uint64_t seed,
-                               float *scratch) {
+                                     int B, int T, int C, int H, float pdrop, uint64_t seed,
+                                     float *scratch) {
   int BH = B * H;
   bool par = BH >= vqgpt_team_threads() && (size_t)BH * T * T >= VQGPT_PAR_MIN / 8;
 #pragma omp parallel for schedule(dynamic) if (par)
@@ -160,7 +160,7 @@ static inline __attribute__((always_inline)) void attend_one(float *y, const flo
 }
 
 void vqgpt_causal_attention_step(float *out, const float *q, const float *k_cache, const float *v_cache,
-                           int B, int T, int Tmax, int C, int H, float *scratch) {
+                                 int B, int T, int Tmax, int C, int H, float *scratch) {
   int hs = C / H;
   float scale = 1.0f / sqrtf((float)hs);
 #pragma omp parallel for schedule(static) if ((size_t)B * T * C >= VQGPT_PAR_MIN)

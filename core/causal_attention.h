@@ -13,18 +13,18 @@
 // (entries above the diagonal are zero). pdrop in [0, 1). scratch: (B, H, T, T) floats, used
 // only when pdrop > 0 (may be NULL otherwise).
 void vqgpt_causal_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C,
-                              int H, float pdrop, uint64_t seed, float *scratch);
+                                    int H, float pdrop, uint64_t seed, float *scratch);
 
 // dqkv (B, T, 3C) is overwritten (=). scratch: (B, H, T, T) floats.
 void vqgpt_causal_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att,
-                               int B, int T, int C, int H, float pdrop, uint64_t seed,
-                               float *scratch);
+                                     int B, int T, int C, int H, float pdrop, uint64_t seed,
+                                     float *scratch);
 
 // One new query per sequence against a key/value cache (incremental decoding, no dropout).
 // out, q: (B, C); k_cache, v_cache: (B, H, Tmax, hs), each head's keys contiguous, with
 // positions 0..T-1 filled (the new token's key and value included). scratch: (B, H, T) floats.
 void vqgpt_causal_attention_step(float *out, const float *q, const float *k_cache, const float *v_cache,
-                           int B, int T, int Tmax, int C, int H, float *scratch);
+                                 int B, int T, int Tmax, int C, int H, float *scratch);
 
 // n new queries of one (sequence, head) at positions start..start+n-1 against that sequence's
 // cached keys and values at positions 0..start+n-1 (the new ones included); query i sees keys

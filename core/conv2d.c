@@ -135,7 +135,7 @@ static conv2d_shift_plan conv2d_shift_geometry(const conv2d_shape *s, int ho, in
 
 static bool conv2d_use_winograd(const conv2d_shape *s, int h, int w) {
   return vqgpt_winograd_applies(s->c_in, s->c_out, s->k_h, s->k_w, s->stride, s->pad_top,
-                          s->pad_bottom, s->pad_left, s->pad_right, h, w);
+                                s->pad_bottom, s->pad_left, s->pad_right, h, w);
 }
 
 size_t vqgpt_conv2d_scratch_size(const conv2d_shape *s, int h, int w) {
@@ -509,7 +509,7 @@ static void conv2d_backward_grouped(float *din, float *dweight, const float *dou
 }
 
 void vqgpt_conv2d_forward(float *out, const float *in, const float *weight, const float *bias,
-                    const conv2d_shape *s, int B, int H, int W, float *scratch) {
+                          const conv2d_shape *s, int B, int H, int W, float *scratch) {
   if (vqgpt_conv2d_thin_applies(s)) {
     vqgpt_conv2d_thin_forward(out, in, weight, bias, s, B, H, W, scratch);
     return;
@@ -608,8 +608,8 @@ static void conv2d_backward_shifted(float *din, float *dwt, const float *dout, c
 }
 
 void vqgpt_conv2d_backward(float *din, float *dweight, float *dbias, const float *dout,
-                     const float *in, const float *weight, const conv2d_shape *s, int B, int H,
-                     int W, float *scratch) {
+                           const float *in, const float *weight, const conv2d_shape *s, int B, int H,
+                           int W, float *scratch) {
   int ho = vqgpt_conv2d_out_h(s, H), wo = vqgpt_conv2d_out_w(s, W);
   size_t in_plane = (size_t)H * W, out_plane = (size_t)ho * wo;
   if (dbias) {

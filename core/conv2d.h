@@ -24,12 +24,12 @@ size_t vqgpt_conv2d_scratch_size(const conv2d_shape *s, int h, int w);
 // out (B, c_out, Ho, Wo) = conv(in (B, c_in, H, W), weight (c_out, c_in, k_h, k_w)) + bias
 // (c_out; may be NULL). out must not alias in.
 void vqgpt_conv2d_forward(float *out, const float *in, const float *weight, const float *bias,
-                    const conv2d_shape *s, int B, int H, int W, float *scratch);
+                          const conv2d_shape *s, int B, int H, int W, float *scratch);
 
 // din (B, c_in, H, W) is overwritten (=) when non-NULL; dweight and dbias (may be NULL)
 // accumulate (+=).
 void vqgpt_conv2d_backward(float *din, float *dweight, float *dbias, const float *dout,
-                     const float *in, const float *weight, const conv2d_shape *s, int B, int H,
-                     int W, float *scratch);
+                           const float *in, const float *weight, const conv2d_shape *s, int B, int H,
+                           int W, float *scratch);
 
 #endif

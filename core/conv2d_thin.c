@@ -124,7 +124,7 @@ static inline void thin_forward_band(float *out, const float *pad, const float *
 }
 
 void vqgpt_conv2d_thin_forward(float *out, const float *in, const float *weight, const float *bias,
-                         const conv2d_shape *s, int B, int H, int W, float *scratch) {
+                               const conv2d_shape *s, int B, int H, int W, float *scratch) {
   thin_pad p = pad_geometry(s, H, W);
   int ho = vqgpt_conv2d_out_h(s, H), wo = vqgpt_conv2d_out_w(s, W);
   size_t per_thread = pad_floats(s, &p) + (size_t)s->c_out * s->c_in * s->k_h * s->k_w;
@@ -173,8 +173,8 @@ static float thin_dot(const float *dout, const float *plane, const thin_pad *p, 
 }
 
 void vqgpt_conv2d_thin_backward(float *din, float *dweight, const float *dout, const float *in,
-                          const float *weight, const conv2d_shape *s, int B, int H, int W,
-                          float *scratch) {
+                                const float *weight, const conv2d_shape *s, int B, int H, int W,
+                                float *scratch) {
   int ho = vqgpt_conv2d_out_h(s, H), wo = vqgpt_conv2d_out_w(s, W);
   const int taps = s->k_h * s->k_w;
   size_t nw = (size_t)s->c_out * s->c_in * taps;

@@ -15,10 +15,10 @@
 bool vqgpt_conv2d_thin_applies(const conv2d_shape *s);
 size_t vqgpt_conv2d_thin_scratch_size(const conv2d_shape *s, int h, int w);
 void vqgpt_conv2d_thin_forward(float *out, const float *in, const float *weight, const float *bias,
-                         const conv2d_shape *s, int B, int H, int W, float *scratch);
+                               const conv2d_shape *s, int B, int H, int W, float *scratch);
 // din (=) and dweight (+=) as vqgpt_conv2d_backward; the bias gradient is left to the caller.
 void vqgpt_conv2d_thin_backward(float *din, float *dweight, const float *dout, const float *in,
-                          const float *weight, const conv2d_shape *s, int B, int H, int W,
-                          float *scratch);
+                                const float *weight, const conv2d_shape *s, int B, int H, int W,
+                                float *scratch);
 
 #endif

@@ -174,25 +174,25 @@ static void gn_backward(float *din, float *dgamma, float *dbeta, const float *do
 }
 
 void vqgpt_groupnorm_forward(float *out, float *mean, float *rstd, const float *in, const float *gamma,
-                       const float *beta, int B, int C, int HW, int G, float eps) {
+                             const float *beta, int B, int C, int HW, int G, float eps) {
   gn_forward(out, NULL, mean, rstd, in, gamma, beta, B, C, HW, G, eps);
 }
 
 void vqgpt_groupnorm_backward(float *din, float *dgamma, float *dbeta, const float *dout,
-                        const float *in, const float *mean, const float *rstd, const float *gamma,
-                        int B, int C, int HW, int G) {
+                              const float *in, const float *mean, const float *rstd, const float *gamma,
+                              int B, int C, int HW, int G) {
   gn_backward(din, dgamma, dbeta, dout, NULL, in, mean, rstd, gamma, B, C, HW, G);
 }
 
 void vqgpt_groupnorm_swish_forward(float *normed, float *act, float *mean, float *rstd,
-                             const float *in, const float *gamma, const float *beta, int B,
-                             int C, int HW, int G, float eps) {
+                                   const float *in, const float *gamma, const float *beta, int B,
+                                   int C, int HW, int G, float eps) {
   gn_forward(normed, act, mean, rstd, in, gamma, beta, B, C, HW, G, eps);
 }
 
 void vqgpt_groupnorm_swish_backward(float *din, float *dgamma, float *dbeta, const float *dout,
-                              const float *normed, const float *in, const float *mean,
-                              const float *rstd, const float *gamma, int B, int C, int HW,
-                              int G) {
+                                    const float *normed, const float *in, const float *mean,
+                                    const float *rstd, const float *gamma, int B, int C, int HW,
+                                    int G) {
   gn_backward(din, dgamma, dbeta, dout, normed, in, mean, rstd, gamma, B, C, HW, G);
 }

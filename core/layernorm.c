@@ -6,7 +6,7 @@
 #include "core/parallel.h"
 
 void vqgpt_layernorm_forward(float *out, float *mean, float *rstd, const float *in, const float *weight,
-                       const float *bias, int N, int C, float eps) {
+                             const float *bias, int N, int C, float eps) {
 #pragma omp parallel for schedule(static) if ((size_t)N * C >= VQGPT_PAR_MIN)
   for (int n = 0; n < N; n++) {
     const float *x = in + (size_t)n * C;  // (C)
@@ -27,8 +27,8 @@ void vqgpt_layernorm_forward(float *out, float *mean, float *rstd, const float *
 }
 
 void vqgpt_layernorm_backward(float *din, float *dweight, float *dbias, const float *dout,
-                        const float *in, const float *mean, const float *rstd,
-                        const float *weight, int N, int C) {
+                              const float *in, const float *mean, const float *rstd,
+                              const float *weight, int N, int C) {
   // Rows in parallel for the input gradient; then columns in parallel for the parameter
   // gradients, so that every sum has one fixed order whatever the thread count.
 #pragma omp parallel if ((size_t)N * C >= VQGPT_PAR_MIN)

@@ -72,7 +72,7 @@ static void linear_rows(float *out, const float *in, const float *weight, const 
 #endif
 
 void vqgpt_linear_forward(float *out, const float *in, const float *weight, const float *bias, int N,
-                    int C, int OC) {
+                          int C, int OC) {
   if (N <= LINEAR_GEMV_MAX_ROWS) {
     linear_rows(out, in, weight, bias, N, C, OC);
     return;
@@ -89,7 +89,7 @@ void vqgpt_linear_forward(float *out, const float *in, const float *weight, cons
 }
 
 void vqgpt_linear_backward(float *din, float *dweight, float *dbias, const float *dout, const float *in,
-                     const float *weight, int N, int C, int OC) {
+                           const float *weight, int N, int C, int OC) {
   if (din) vqgpt_sgemm(false, false, N, C, OC, 1.0f, dout, OC, weight, C, 0.0f, din, C);
   vqgpt_sgemm(true, false, OC, C, N, 1.0f, dout, OC, in, C, 1.0f, dweight, C);
   if (!dbias) return;

@@ -152,7 +152,7 @@ size_t vqgpt_linear_half_scratch_floats(int C, int OC) {
 }
 
 void vqgpt_linear_forward_half(float *out, const float *in, const uint16_t *weight, half_format f,
-                         const float *bias, int N, int C, int OC, float *scratch) {
+                               const float *bias, int N, int C, int OC, float *scratch) {
   if (N <= LINEAR_GEMV_MAX_ROWS) {
     linear_rows_half(out, in, weight, f, bias, N, C, OC);
     return;

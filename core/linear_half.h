@@ -23,7 +23,7 @@ void vqgpt_half_to_f32_array(float *dst, const uint16_t *src, size_t n, half_for
 // rows at a time into `scratch` (vqgpt_linear_half_scratch_floats(C, OC) floats; unused, may be
 // NULL, for small N) and multiply them with sgemm.
 void vqgpt_linear_forward_half(float *out, const float *in, const uint16_t *weight, half_format f,
-                         const float *bias, int N, int C, int OC, float *scratch);
+                               const float *bias, int N, int C, int OC, float *scratch);
 size_t vqgpt_linear_half_scratch_floats(int C, int OC);
 
 #endif

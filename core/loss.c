@@ -26,7 +26,7 @@ static double hinge_term(float *dv, const float *v, size_t n, float sign, float 
 }
 
 float vqgpt_loss_d_hinge(float *dreal, float *dfake, const float *real, size_t n_real,
-                   const float *fake, size_t n_fake) {
+                         const float *fake, size_t n_fake) {
   const double r = hinge_term(dreal, real, n_real, 1.0f, 0.5f / (float)n_real);
   const double f = hinge_term(dfake, fake, n_fake, -1.0f, 0.5f / (float)n_fake);
   return (float)(0.5 * (r / (double)n_real + f / (double)n_fake));
@@ -46,7 +46,7 @@ static double softplus_term(float *dv, const float *v, size_t n, float sign, dou
 }
 
 float vqgpt_loss_d_vanilla(float *dreal, float *dfake, const float *real, size_t n_real,
-                     const float *fake, size_t n_fake) {
+                           const float *fake, size_t n_fake) {
   const double r = softplus_term(dreal, real, n_real, -1.0f, 0.5 / (double)n_real);
   const double f = softplus_term(dfake, fake, n_fake, 1.0f, 0.5 / (double)n_fake);
   return (float)(0.5 * (r / (double)n_real + f / (double)n_fake));

@@ -13,6 +13,6 @@ void vqgpt_maxpool2x2_forward(float *out, uint8_t *argmax, const float *in, int 
 // din (B, C, H, W) is overwritten (=): each window's winner gets its output gradient, every
 // other input (including a dropped odd row/column) gets 0.
 void vqgpt_maxpool2x2_backward(float *din, const float *dout, const uint8_t *argmax, int B, int C, int H,
-                         int W);
+                               int W);
 
 #endif

@@ -6,7 +6,7 @@
 #include "core/parallel.h"
 
 double vqgpt_softmax_ce_forward(float *probs, float *losses, const float *logits,
-                          const int32_t *targets, int N, int V, int *n_valid) {
+                                const int32_t *targets, int N, int V, int *n_valid) {
 #pragma omp parallel for schedule(static) if ((size_t)N * V >= VQGPT_PAR_MIN)
   for (int n = 0; n < N; n++) {
     const float *x = logits + (size_t)n * V;  // (V)
@@ -36,7 +36,7 @@ double vqgpt_softmax_ce_forward(float *probs, float *losses, const float *logits
 }
 
 void vqgpt_softmax_ce_backward(float *dlogits, const float *probs, const int32_t *targets, int N, int V,
-                         int n_valid, float dloss) {
+                               int n_valid, float dloss) {
   float s = n_valid > 0 ? dloss / (float)n_valid : 0.0f;
 #pragma omp parallel for schedule(static) if ((size_t)N * V >= VQGPT_PAR_MIN)
   for (int n = 0; n < N; n++) {

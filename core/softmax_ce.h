@@ -10,10 +10,10 @@
 // targets: (N), each in [0, V) or negative to ignore. Returns the mean loss over the valid
 // rows (0 if there are none) and sets *n_valid.
 double vqgpt_softmax_ce_forward(float *probs, float *losses, const float *logits,
-                          const int32_t *targets, int N, int V, int *n_valid);
+                                const int32_t *targets, int N, int V, int *n_valid);
 
 // dlogits (N, V) is overwritten (=) with dloss * d(mean loss)/d(logits); it may alias probs.
 void vqgpt_softmax_ce_backward(float *dlogits, const float *probs, const int32_t *targets, int N, int V,
-                         int n_valid, float dloss);
+                               int n_valid, float dloss);
 
 #endif

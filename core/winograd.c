@@ -49,7 +49,7 @@ typedef struct {
 } wino_plan;
 
 bool vqgpt_winograd_applies(int c_in, int c_out, int k_h, int k_w, int stride, int pad_t, int pad_b,
-                      int pad_l, int pad_r, int h, int w) {
+                            int pad_l, int pad_r, int h, int w) {
   return k_h == 3 && k_w == 3 && stride == 1 && pad_t == 1 && pad_b == 1 && pad_l == 1 &&
          pad_r == 1 && c_in >= 16 && c_out >= 16 && h >= 4 && w >= 4 && h * w >= WINO_MIN_PIXELS &&
          c_in * c_out <= WINO_MAX_CHANNEL_PAIRS;
@@ -470,17 +470,17 @@ static void transform_and_convolve(float *out, const float *in, const float *wei
 }
 
 void vqgpt_winograd_forward(float *out, const float *in, const float *weight, const float *bias, int c_in,
-                      int c_out, int B, int H, int W, float *scratch) {
+                            int c_out, int B, int H, int W, float *scratch) {
   transform_and_convolve(out, in, weight, bias, c_in, c_out, false, B, H, W, scratch);
 }
 
 void vqgpt_winograd_backward_data(float *din, const float *dout, const float *weight, int c_in, int c_out,
-                            int B, int H, int W, float *scratch) {
+                                  int B, int H, int W, float *scratch) {
   transform_and_convolve(din, dout, weight, NULL, c_in, c_out, true, B, H, W, scratch);
 }
 
 void vqgpt_winograd_backward_weight(float *dweight, const float *dout, const float *in, int c_in,
-                              int c_out, int B, int H, int W, float *scratch) {
+                                    int c_out, int B, int H, int W, float *scratch) {
   wino_plan p = make_plan(c_in, c_out, H, W, B);
   int items = n_items(&p, B);
   size_t cc = (size_t)c_in * c_out;

@@ -114,5 +114,5 @@ void vqgpt_image_dataset_random_crop(const image_dataset *d, size_t i, uint64_t 
 void vqgpt_image_dataset_center_crop(const image_dataset *d, size_t i, float *x) {
   const image_rgb *img = &d->images[i];
   vqgpt_image_crop_to_tensor(img, (img->w - d->crop_w) / 2, (img->h - d->crop_h) / 2, d->crop_w,
-                       d->crop_h, 0, x);
+                             d->crop_h, 0, x);
 }

@@ -365,7 +365,7 @@ void vqgpt_image_to_tensor(const image_rgb *img, float *x) {
 }
 
 void vqgpt_image_crop_to_tensor(const image_rgb *img, int x0, int y0, int size_w, int size_h, int flip,
-                          float *x) {
+                                float *x) {
   size_t plane = (size_t)size_w * size_h;
   for (int y = 0; y < size_h; y++)
     for (int i = 0; i < size_w; i++) {

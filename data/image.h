@@ -33,7 +33,7 @@ void vqgpt_image_to_tensor(const image_rgb *img, float *x);
 void vqgpt_image_from_tensor(image_rgb *img, const float *x);
 // x (3, size_h, size_w) from the window at (x0, y0), optionally mirrored left-right.
 void vqgpt_image_crop_to_tensor(const image_rgb *img, int x0, int y0, int size_w, int size_h, int flip,
-                          float *x);
+                                float *x);
 // A new image resampled to w x h (stb_image_resize, its default filters).
 int vqgpt_image_resize(image_rgb *out, const image_rgb *in, int w, int h);
 // Tiles n images (3, h, w) into a grid of `cols` columns with a 2-pixel white border.

@@ -163,7 +163,7 @@ int32_t vqgpt_logits_sample(const float *logits, int V, uint64_t *rng, logits_sc
 }
 
 int32_t vqgpt_logits_select(float *logits, int V, const sampling_params *sp, uint64_t *rng,
-                      logits_scratch *s) {
+                            logits_scratch *s) {
   if (sp->greedy) return vqgpt_logits_argmax(logits, V);
   vqgpt_logits_process(logits, V, sp, s);
   return vqgpt_logits_sample(logits, V, rng, s);

@@ -49,6 +49,6 @@ int32_t vqgpt_logits_argmax(const float *logits, int V);
 int32_t vqgpt_logits_sample(const float *logits, int V, uint64_t *rng, logits_scratch *s);
 // Processes and selects: argmax when sp->greedy, else a draw.
 int32_t vqgpt_logits_select(float *logits, int V, const sampling_params *sp, uint64_t *rng,
-                      logits_scratch *s);
+                            logits_scratch *s);
 
 #endif

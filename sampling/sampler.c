@@ -18,7 +18,7 @@ void vqgpt_sampler_job_default(sampler_job *job) {
 }
 
 void vqgpt_sampler_job_sequence(sampler_job *job, const gpt *m, int B, const int32_t *cond,
-                          int n_tokens) {
+                                int n_tokens) {
   vqgpt_sampler_job_default(job);
   job->B = B;
   job->n_cond = 1;
@@ -232,7 +232,7 @@ static void assign_lanes(sampler_state *s, int H, int W, int *next_row) {
 }
 
 int vqgpt_sampler_run(const gpt *m, const sampler_job *job, int32_t *out, sampler_progress_fn progress,
-                void *ctx) {
+                      void *ctx) {
   if (vqgpt_sampler_check(m, job)) return -1;
   int H = job->grid_h, W = job->grid_w, V = m->cfg.vocab_size, Tm = m->cfg.block_size;
   int wh = vqgpt_sampler_window_extent(H, job->window_h), ww = vqgpt_sampler_window_extent(W, job->window_w);

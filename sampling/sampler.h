@@ -55,7 +55,7 @@ void vqgpt_sampler_job_default(sampler_job *job);
 // The defaults for B plain sequences of n_tokens codes after one condition token each (cond:
 // (B)), drawn from the whole vocabulary of m: one row, the window the sequence itself.
 void vqgpt_sampler_job_sequence(sampler_job *job, const gpt *m, int B, const int32_t *cond,
-                          int n_tokens);
+                                int n_tokens);
 
 // The window's extent in one dimension: the trained size, or the grid's where that is smaller
 // (a grid narrower or lower than the window is sampled as the plain sampler does, its rows one
@@ -74,6 +74,6 @@ int vqgpt_sampler_check(const gpt *m, const sampler_job *job);
 
 // out: (B, grid_h * grid_w) codes.
 int vqgpt_sampler_run(const gpt *m, const sampler_job *job, int32_t *out, sampler_progress_fn progress,
-                void *ctx);
+                      void *ctx);
 
 #endif

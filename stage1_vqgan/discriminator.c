@@ -194,7 +194,7 @@ static patchgan *pg_build(const patchgan_config *cfg, int B, int H, int W, int n
 }
 
 patchgan *vqgpt_patchgan_create(const patchgan_config *cfg, int B, int H, int W, int n_slots,
-                          uint64_t *rng) {
+                                uint64_t *rng) {
   patchgan *d = pg_build(cfg, B, H, W, n_slots);
   if (!d) return NULL;
   for (int l = 0; l < d->n_layers; l++) {
@@ -388,18 +388,18 @@ int vqgpt_patchgan_forward(patchgan *d, int slot, const float *x, int B, bool tr
     if (L->bn) {
       if (train && d->sync_bn) {
         if (vqgpt_batchnorm_forward_train_dist(S->act[l], S->mean[l], S->rstd[l], L->running_mean,
-                                         L->running_var, S->out[l], L->gamma, L->beta, B, co, hw,
-                                         PG_EPS, PG_MOMENTUM))
+                                               L->running_var, S->out[l], L->gamma, L->beta, B, co, hw,
+                                               PG_EPS, PG_MOMENTUM))
           return -1;
         L->num_batches_tracked++;
       } else if (train) {
         vqgpt_batchnorm_forward_train(S->act[l], S->mean[l], S->rstd[l], L->running_mean,
-                                L->running_var, S->out[l], L->gamma, L->beta, B, co, hw, PG_EPS,
-                                PG_MOMENTUM);
+                                      L->running_var, S->out[l], L->gamma, L->beta, B, co, hw, PG_EPS,
+                                      PG_MOMENTUM);
         L->num_batches_tracked++;
       } else {
         vqgpt_batchnorm_forward_eval(S->act[l], S->out[l], L->gamma, L->beta, L->running_mean,
-                               L->running_var, B, co, hw, PG_EPS);
+                                     L->running_var, B, co, hw, PG_EPS);
       }
     }
     if (L->lrelu) vqgpt_leaky_relu_forward(S->act[l], S->act[l], n, PG_SLOPE);
@@ -421,9 +421,9 @@ int vqgpt_patchgan_repeat_train_stats(patchgan *d, int slot) {
     if (!L->bn) continue;
     if (!d->sync_bn)
       vqgpt_batchnorm_update_running(L->running_mean, L->running_var, S->out[l], S->B, L->s.c_out,
-                               L->h_out * L->w_out, PG_MOMENTUM);
+                                     L->h_out * L->w_out, PG_MOMENTUM);
     else if (vqgpt_batchnorm_update_running_dist(L->running_mean, L->running_var, S->out[l], S->B,
-                                           L->s.c_out, L->h_out * L->w_out, PG_MOMENTUM))
+                                                 L->s.c_out, L->h_out * L->w_out, PG_MOMENTUM))
       return -1;
     L->num_batches_tracked++;
   }
@@ -448,16 +448,16 @@ int vqgpt_patchgan_backward(patchgan *d, int slot, const float *dlogits, float *
     if (L->lrelu) vqgpt_leaky_relu_backward(g, g, S->act[l], n, PG_SLOPE);
     if (L->bn && !d->sync_bn)
       vqgpt_batchnorm_backward(g, param_grads ? L->dgamma : NULL, param_grads ? L->dbeta : NULL, g,
-                         S->out[l], S->mean[l], S->rstd[l], L->gamma, B, co, hw);
+                               S->out[l], S->mean[l], S->rstd[l], L->gamma, B, co, hw);
     else if (L->bn && vqgpt_batchnorm_backward_dist(g, param_grads ? L->dgamma : NULL,
-                                              param_grads ? L->dbeta : NULL, g, S->out[l],
-                                              S->mean[l], S->rstd[l], L->gamma, B, co, hw))
+                                                    param_grads ? L->dbeta : NULL, g, S->out[l],
+                                                    S->mean[l], S->rstd[l], L->gamma, B, co, hw))
       return -1;
     float *gin = l > 0 ? d->gbuf[g == d->gbuf[0]] : dx;
     const float *in = l > 0 ? S->act[l - 1] : S->x;
     if (gin || param_grads)
       vqgpt_conv2d_backward(gin, param_grads ? L->dw : NULL, param_grads ? L->db : NULL, g, in, L->w,
-                      &L->s, B, L->h_in, L->w_in, d->scratch);
+                            &L->s, B, L->h_in, L->w_in, d->scratch);
     g = gin;
   }
   return 0;

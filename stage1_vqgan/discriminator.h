@@ -36,7 +36,7 @@ int vqgpt_patchgan_config_parse(patchgan_config *cfg, const char *json, const ch
 // biases keep PyTorch's default U(-1/sqrt(fan_in), 1/sqrt(fan_in)), which weights_init leaves.
 // NULL on error (vqgpt_last_error() says why).
 patchgan *vqgpt_patchgan_create(const patchgan_config *cfg, int B, int H, int W, int n_slots,
-                          uint64_t *rng);
+                                uint64_t *rng);
 // Loads a taming-patchgan safetensors file (F32/F16/BF16; every tensor shape-checked; a missing
 // num_batches_tracked counts as 0; a NaN or infinity, or a tensor the config does not describe,
 // is an error).

@@ -191,7 +191,7 @@ static void lp_scale(const lpips *m, float *out, const float *in, int B) {
 static void lp_conv(lpips *m, int i, float *out, const float *in, int B) {
   const int k = lp_level[i];
   vqgpt_conv2d_forward(out, in, m->weight[i], m->bias[i], &m->shape[i], B, m->lh[k], m->lw[k],
-                 m->scratch);
+                       m->scratch);
   vqgpt_relu_forward(out, out, (size_t)B * lp_chans[k] * m->lh[k] * m->lw[k]);
 }
 
@@ -317,7 +317,7 @@ int vqgpt_lpips_forward(lpips *m, const float *x, const float *y, int B, float *
     const int k = lp_level[i];
     if (i == lp_first[k] && k > 0) {
       vqgpt_maxpool2x2_forward(m->pooled[k], m->argmax[k], in, B, lp_chans[k - 1], m->lh[k - 1],
-                         m->lw[k - 1]);
+                               m->lw[k - 1]);
       in = m->pooled[k];
     }
     lp_conv(m, i, m->act[i], in, B);
@@ -351,7 +351,7 @@ int vqgpt_lpips_backward(lpips *m, const float *dvalue, float *dx) {
       float *gin = g == m->buf[0] ? m->buf[1] : m->buf[0];
       const float *in = i > lp_first[k] ? m->act[i - 1] : k > 0 ? m->pooled[k] : m->xs;
       vqgpt_conv2d_backward(gin, NULL, NULL, g, in, m->weight[i], &m->shape[i], B, m->lh[k], m->lw[k],
-                      m->scratch);
+                            m->scratch);
       g = gin;
     }
     if (k > 0) {

@@ -147,7 +147,7 @@ static int check_size(const vqgan *m, int B, int H, int W) {
 }
 
 int vqgpt_vqgan_encode(vqgan *m, const float *x, int B, int H, int W, int32_t *indices, float *z,
-                 float *qloss) {
+                       float *qloss) {
   if (check_size(m, B, H, W)) return -1;
   workspace ws;
   if (ws_alloc(&ws, m, B, H, W)) return -1;

@@ -64,7 +64,7 @@ int vqgpt_vqgan_save_as(const vqgan *m, const char *path, st_dtype storage);
 // (B, embed_dim, H/f, W/f), the quant_conv output. qloss (may be NULL): codebook + commitment
 // loss (reference legacy form); 0 for a Gumbel quantizer.
 int vqgpt_vqgan_encode(vqgan *m, const float *x, int B, int H, int W, int32_t *indices, float *z,
-                 float *qloss);
+                       float *qloss);
 // indices: (B, h, w), each in [0, n_embed). x: (B, out_ch, h*f, w*f).
 int vqgpt_vqgan_decode(vqgan *m, const int32_t *indices, int B, int h, int w, float *x);
 

@@ -17,30 +17,30 @@ void vqgpt_vqgan_add_inplace(float *y, const float *x, size_t n) {
 }
 
 void vqgpt_vqgan_conv_forward(const vqgan *m, const vqgan_conv *c, float *out, const float *in, int B,
-                        int h, int w, float *scratch) {
+                              int h, int w, float *scratch) {
   vqgpt_conv2d_forward(out, in, m->w + c->w, m->w + c->b, &c->s, B, h, w, scratch);
 }
 
 static void groupnorm(const vqgan *m, const vqgan_norm *n, float *out, const float *x,
                       vqgan_gn_stats *st, int B, int hw) {
   vqgpt_groupnorm_forward(out, st->mean, st->rstd, x, m->w + n->gamma, m->w + n->beta, B, n->c, hw,
-                    VQGAN_GROUPS, VQGAN_GN_EPS);
+                          VQGAN_GROUPS, VQGAN_GN_EPS);
 }
 
 static void groupnorm_swish(const vqgan *m, const vqgan_norm *n, float *normed, float *act,
                             const float *x, vqgan_gn_stats *st, int B, int hw) {
   vqgpt_groupnorm_swish_forward(normed, act, st->mean, st->rstd, x, m->w + n->gamma, m->w + n->beta,
-                          B, n->c, hw, VQGAN_GROUPS, VQGAN_GN_EPS);
+                                B, n->c, hw, VQGAN_GROUPS, VQGAN_GN_EPS);
 }
 
 void vqgpt_vqgan_norm_swish_forward(const vqgan *m, const vqgan_norm *n, float *out, const float *x,
-                              vqgan_gn_stats *st, int B, int hw) {
+                                    vqgan_gn_stats *st, int B, int hw) {
   groupnorm(m, n, out, x, st, B, hw);
   vqgpt_swish_forward(out, out, (size_t)B * n->c * hw);
 }
 
 void vqgpt_vqgan_resblock_forward(const vqgan *m, const vqgan_resblock *r, float *out, const float *x,
-                            vqgan_resblock_bufs *b, int B, int h, int w, float *scratch) {
+                                  vqgan_resblock_bufs *b, int B, int h, int w, float *scratch) {
   int hw = h * w;
   size_t n_out = (size_t)B * r->c_out * hw;
   float *s1 = b->s1 ? b->s1 : b->tmp, *s2 = b->s2 ? b->s2 : b->tmp;
@@ -58,7 +58,7 @@ void vqgpt_vqgan_resblock_forward(const vqgan *m, const vqgan_resblock *r, float
 }
 
 void vqgpt_vqgan_attn_forward(const vqgan *m, const vqgan_attnblock *a, float *out, const float *x,
-                        vqgan_attn_bufs *b, int B, int h, int w, float *scratch) {
+                              vqgan_attn_bufs *b, int B, int h, int w, float *scratch) {
   int n = h * w;
   groupnorm(m, &a->norm, b->hn, x, &b->st, B, n);
   vqgpt_vqgan_conv_forward(m, &a->q, b->q, b->hn, B, h, w, scratch);
@@ -114,7 +114,7 @@ static void gumbel_codes(const vqgan *m, const float *z, int B, int N, int32_t *
 }
 
 void vqgpt_vqgan_quantize(const vqgan *m, const float *z, int B, int h, int w, int32_t *indices,
-                    float *zq, double *loss_out, float *scratch) {
+                          float *zq, double *loss_out, float *scratch) {
   const int K = m->cfg.n_embed, C = m->cfg.embed_dim, N = h * w;
   if (m->cfg.quantizer == VQGAN_GUMBEL) {
     gumbel_codes(m, z, B, N, indices, scratch);

@@ -115,15 +115,15 @@ typedef struct {
 // y += x over n values (residual connections and gradient sums).
 void vqgpt_vqgan_add_inplace(float *y, const float *x, size_t n);
 void vqgpt_vqgan_conv_forward(const vqgan *m, const vqgan_conv *c, float *out, const float *in, int B,
-                        int h, int w, float *scratch);
+                              int h, int w, float *scratch);
 // out = x + block(x); out must not alias x or any buffer.
 void vqgpt_vqgan_resblock_forward(const vqgan *m, const vqgan_resblock *r, float *out, const float *x,
-                            vqgan_resblock_bufs *b, int B, int h, int w, float *scratch);
+                                  vqgan_resblock_bufs *b, int B, int h, int w, float *scratch);
 void vqgpt_vqgan_attn_forward(const vqgan *m, const vqgan_attnblock *a, float *out, const float *x,
-                        vqgan_attn_bufs *b, int B, int h, int w, float *scratch);
+                              vqgan_attn_bufs *b, int B, int h, int w, float *scratch);
 // out = swish(groupnorm(x)); out may alias x.
 void vqgpt_vqgan_norm_swish_forward(const vqgan *m, const vqgan_norm *n, float *out, const float *x,
-                              vqgan_gn_stats *st, int B, int hw);
+                                    vqgan_gn_stats *st, int B, int hw);
 
 // Nearest codebook entry for each of the B*h*w vectors of z (B, embed_dim, h, w), or with a
 // Gumbel quantizer the argmax of quantize.proj(z); also writes zq (may be NULL) and the
@@ -131,7 +131,7 @@ void vqgpt_vqgan_norm_swish_forward(const vqgan *m, const vqgan_norm *n, float *
 // scratch: vqgpt_vqgan_quantize_scratch_size(m) floats.
 size_t vqgpt_vqgan_quantize_scratch_size(const vqgan *m);
 void vqgpt_vqgan_quantize(const vqgan *m, const float *z, int B, int h, int w, int32_t *indices,
-                    float *zq, double *loss, float *scratch);
+                          float *zq, double *loss, float *scratch);
 // zq (B, embed_dim, h, w) from indices (B, h, w).
 void vqgpt_vqgan_lookup(const vqgan *m, const int32_t *indices, int B, int h, int w, float *zq);
 

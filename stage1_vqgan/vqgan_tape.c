@@ -247,8 +247,8 @@ static void run_forward(vqgan_tape *t, tape_op *op) {
     case OP_NORM_SWISH: {
       const vqgan_norm *nm = op->layer;
       vqgpt_groupnorm_swish_forward(op->normed, op->out, op->st.mean, op->st.rstd, in,
-                              m->w + nm->gamma, m->w + nm->beta, t->B, nm->c, op->h * op->w,
-                              VQGAN_GROUPS, VQGAN_GN_EPS);
+                                    m->w + nm->gamma, m->w + nm->beta, t->B, nm->c, op->h * op->w,
+                                    VQGAN_GROUPS, VQGAN_GN_EPS);
       break;
     }
   }
@@ -265,13 +265,13 @@ int vqgpt_vqgan_tape_forward(vqgan_tape *t, const float *x, double *qloss) {
 static void conv_backward(const vqgan_tape *t, const vqgan_conv *c, float *din, const float *dout,
                           const float *in, int h, int w, float *grad) {
   vqgpt_conv2d_backward(din, grad + c->w, grad + c->b, dout, in, t->m->w + c->w, &c->s, t->B, h, w,
-                  t->scratch);
+                        t->scratch);
 }
 
 static void norm_backward(const vqgan_tape *t, const vqgan_norm *nm, float *din, const float *dout,
                           const float *in, const vqgan_gn_stats *st, int hw, float *grad) {
   vqgpt_groupnorm_backward(din, grad + nm->gamma, grad + nm->beta, dout, in, st->mean, st->rstd,
-                     t->m->w + nm->gamma, t->B, nm->c, hw, VQGAN_GROUPS);
+                           t->m->w + nm->gamma, t->B, nm->c, hw, VQGAN_GROUPS);
 }
 
 // din = d/d(in) of swish(norm(in)), from the saved norm output.
@@ -279,7 +279,7 @@ static void norm_swish_backward(const vqgan_tape *t, const vqgan_norm *nm, float
                                 const float *dout, const float *normed, const float *in,
                                 const vqgan_gn_stats *st, int hw, float *grad) {
   vqgpt_groupnorm_swish_backward(din, grad + nm->gamma, grad + nm->beta, dout, normed, in, st->mean,
-                           st->rstd, t->m->w + nm->gamma, t->B, nm->c, hw, VQGAN_GROUPS);
+                                 st->rstd, t->m->w + nm->gamma, t->B, nm->c, hw, VQGAN_GROUPS);
 }
 
 // out = conv2(swish(n2)) + shortcut(x), n2 = norm2(c1), c1 = conv1(swish(n1)), n1 = norm1(x).
@@ -312,7 +312,7 @@ static void attn_backward(vqgan_tape *t, const tape_op *op, float *dx, const flo
   size_t cn = (size_t)t->B * a->c * n;
   conv_backward(t, &a->proj_out, t->gt1, dout, b->o, op->h, op->w, grad);
   vqgpt_attn2d_backward(t->adq, t->adk, t->adv, t->gt1, b->q, b->k, b->v, b->probs, t->B, a->c, n,
-                  t->attn_scratch);
+                        t->attn_scratch);
   conv_backward(t, &a->q, t->gt1, t->adq, b->hn, op->h, op->w, grad);
   conv_backward(t, &a->k, t->gt2, t->adk, b->hn, op->h, op->w, grad);
   vqgpt_vqgan_add_inplace(t->gt1, t->gt2, cn);
@@ -363,7 +363,7 @@ static void backward_range(vqgan_tape *t, size_t lo, size_t hi, float **g, float
 }
 
 int vqgpt_vqgan_tape_backward(vqgan_tape *t, const float *dxrec, float qloss_weight, bool legacy,
-                        float *grad) {
+                              float *grad) {
   const vqgan *m = t->m;
   size_t nx = (size_t)t->B * m->cfg.out_ch * t->H * t->W;
   float *g = t->g_a, *spare = t->g_b;

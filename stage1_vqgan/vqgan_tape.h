@@ -31,6 +31,6 @@ const float *vqgpt_vqgan_tape_last_input(const vqgan_tape *t);
 // reference's default loss mean((sg[zq]-z)^2) + beta * mean((zq-sg[z])^2); otherwise the
 // corrected beta * mean((sg[zq]-z)^2) + mean((zq-sg[z])^2) (same value, other gradients).
 int vqgpt_vqgan_tape_backward(vqgan_tape *t, const float *dxrec, float qloss_weight, bool legacy,
-                        float *grad);
+                              float *grad);
 
 #endif

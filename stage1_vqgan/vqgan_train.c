@@ -153,7 +153,7 @@ static double last_layer_grad_norm(vqgan_trainer *t, const float *dxrec, float *
   const vqgan_conv *last = &t->g->dec.conv_out;
   memset(gl, 0, t->n_gl * sizeof *gl);
   vqgpt_conv2d_backward(NULL, gl, NULL, dxrec, vqgpt_vqgan_tape_last_input(t->tape), t->g->w + last->w,
-                  &last->s, t->o.batch, t->o.size, t->o.size, t->gl_scratch);
+                        &last->s, t->o.batch, t->o.size, t->o.size, t->gl_scratch);
   average_over_ranks(t, gl, t->n_gl);
   return norm2(gl, t->n_gl);
 }
@@ -212,12 +212,12 @@ static int generator_step(vqgan_trainer *t, const float *x, double disc_factor,
       check_loss("adaptive-weight (lambda)", s->d_weight))
     return -1;
   if (vqgpt_vqgan_tape_backward(t->tape, t->drec, (float)t->o.codebook_weight, t->o.legacy_quant,
-                          t->g_grad))
+                                t->g_grad))
     return -1;
   average_over_ranks(t, t->g_grad, t->g->n_floats);
   float lr = (float)(t->o.base_lr * t->global_batch);
   if (!vqgpt_adamw_update(t->g->w, t->g_grad, t->g_m, t->g_v, t->g->n_floats, lr, ADAM_BETA1,
-                    ADAM_BETA2, ADAM_EPS, 0.0f, ++t->g_steps))
+                          ADAM_BETA2, ADAM_EPS, 0.0f, ++t->g_steps))
     return vqgpt_error("training diverged: the generator's update made a parameter non-finite "
                        "(learning rate %g too high?)", lr);
   return 0;
@@ -241,9 +241,9 @@ static int discriminator_step(vqgan_trainer *t, const float *x, double disc_fact
       vqgpt_patchgan_repeat_train_stats(t->d, 1))
     return -1;
   float l = t->o.hinge ? vqgpt_loss_d_hinge(t->dreal, t->dfake, t->logits_real, t->n_logits,
-                                      t->logits_fake, t->n_logits)
+                                            t->logits_fake, t->n_logits)
                        : vqgpt_loss_d_vanilla(t->dreal, t->dfake, t->logits_real, t->n_logits,
-                                        t->logits_fake, t->n_logits);
+                                              t->logits_fake, t->n_logits);
   s->d_loss = disc_factor * l;
   s->logits_real = mean(t->logits_real, t->n_logits);
   s->logits_fake = mean(t->logits_fake, t->n_logits);
@@ -259,7 +259,7 @@ static int discriminator_step(vqgan_trainer *t, const float *x, double disc_fact
   average_over_ranks(t, vqgpt_patchgan_grads(t->d), t->n_d);
   float lr = (float)(t->o.base_lr * t->global_batch);
   if (!vqgpt_adamw_update(vqgpt_patchgan_params(t->d), vqgpt_patchgan_grads(t->d), t->d_m, t->d_v, t->n_d, lr,
-                    ADAM_BETA1, ADAM_BETA2, ADAM_EPS, 0.0f, ++t->d_steps))
+                          ADAM_BETA1, ADAM_BETA2, ADAM_EPS, 0.0f, ++t->d_steps))
     return vqgpt_error("training diverged: the discriminator's update made a parameter "
                        "non-finite (learning rate %g too high?)", lr);
   return 0;

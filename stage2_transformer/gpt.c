@@ -503,7 +503,7 @@ void vqgpt_gpt_free(gpt *m) {
 }
 
 int vqgpt_gpt_writer_add_block(const gpt *m, st_writer *w, const char *prefix, const float *block,
-                         char ***names) {
+                               char ***names) {
   *names = NULL;
   if (check_not_half(m, "be saved")) return -1;
   *names = calloc(m->n_tensors, sizeof(char *));
@@ -625,7 +625,7 @@ static uint64_t site_seed(uint64_t seed, int layer, int site) {
 }
 
 int vqgpt_gpt_forward(gpt *m, const int32_t *idx, const int32_t *targets, int B, int T, bool train,
-                uint64_t drop_seed) {
+                      uint64_t drop_seed) {
   if (vqgpt_gpt_build(m, B, T)) return -1;
   const gpt_config *c = &m->cfg;
   int C = c->n_embd, L = c->n_layer, H = c->n_head, V = c->vocab_size;
@@ -665,16 +665,16 @@ int vqgpt_gpt_forward(gpt *m, const int32_t *idx, const int32_t *targets, int B,
     size_t Lc = (size_t)l * C;
 
     vqgpt_layernorm_forward(ln1, a->ln1_mean + (size_t)l * BT, a->ln1_rstd + (size_t)l * BT, resid,
-                      p->ln1_w + Lc, p->ln1_b + Lc, (int)BT, C, GPT_LN_EPS);
+                            p->ln1_w + Lc, p->ln1_b + Lc, (int)BT, C, GPT_LN_EPS);
     vqgpt_linear_forward(qkv, ln1, p->qkv_w + Lc * 3 * C, p->qkv_b + Lc * 3, (int)BT, C, 3 * C);
     vqgpt_causal_attention_forward(atty, att, qkv, B, T, C, H, train ? c->attn_pdrop : 0.0f,
-                             site_seed(drop_seed, l, 1), a->datt);
+                                   site_seed(drop_seed, l, 1), a->datt);
     vqgpt_linear_forward(tmp, atty, p->proj_w + Lc * C, p->proj_b + Lc, (int)BT, C, C);
     if (train) vqgpt_dropout_forward(tmp, tmp, BT * C, c->resid_pdrop, site_seed(drop_seed, l, 2));
     for (size_t i = 0; i < BT * C; i++) res2[i] = resid[i] + tmp[i];
 
     vqgpt_layernorm_forward(ln2, a->ln2_mean + (size_t)l * BT, a->ln2_rstd + (size_t)l * BT, res2,
-                      p->ln2_w + Lc, p->ln2_b + Lc, (int)BT, C, GPT_LN_EPS);
+                            p->ln2_w + Lc, p->ln2_b + Lc, (int)BT, C, GPT_LN_EPS);
     vqgpt_linear_forward(fch, ln2, p->fc_w + Lc * 4 * C, p->fc_b + Lc * 4, (int)BT, C, 4 * C);
     vqgpt_gelu_forward(fchg, fch, BT * 4 * C);
     vqgpt_linear_forward(tmp, fchg, p->fcproj_w + Lc * 4 * C, p->fcproj_b + Lc, (int)BT, 4 * C, C);
@@ -683,7 +683,7 @@ int vqgpt_gpt_forward(gpt *m, const int32_t *idx, const int32_t *targets, int B,
   }
   const float *last = a->residual3 + (size_t)(L - 1) * BT * C;
   vqgpt_layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, last, p->lnf_w, p->lnf_b, (int)BT, C,
-                    GPT_LN_EPS);
+                          GPT_LN_EPS);
   vqgpt_linear_forward(a->logits, a->lnf, p->head_w, NULL, (int)BT, C, V);
 
   m->have_loss = false;
@@ -691,7 +691,7 @@ int vqgpt_gpt_forward(gpt *m, const int32_t *idx, const int32_t *targets, int B,
   if (targets) {
     memcpy(a->targets, targets, BT * sizeof(int32_t));
     m->loss = (float)vqgpt_softmax_ce_forward(a->probs, a->losses, a->logits, targets, (int)BT, V,
-                                        &m->n_valid);
+                                              &m->n_valid);
     m->have_loss = true;
   }
   return 0;
@@ -717,7 +717,7 @@ int vqgpt_gpt_backward(gpt *m) {
   memset(dres, 0, BT * C * sizeof(float));
   const float *last = a->residual3 + (size_t)(L - 1) * BT * C;
   vqgpt_layernorm_backward(dres, g->lnf_w, g->lnf_b, dln, last, a->lnf_mean, a->lnf_rstd, p->lnf_w,
-                     (int)BT, C);
+                           (int)BT, C);
 
   for (int l = L - 1; l >= 0; l--) {
     const float *resid = l == 0 ? a->encoded : a->residual3 + (size_t)(l - 1) * BT * C;
@@ -739,13 +739,13 @@ int vqgpt_gpt_backward(gpt *m) {
       dbranch = dln;
     }
     vqgpt_linear_backward(dbuf, g->fcproj_w + Lc * 4 * C, g->fcproj_b + Lc, dbranch, fchg,
-                    p->fcproj_w + Lc * 4 * C, (int)BT, 4 * C, C);
+                          p->fcproj_w + Lc * 4 * C, (int)BT, 4 * C, C);
     vqgpt_gelu_backward(dbuf, dbuf, fch, BT * 4 * C);
     vqgpt_linear_backward(dln, g->fc_w + Lc * 4 * C, g->fc_b + Lc * 4, dbuf, ln2, p->fc_w + Lc * 4 * C,
-                    (int)BT, C, 4 * C);
+                          (int)BT, C, 4 * C);
     vqgpt_layernorm_backward(dres, g->ln2_w + Lc, g->ln2_b + Lc, dln, res2,
-                       a->ln2_mean + (size_t)l * BT, a->ln2_rstd + (size_t)l * BT, p->ln2_w + Lc,
-                       (int)BT, C);
+                             a->ln2_mean + (size_t)l * BT, a->ln2_rstd + (size_t)l * BT, p->ln2_w + Lc,
+                             (int)BT, C);
 
     // Attention branch: res2 = resid + drop(proj(attn(qkv(ln1(resid))))).
     dbranch = dres;
@@ -755,14 +755,14 @@ int vqgpt_gpt_backward(gpt *m) {
     }
     float *datty = dbuf;  // (B, T, C) reuses the MLP scratch
     vqgpt_linear_backward(datty, g->proj_w + Lc * C, g->proj_b + Lc, dbranch, atty, p->proj_w + Lc * C,
-                    (int)BT, C, C);
+                          (int)BT, C, C);
     vqgpt_causal_attention_backward(a->dqkv, datty, qkv, att, B, T, C, H,
-                              train ? c->attn_pdrop : 0.0f, site_seed(seed, l, 1), a->datt);
+                                    train ? c->attn_pdrop : 0.0f, site_seed(seed, l, 1), a->datt);
     vqgpt_linear_backward(dln, g->qkv_w + Lc * 3 * C, g->qkv_b + Lc * 3, a->dqkv, ln1,
-                    p->qkv_w + Lc * 3 * C, (int)BT, C, 3 * C);
+                          p->qkv_w + Lc * 3 * C, (int)BT, C, 3 * C);
     vqgpt_layernorm_backward(dres, g->ln1_w + Lc, g->ln1_b + Lc, dln, resid,
-                       a->ln1_mean + (size_t)l * BT, a->ln1_rstd + (size_t)l * BT, p->ln1_w + Lc,
-                       (int)BT, C);
+                             a->ln1_mean + (size_t)l * BT, a->ln1_rstd + (size_t)l * BT, p->ln1_w + Lc,
+                             (int)BT, C);
   }
 
   // Embeddings: dres is d encoded.

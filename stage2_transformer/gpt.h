@@ -189,7 +189,7 @@ int vqgpt_gpt_save_as(const gpt *m, const char *path, st_dtype storage);
 // Adds the tensors of `block` to a writer under prefix + reference name. The names are
 // allocated into *names (freed with vqgpt_gpt_free_names after vqgpt_st_writer_save).
 int vqgpt_gpt_writer_add_block(const gpt *m, st_writer *w, const char *prefix, const float *block,
-                         char ***names);
+                               char ***names);
 void vqgpt_gpt_free_names(const gpt *m, char **names);
 const gpt_tensor_info *vqgpt_gpt_find_tensor(const gpt *m, const char *name);
 
@@ -202,7 +202,7 @@ int vqgpt_gpt_build(gpt *m, int B, int T);
 // loss. With targets, m->loss is the mean cross-entropy. train enables dropout, with masks
 // drawn from drop_seed. Logits land in m->a.logits (B, T, V). Calls vqgpt_gpt_build as needed.
 int vqgpt_gpt_forward(gpt *m, const int32_t *idx, const int32_t *targets, int B, int T, bool train,
-                uint64_t drop_seed);
+                      uint64_t drop_seed);
 // Gradients of the last forward's loss accumulate (+=) into m->grads.
 int vqgpt_gpt_backward(gpt *m);
 

@@ -114,7 +114,7 @@ static int alloc_batch(gpt_trainer *tr) {
 }
 
 int vqgpt_gpt_trainer_init(gpt_trainer *tr, gpt *model, const gpt_dataset *data,
-                     const gpt_train_options *opt) {
+                           const gpt_train_options *opt) {
   memset(tr, 0, sizeof *tr);
   if (vqgpt_gpt_train_options_check(opt)) return -1;
   const gpt_config *c = &model->cfg;
@@ -250,8 +250,8 @@ int vqgpt_gpt_trainer_step(gpt_trainer *tr, gpt_step_stats *stats) {
   for (size_t i = 0; i < m->n_tensors; i++) {
     const gpt_tensor_info *t = &m->tensors[i];
     finite &= vqgpt_adamw_update(m->params + t->offset, m->grads + t->offset, tr->m + t->offset,
-                           tr->v + t->offset, t->numel, lr, tr->opt.beta1, tr->opt.beta2,
-                           tr->opt.eps, t->decay ? tr->opt.weight_decay : 0.0f, tr->step + 1);
+                                 tr->v + t->offset, t->numel, lr, tr->opt.beta1, tr->opt.beta2,
+                                 tr->opt.eps, t->decay ? tr->opt.weight_decay : 0.0f, tr->step + 1);
   }
   if (!finite)
     return vqgpt_error("step %ld: training diverged: the update made a parameter non-finite "

@@ -75,7 +75,7 @@ typedef struct {
 // Checks the data against the model (codes within the vocabulary, labels within the classes,
 // 1 + h*w - 1 <= block_size) and allocates the optimizer state.
 int vqgpt_gpt_trainer_init(gpt_trainer *tr, gpt *model, const gpt_dataset *data,
-                     const gpt_train_options *opt);
+                           const gpt_train_options *opt);
 void vqgpt_gpt_trainer_free(gpt_trainer *tr);
 // One optimizer step on the next batch. Fails ("step N: training diverged: ...") when the
 // loss or the gradient norm is NaN or infinite (before the update) or the update makes a

@@ -14,7 +14,7 @@ typedef struct {
 static double bn_loss(void *p) {
   bn_ctx *c = p;
   vqgpt_batchnorm_forward_train(c->out, c->mean, c->rstd, NULL, NULL, c->x, c->gamma, c->beta, B, C, HW,
-                          1e-5f, 0.1f);
+                                1e-5f, 0.1f);
   double s = 0;
   for (size_t i = 0; i < N; i++) s += (double)c->w[i] * c->out[i];
   return s;
@@ -110,7 +110,7 @@ int main(int argc, char **argv) {
   for (int c = 0; c < C; c++) rm_d[c] = rm_s[c] = 0.1f * c, rv_d[c] = rv_s[c] = 1.0f + 0.2f * c;
   vqgpt_batchnorm_forward_train(out, mean, rstd, rm_s, rv_s, x, gamma, beta, B, C, HW, 1e-5f, 0.1f);
   CHECK(vqgpt_batchnorm_forward_train_dist(out_d, mean_d, rstd_d, rm_d, rv_d, x, gamma, beta, B, C, HW,
-                                     1e-5f, 0.1f) == 0);
+                                           1e-5f, 0.1f) == 0);
   CHECK(!memcmp(out, out_d, sizeof out) && !memcmp(mean, mean_d, sizeof mean) &&
         !memcmp(rstd, rstd_d, sizeof rstd) && !memcmp(rm_s, rm_d, sizeof rm_s) &&
         !memcmp(rv_s, rv_d, sizeof rv_s));

@@ -174,7 +174,7 @@ typedef struct {
 static double att_loss(void *p) {
   att_ctx *c = p;
   vqgpt_causal_attention_forward(c->out, c->att, c->qkv, c->B, c->T, c->C, c->H, c->pdrop, c->seed,
-                           c->scratch);
+                                 c->scratch);
   return weighted_sum(c->out, c->wout, (size_t)c->B * c->T * c->C);
 }
 

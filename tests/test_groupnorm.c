@@ -51,7 +51,7 @@ typedef struct {
 static double gn_loss(void *p) {
   loss_ctx *l = p;
   vqgpt_groupnorm_forward(l->out, l->mean, l->rstd, l->in, l->gamma, l->beta, l->B, l->C, l->HW, l->G,
-                    l->eps);
+                          l->eps);
   size_t n = (size_t)l->B * l->C * l->HW;
   double acc = 0;
   for (size_t i = 0; i < n; i++) acc += (double)l->out[i] * l->g[i];
@@ -127,7 +127,7 @@ typedef struct {
 static double fused_loss(void *p) {
   fused_ctx *l = p;
   vqgpt_groupnorm_swish_forward(l->normed, l->act, l->mean, l->rstd, l->in, l->gamma, l->beta, l->B,
-                          l->C, l->HW, l->G, 1e-6f);
+                                l->C, l->HW, l->G, 1e-6f);
   size_t n = (size_t)l->B * l->C * l->HW;
   double acc = 0;
   for (size_t i = 0; i < n; i++) acc += (double)l->act[i] * l->g[i];

@@ -10,7 +10,7 @@
 #include "core/error.h"
 
 int vqgpt_prompt_encode(const gpt_config *cfg, const vqgpt_tokenizer *tok, const char *text,
-                  bool truncate, int32_t *out, bool *truncated) {
+                        bool truncate, int32_t *out, bool *truncated) {
   if (cfg->cond != GPT_COND_TEXT) return vqgpt_error("the GPT is not text-conditional");
   if (vqgpt_tokenizer_vocab_size(tok) != cfg->text_vocab)
     return vqgpt_error("the tokenizer has %d pieces but the GPT expects %d",

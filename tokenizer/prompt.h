@@ -14,7 +14,7 @@
 // ("prompt needs 31 tokens, the model takes 24") unless truncate, which keeps the first
 // text_len and sets *truncated (may be NULL).
 int vqgpt_prompt_encode(const gpt_config *cfg, const vqgpt_tokenizer *tok, const char *text,
-                  bool truncate, int32_t *out, bool *truncated);
+                        bool truncate, int32_t *out, bool *truncated);
 // out: (text_len) the null condition (all pad), for guidance and condition dropout.
 void vqgpt_prompt_null(const gpt_config *cfg, int32_t *out);
 

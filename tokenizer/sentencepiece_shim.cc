@@ -76,7 +76,7 @@ class LineIterator : public sentencepiece::SentenceIterator {
 }  // namespace
 
 extern "C" tokenizer_spm *vqgpt_tokenizer_spm_load(const void *data, size_t n, const char *source,
-                                             tokenizer_spm_info *info) {
+                                                   tokenizer_spm_info *info) {
   tokenizer_spm *sp = nullptr;
   try {
     sp = new tokenizer_spm;
@@ -102,7 +102,7 @@ extern "C" tokenizer_spm *vqgpt_tokenizer_spm_load(const void *data, size_t n, c
 extern "C" void vqgpt_tokenizer_spm_free(tokenizer_spm *sp) { delete sp; }
 
 extern "C" int vqgpt_tokenizer_spm_encode(const tokenizer_spm *sp, const char *text, size_t n, int32_t *ids, int max_ids,
-                                    int *n_ids) {
+                                          int *n_ids) {
   try {
     std::vector<int> out;
     auto status = sp->processor.Encode(absl::string_view(text, n), &out);
@@ -138,7 +138,7 @@ extern "C" char *vqgpt_tokenizer_spm_decode(const tokenizer_spm *sp, const int32
 }
 
 extern "C" int vqgpt_tokenizer_spm_train(const char *const *lines, size_t n_lines, int vocab_size, int max_line_bytes,
-                                   const char *source, void **model, size_t *n) {
+                                         const char *source, void **model, size_t *n) {
   *model = nullptr;
   *n = 0;
   try {

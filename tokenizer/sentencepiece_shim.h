@@ -34,7 +34,7 @@ char *vqgpt_tokenizer_spm_decode(const tokenizer_spm *sp, const int32_t *ids, in
 // serialized ModelProto in a malloc'd buffer (*model, *n). Nothing is written to disk.
 // Errors are "<source>: ...".
 int vqgpt_tokenizer_spm_train(const char *const *lines, size_t n_lines, int vocab_size, int max_line_bytes,
-                        const char *source, void **model, size_t *n);
+                              const char *source, void **model, size_t *n);
 
 #ifdef __cplusplus
 }

@@ -289,7 +289,7 @@ int vqgpt_tokenizer_train(const char *text_path, int vocab_size, const char *out
   size_t n_model = 0;
   if (!rc) {
     rc = vqgpt_tokenizer_spm_train((const char *const *)lines, n_lines, vocab_size, TOKENIZER_MAX_TEXT_BYTES, text_path,
-                             &model, &n_model);
+                                   &model, &n_model);
     if (!rc && fwrite(model, 1, n_model, out.fp) != n_model)
       rc = vqgpt_file_error(out_model_path, false, "cannot write: %s", strerror(errno));
     if (rc)

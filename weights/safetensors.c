@@ -576,7 +576,7 @@ static int check_text(const char *what, const char *s) {
 }
 
 int vqgpt_st_writer_add(st_writer *w, const char *name, st_dtype dtype, int ndim, const int64_t *shape,
-                  const void *data) {
+                        const void *data) {
   if (!w) return vqgpt_error("safetensors writer: no writer (out of memory?)");
   if (check_text("tensor name", name)) return -1;
   if (strcmp(name, "__metadata__") == 0)

@@ -77,7 +77,7 @@ int vqgpt_st_check_format(const st_file *f, const char *want, const char *what);
 typedef struct st_writer st_writer;
 st_writer *vqgpt_st_writer_new(void);
 int vqgpt_st_writer_add(st_writer *w, const char *name, st_dtype dtype, int ndim, const int64_t *shape,
-                  const void *data);
+                        const void *data);
 int vqgpt_st_writer_meta(st_writer *w, const char *key, const char *value);
 // Stores every F32 tensor as F16 or BF16 (round to nearest even) when saving; ST_F32 (the
 // default) stores them as they are. Other types are unaffected.
