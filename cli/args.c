@@ -148,6 +148,7 @@ cli_status cli_parse(const char *command, const char *summary, int argc, char **
       cli_fail(command, "unknown option '%s' (see --help)", a);
       return CLI_ERROR;
     }
+    if (o->given) *o->given = true;
     if (o->kind == OPT_FLAG) {
       *(bool *)o->dest = true;
       continue;

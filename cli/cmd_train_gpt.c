@@ -351,6 +351,9 @@ int cmd_train_gpt(int argc, char **argv) {
        n_embd = 256, ckpt_every = 500, eval_every = 250, log_every = 10;
   double lr = 3e-4, min_lr = 3e-5, weight_decay = 0.01, grad_clip = 1.0, pkeep = 1.0,
          val_fraction = 0.05, embd_pdrop = 0, resid_pdrop = 0, attn_pdrop = 0;
+  // Given on the command line (a resumed model must have these values; they are its own).
+  bool text_len_given = false, n_layer_given = false, n_head_given = false, n_embd_given = false,
+       embd_pdrop_given = false, resid_pdrop_given = false, attn_pdrop_given = false;
   cli_opt opts[] = {
       {"vqgan", OPT_STRING, &vqgan_path, "frozen VQGAN that encodes the images, required"},
       {"data", OPT_STRING, &data, "image folder (PNG/JPEG, searched recursively), required"},
@@ -358,7 +361,8 @@ int cmd_train_gpt(int argc, char **argv) {
       {"classes", OPT_FLAG, &classes, "class-conditional: labels are the first-level sub-folders"},
       {"captions", OPT_FLAG, &captions, "text-conditional: a.txt beside a.png holds its caption"},
       {"tokenizer", OPT_STRING, &tok_path, "SentencePiece .model for --captions (stored in the GPT)"},
-      {"text-len", OPT_INT, &text_len, "prompt tokens of a text model (longer captions are cut)"},
+      {"text-len", OPT_INT, &text_len, "prompt tokens of a new text model (longer captions are cut)",
+       .given = &text_len_given},
       {"cond-drop", OPT_FLOAT, &cond_drop, "share of steps' samples with the null condition (guidance)"},
       {"size", OPT_STRING, &size_s, "crop WxH in pixels (default: the VQGAN's resolution, square)"},
       {"scale", OPT_INT, &scale, "scale each image's shorter side to this first (0: the crop's)"},
@@ -372,15 +376,21 @@ int cmd_train_gpt(int argc, char **argv) {
       {"weight-decay", OPT_FLOAT, &weight_decay, "AdamW weight decay on Linear weights"},
       {"grad-clip", OPT_FLOAT, &grad_clip, "max global gradient norm (0: off)"},
       {"pkeep", OPT_FLOAT, &pkeep, "probability of keeping each input code (reference pkeep)"},
-      {"embd-pdrop", OPT_FLOAT, &embd_pdrop, "embedding dropout (new models)"},
-      {"resid-pdrop", OPT_FLOAT, &resid_pdrop, "residual dropout (new models)"},
-      {"attn-pdrop", OPT_FLOAT, &attn_pdrop, "attention dropout (new models)"},
+      {"embd-pdrop", OPT_FLOAT, &embd_pdrop, "embedding dropout (new models)",
+       .given = &embd_pdrop_given},
+      {"resid-pdrop", OPT_FLOAT, &resid_pdrop, "residual dropout (new models)",
+       .given = &resid_pdrop_given},
+      {"attn-pdrop", OPT_FLOAT, &attn_pdrop, "attention dropout (new models)",
+       .given = &attn_pdrop_given},
       {"val-fraction", OPT_FLOAT, &val_fraction, "share of the crops held out for validation"},
       {"seed", OPT_INT, &seed, "random seed (init, crops, split, order, corruption, dropout)"},
       {"crops", OPT_INT, &crops, "random crops encoded per image"},
-      {"n-layer", OPT_INT, &n_layer, "transformer blocks (new models)"},
-      {"n-head", OPT_INT, &n_head, "attention heads (new models)"},
-      {"n-embd", OPT_INT, &n_embd, "embedding width (new models)"},
+      {"n-layer", OPT_INT, &n_layer, "transformer blocks (new models)",
+       .given = &n_layer_given},
+      {"n-head", OPT_INT, &n_head, "attention heads (new models)",
+       .given = &n_head_given},
+      {"n-embd", OPT_INT, &n_embd, "embedding width (new models)",
+       .given = &n_embd_given},
       {"checkpoint-every", OPT_INT, &ckpt_every, "steps between checkpoints (0: only at the end)"},
       {"eval-every", OPT_INT, &eval_every, "steps between validation passes (0: only at the end)"},
       {"log-every", OPT_INT, &log_every, "steps between progress lines"},
@@ -406,6 +416,7 @@ int cmd_train_gpt(int argc, char **argv) {
   if (ckpt_every < 0 || eval_every < 0 || log_every < 1)
     return cli_fail(CMD, "--checkpoint-every/--eval-every must be >= 0, --log-every >= 1");
   if (resume && overwrite) return cli_fail(CMD, "give --resume or --overwrite, not both");
+
   if (batch > 65536 || batch < 1) return cli_fail(CMD, "--batch must be in [1, 65536] (got %ld)", batch);
   gpt_train_options o;
   vqgpt_gpt_train_options_default(&o);
@@ -478,6 +489,24 @@ int cmd_train_gpt(int argc, char **argv) {
       cli_fail(CMD, "%s is %s but this run is %s", out, kinds[c->cond], kinds[want]);
       goto done;
     }
+    // Its shape is its own: a flag asking for another is refused, not ignored.
+    const struct {
+      bool given;
+      double asked, has;
+      const char *flag;
+    } shape[] = {{text_len_given, (double)text_len, c->text_len, "--text-len"},
+                 {n_layer_given, (double)n_layer, c->n_layer, "--n-layer"},
+                 {n_head_given, (double)n_head, c->n_head, "--n-head"},
+                 {n_embd_given, (double)n_embd, c->n_embd, "--n-embd"},
+                 {embd_pdrop_given, embd_pdrop, c->embd_pdrop, "--embd-pdrop"},
+                 {resid_pdrop_given, resid_pdrop, c->resid_pdrop, "--resid-pdrop"},
+                 {attn_pdrop_given, attn_pdrop, c->attn_pdrop, "--attn-pdrop"}};
+    for (size_t k = 0; k < sizeof shape / sizeof shape[0]; k++)
+      if (shape[k].given && (float)shape[k].asked != (float)shape[k].has) {
+        cli_fail(CMD, "%s is %g for this run but %s has %g (a resumed model keeps its shape)",
+                 shape[k].flag, shape[k].asked, out, shape[k].has);
+        goto done;
+      }
     if (c->vocab_size < vc->n_embed || c->n_codes < vc->n_embed) {
       cli_fail(CMD, "the GPT's vocabulary (%d tokens) does not cover the VQGAN codebook (%d codes)",
                c->vocab_size, vc->n_embed);

@@ -211,6 +211,8 @@ bad "train-gpt resume, other lr" "--lr is 0.002 for this run but the checkpoint 
   "$VQGPT" train-gpt "${GPTARGS[@]}" --steps 4 --lr 2e-3 --out g.safetensors --resume
 bad "train-gpt resume, other batch" "--batch is 1 for this run but the checkpoint was trained with 2" \
   "$VQGPT" train-gpt "${GPTARGS[@]}" --steps 4 --lr 1e-3 --batch 1 --out g.safetensors --resume
+bad "train-gpt resume, other shape" "--n-layer is 2 for this run but g.safetensors has 1" \
+  "$VQGPT" train-gpt "${GPTARGS[@]}" --steps 4 --lr 1e-3 --n-layer 2 --out g.safetensors --resume
 ok "train-gpt resume, same settings" "$VQGPT" train-gpt "${GPTARGS[@]}" --steps 3 --lr 1e-3 --out g.safetensors --resume
 bad "train-gpt resume of a VQGAN file" "not a GPT model" \
   "$VQGPT" train-gpt "${GPTARGS[@]}" --steps 4 --out v.safetensors --resume
