@@ -159,23 +159,6 @@ static inline __attribute__((always_inline)) void attend_one(float *y, const flo
   }
 }
 
-void vqgpt_causal_attention_step(float *out, const float *q, const float *k_cache, const float *v_cache,
-                                 int B, int T, int Tmax, int C, int H, float *scratch) {
-  int hs = C / H;
-  float scale = 1.0f / sqrtf((float)hs);
-#pragma omp parallel for schedule(static) if ((size_t)B * T * C >= VQGPT_PAR_MIN)
-  for (int bh = 0; bh < B * H; bh++) {
-    int b = bh / H, h = bh % H;
-    const float *qh = q + (size_t)b * C + (size_t)h * hs;     // (hs)
-    const float *K = k_cache + (size_t)bh * Tmax * hs;        // (T, hs)
-    const float *V = v_cache + (size_t)bh * Tmax * hs;        // (T, hs)
-    float *y = out + (size_t)b * C + (size_t)h * hs;          // (hs)
-    float *s = scratch + (size_t)bh * T;                      // (T)
-    if (hs == 64) attend_one(y, qh, K, V, T, 64, scale, s);  // the common head size, unrolled
-    else attend_one(y, qh, K, V, T, hs, scale, s);
-  }
-}
-
 void vqgpt_causal_attention_extend(float *y, int ldy, const float *q, int ldq, const float *k,
                                    const float *v, int start, int n, int hs, float *scratch) {
   float scale = 1.0f / sqrtf((float)hs);

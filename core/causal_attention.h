@@ -20,12 +20,6 @@ void vqgpt_causal_attention_backward(float *dqkv, const float *dout, const float
                                      int B, int T, int C, int H, float pdrop, uint64_t seed,
                                      float *scratch);
 
-// One new query per sequence against a key/value cache (incremental decoding, no dropout).
-// out, q: (B, C); k_cache, v_cache: (B, H, Tmax, hs), each head's keys contiguous, with
-// positions 0..T-1 filled (the new token's key and value included). scratch: (B, H, T) floats.
-void vqgpt_causal_attention_step(float *out, const float *q, const float *k_cache, const float *v_cache,
-                                 int B, int T, int Tmax, int C, int H, float *scratch);
-
 // n new queries of one (sequence, head) at positions start..start+n-1 against that sequence's
 // cached keys and values at positions 0..start+n-1 (the new ones included); query i sees keys
 // 0..start+i. q: (n, hs) with row stride ldq; k, v: (start+n, hs) contiguous; y: (n, hs) with

@@ -214,33 +214,38 @@ static void test_attention(float pdrop) {
   free(c.out), free(c.att), free(c.qkv), free(c.wout), free(c.scratch), free(dqkv), free(scratch);
 }
 
-// The KV-cache step reproduces the last row of the full causal forward, for the unrolled head
-// size 64 and for an odd one.
-static void test_attention_step(int hs) {
+// Queries appended to a key/value cache reproduce the rows of the full causal forward: one new
+// query (the KV-cache step, for the unrolled head size 64 and others) and several (a prefix
+// extended by n rows).
+static void test_attention_extend(int hs, int n) {
   uint64_t st = 31;
-  int B = 3, T = 5, Tmax = 8, H = 3, C = H * hs;
+  int B = 3, T = 5, H = 3, C = H * hs, start = T - n;
   size_t nq = (size_t)B * T * 3 * C;
   float *qkv = alloc_fill(nq, &st, 1), *out = malloc(sizeof(float) * B * T * C),
         *att = malloc(sizeof(float) * B * H * T * T);
   vqgpt_causal_attention_forward(out, att, qkv, B, T, C, H, 0, 0, NULL);
-  float *kc = calloc((size_t)B * H * Tmax * hs, 4), *vc = calloc((size_t)B * H * Tmax * hs, 4),
-        *q = malloc(sizeof(float) * B * C), *y = malloc(sizeof(float) * B * C),
-        *scr = malloc(sizeof(float) * B * H * Tmax);
-  for (int b = 0; b < B; b++) {
-    for (int t = 0; t < T; t++)
-      for (int h = 0; h < H; h++) {
-        size_t at = (((size_t)b * H + h) * Tmax + t) * hs;
-        memcpy(kc + at, qkv + ((size_t)b * T + t) * 3 * C + C + h * hs, hs * 4);
-        memcpy(vc + at, qkv + ((size_t)b * T + t) * 3 * C + 2 * C + h * hs, hs * 4);
+  float *kc = malloc(sizeof(float) * T * hs), *vc = malloc(sizeof(float) * T * hs),
+        *y = malloc(sizeof(float) * B * T * C), *scr = malloc(sizeof(float) * n * T);
+  for (int b = 0; b < B; b++)
+    for (int h = 0; h < H; h++) {
+      for (int t = 0; t < T; t++) {  // this (sequence, head)'s cache: (T, hs) contiguous
+        memcpy(kc + (size_t)t * hs, qkv + ((size_t)b * T + t) * 3 * C + C + h * hs, hs * 4);
+        memcpy(vc + (size_t)t * hs, qkv + ((size_t)b * T + t) * 3 * C + 2 * C + h * hs, hs * 4);
       }
-    memcpy(q + (size_t)b * C, qkv + ((size_t)b * T + T - 1) * 3 * C, C * 4);
-  }
-  vqgpt_causal_attention_step(y, q, kc, vc, B, T, Tmax, C, H, scr);
+      size_t first = (size_t)b * T + start;
+      vqgpt_causal_attention_extend(y + first * C + h * hs, C, qkv + first * 3 * C + h * hs,
+                                    3 * C, kc, vc, start, n, hs, scr);
+    }
   double worst = 0;
   for (int b = 0; b < B; b++)
-    for (int k = 0; k < C; k++) worst = fmax(worst, fabs(y[b * C + k] - out[((size_t)b * T + T - 1) * C + k]));
-  CHECKF(worst < 1e-5, "attention step (hs %d) differs from full forward by %g", hs, worst);
-  free(qkv), free(out), free(att), free(kc), free(vc), free(q), free(y), free(scr);
+    for (int t = start; t < T; t++)
+      for (int k = 0; k < C; k++) {
+        size_t at = ((size_t)b * T + t) * C + k;
+        worst = fmax(worst, fabs(y[at] - out[at]));
+      }
+  CHECKF(worst < 1e-5, "attention extend (hs %d, %d new) differs from full forward by %g", hs, n,
+         worst);
+  free(qkv), free(out), free(att), free(kc), free(vc), free(y), free(scr);
 }
 
 // ---- softmax cross-entropy ----
@@ -398,9 +403,11 @@ int main(int argc, char **argv) {
   test_gelu();
   test_attention(0.0f);
   test_attention(0.25f);
-  test_attention_step(64);
-  test_attention_step(8);
-  test_attention_step(7);
+  test_attention_extend(64, 1);
+  test_attention_extend(8, 1);
+  test_attention_extend(7, 1);
+  test_attention_extend(64, 3);
+  test_attention_extend(7, 5);
   test_softmax_ce();
   test_dropout();
   test_adamw();
