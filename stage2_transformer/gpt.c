@@ -877,10 +877,11 @@ static void add_inplace(float *x, const float *y, size_t n) {
 // Where one sequence's new rows sit in a batched forward.
 typedef struct {
   gpt_kv *kv;
-  int b;      // sequence within the part's cache
-  int start;  // position of its first new row
-  int count;  // new rows
-  size_t row; // index of its first new row among all rows
+  int b;                  // sequence within the part's cache
+  const int32_t *tokens;  // (count) its new tokens
+  int start;              // position of its first new row
+  int count;              // new rows
+  size_t row;             // index of its first new row among all rows
 } extend_seq;
 
 // Stores the keys and values of every new row of layer l into the caches.
@@ -958,14 +959,13 @@ static long extend_layout(const gpt *m, gpt_part *parts, int n_parts, extend_seq
       return -1;
     }
     for (int b = 0; b < kv->B; b++, s++) {
-      for (int t = 0; t < count; t++) {
-        int32_t tok = parts[k].tokens[(size_t)b * count + t];
-        if (tok < 0 || tok >= V) {
-          vqgpt_error("GPT input token %d not in [0, %d)", tok, V);
+      const int32_t *tokens = parts[k].tokens + (size_t)b * count;
+      for (int t = 0; t < count; t++)
+        if (tokens[t] < 0 || tokens[t] >= V) {
+          vqgpt_error("GPT input token %d not in [0, %d)", tokens[t], V);
           return -1;
         }
-      }
-      sq[s] = (extend_seq){kv, b, start, count, row};
+      sq[s] = (extend_seq){kv, b, tokens, start, count, row};
       row += (size_t)count;
     }
   }
@@ -990,12 +990,9 @@ int vqgpt_gpt_extend(const gpt *m, gpt_work *w, gpt_part *parts, int n_parts, fl
     free(sq);
     return -1;
   }
-  int s = 0;
-  for (int k = 0; k < n_parts; k++)
-    for (int b = 0; b < parts[k].kv->B; b++, s++)
-      for (int t = 0; t < sq[s].count; t++)
-        embed(m, w->x + (sq[s].row + t) * C, parts[k].tokens[(size_t)b * sq[s].count + t],
-              sq[s].start + t);
+  for (int s = 0; s < n_seq; s++)
+    for (int t = 0; t < sq[s].count; t++)
+      embed(m, w->x + (sq[s].row + t) * C, sq[s].tokens[t], sq[s].start + t);
   for (int l = 0; l < L; l++) {
     size_t Lc = (size_t)l * C;
     vqgpt_layernorm_forward(w->ln, NULL, NULL, w->x, p->ln1_w + Lc, p->ln1_b + Lc, (int)rows, C,
@@ -1013,8 +1010,7 @@ int vqgpt_gpt_extend(const gpt *m, gpt_work *w, gpt_part *parts, int n_parts, fl
   }
   vqgpt_layernorm_forward(w->ln, NULL, NULL, w->x, p->lnf_w, p->lnf_b, n_seq, C, GPT_LN_EPS);
   sample_linear(m, w, logits, w->ln, p->head_w, h->head_w, 0, NULL, n_seq, C, c->vocab_size);
-  for (int k = 0, first = 0; k < n_parts; first += parts[k].kv->B, k++)
-    parts[k].kv->T = sq[first].start + parts[k].count;
+  for (int s = 0; s < n_seq; s++) sq[s].kv->T = sq[s].start + sq[s].count;
   free(sq);
   return 0;
 }
