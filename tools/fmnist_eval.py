@@ -35,16 +35,10 @@ import sys
 import tempfile
 import time
 
-try:
-    import numpy as np
-except ImportError:  # Debian's python3-numpy serves /usr/bin/python3, maybe not the python3 on PATH
-    if os.path.realpath(sys.executable) != os.path.realpath("/usr/bin/python3") \
-            and os.access("/usr/bin/python3", os.X_OK):
-        os.execv("/usr/bin/python3", ["/usr/bin/python3"] + sys.argv)
-    sys.exit("fmnist_eval.py: needs numpy (Debian: apt-get install python3-numpy)")
-
+# fmnist_folders re-runs this script under /usr/bin/python3 when numpy is missing.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fmnist_folders as F  # noqa: E402
+import numpy as np  # noqa: E402
 
 DEFAULT_CLASSIFIER = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")),
                                   "vqgpt", "fmnist_classifier.pt")

@@ -35,7 +35,8 @@ except ImportError:  # Debian's python3-numpy serves /usr/bin/python3, maybe not
     if os.path.realpath(sys.executable) != os.path.realpath("/usr/bin/python3") \
             and os.access("/usr/bin/python3", os.X_OK):
         os.execv("/usr/bin/python3", ["/usr/bin/python3"] + sys.argv)
-    sys.exit("fmnist_folders.py: needs numpy (Debian: apt-get install python3-numpy)")
+    # Also serves fmnist_eval.py, which imports this module first: name the script run.
+    sys.exit("%s: needs numpy (Debian: apt-get install python3-numpy)" % os.path.basename(sys.argv[0]))
 
 DATA_DIR = os.environ.get("FMNIST_DIR", "/usr/share/datasets/fashion-mnist")
 SPLIT_PREFIX = {"train": "train", "test": "t10k"}
