@@ -343,7 +343,8 @@ static char *with_suffix(const char *path, const char *suffix) {
 }
 
 int cmd_train_gpt(int argc, char **argv) {
-  const char *vqgan_path = NULL, *data = NULL, *out = NULL, *size_s = NULL, *tok_path = NULL;
+  const char *vqgan_path = NULL, *data = NULL, *out = NULL, *size_s = NULL, *tok_path = NULL,
+             *init_path = NULL;
   bool classes = false, captions = false, resume = false, overwrite = false;
   long scale = 0, text_len = 32;
   double cond_drop = 0;
@@ -368,6 +369,8 @@ int cmd_train_gpt(int argc, char **argv) {
       {"scale", OPT_INT, &scale, "scale each image's shorter side to this first (0: the crop's)"},
       {"resume", OPT_FLAG, &resume, "continue training the checkpoint at --out"},
       {"overwrite", OPT_FLAG, &overwrite, "start afresh even if --out exists"},
+      {"init", OPT_STRING, &init_path,
+       "start from this model's weights (fine-tuning: new optimizer, schedule and settings)"},
       {"steps", OPT_INT, &steps, "total optimizer steps"},
       {"batch", OPT_INT, &batch, "sequences per step"},
       {"lr", OPT_FLOAT, &lr, "peak learning rate"},
@@ -403,7 +406,13 @@ int cmd_train_gpt(int argc, char **argv) {
     return 1;
   if (crops < 1 || crops > 1000) return cli_fail(CMD, "--crops must be in [1, 1000]");
   if (classes && captions) return cli_fail(CMD, "give --classes or --captions, not both");
-  if (captions && !tok_path && !resume)
+  if (resume && init_path) return cli_fail(CMD, "give --resume or --init, not both");
+  // A model trained further keeps the shape, conditioning and tokenizer it has.
+  const bool from_model = resume || init_path;
+  const char *model_path = resume ? out : init_path;
+  if (from_model && tok_path)
+    return cli_fail(CMD, "--tokenizer: %s carries its own tokenizer", model_path);
+  if (captions && !tok_path && !from_model)
     return cli_fail(CMD, "--captions needs --tokenizer (train one with vqgpt train-tokenizer)");
   if (text_len < 1 || text_len > 1024) return cli_fail(CMD, "--text-len must be in [1, 1024]");
   if (scale < 0 || scale > 4096) return cli_fail(CMD, "--scale must be in [0, 4096]");
@@ -474,9 +483,9 @@ int cmd_train_gpt(int argc, char **argv) {
   if (!scale) scale = crop_w < crop_h ? crop_w : crop_h;
   int h = crop_h / f, w = crop_w / f;
 
-  // A resumed model must fit this VQGAN and this kind of data before any encoding starts.
-  if (resume) {
-    m = vqgpt_gpt_load(out);
+  // A model trained further must fit this VQGAN and this kind of data before any encoding starts.
+  if (from_model) {
+    m = vqgpt_gpt_load(model_path);
     if (!m) {
       cli_fail(CMD, "%s", vqgpt_last_error());
       goto done;
@@ -486,7 +495,7 @@ int cmd_train_gpt(int argc, char **argv) {
     if (c->cond != want) {
       static const char *kinds[] = {"unconditional (no --classes, no --captions)",
                                     "class-conditional (--classes)", "text-conditional (--captions)"};
-      cli_fail(CMD, "%s is %s but this run is %s", out, kinds[c->cond], kinds[want]);
+      cli_fail(CMD, "%s is %s but this run is %s", model_path, kinds[c->cond], kinds[want]);
       goto done;
     }
     // Its shape is its own: a flag asking for another is refused, not ignored.
@@ -503,8 +512,8 @@ int cmd_train_gpt(int argc, char **argv) {
                  {attn_pdrop_given, attn_pdrop, c->attn_pdrop, "--attn-pdrop"}};
     for (size_t k = 0; k < sizeof shape / sizeof shape[0]; k++)
       if (shape[k].given && (float)shape[k].asked != (float)shape[k].has) {
-        cli_fail(CMD, "%s is %g for this run but %s has %g (a resumed model keeps its shape)",
-                 shape[k].flag, shape[k].asked, out, shape[k].has);
+        cli_fail(CMD, "%s is %g for this run but %s has %g (a model trained further keeps its shape)",
+                 shape[k].flag, shape[k].asked, model_path, shape[k].has);
         goto done;
       }
     if (c->vocab_size < vc->n_embed || c->n_codes < vc->n_embed) {
@@ -512,12 +521,18 @@ int cmd_train_gpt(int argc, char **argv) {
                c->vocab_size, vc->n_embed);
       goto done;
     }
+    if (c->grid_h && (c->grid_h != h || c->grid_w != w)) {
+      cli_fail(CMD, "%s was trained on %dx%d code grids but --size gives %dx%d", model_path,
+               c->grid_h, c->grid_w, h, w);
+      goto done;
+    }
   }
 
-  // The tokenizer (before any encoding): given, or the one a resumed text model carries.
+  // The tokenizer (before any encoding): given, or the one the text model trained further carries.
   if (captions) {
-    tok = resume ? vqgpt_tokenizer_load_bytes(m->card.tokenizer, m->card.tokenizer_bytes, out)
-                 : vqgpt_tokenizer_load_file(tok_path);
+    tok = from_model
+              ? vqgpt_tokenizer_load_bytes(m->card.tokenizer, m->card.tokenizer_bytes, model_path)
+              : vqgpt_tokenizer_load_file(tok_path);
     if (!tok) {
       cli_fail(CMD, "%s", vqgpt_last_error());
       goto done;
@@ -541,9 +556,9 @@ int cmd_train_gpt(int argc, char **argv) {
     cli_fail(CMD, "--classes needs images in at least two sub-folders of %s", data);
     goto done;
   }
-  if (resume && classes && m->cfg.n_classes < n_classes) {
+  if (from_model && classes && m->cfg.n_classes < n_classes) {
     vqgpt_image_folder_free(&folder);
-    cli_fail(CMD, "%s has %d classes but %s has %d sub-folders", out, m->cfg.n_classes, data,
+    cli_fail(CMD, "%s has %d classes but %s has %d sub-folders", model_path, m->cfg.n_classes, data,
              n_classes);
     goto done;
   }
@@ -551,12 +566,12 @@ int cmd_train_gpt(int argc, char **argv) {
   int n_max = (int)(folder.n_images * (size_t)crops);
   gpt_config text_cfg = {.cond = GPT_COND_TEXT, .n_codes = vc->n_embed, .text_len = (int)text_len,
                         .text_vocab = tok ? vqgpt_tokenizer_vocab_size(tok) : 0};
-  if (captions && build_prompts(&prompts, resume ? &m->cfg : &text_cfg, tok, &folder)) {
+  if (captions && build_prompts(&prompts, from_model ? &m->cfg : &text_cfg, tok, &folder)) {
     vqgpt_image_folder_free(&folder);
     cli_fail(CMD, "%s", vqgpt_last_error());
     goto done;
   }
-  if (!resume && make_card(&card, vqgan_path, vq, &folder, classes, tok)) {
+  if (!from_model && make_card(&card, vqgan_path, vq, &folder, classes, tok)) {
     vqgpt_image_folder_free(&folder);
     cli_fail(CMD, "%s", vqgpt_last_error());
     goto done;
@@ -581,14 +596,14 @@ int cmd_train_gpt(int argc, char **argv) {
   }
   if (leader) vqgpt_dist_barrier();
   vqgpt_image_folder_free(&folder);
-  if (captions && prompts_per_grid(&prompts, &cs, resume ? m->cfg.text_len : (int)text_len)) {
+  if (captions && prompts_per_grid(&prompts, &cs, from_model ? m->cfg.text_len : (int)text_len)) {
     cli_fail(CMD, "%s", vqgpt_last_error());
     goto done;
   }
   cs.n_classes = classes ? n_classes : 0;
 
   // The model.
-  if (!resume) {
+  if (!from_model) {
     gpt_config cfg = {0};
     cfg.vocab_size = vc->n_embed;
     // A null class after the classes for guidance; text tokens and the pad after the codes.
@@ -635,6 +650,8 @@ int cmd_train_gpt(int argc, char **argv) {
       goto done;
     }
     fprintf(stderr, "resuming %s at step %ld of %ld\n", out, tr.step, tr.opt.steps);
+  } else if (init_path) {
+    fprintf(stderr, "starting from the weights of %s\n", init_path);
   }
   fprintf(stderr,
           "GPT: %d layers, %d heads, %d wide, vocab %d, %.2fM parameters; %d training / %d "

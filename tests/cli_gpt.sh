@@ -123,6 +123,27 @@ grep -q "step 12/12" err.txt || fail "resume did not reach step 12"
 ok "sample class 1 on the model's grid" "$VQGPT" sample --gpt cls.safetensors --vqgan "$VQ" --class 1 --num 2 --out cls.png --codes-out cls.npy
 [ "$(npy_shape cls.npy)" = "(2, 8, 8)" ] || fail "class sample shape $(npy_shape cls.npy)"
 is_png cls.png || fail "cls.png is not a PNG"
+# --init: a new run (own settings, schedule and optimizer) from a trained model's weights
+ok "fine-tune, 0 steps" "$VQGPT" train-gpt --vqgan "$VQ" --data data --out ft.safetensors --classes \
+  --init cls.safetensors --steps 0 --val-fraction 0.25 "${TRAIN[@]}"
+grep -q "starting from the weights of cls.safetensors" err.txt || fail "--init did not say where it started"
+ok "greedy from the fine-tune start" "$VQGPT" sample --gpt ft.safetensors --class 1 --greedy --codes-out ft0.npy
+ok "greedy from its source" "$VQGPT" sample --gpt cls.safetensors --class 1 --greedy --codes-out cls0.npy
+cmp -s ft0.npy cls0.npy || fail "--init did not start from the model's weights"
+ok "fine-tune, other lr" "$VQGPT" train-gpt --vqgan "$VQ" --data data --out ft.safetensors --classes \
+  --init cls.safetensors --steps 4 --lr 5e-4 --pkeep 0.9 --overwrite --val-fraction 0.25 "${TRAIN[@]}"
+grep -q "step 4/4" err.txt || fail "fine-tune did not train 4 steps"
+ok "fine-tune resumes as its own run" "$VQGPT" train-gpt --vqgan "$VQ" --data data --out ft.safetensors \
+  --classes --steps 6 --lr 5e-4 --pkeep 0.9 --resume --val-fraction 0.25 "${TRAIN[@]}"
+grep -q "resuming ft.safetensors at step 4" err.txt || fail "fine-tune did not resume at step 4"
+NOFILES="ft2.safetensors ft2.safetensors.codes.npy"
+bad "init and resume" "not both" "$VQGPT" train-gpt --vqgan "$VQ" --data data --out cls.safetensors --classes --init cls.safetensors --resume
+bad "init: missing model" "nofile.safetensors" "$VQGPT" train-gpt --vqgan "$VQ" --data data --out ft2.safetensors --classes --init nofile.safetensors
+bad "init: other conditioning" "class-conditional" "$VQGPT" train-gpt --vqgan "$VQ" --data flat --out ft2.safetensors --init cls.safetensors
+bad "init: other shape" "keeps its shape" "$VQGPT" train-gpt --vqgan "$VQ" --data data --out ft2.safetensors --classes --init cls.safetensors --n-layer 2
+bad "init: a tokenizer for a model that has one" "carries its own tokenizer" "$VQGPT" train-gpt --vqgan "$VQ" --data data --out ft2.safetensors --captions --init cls.safetensors --tokenizer x.model
+bad "init: other grid" "code grids" "$VQGPT" train-gpt --vqgan "$VQ" --data data --out ft2.safetensors --classes --init cls.safetensors --size 32x16
+NOFILES=""
 ok "train unconditional" "$VQGPT" train-gpt --vqgan "$VQ" --data flat --out unc.safetensors --steps 4 --val-fraction 0 "${TRAIN[@]}"
 [ ! -e unc.safetensors.labels.npy ] || fail "unconditional run wrote labels"
 ok "sample unconditional" "$VQGPT" sample --gpt unc.safetensors --codes-out unc.npy
