@@ -1,43 +1,29 @@
 #!/usr/bin/env bash
 # vqgpt export: plain F32 export reproduces the model exactly; F16 halves its size and still
 # runs; GPT models export too; bad input fails cleanly.
-set -u
-VQGPT=$1
-FX=$2
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); }
-bad() { failed=$((failed + 1)); echo "FAIL: $*" >&2; }
+# Usage: cli_export.sh <vqgpt binary> <fixtures dir>
+set -uo pipefail
+VQGPT=$(realpath "$1")
+FX=$(realpath "$2")
+source "$(dirname "$(realpath "$0")")/lib.sh"
 size() { stat -c %s "$1"; }
 
-"$VQGPT" export --in "$FX/vqgan_tiny.safetensors" --out "$T/v32.safetensors" 2>/dev/null && ok || bad "export f32"
-"$VQGPT" export --in "$FX/vqgan_tiny.safetensors" --out "$T/v16.safetensors" --dtype f16 2>/dev/null && ok || bad "export f16"
-"$VQGPT" reconstruct --vqgan "$FX/vqgan_tiny.safetensors" --image "$FX/vqgan_tiny_input0.png" --out "$T/a.png" 2>/dev/null
-"$VQGPT" reconstruct --vqgan "$T/v32.safetensors" --image "$FX/vqgan_tiny_input0.png" --out "$T/b.png" 2>/dev/null
-cmp -s "$T/a.png" "$T/b.png" && ok || bad "f32 export does not reproduce the model"
-[ "$(size "$T/v16.safetensors")" -lt $(( $(size "$T/v32.safetensors") * 6 / 10 )) ] && ok || bad "f16 export is not about half the size"
-"$VQGPT" reconstruct --vqgan "$T/v16.safetensors" --image "$FX/vqgan_tiny_input0.png" --out "$T/c.png" 2>/dev/null && ok || bad "f16 model does not run"
-"$VQGPT" export --in "$FX/gpt_tiny.safetensors" --out "$T/g16.safetensors" --dtype bf16 2>/dev/null && ok || bad "export gpt bf16"
-"$VQGPT" sample --gpt "$T/g16.safetensors" --greedy --grid 4x8 --codes-out "$T/codes.npy" 2>/dev/null && ok || bad "bf16 gpt does not sample"
+ok "export f32" "$VQGPT" export --in "$FX/vqgan_tiny.safetensors" --out v32.safetensors
+ok "export f16" "$VQGPT" export --in "$FX/vqgan_tiny.safetensors" --out v16.safetensors --dtype f16
+ok "reconstruct with the model" "$VQGPT" reconstruct --vqgan "$FX/vqgan_tiny.safetensors" --image "$FX/vqgan_tiny_input0.png" --out a.png
+ok "reconstruct with its f32 export" "$VQGPT" reconstruct --vqgan v32.safetensors --image "$FX/vqgan_tiny_input0.png" --out b.png
+check "f32 export does not reproduce the model" cmp -s a.png b.png
+check "f16 export is not about half the size" [ "$(size v16.safetensors)" -lt $(($(size v32.safetensors) * 6 / 10)) ]
+ok "f16 model runs" "$VQGPT" reconstruct --vqgan v16.safetensors --image "$FX/vqgan_tiny_input0.png" --out c.png
+ok "export gpt bf16" "$VQGPT" export --in "$FX/gpt_tiny.safetensors" --out g16.safetensors --dtype bf16
+ok "bf16 gpt samples" "$VQGPT" sample --gpt g16.safetensors --greedy --grid 4x8 --codes-out codes.npy
 
-expect_error() {
-  local name=$1 needle=$2
-  shift 2
-  "$@" >/dev/null 2>"$T/err"
-  local rc=$?
-  if [ $rc -eq 0 ] || [ $rc -ge 128 ] || [ "$(wc -l <"$T/err")" -ne 1 ] || ! grep -qF -- "$needle" "$T/err"; then
-    bad "$name (exit $rc): $(cat "$T/err")"
-  else
-    ok
-  fi
-}
-expect_error "bad dtype" "--dtype" "$VQGPT" export --in "$FX/vqgan_tiny.safetensors" --out "$T/x.safetensors" --dtype f8
-expect_error "other format" "taming-patchgan" "$VQGPT" export --in "$FX/disc_tiny.safetensors" --out "$T/x.safetensors"
-expect_error "missing file" "$T/none.safetensors" "$VQGPT" export --in "$T/none.safetensors" --out "$T/x.safetensors"
-expect_error "unwritable" "$T/no/dir/x.safetensors" "$VQGPT" export --in "$FX/gpt_tiny.safetensors" --out "$T/no/dir/x.safetensors"
-[ ! -e "$T/x.safetensors" ] && ok || bad "a failed export left a file"
+# Full paths, so that the errors must name the file as given.
+NOFILES="x.safetensors*"
+bad "bad dtype" "--dtype" "$VQGPT" export --in "$FX/vqgan_tiny.safetensors" --out x.safetensors --dtype f8
+bad "other format" "taming-patchgan" "$VQGPT" export --in "$FX/disc_tiny.safetensors" --out x.safetensors
+bad "missing file" "$TMP/none.safetensors" "$VQGPT" export --in "$TMP/none.safetensors" --out x.safetensors
+bad "unwritable" "$TMP/no/dir/x.safetensors" "$VQGPT" export --in "$FX/gpt_tiny.safetensors" --out "$TMP/no/dir/x.safetensors"
+check "a failed export left a file" [ ! -e x.safetensors ]
 
-echo "cli_export: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish cli_export
