@@ -1,44 +1,18 @@
 #!/usr/bin/env bash
 # End-to-end stage-1 commands: encode/decode/reconstruct on the fixtures, and every kind of
 # bad input answered by one error line naming the file, a non-zero exit, and no output file.
-set -u
-VQGPT=$1
-FX=$2
-HERE=$(cd "$(dirname "$0")" && pwd)
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
+# Usage: cli_vqgan.sh <vqgpt binary> <fixtures dir>
+set -uo pipefail
+VQGPT=$(realpath "$1")
+FX=$(realpath "$2")
+HERE=$(dirname "$(realpath "$0")")
 MODEL=$FX/vqgan_tiny.safetensors
-passed=0
-failed=0
-
-ok() { passed=$((passed + 1)); }
-bad() { failed=$((failed + 1)); echo "FAIL: $*" >&2; }
-
-# expect_error NAME NEEDLE OUTFILE CMD...: non-zero exit, exactly one stderr line containing
-# NEEDLE, no OUTFILE (nor a temporary beside it) left behind.
-expect_error() {
-  local name=$1 needle=$2 out=$3
-  shift 3
-  "$@" >"$T/stdout" 2>"$T/stderr"
-  local rc=$?
-  local lines
-  lines=$(wc -l <"$T/stderr")
-  if [ $rc -eq 0 ] || [ $rc -ge 128 ]; then
-    bad "$name: exit status $rc"
-  elif [ "$lines" -ne 1 ]; then
-    bad "$name: expected one error line, got $lines: $(cat "$T/stderr")"
-  elif ! grep -qF -- "$needle" "$T/stderr"; then
-    bad "$name: error lacks '$needle': $(cat "$T/stderr")"
-  elif [ -n "$out" ] && ls "$out"* >/dev/null 2>&1; then
-    bad "$name: output file left behind"
-  else
-    ok
-  fi
-}
+source "$HERE/lib.sh"
+# Files are given by full path ($TMP/...) where the error must name them as given.
 
 # --- happy paths ---------------------------------------------------------------------------
-if "$VQGPT" encode --vqgan "$MODEL" --image "$FX/vqgan_tiny_input1.png" --out "$T/c1.npy" 2>/dev/null; then ok; else bad "encode"; fi
-python3 - "$T/c1.npy" "$FX/vqgan_tiny_io.safetensors" <<'PY' && ok || bad "encoded codes differ from the reference"
+ok "encode" "$VQGPT" encode --vqgan "$MODEL" --image "$FX/vqgan_tiny_input1.png" --out c1.npy
+check "encoded codes differ from the reference" $PY - c1.npy "$FX/vqgan_tiny_io.safetensors" <<'PY'
 import json, struct, sys
 raw = open(sys.argv[1], "rb").read()
 assert raw[:6] == b"\x93NUMPY", "not npy"
@@ -55,17 +29,12 @@ fmt = "<96i" if t["dtype"] == "I32" else "<96q"
 ref = list(struct.unpack(fmt, st[8 + n + b:8 + n + e]))
 assert codes == ref, (codes, ref)
 PY
-if "$VQGPT" decode --vqgan "$MODEL" --codes "$T/c1.npy" --out "$T/d1.png" 2>/dev/null; then ok; else bad "decode"; fi
-python3 - "$T/d1.png" <<'PY' && ok || bad "decoded PNG has the wrong size"
-import struct, sys
-raw = open(sys.argv[1], "rb").read()
-assert raw[:8] == b"\x89PNG\r\n\x1a\n"
-w, h = struct.unpack(">II", raw[16:24])
-assert (w, h) == (48, 32), (w, h)
-PY
-if "$VQGPT" reconstruct --vqgan "$MODEL" --image "$FX/vqgan_tiny_input0.png" --out "$T/r0.png" 2>"$T/log" && grep -q PSNR "$T/log"; then ok; else bad "reconstruct"; fi
+ok "decode" "$VQGPT" decode --vqgan "$MODEL" --codes c1.npy --out d1.png
+check "decoded PNG is $(png_size d1.png), not 48x32" [ "$(png_size d1.png)" = 48x32 ]
+ok "reconstruct" "$VQGPT" reconstruct --vqgan "$MODEL" --image "$FX/vqgan_tiny_input0.png" --out r0.png
+check "reconstruct reports no PSNR" grep -q PSNR err.txt
 # A 50x37 image: rejected as it is, accepted with --crop (48x36) and --resize 32 (43x32 -> 40x32).
-python3 - "$T/odd.png" <<'PY'
+$PY - odd.png <<'PY'
 import struct, sys, zlib
 w, h = 50, 37
 rows = b"".join(b"\0" + bytes((x * 5 + y * 3 + c * 80) % 256 for x in range(w) for c in range(3)) for y in range(h))
@@ -73,39 +42,36 @@ chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.
 open(sys.argv[1], "wb").write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
                               + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
 PY
-expect_error "size not a multiple" "multiple of the VQGAN's factor 4" "$T/odd_out.png" "$VQGPT" reconstruct --vqgan "$MODEL" --image "$T/odd.png" --out "$T/odd_out.png"
-if "$VQGPT" reconstruct --vqgan "$MODEL" --image "$T/odd.png" --crop --out "$T/crop.png" 2>/dev/null; then ok; else bad "--crop"; fi
-if "$VQGPT" reconstruct --vqgan "$MODEL" --image "$T/odd.png" --resize 32 --out "$T/resize.png" 2>/dev/null; then ok; else bad "--resize"; fi
-python3 - "$T/crop.png" "$T/resize.png" <<'PY' && ok || bad "--crop/--resize sizes"
-import struct, sys
-for path, want in zip(sys.argv[1:], [(48, 36), (40, 32)]):
-    raw = open(path, "rb").read()
-    assert struct.unpack(">II", raw[16:24]) == want, (path, struct.unpack(">II", raw[16:24]))
-PY
+NOFILES="odd_out.png*" bad "size not a multiple" "multiple of the VQGAN's factor 4" "$VQGPT" reconstruct --vqgan "$MODEL" --image odd.png --out odd_out.png
+ok "--crop" "$VQGPT" reconstruct --vqgan "$MODEL" --image odd.png --crop --out crop.png
+ok "--resize" "$VQGPT" reconstruct --vqgan "$MODEL" --image odd.png --resize 32 --out resize.png
+check "--crop gave $(png_size crop.png), not 48x36" [ "$(png_size crop.png)" = 48x36 ]
+check "--resize gave $(png_size resize.png), not 40x32" [ "$(png_size resize.png)" = 40x32 ]
 # A 3-D code array decodes to a grid.
-python3 - "$T/c3.npy" <<'PY'
+$PY - c3.npy <<'PY'
 import struct, sys
 hdr = "{'descr': '<i4', 'fortran_order': False, 'shape': (3, 2, 2), }"
 hdr += " " * (-(10 + len(hdr) + 1) % 64) + "\n"
 open(sys.argv[1], "wb").write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(hdr)) + hdr.encode() + struct.pack("<12i", *range(12)))
 PY
-if "$VQGPT" decode --vqgan "$MODEL" --codes "$T/c3.npy" --out "$T/grid.png" 2>/dev/null; then ok; else bad "decode [n,h,w]"; fi
+ok "decode [n,h,w]" "$VQGPT" decode --vqgan "$MODEL" --codes c3.npy --out grid.png
 
 # --- bad model files -----------------------------------------------------------------------
-mkdir "$T/bad"
-python3 "$HERE/make_bad_models.py" "$MODEL" "$T/bad" >"$T/cases"
+mkdir bad
+$PY "$HERE/make_bad_models.py" "$MODEL" bad >cases
 while read -r name needle; do
-  f="$T/bad/$name.safetensors"
-  expect_error "model $name" "$f" "$T/out_$name.npy" "$VQGPT" encode --vqgan "$f" --image "$FX/vqgan_tiny_input0.png" --out "$T/out_$name.npy"
-  [ -n "$needle" ] && { grep -qF -- "$needle" "$T/stderr" && ok || bad "model $name: error lacks '$needle': $(cat "$T/stderr")"; }
-done <"$T/cases"
-expect_error "missing model" "$T/nope.safetensors" "$T/o.npy" "$VQGPT" encode --vqgan "$T/nope.safetensors" --image "$FX/vqgan_tiny_input0.png" --out "$T/o.npy"
+  f=$TMP/bad/$name.safetensors
+  NOFILES="out_$name.npy*" bad "model $name" "$f" "$VQGPT" encode --vqgan "$f" --image "$FX/vqgan_tiny_input0.png" --out "out_$name.npy"
+  [ -z "$needle" ] || check "model $name: error lacks '$needle': $(cat err.txt)" grep -qF -- "$needle" err.txt
+done <cases
+NOFILES="o.npy*"
+bad "missing model" "$TMP/nope.safetensors" "$VQGPT" encode --vqgan "$TMP/nope.safetensors" --image "$FX/vqgan_tiny_input0.png" --out o.npy
 
 # --- bad images, codes and outputs ----------------------------------------------------------
-printf 'not an image' >"$T/junk.png"
-expect_error "unreadable image" "$T/junk.png" "$T/o.npy" "$VQGPT" encode --vqgan "$MODEL" --image "$T/junk.png" --out "$T/o.npy"
-expect_error "missing image" "$T/none.png" "$T/o.npy" "$VQGPT" encode --vqgan "$MODEL" --image "$T/none.png" --out "$T/o.npy"
-python3 - "$T" <<'PY'
+printf 'not an image' >junk.png
+bad "unreadable image" "$TMP/junk.png" "$VQGPT" encode --vqgan "$MODEL" --image "$TMP/junk.png" --out o.npy
+bad "missing image" "$TMP/none.png" "$VQGPT" encode --vqgan "$MODEL" --image "$TMP/none.png" --out o.npy
+$PY - . <<'PY'
 import struct, sys
 def npy(path, shape, values, descr="<i4"):
     hdr = "{'descr': '%s', 'fortran_order': False, 'shape': %s, }" % (descr, shape)
@@ -120,17 +86,17 @@ npy(d + "/flat.npy", "(4,)", [0, 1, 2, 3])
 npy(d + "/empty.npy", "(0, 4)", [])
 open(d + "/trunc.npy", "wb").write(open(d + "/range.npy", "rb").read()[:-5])
 PY
-expect_error "code out of range" "outside the codebook" "$T/o.png" "$VQGPT" decode --vqgan "$MODEL" --codes "$T/range.npy" --out "$T/o.png"
-expect_error "negative code" "$T/neg.npy" "$T/o.png" "$VQGPT" decode --vqgan "$MODEL" --codes "$T/neg.npy" --out "$T/o.png"
-expect_error "int64 code overflow" "$T/big64.npy" "$T/o.png" "$VQGPT" decode --vqgan "$MODEL" --codes "$T/big64.npy" --out "$T/o.png"
-expect_error "1-D codes" "$T/flat.npy" "$T/o.png" "$VQGPT" decode --vqgan "$MODEL" --codes "$T/flat.npy" --out "$T/o.png"
-expect_error "empty codes" "$T/empty.npy" "$T/o.png" "$VQGPT" decode --vqgan "$MODEL" --codes "$T/empty.npy" --out "$T/o.png"
-expect_error "truncated codes" "$T/trunc.npy" "$T/o.png" "$VQGPT" decode --vqgan "$MODEL" --codes "$T/trunc.npy" --out "$T/o.png"
-expect_error "unwritable output" "$T/no/such/dir/out.png" "$T/no/such/dir/out.png" "$VQGPT" decode --vqgan "$MODEL" --codes "$T/c1.npy" --out "$T/no/such/dir/out.png"
-expect_error "unwritable codes" "$T/no/dir/c.npy" "$T/no/dir/c.npy" "$VQGPT" encode --vqgan "$MODEL" --image "$FX/vqgan_tiny_input0.png" --out "$T/no/dir/c.npy"
-expect_error "unknown option" "--bogus" "" "$VQGPT" encode --bogus 1
-expect_error "missing option" "--vqgan" "" "$VQGPT" decode --codes "$T/c1.npy" --out "$T/o.png"
-expect_error "bad resize" "--resize" "$T/o.png" "$VQGPT" reconstruct --vqgan "$MODEL" --image "$T/odd.png" --resize 30 --out "$T/o.png"
+NOFILES="o.png*"
+bad "code out of range" "outside the codebook" "$VQGPT" decode --vqgan "$MODEL" --codes range.npy --out o.png
+bad "negative code" "$TMP/neg.npy" "$VQGPT" decode --vqgan "$MODEL" --codes "$TMP/neg.npy" --out o.png
+bad "int64 code overflow" "$TMP/big64.npy" "$VQGPT" decode --vqgan "$MODEL" --codes "$TMP/big64.npy" --out o.png
+bad "1-D codes" "$TMP/flat.npy" "$VQGPT" decode --vqgan "$MODEL" --codes "$TMP/flat.npy" --out o.png
+bad "empty codes" "$TMP/empty.npy" "$VQGPT" decode --vqgan "$MODEL" --codes "$TMP/empty.npy" --out o.png
+bad "truncated codes" "$TMP/trunc.npy" "$VQGPT" decode --vqgan "$MODEL" --codes "$TMP/trunc.npy" --out o.png
+NOFILES="$TMP/no/such/dir/out.png*" bad "unwritable output" "$TMP/no/such/dir/out.png" "$VQGPT" decode --vqgan "$MODEL" --codes c1.npy --out "$TMP/no/such/dir/out.png"
+NOFILES="$TMP/no/dir/c.npy*" bad "unwritable codes" "$TMP/no/dir/c.npy" "$VQGPT" encode --vqgan "$MODEL" --image "$FX/vqgan_tiny_input0.png" --out "$TMP/no/dir/c.npy"
+NOFILES="" bad "unknown option" "--bogus" "$VQGPT" encode --bogus 1
+NOFILES="" bad "missing option" "--vqgan" "$VQGPT" decode --codes c1.npy --out o.png
+bad "bad resize" "--resize" "$VQGPT" reconstruct --vqgan "$MODEL" --image odd.png --resize 30 --out o.png
 
-echo "cli_vqgan: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish cli_vqgan
