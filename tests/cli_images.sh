@@ -4,39 +4,16 @@
 # plain RGB twin; other formats, broken files and non-regular inputs (a FIFO must not hang)
 # give one error line; training folders with link loops count each image once, skip a bad
 # file with a warning, and stop with a clear error when most files are bad.
-set -u
-VQGPT=$1
-FX=$2
+# Usage: cli_images.sh <vqgpt binary> <fixtures dir>
+set -uo pipefail
+VQGPT=$(realpath "$1")
+FX=$(realpath "$2")
 MODEL=$FX/vqgan_tiny.safetensors
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); }
-bad() { failed=$((failed + 1)); echo "FAIL: $*" >&2; }
-
-# expect_error NAME NEEDLE OUTFILE CMD...: non-zero exit (not a signal, not the timeout), one
-# stderr line containing NEEDLE, no OUTFILE left behind.
-expect_error() {
-  local name=$1 needle=$2 out=$3
-  shift 3
-  timeout 20 "$@" >/dev/null 2>"$T/stderr"
-  local rc=$?
-  if [ $rc -eq 0 ] || [ $rc -ge 124 ]; then
-    bad "$name: exit status $rc $(cat "$T/stderr")"
-  elif [ "$(wc -l <"$T/stderr")" -ne 1 ]; then
-    bad "$name: expected one error line: $(cat "$T/stderr")"
-  elif ! grep -qF -- "$needle" "$T/stderr"; then
-    bad "$name: error lacks '$needle': $(cat "$T/stderr")"
-  elif [ -n "$out" ] && ls "$out"* >/dev/null 2>&1; then
-    bad "$name: output file left behind"
-  else
-    ok
-  fi
-}
+source "$(dirname "$(realpath "$0")")/lib.sh"
+# Files are given by full path ($TMP/...) where the error or warning must name them as given.
 
 # --- test images (PNG written here with zlib) ----------------------------------------------
-python3 - "$T" <<'PY'
+$PY - . <<'PY'
 import struct, sys, zlib
 d = sys.argv[1]
 W = H = 16
@@ -81,26 +58,26 @@ PY
 # --- layouts decode as documented: same codes as the RGB twin ------------------------------
 for pair in "alpha alpha_twin" "grey grey_twin" "palette palette_twin" "rgb16 rgb8"; do
   set -- $pair
-  if "$VQGPT" encode --vqgan "$MODEL" --image "$T/$1.png" --out "$T/$1.npy" 2>/dev/null &&
-     "$VQGPT" encode --vqgan "$MODEL" --image "$T/$2.png" --out "$T/$2.npy" 2>/dev/null &&
-     cmp -s "$T/$1.npy" "$T/$2.npy"; then ok; else bad "$1.png does not encode as $2.png"; fi
+  ok "encode $1.png" "$VQGPT" encode --vqgan "$MODEL" --image "$1.png" --out "$1.npy"
+  ok "encode $2.png" "$VQGPT" encode --vqgan "$MODEL" --image "$2.png" --out "$2.npy"
+  check "$1.png does not encode as $2.png" cmp -s "$1.npy" "$2.npy"
 done
 # The check can tell: the hidden red, were it used, would give other codes.
-"$VQGPT" encode --vqgan "$MODEL" --image "$T/red_twin.png" --out "$T/red_twin.npy" 2>/dev/null
-cmp -s "$T/alpha.npy" "$T/red_twin.npy" && bad "the hidden red pixels make no difference to the codes" || ok
+ok "encode red_twin.png" "$VQGPT" encode --vqgan "$MODEL" --image red_twin.png --out red_twin.npy
+check "the hidden red pixels make no difference to the codes" ! cmp -s alpha.npy red_twin.npy
 
-# --- refused inputs -------------------------------------------------------------------------
-O=$T/o.npy
-expect_error "Softimage PIC named .png" "x.png: not a PNG or JPEG file (looks like a Softimage PIC image)" "$O" "$VQGPT" encode --vqgan "$MODEL" --image "$T/x.png" --out "$O"
-expect_error "PPM with a negative width" "neg.ppm: not a PNG or JPEG file (looks like a PNM" "$O" "$VQGPT" encode --vqgan "$MODEL" --image "$T/neg.ppm" --out "$O"
-expect_error "truncated PNG" "trunc.png: corrupt or truncated PNG: unexpected end of file" "$O" "$VQGPT" encode --vqgan "$MODEL" --image "$T/trunc.png" --out "$O"
-expect_error "PNG without IEND" "noend.png: corrupt or truncated PNG" "$O" "$VQGPT" encode --vqgan "$MODEL" --image "$T/noend.png" --out "$O"
-expect_error "directory as image" "is a directory, not a regular file" "$O" "$VQGPT" encode --vqgan "$MODEL" --image "$T" --out "$O"
-mkfifo "$T/fifo.png" "$T/fifo.safetensors" "$T/fifo.npy"
-expect_error "FIFO as image" "fifo.png: is a named pipe, not a regular file" "$O" "$VQGPT" encode --vqgan "$MODEL" --image "$T/fifo.png" --out "$O"
-expect_error "FIFO as model" "fifo.safetensors: is a named pipe" "$O" "$VQGPT" encode --vqgan "$T/fifo.safetensors" --image "$T/rgb8.png" --out "$O"
-expect_error "FIFO as codes" "fifo.npy: is a named pipe" "$T/o.png" "$VQGPT" decode --vqgan "$MODEL" --codes "$T/fifo.npy" --out "$T/o.png"
-expect_error "device as image" "/dev/null: is a character device" "$O" "$VQGPT" reconstruct --vqgan "$MODEL" --image /dev/null --out "$T/o.png"
+# --- refused inputs: under a timeout (a FIFO must not hang) ---------------------------------
+NOFILES="o.npy* o.png*"
+bad "Softimage PIC named .png" "x.png: not a PNG or JPEG file (looks like a Softimage PIC image)" timeout 20 "$VQGPT" encode --vqgan "$MODEL" --image "$TMP/x.png" --out o.npy
+bad "PPM with a negative width" "neg.ppm: not a PNG or JPEG file (looks like a PNM" timeout 20 "$VQGPT" encode --vqgan "$MODEL" --image "$TMP/neg.ppm" --out o.npy
+bad "truncated PNG" "trunc.png: corrupt or truncated PNG: unexpected end of file" timeout 20 "$VQGPT" encode --vqgan "$MODEL" --image "$TMP/trunc.png" --out o.npy
+bad "PNG without IEND" "noend.png: corrupt or truncated PNG" timeout 20 "$VQGPT" encode --vqgan "$MODEL" --image "$TMP/noend.png" --out o.npy
+bad "directory as image" "is a directory, not a regular file" timeout 20 "$VQGPT" encode --vqgan "$MODEL" --image "$TMP" --out o.npy
+mkfifo fifo.png fifo.safetensors fifo.npy
+bad "FIFO as image" "fifo.png: is a named pipe, not a regular file" timeout 20 "$VQGPT" encode --vqgan "$MODEL" --image "$TMP/fifo.png" --out o.npy
+bad "FIFO as model" "fifo.safetensors: is a named pipe" timeout 20 "$VQGPT" encode --vqgan "$TMP/fifo.safetensors" --image "$TMP/rgb8.png" --out o.npy
+bad "FIFO as codes" "fifo.npy: is a named pipe" timeout 20 "$VQGPT" decode --vqgan "$MODEL" --codes "$TMP/fifo.npy" --out o.png
+bad "device as image" "/dev/null: is a character device" timeout 20 "$VQGPT" reconstruct --vqgan "$MODEL" --image /dev/null --out o.png
 
 # --- training folders -----------------------------------------------------------------------
 TRAIN=(--size 32 --config tiny --steps 1 --batch 1 --val 1 --log-every 1 --sample-every 100)
@@ -109,49 +86,46 @@ make_images() {  # make_images DIR N: N distinct PNGs
   for ((k = 0; k < $2; k++)); do cp "$FX/photos/photo$((k % 6)).png" "$1/img$k.png"; done
 }
 # Link loops, a self-link, a second path to a folder and to an image: each image once.
-make_images "$T/loops" 4
-make_images "$T/loops/sub" 1
-ln -s . "$T/loops/self"
-ln -s .. "$T/loops/sub/up"
-ln -s loop2 "$T/loops/loop1"
-ln -s loop1 "$T/loops/loop2"
-ln -s sub "$T/loops/zsub"
-ln -s img0.png "$T/loops/link.png"
-if timeout 60 "$VQGPT" train-vqgan --data "$T/loops" "${TRAIN[@]}" --out "$T/l.safetensors" 2>"$T/log"; then ok; else bad "loops: $(cat "$T/log")"; fi
-grep -q "loops: 5 images (4 train, 1 validation)" "$T/log" && ok || bad "loops: images not counted once: $(cat "$T/log")"
-grep -q "1 more path (links) to images already listed" "$T/log" && ok || bad "loops: duplicate not reported: $(cat "$T/log")"
+make_images loops 4
+make_images loops/sub 1
+ln -s . loops/self
+ln -s .. loops/sub/up
+ln -s loop2 loops/loop1
+ln -s loop1 loops/loop2
+ln -s sub loops/zsub
+ln -s img0.png loops/link.png
+ok "loops" timeout 60 "$VQGPT" train-vqgan --data "$TMP/loops" "${TRAIN[@]}" --out l.safetensors
+check "loops: images not counted once: $(cat err.txt)" grep -q "loops: 5 images (4 train, 1 validation)" err.txt
+check "loops: duplicate not reported: $(cat err.txt)" grep -q "1 more path (links) to images already listed" err.txt
 
 # One bad file (and a FIFO named .png) among many: skipped with a warning, the run goes on.
-make_images "$T/onebad" 18
-cp "$T/x.png" "$T/onebad/pic.png"
-mkfifo "$T/onebad/pipe.png"
-if timeout 60 "$VQGPT" train-vqgan --data "$T/onebad" "${TRAIN[@]}" --out "$T/b.safetensors" 2>"$T/log"; then ok; else bad "one bad file stopped the run: $(cat "$T/log")"; fi
-grep -q "warning: skipped $T/onebad/pic.png: not a PNG or JPEG file (looks like a Softimage PIC image)" "$T/log" && ok || bad "no warning for pic.png: $(cat "$T/log")"
-grep -q "warning: skipped $T/onebad/pipe.png: is a named pipe, not a regular file" "$T/log" && ok || bad "no warning for pipe.png: $(cat "$T/log")"
-grep -q "onebad: skipped 2 of 20 image files that cannot be read" "$T/log" && ok || bad "skipped files not counted: $(cat "$T/log")"
-grep -q "onebad: 18 images" "$T/log" && ok || bad "wrong image count: $(cat "$T/log")"
+make_images onebad 18
+cp x.png onebad/pic.png
+mkfifo onebad/pipe.png
+ok "one bad file stopped the run" timeout 60 "$VQGPT" train-vqgan --data "$TMP/onebad" "${TRAIN[@]}" --out b.safetensors
+check "no warning for pic.png: $(cat err.txt)" grep -q "warning: skipped $TMP/onebad/pic.png: not a PNG or JPEG file (looks like a Softimage PIC image)" err.txt
+check "no warning for pipe.png: $(cat err.txt)" grep -q "warning: skipped $TMP/onebad/pipe.png: is a named pipe, not a regular file" err.txt
+check "skipped files not counted: $(cat err.txt)" grep -q "onebad: skipped 2 of 20 image files that cannot be read" err.txt
+check "wrong image count: $(cat err.txt)" grep -q "onebad: 18 images" err.txt
 # train-gpt too; its code cache (one grid per readable image) is reused by the next run.
 GPT=(--n-layer 1 --n-head 2 --n-embd 16 --batch 2 --steps 1 --val-fraction 0 --log-every 1)
-if timeout 60 "$VQGPT" train-gpt --vqgan "$MODEL" --data "$T/onebad" "${GPT[@]}" --out "$T/g.safetensors" 2>"$T/log"; then ok; else bad "train-gpt, one bad file: $(cat "$T/log")"; fi
-grep -q "warning: skipped $T/onebad/pic.png" "$T/log" && grep -q "encoding: 18/18 crops" "$T/log" && ok || bad "train-gpt: $(cat "$T/log")"
-if timeout 60 "$VQGPT" train-gpt --vqgan "$MODEL" --data "$T/onebad" "${GPT[@]}" --out "$T/g.safetensors" --overwrite 2>"$T/log"; then ok; else bad "train-gpt rerun: $(cat "$T/log")"; fi
-grep -q "reusing cached codes" "$T/log" && ok || bad "train-gpt re-encoded a folder with a skipped file: $(cat "$T/log")"
+ok "train-gpt, one bad file" timeout 60 "$VQGPT" train-gpt --vqgan "$MODEL" --data "$TMP/onebad" "${GPT[@]}" --out g.safetensors
+check "train-gpt: no warning for pic.png: $(cat err.txt)" grep -q "warning: skipped $TMP/onebad/pic.png" err.txt
+check "train-gpt: not 18 crops encoded: $(cat err.txt)" grep -q "encoding: 18/18 crops" err.txt
+ok "train-gpt rerun" timeout 60 "$VQGPT" train-gpt --vqgan "$MODEL" --data "$TMP/onebad" "${GPT[@]}" --out g.safetensors --overwrite
+check "train-gpt re-encoded a folder with a skipped file: $(cat err.txt)" grep -q "reusing cached codes" err.txt
 
-# Mostly bad: a clear error, naming the share and a file.
-make_images "$T/mostbad" 2
-cp "$T/x.png" "$T/mostbad/a.png"
-cp "$T/neg.ppm" "$T/mostbad/b.png"
-cp "$T/trunc.png" "$T/mostbad/c.png"
-timeout 60 "$VQGPT" train-vqgan --data "$T/mostbad" "${TRAIN[@]}" --out "$T/m.safetensors" >/dev/null 2>"$T/log"
-rc=$?
-last=$(tail -1 "$T/log")
-if [ $rc -ne 0 ] && [ $rc -lt 124 ] && [[ "$last" == "vqgpt train-vqgan: $T/mostbad: 3 of 5 image files cannot be read (more than 10%)"* ]] && [[ "$last" == *"a.png"* ]]; then ok; else bad "mostly bad folder (exit $rc): $(cat "$T/log")"; fi
-[ ! -e "$T/m.safetensors" ] && ok || bad "a failed run left a model"
-timeout 60 "$VQGPT" train-gpt --vqgan "$MODEL" --data "$T/mostbad" "${GPT[@]}" --out "$T/mg.safetensors" >/dev/null 2>"$T/log"
-rc=$?
-last=$(tail -1 "$T/log")
-if [ $rc -ne 0 ] && [ $rc -lt 124 ] && [[ "$last" == "vqgpt train-gpt: $T/mostbad: 3 of 5 image files cannot be read"* ]]; then ok; else bad "train-gpt, mostly bad folder (exit $rc): $(cat "$T/log")"; fi
-[ ! -e "$T/mg.safetensors" ] && ok || bad "a failed train-gpt run left a model"
+# Mostly bad: a clear error (after the listing's warnings), naming the share and a file.
+make_images mostbad 2
+cp x.png mostbad/a.png
+cp neg.ppm mostbad/b.png
+cp trunc.png mostbad/c.png
+NOFILES=""
+ERR_PREFIX="vqgpt train-vqgan: $TMP/mostbad: 3 of 5 image files cannot be read (more than 10%)" \
+  bad_last "mostly bad folder" "a.png" timeout 60 "$VQGPT" train-vqgan --data "$TMP/mostbad" "${TRAIN[@]}" --out m.safetensors
+check "a failed run left a model" [ ! -e m.safetensors ]
+ERR_PREFIX="vqgpt train-gpt: $TMP/mostbad: 3 of 5 image files cannot be read" \
+  bad_last "train-gpt, mostly bad folder" "a.png" timeout 60 "$VQGPT" train-gpt --vqgan "$MODEL" --data "$TMP/mostbad" "${GPT[@]}" --out mg.safetensors
+check "a failed train-gpt run left a model" [ ! -e mg.safetensors ]
 
-echo "cli_images: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish cli_images
