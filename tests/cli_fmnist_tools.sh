@@ -3,43 +3,35 @@
 # tools/fmnist_eval.py (grid splitting, colour detector, PNG reader). Args: the vqgpt binary and
 # the fixtures dir (unused). Needs numpy and the Debian package dataset-fashion-mnist; skips
 # only when the data set is absent. Does not train the classifier.
-set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-tools="$here/../tools"
+# Usage: cli_fmnist_tools.sh <vqgpt binary> <fixtures dir>
+set -uo pipefail
+tools=$(realpath "$(dirname "$(realpath "$0")")/../tools")
 data=${FMNIST_DIR:-/usr/share/datasets/fashion-mnist}
 if [ ! -f "$data/t10k-images-idx3-ubyte.gz" ]; then
   echo "skipped: $data missing (apt-get install dataset-fashion-mnist)"
   exit 0
 fi
-py=python3
-$py -c "import numpy" 2>/dev/null || py=/usr/bin/python3
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0
-ok() { echo "ok: $1"; }
-bad() { echo "FAIL: $1"; fails=$((fails + 1)); }
+source "$(dirname "$(realpath "$0")")/lib.sh"
+folders() { $PY "$tools/fmnist_folders.py" "$@"; }
+same_tree() { diff -r "$1" "$2" >/dev/null; }
 
-run() { $py "$tools/fmnist_folders.py" "$@" 2>>"$T/log"; }
-run items --split test --count 60 --seed 1 --out "$T/items" || bad "items run"
-run pairs --split test --count 300 --seed 2 --heldout exclude --out "$T/ex" || bad "pairs exclude run"
-run pairs --split test --count 300 --seed 2 --heldout exclude --out "$T/ex2" || bad "pairs repeat run"
-run pairs --split test --count 300 --seed 3 --heldout exclude --out "$T/ex3" || bad "pairs seed 3 run"
-run pairs --split test --count 40 --seed 2 --heldout only --out "$T/only" || bad "pairs only run"
+ok "items run" folders items --split test --count 60 --seed 1 --out items
+ok "pairs exclude run" folders pairs --split test --count 300 --seed 2 --heldout exclude --out ex
+ok "pairs repeat run" folders pairs --split test --count 300 --seed 2 --heldout exclude --out ex2
+ok "pairs seed 3 run" folders pairs --split test --count 300 --seed 3 --heldout exclude --out ex3
+ok "pairs only run" folders pairs --split test --count 40 --seed 2 --heldout only --out only
 
-diff -r "$T/ex" "$T/ex2" >/dev/null && ok "same seed, same folder" || bad "same seed gave different folders"
-diff -r "$T/ex" "$T/ex3" >/dev/null && bad "different seeds gave the same folder" || ok "seeds differ"
+check "same seed gave different folders" same_tree ex ex2
+check "different seeds gave the same folder" ! same_tree ex ex3
 
-# A non-empty --out is refused with one line, and left as it was.
-if $py "$tools/fmnist_folders.py" items --split test --count 5 --out "$T/items" 2>"$T/err"; then
-  bad "a non-empty --out was overwritten without --force"
-elif [ "$(wc -l <"$T/err" | tr -d ' ')" = 1 ] && grep -q "not empty" "$T/err"; then
-  ok "non-empty --out refused with one line"
-else
-  bad "non-empty --out: unexpected message: $(cat "$T/err")"
-fi
-[ "$(find "$T/items" -name '*.png' | wc -l | tr -d ' ')" = 60 ] || bad "refused run changed the folder"
+# A non-empty --out is refused with one line (the tool's own, naming the folder), and left as
+# it was.
+ERR_PREFIX="$TMP/items: " NOFILES="" \
+  bad "non-empty --out" "not empty" folders items --split test --count 5 --out "$TMP/items"
+check "refused run changed the folder" [ "$(find items -name '*.png' | wc -l)" -eq 60 ]
 
-$py - "$tools" "$T" <<'PY' || fails=$((fails + 1))
+check "folders, pixels, captions, held-out rule, colour detector, grid or PNG reader (above)" \
+  $PY - "$tools" "$TMP" <<'PY'
 import csv, os, sys, struct, zlib
 import numpy as np
 sys.path.insert(0, sys.argv[1])
@@ -140,5 +132,4 @@ print("ok: folders, pixels, captions, held-out rule, determinism data, colour de
 sys.exit(1 if errors else 0)
 PY
 
-[ "$fails" -eq 0 ] || { echo "$fails failure(s)"; cat "$T/log"; exit 1; }
-echo "all fmnist tool checks passed"
+finish cli_fmnist_tools
