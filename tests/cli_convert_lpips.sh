@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # convert_lpips.py: split the fixture LPIPS back into torchvision/LPIPS-shaped files, convert
 # them, and check that every tensor comes back and that train-vqgan loads the result.
-set -u
-VQGPT=$1
-FX=$2
-HERE=$(cd "$(dirname "$0")" && pwd)
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-PY=python3
-$PY -c "import torch" 2>/dev/null || PY=/usr/bin/python3
-if ! $PY -c "import torch" 2>/dev/null; then echo "skipped: python3-torch not installed"; exit 0; fi
-$PY - "$FX/lpips_rand.safetensors" "$T" "$HERE/../tools" <<'PY' || exit 1
+# Usage: cli_convert_lpips.sh <vqgpt binary> <fixtures dir>
+set -uo pipefail
+VQGPT=$(realpath "$1")
+FX=$(realpath "$2")
+HERE=$(dirname "$(realpath "$0")")
+# Debian's torch serves /usr/bin/python3, which may not be the python3 first on PATH.
+TORCH_PY=python3
+$TORCH_PY -c "import torch" 2>/dev/null || TORCH_PY=/usr/bin/python3
+if ! $TORCH_PY -c "import torch" 2>/dev/null; then echo "skipped: python3-torch not installed"; exit 0; fi
+source "$HERE/lib.sh"
+
+check "convert_lpips.py round trip (above)" $TORCH_PY - "$FX/lpips_rand.safetensors" "$TMP" "$HERE/../tools" <<'PY'
 import json, struct, sys
 import torch
 src, out, tools = sys.argv[1:4]
@@ -51,7 +53,8 @@ torch.save(lin, f"{out}/vgg_missing.pth")
 assert convert_lpips.main(["--vgg16", f"{out}/vgg16.pth", "--lin", f"{out}/vgg_missing.pth", "--out", f"{out}/bad.safetensors"]) == 1
 PY
 # The converted file drives a training step as the perceptual loss.
-"$VQGPT" train-vqgan --data "$FX/photos" --config tiny --size 32 --steps 2 --batch 2 --val 1 \
-  --lpips "$T/lpips.safetensors" --log-every 1 --out "$T/v.safetensors" 2>"$T/log" || { cat "$T/log"; exit 1; }
-grep -q "lpips 0.0000" "$T/log" && { echo "LPIPS was not used"; exit 1; }
-echo "cli_convert_lpips: 3 passed, 0 failed"
+ok "train-vqgan with the converted LPIPS" "$VQGPT" train-vqgan --data "$FX/photos" --config tiny --size 32 \
+  --steps 2 --batch 2 --val 1 --lpips lpips.safetensors --log-every 1 --out v.safetensors
+check "LPIPS was not used" ! grep -q "lpips 0.0000" err.txt
+
+finish cli_convert_lpips
