@@ -10,41 +10,38 @@ GPT=$FIX/gpt_tiny.safetensors
 VQ=$FIX/vqgan_tiny.safetensors
 source "$(dirname "$(realpath "$0")")/lib.sh"
 
-is_png() {
-  [ "$(head -c 8 "$1" | od -An -tx1 | tr -d ' \n')" = "89504e470d0a1a0a" ]
-}
-
 # ---------------------------------------------------------------------------------------------
 # sample: happy paths
-ok "sample --help" "$VQGPT" sample --help && grep -q -- "--top-p" out.txt || fail "sample --help text"
+ok "sample --help" "$VQGPT" sample --help
+check "sample --help text lacks --top-p" grep -q -- "--top-p" out.txt
 ok "greedy codes" "$VQGPT" sample --gpt "$GPT" --greedy --grid 4x8 --codes-out g1.npy
-[ "$(npy_shape g1.npy)" = "(4, 8)" ] || fail "greedy codes shape $(npy_shape g1.npy)"
+check "greedy codes shape $(npy_shape g1.npy)" [ "$(npy_shape g1.npy)" = "(4, 8)" ]
 ok "greedy again, other seed" "$VQGPT" sample --gpt "$GPT" --greedy --grid 4x8 --seed 9 --codes-out g2.npy
-cmp -s g1.npy g2.npy || fail "greedy sampling depends on the seed"
+check "greedy sampling depends on the seed" cmp -s g1.npy g2.npy
 ok "seed 5" "$VQGPT" sample --gpt "$GPT" --grid 4x8 --num 2 --seed 5 --codes-out s5a.npy
 ok "seed 5 again" "$VQGPT" sample --gpt "$GPT" --grid 4x8 --num 2 --seed 5 --codes-out s5b.npy
 ok "seed 6" "$VQGPT" sample --gpt "$GPT" --grid 4x8 --num 2 --seed 6 --codes-out s6.npy
-cmp -s s5a.npy s5b.npy || fail "--seed is not reproducible"
-cmp -s s5a.npy s6.npy && fail "different seeds gave identical samples"
-[ "$(npy_shape s5a.npy)" = "(2, 4, 8)" ] || fail "batch codes shape $(npy_shape s5a.npy)"
+check "--seed is not reproducible" cmp -s s5a.npy s5b.npy
+check "different seeds gave identical samples" ! cmp -s s5a.npy s6.npy
+check "batch codes shape $(npy_shape s5a.npy)" [ "$(npy_shape s5a.npy)" = "(2, 4, 8)" ]
 ok "decoded grid" "$VQGPT" sample --gpt "$GPT" --vqgan "$VQ" --grid 4x8 --num 3 --seed 1 \
   --temperature 0.7 --top-k 5 --top-p 0.9 --out grid.png --codes-out grid.npy
-is_png grid.png || fail "grid.png is not a PNG"
-[ "$(npy_shape grid.npy)" = "(3, 4, 8)" ] || fail "decoded codes shape $(npy_shape grid.npy)"
+check "grid.png is not a PNG" is_png grid.png
+check "decoded codes shape $(npy_shape grid.npy)" [ "$(npy_shape grid.npy)" = "(3, 4, 8)" ]
 ok "--size in pixels" "$VQGPT" sample --gpt "$GPT" --vqgan "$VQ" --size 32x16 --top-k 1 --out size.png
-is_png size.png || fail "size.png is not a PNG"
+check "size.png is not a PNG" is_png size.png
 ok "one decoded sample" "$VQGPT" sample --gpt "$GPT" --vqgan "$VQ" --grid 4x8 --seed 4 --out one.png --codes-out one.npy
 ok "decode its codes" "$VQGPT" decode --vqgan "$VQ" --codes one.npy --out one_decoded.png
-cmp -s one.png one_decoded.png || fail "sample --out differs from decode of its --codes-out"
+check "sample --out differs from decode of its --codes-out" cmp -s one.png one_decoded.png
 ok "top-k 1 equals greedy" "$VQGPT" sample --gpt "$GPT" --grid 4x8 --top-k 1 --seed 3 --codes-out k1.npy
-cmp -s g1.npy k1.npy || fail "--top-k 1 differs from --greedy"
+check "--top-k 1 differs from --greedy" cmp -s g1.npy k1.npy
 
 # sample: bad inputs
 NOFILES="x.png x.npy"
 # Without --gpt the shipped model for the request is used ($VQGPT_MODELS first).
 mkdir -p shipped && cp "$GPT" shipped/gpt_landscape.safetensors
 ok "no --gpt: the shipped default" env VQGPT_MODELS="$TMP/shipped" "$VQGPT" sample --grid 4x8 --greedy --codes-out dflt.npy
-cmp -s dflt.npy g1.npy || fail "sample without --gpt did not use the shipped default"
+check "sample without --gpt did not use the shipped default" cmp -s dflt.npy g1.npy
 bad "no output" "nothing to write" "$VQGPT" sample --gpt "$GPT" --grid 4x8
 bad "--out without --vqgan" "--vqgan" "$VQGPT" sample --gpt "$GPT" --grid 4x8 --out x.png
 bad "--size without --vqgan" "--vqgan" "$VQGPT" sample --gpt "$GPT" --size 32x16 --codes-out x.npy
@@ -108,34 +105,36 @@ TRAIN=(--n-layer 1 --n-head 2 --n-embd 16 --batch 4 --crops 3 --warmup 2 --lr 1e
 ok "train-gpt --help" "$VQGPT" train-gpt --help
 ok "train class-conditional" "$VQGPT" train-gpt --vqgan "$VQ" --data data --out cls.safetensors \
   --classes --steps 8 --checkpoint-every 4 --eval-every 4 --val-fraction 0.25 "${TRAIN[@]}"
-grep -q "encoding: 12/12 crops" err.txt || fail "train-gpt did not encode 12 crops: $(cat err.txt)"
-grep -q "step 8/8" err.txt || fail "no progress line for step 8"
-grep -q "tokens/s" err.txt && grep -q "ETA" err.txt || fail "progress lacks tokens/s or ETA"
-grep -q "validation loss" err.txt || fail "no validation loss"
-[ -e cls.safetensors ] && [ -e cls.safetensors.codes.npy ] && [ -e cls.safetensors.labels.npy ] ||
-  fail "train-gpt outputs missing"
-[ "$(npy_shape cls.safetensors.codes.npy)" = "(12, 8, 8)" ] || fail "cached codes shape $(npy_shape cls.safetensors.codes.npy)"
+check "train-gpt did not encode 12 crops: $(cat err.txt)" grep -q "encoding: 12/12 crops" err.txt
+check "no progress line for step 8" grep -q "step 8/8" err.txt
+check "progress lacks tokens/s" grep -q "tokens/s" err.txt
+check "progress lacks an ETA" grep -q "ETA" err.txt
+check "no validation loss" grep -q "validation loss" err.txt
+for f in cls.safetensors cls.safetensors.codes.npy cls.safetensors.labels.npy; do
+  check "train-gpt output $f missing" [ -e "$f" ]
+done
+check "cached codes shape $(npy_shape cls.safetensors.codes.npy)" [ "$(npy_shape cls.safetensors.codes.npy)" = "(12, 8, 8)" ]
 ok "resume class-conditional" "$VQGPT" train-gpt --vqgan "$VQ" --data data --out cls.safetensors --val-fraction 0.25 \
   --classes --steps 12 --resume "${TRAIN[@]}"
-grep -q "reusing cached codes" err.txt || fail "resume re-encoded the images"
-grep -q "resuming cls.safetensors at step 8" err.txt || fail "resume did not start at step 8"
-grep -q "step 12/12" err.txt || fail "resume did not reach step 12"
+check "resume re-encoded the images" grep -q "reusing cached codes" err.txt
+check "resume did not start at step 8" grep -q "resuming cls.safetensors at step 8" err.txt
+check "resume did not reach step 12" grep -q "step 12/12" err.txt
 ok "sample class 1 on the model's grid" "$VQGPT" sample --gpt cls.safetensors --vqgan "$VQ" --class 1 --num 2 --out cls.png --codes-out cls.npy
-[ "$(npy_shape cls.npy)" = "(2, 8, 8)" ] || fail "class sample shape $(npy_shape cls.npy)"
-is_png cls.png || fail "cls.png is not a PNG"
+check "class sample shape $(npy_shape cls.npy)" [ "$(npy_shape cls.npy)" = "(2, 8, 8)" ]
+check "cls.png is not a PNG" is_png cls.png
 # --init: a new run (own settings, schedule and optimizer) from a trained model's weights
 ok "fine-tune, 0 steps" "$VQGPT" train-gpt --vqgan "$VQ" --data data --out ft.safetensors --classes \
   --init cls.safetensors --steps 0 --val-fraction 0.25 "${TRAIN[@]}"
-grep -q "starting from the weights of cls.safetensors" err.txt || fail "--init did not say where it started"
+check "--init did not say where it started" grep -q "starting from the weights of cls.safetensors" err.txt
 ok "greedy from the fine-tune start" "$VQGPT" sample --gpt ft.safetensors --class 1 --greedy --codes-out ft0.npy
 ok "greedy from its source" "$VQGPT" sample --gpt cls.safetensors --class 1 --greedy --codes-out cls0.npy
-cmp -s ft0.npy cls0.npy || fail "--init did not start from the model's weights"
+check "--init did not start from the model's weights" cmp -s ft0.npy cls0.npy
 ok "fine-tune, other lr" "$VQGPT" train-gpt --vqgan "$VQ" --data data --out ft.safetensors --classes \
   --init cls.safetensors --steps 4 --lr 5e-4 --pkeep 0.9 --overwrite --val-fraction 0.25 "${TRAIN[@]}"
-grep -q "step 4/4" err.txt || fail "fine-tune did not train 4 steps"
+check "fine-tune did not train 4 steps" grep -q "step 4/4" err.txt
 ok "fine-tune resumes as its own run" "$VQGPT" train-gpt --vqgan "$VQ" --data data --out ft.safetensors \
   --classes --steps 6 --lr 5e-4 --pkeep 0.9 --resume --val-fraction 0.25 "${TRAIN[@]}"
-grep -q "resuming ft.safetensors at step 4" err.txt || fail "fine-tune did not resume at step 4"
+check "fine-tune did not resume at step 4" grep -q "resuming ft.safetensors at step 4" err.txt
 NOFILES="ft2.safetensors ft2.safetensors.codes.npy"
 bad "init and resume" "not both" "$VQGPT" train-gpt --vqgan "$VQ" --data data --out cls.safetensors --classes --init cls.safetensors --resume
 bad "init: missing model" "nofile.safetensors" "$VQGPT" train-gpt --vqgan "$VQ" --data data --out ft2.safetensors --classes --init nofile.safetensors
@@ -145,9 +144,9 @@ bad "init: a tokenizer for a model that has one" "carries its own tokenizer" "$V
 bad "init: other grid" "code grids" "$VQGPT" train-gpt --vqgan "$VQ" --data data --out ft2.safetensors --classes --init cls.safetensors --size 32x16
 NOFILES=""
 ok "train unconditional" "$VQGPT" train-gpt --vqgan "$VQ" --data flat --out unc.safetensors --steps 4 --val-fraction 0 "${TRAIN[@]}"
-[ ! -e unc.safetensors.labels.npy ] || fail "unconditional run wrote labels"
+check "unconditional run wrote labels" [ ! -e unc.safetensors.labels.npy ]
 ok "sample unconditional" "$VQGPT" sample --gpt unc.safetensors --codes-out unc.npy
-[ "$(npy_shape unc.npy)" = "(8, 8)" ] || fail "unconditional sample shape $(npy_shape unc.npy)"
+check "unconditional sample shape $(npy_shape unc.npy)" [ "$(npy_shape unc.npy)" = "(8, 8)" ]
 
 # class ids out of range on the class-conditional model
 NOFILES="x.png x.npy"
@@ -176,7 +175,8 @@ bad "train: resume with other conditioning" "class-conditional" "$VQGPT" train-g
 # ---------------------------------------------------------------------------------------------
 # bench gpt at a toy size
 ok "bench gpt" "$VQGPT" bench gpt --layers 1 --embd 16 --heads 2 --vocab 32 --tokens 8 --train-steps 1
-grep -q "sample  batch 1" out.txt && grep -q "sample  batch 8" out.txt && grep -q "train   batch 4" out.txt ||
-  fail "bench gpt output: $(cat out.txt)"
+for line in "sample  batch 1" "sample  batch 8" "train   batch 4"; do
+  check "bench gpt output lacks '$line': $(cat out.txt)" grep -q "$line" out.txt
+done
 
 finish cli_gpt
