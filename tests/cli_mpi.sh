@@ -14,8 +14,8 @@ if ! "$VQGPT" version | grep -q "MPI: yes"; then
   echo "cli_mpi: SKIPPED: this build has no MPI (install libopenmpi-dev openmpi-bin and rebuild)"
   exit 0
 fi
-command -v mpirun >/dev/null || { echo "FAIL: the build has MPI but mpirun is not installed" >&2; exit 1; }
-$PY -c "import numpy" 2>/dev/null || { echo "FAIL: python3-numpy is needed to compare models" >&2; exit 1; }
+check "the build has MPI but mpirun is not installed" command -v mpirun >/dev/null || finish cli_mpi
+check "python3-numpy is needed to compare models" $PY -c "import numpy" || finish cli_mpi
 
 # CI runs as root; one thread per rank; shared memory only; waiting ranks yield the core.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
@@ -25,17 +25,16 @@ COMPARE=$HERE/compare_safetensors.py
 
 # same_model <what> <a> <b> <prefix> <tol>: relative L2 difference of the tensors named so.
 same_model() {
-  checks=$((checks + 1))
-  local r
-  r=$($PY "$COMPARE" "$2" "$3" --prefix "$4" --tol "$5" 2>&1) || fail "$1: $r (tolerance $5)"
+  local r status=0
+  r=$($PY "$COMPARE" "$2" "$3" --prefix "$4" --tol "$5" 2>&1) || status=$?
   echo "$1: $r"
+  check "$1: $r (tolerance $5)" [ "$status" -eq 0 ]
 }
 
 # same_numbers <what> <a> <b>: the same lines, numbers equal to 1e-3 relative (printed
 # rounding), in files of progress lines without speeds and ETAs.
 same_numbers() {
-  checks=$((checks + 1))
-  $PY - "$2" "$3" <<'PYEOF' || fail "$1: $(paste -d'|' "$2" "$3")"
+  check "$1: $(paste -d'|' "$2" "$3")" $PY - "$2" "$3" <<'PYEOF'
 import re, sys
 a, b = (open(f).read().splitlines() for f in sys.argv[1:3])
 num = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:e[-+]?[0-9]+)?")
@@ -64,22 +63,20 @@ progress() { grep -o '^step [0-9]*/[0-9]* .*codes [0-9/]* ppl [0-9.]*' "$1" | he
 progress one.log one.steps
 progress two.log two.steps
 same_numbers "vqgan progress, steps 1-2" one.steps two.steps
-checks=$((checks + 1))
-[ "$(grep -c '^step [0-9]*/3 ' two.log)" -eq 3 ] || fail "2 ranks: progress not printed once per step: $(cat two.log)"
-checks=$((checks + 1))
-grep -q "validation PSNR" two.log && [ -s two.safetensors.recon.png ] && ! ls ./*.tmp.* >/dev/null 2>&1 ||
-  fail "2 ranks: no validation output from rank 0, or a temporary left"
+check "2 ranks: progress not printed once per step: $(cat two.log)" [ "$(grep -c '^step [0-9]*/3 ' two.log)" -eq 3 ]
+check "2 ranks: no validation PSNR from rank 0" grep -q "validation PSNR" two.log
+check "2 ranks: no validation reconstruction from rank 0" [ -s two.safetensors.recon.png ]
+check "2 ranks: a temporary left" ! compgen -G "./*.tmp.*"
 
 # --- train-vqgan: a 2-rank run resumes bit-for-bit; another rank count continues --------------
 ok "vqgan, 2 ranks, steps 1-2" "${MPIRUN[@]}" "$VQGPT" "${V[@]}" --steps 2 --out b.safetensors
 ok "vqgan, 2 ranks, resume step 3" "${MPIRUN[@]}" "$VQGPT" "${V[@]}" --steps 3 --out b.safetensors --resume
-checks=$((checks + 1))
-grep -q "resumed .* at step 2" err.txt && cmp -s two.safetensors b.safetensors ||
-  fail "2-rank resume is not bit-identical to the uninterrupted 2-rank run"
+check "2-rank resume did not start at step 2" grep -q "resumed .* at step 2" err.txt
+check "2-rank resume is not bit-identical to the uninterrupted 2-rank run" cmp -s two.safetensors b.safetensors
 cp one.safetensors c.safetensors
 ok "vqgan, 1-process checkpoint resumed by 2 ranks" "${MPIRUN[@]}" "$VQGPT" "${V[@]}" --steps 4 --out c.safetensors --resume
-checks=$((checks + 1))
-grep -q "resumed .* at step 3" err.txt && grep -q "^step 4/4" err.txt || fail "resume with 2 ranks: $(tail -2 err.txt)"
+check "resume with 2 ranks did not start at step 3: $(tail -2 err.txt)" grep -q "resumed .* at step 3" err.txt
+check "resume with 2 ranks did not reach step 4: $(tail -2 err.txt)" grep -q "^step 4/4" err.txt
 
 # --- train-gpt: 2 ranks = 1 process (input corruption drawn per row) -------------------------
 mkdir -p data/cats data/dogs
@@ -96,26 +93,25 @@ same_model "gpt" g1.safetensors g2.safetensors "" 1e-5
 grep 'validation loss' g1.log >g1.val
 grep 'validation loss' g2.log >g2.val
 same_numbers "gpt validation losses (shared by the ranks)" g1.val g2.val
-checks=$((checks + 1))
-[ "$(wc -l <g2.val)" -eq 2 ] || fail "gpt: $(wc -l <g2.val) validation lines for 2 evaluations"
+check "gpt: $(wc -l <g2.val) validation lines for 2 evaluations" [ "$(wc -l <g2.val)" -eq 2 ]
 ok "gpt, 2 ranks, steps 1-2" "${MPIRUN[@]}" "$VQGPT" "${G[@]}" --steps 2 --out g3.safetensors
 ok "gpt, 2 ranks, resume 3-4" "${MPIRUN[@]}" "$VQGPT" "${G[@]}" --steps 4 --out g3.safetensors --resume
-checks=$((checks + 1))
-cmp -s g2.safetensors g3.safetensors || fail "2-rank GPT resume is not bit-identical"
+check "2-rank GPT resume is not bit-identical" cmp -s g2.safetensors g3.safetensors
 
 # --- misuse: one line naming the problem, non-zero exit, nothing written ----------------------
-# (mpirun adds its own lines about the aborted job: only ours are checked)
+# (mpirun adds its own lines about the aborted job, so not lib.sh's bad: only ours are checked)
 mpi_bad() {
   local what=$1 pattern=$2
   shift 2
-  checks=$((checks + 1))
   "${MPIRUN[@]}" "$@" >out.txt 2>err.txt
   local rc=$? ours
   ours=$(grep '^vqgpt ' err.txt | sed 's/ (rank [0-9]*):/:/' | sort -u)  # each rank may say it
-  if [ $rc -eq 0 ] || [ -z "$ours" ] || [ "$(echo "$ours" | wc -l)" -ne 1 ] || ! grep -q -- "$pattern" <<<"$ours"; then
-    fail "$what: exit $rc: $(cat err.txt)"
-  fi
-  [ ! -e x.safetensors ] || fail "$what: left x.safetensors"
+  check "$what: exit $rc: $(cat err.txt)" refused_once "$rc" "$ours" "$pattern"
+  check "$what: left x.safetensors" [ ! -e x.safetensors ]
+}
+# refused_once <exit status> <our distinct lines> <pattern>
+refused_once() {
+  [ "$1" -ne 0 ] && [ -n "$2" ] && [ "$(wc -l <<<"$2")" -eq 1 ] && grep -qF -- "$3" <<<"$2"
 }
 mpi_bad "batch not a multiple of the ranks" "not a multiple of the 2 ranks" "$VQGPT" "${V[@]}" --batch 3 --steps 1 --out x.safetensors
 mpi_bad "gpt batch not a multiple" "multiple" "$VQGPT" "${G[@]}" --batch 3 --steps 1 --out x.safetensors
