@@ -2,15 +2,17 @@
 # cmake --install into a temporary prefix (from the build the vqgpt binary belongs to), then
 # the README's library example is built against the installed copy with pkg-config only, and
 # with the installed CMake package; the installed program finds the installed models.
-# Args: the vqgpt binary and the fixtures dir.
-VQGPT=$1
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BUILD=$(cd "$(dirname "$VQGPT")" && pwd)
+# Usage: cli_install.sh <vqgpt binary> <fixtures dir>
+set -uo pipefail
+VQGPT=$(realpath "$1")
+FX=$(realpath "$2")
+ROOT=$(realpath "$(dirname "$(realpath "$0")")/..")
+BUILD=$(dirname "$VQGPT")
 source "$ROOT/tests/lib.sh"
 P=$TMP/prefix
 unset VQGPT_MODELS
 
-[ -f "$BUILD/cmake_install.cmake" ] || { fail "$BUILD is not a CMake build directory"; finish cli_install; }
+check "$BUILD is not a CMake build directory" [ -f "$BUILD/cmake_install.cmake" ] || finish cli_install
 # Sanitizer builds' libraries need the sanitizer runtimes, which pkg-config does not name.
 if grep -q '^VQGPT_SANITIZE:BOOL=ON' "$BUILD/CMakeCache.txt" 2>/dev/null; then
   echo "skipped: $BUILD is a sanitizer build"
@@ -18,7 +20,6 @@ if grep -q '^VQGPT_SANITIZE:BOOL=ON' "$BUILD/CMakeCache.txt" 2>/dev/null; then
 fi
 ok "cmake --install" cmake --install "$BUILD" --prefix "$P" || finish cli_install
 
-checks=$((checks + 1))
 missing=""
 for f in bin/vqgpt lib/libvqgpt_core.a lib/libvqgpt_sampling.a lib/libvqgpt_tokenizer.a \
   include/vqgpt/core/error.h include/vqgpt/stage1_vqgan/vqgan.h include/vqgpt/sampling/sampler.h \
@@ -26,39 +27,35 @@ for f in bin/vqgpt lib/libvqgpt_core.a lib/libvqgpt_sampling.a lib/libvqgpt_toke
   lib/cmake/vqgpt/vqgptConfig.cmake lib/cmake/vqgpt/vqgptTargets.cmake; do
   [ -f "$P/$f" ] || missing="$missing $f"
 done
-[ -z "$missing" ] || fail "not installed:$missing"
+check "not installed:$missing" [ -z "$missing" ]
 # Headers come only from the installed copy: every one compiles on its own there.
-checks=$((checks + 1))
+broken=""
 for h in $(cd "$P/include/vqgpt" && ls */*.h); do
   case $h in core/simd.h) continue ;; esac  # AVX2 helpers: need -mavx2 -mfma
   echo "#include \"$h\"" >hdr.c
-  cc -std=c11 -Wall -Wextra -Werror -fsyntax-only -I"$P/include/vqgpt" hdr.c 2>err.txt ||
-    { fail "installed header $h does not compile alone: $(head -1 err.txt)"; break; }
+  if ! cc -std=c11 -Wall -Wextra -Werror -fsyntax-only -I"$P/include/vqgpt" hdr.c 2>err.txt; then
+    broken="$h: $(head -1 err.txt)"
+    break
+  fi
 done
+check "installed header does not compile alone: $broken" [ -z "$broken" ]
 
 # The README's example and its pkg-config build command.
 awk '/^## Use as a library/{s=1} s&&/^```c$/{c=1;next} c&&/^```$/{exit} c' "$ROOT/README.md" >example.c
 cc_cmd=$(awk '/^## Use as a library/{s=1} s&&/^cc .*pkg-config/{print; exit}' "$ROOT/README.md")
 model=$P/share/vqgpt/models/vqgan_photos64.safetensors
-checks=$((checks + 1))
-if [ ! -s example.c ] || [ -z "$cc_cmd" ]; then
-  fail "README.md: no C example or cc command under 'Use as a library'"
-else
+have_example=1
+check "README.md: no C example under 'Use as a library'" [ -s example.c ] || have_example=0
+check "README.md: no cc command under 'Use as a library'" [ -n "$cc_cmd" ] || have_example=0
+if [ $have_example -eq 1 ]; then
   export PKG_CONFIG_PATH=$P/lib/pkgconfig
-  if ! bash -c "$cc_cmd" >out.txt 2>err.txt; then
-    fail "README's build command failed: $(grep -m1 -i error err.txt)"
-  elif ! ./example "$model" >out.txt 2>err.txt; then
-    fail "README's example: exit $?: $(tail -1 err.txt)"
-  fi
+  ok "README's build command" bash -c "$cc_cmd" && ok "README's example" ./example "$model"
   ok "example warning-free against the installed headers" \
     cc -std=c11 -Wall -Wextra -Werror example.c $(pkg-config --cflags --libs --static vqgpt) -o example2
-  # It must fail when the model is bad, with the library's message.
+  # It must fail when the model is bad, with the library's message (one line, naming the file).
   bad_model=$TMP/bad.safetensors
   echo garbage >"$bad_model"
-  checks=$((checks + 1))
-  if ./example "$bad_model" >out.txt 2>err.txt || ! grep -q "bad.safetensors" err.txt; then
-    fail "README's example on a bad model: $(cat err.txt)"
-  fi
+  ERR_PREFIX="$bad_model" NOFILES="" bad "README's example on a bad model" "bad.safetensors" ./example "$bad_model"
   unset PKG_CONFIG_PATH
 fi
 
@@ -87,10 +84,10 @@ fi
 cd "$TMP/cm" || exit 1
 if "$VQGPT" sample --num 1 --seed 1 --out build.png >/dev/null 2>&1; then
   ok "installed vqgpt samples with the installed models" "$P/bin/vqgpt" sample --num 1 --seed 1 --out installed.png &&
-    { checks=$((checks + 1)); cmp -s build.png installed.png || fail "installed and built programs sample differently"; }
+    check "installed and built programs sample differently" cmp -s build.png installed.png
 else
   echo "note: $VQGPT samples nothing with no model flags; installed default models not checked"
 fi
 ok "installed vqgpt runs an installed model" "$P/bin/vqgpt" encode --vqgan "$model" \
-  --image "$2/vqgan_tiny_input0.png" --out codes.npy
+  --image "$FX/vqgan_tiny_input0.png" --out codes.npy
 finish cli_install
