@@ -12,6 +12,7 @@ int cmd_train_vqgan(int argc, char **argv);
 int cmd_train_gpt(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_info(int argc, char **argv);
 int cmd_train_tokenizer(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 

@@ -25,6 +25,7 @@ static const command commands[] = {
     {"tokenize", cmd_tokenize, "print the token ids of a text"},
     {"train-gpt", cmd_train_gpt, "train the GPT on the VQGAN codes of an image folder", true},
     {"export", cmd_export, "a checkpoint to a plain model file (optionally f16)"},
+    {"info", cmd_info, "what a model file is (kind, shape, storage, settings); checks it loads"},
     {"bench", cmd_bench, "benchmarks (vqgan, gpt)"},
     {"version", NULL, "print the version and the BLAS core in use"},
 };
