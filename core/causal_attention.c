@@ -28,11 +28,17 @@ static inline float drop_scale(uint64_t seed, size_t index, float pdrop) {
   return rng_hash_uniform(seed, index) < pdrop ? 0.0f : 1.0f / (1.0f - pdrop);
 }
 
+// The dropout counter of att[b, h, 0, 0]: its index in the whole batch's (B, H, T, T) layout,
+// where this call's row b is row b0 + b.
+static inline size_t drop_base(int b0, int b, int h, int H, size_t TT) {
+  return ((size_t)(b0 + b) * H + h) * TT;
+}
+
 // One (batch, head) pair: S = scale Q K^T, the causal softmax, (dropout), Y = P V.
 static void attend_pair(float *out, float *att, const float *qkv, int b, int h, int T, int C,
-                       int H, float pdrop, uint64_t seed, float *scratch) {
+                       int H, float pdrop, uint64_t seed, int b0, float *scratch) {
   int hs = C / H, C3 = 3 * C;
-  size_t bh = (size_t)b * H + h, TT = (size_t)T * T;
+  size_t bh = (size_t)b * H + h, TT = (size_t)T * T, base = drop_base(b0, b, h, H, TT);
   const float *q = qkv + (size_t)b * T * C3 + (size_t)h * hs;  // (T, hs), row stride 3C
   const float *k = q + C, *v = q + 2 * C;
   float *a = att + bh * TT;  // (T, T); above the diagonal overwritten by the softmax
@@ -45,7 +51,7 @@ static void attend_pair(float *out, float *att, const float *qkv, int b, int h, 
   if (pdrop > 0.0f) {
     float *d = scratch + bh * TT;
     for (size_t k2 = 0; k2 < TT; k2++)
-      d[k2] = a[k2] == 0.0f ? 0.0f : a[k2] * drop_scale(seed, bh * TT + k2, pdrop);
+      d[k2] = a[k2] == 0.0f ? 0.0f : a[k2] * drop_scale(seed, base + k2, pdrop);
     P = d;
   }
   float *y = out + (size_t)b * T * C + (size_t)h * hs;  // (T, hs), stride C
@@ -57,22 +63,22 @@ static void attend_pair(float *out, float *att, const float *qkv, int b, int h, 
 // region), so the cores never meet inside a small product. Every pair computes the same
 // sequence of operations either way.
 void vqgpt_causal_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C,
-                                    int H, float pdrop, uint64_t seed, float *scratch) {
+                                    int H, float pdrop, uint64_t seed, int b0, float *scratch) {
   int BH = B * H;
   bool par = BH >= vqgpt_team_threads() && (size_t)BH * T * T >= VQGPT_PAR_MIN / 8;
 #pragma omp parallel for schedule(dynamic) if (par)
   for (int bh = 0; bh < BH; bh++)
-    attend_pair(out, att, qkv, bh / H, bh % H, T, C, H, pdrop, seed, scratch);
+    attend_pair(out, att, qkv, bh / H, bh % H, T, C, H, pdrop, seed, b0, scratch);
 }
 
 // The backward of one (batch, head) pair; its slice of scratch first holds the probabilities
 // after dropout (for dV), then dP and dS.
 static void attend_pair_backward(float *dqkv, const float *dout, const float *qkv,
                                  const float *att, int b, int h, int T, int C, int H, float pdrop,
-                                 uint64_t seed, float *scratch) {
+                                 uint64_t seed, int b0, float *scratch) {
   int hs = C / H, C3 = 3 * C;
   float scale = 1.0f / sqrtf((float)hs);
-  size_t bh = (size_t)b * H + h, TT = (size_t)T * T;
+  size_t bh = (size_t)b * H + h, TT = (size_t)T * T, base = drop_base(b0, b, h, H, TT);
   const float *a = att + bh * TT;                                  // (T, T)
   float *s = scratch + bh * TT;                                    // (T, T)
   const float *dy = dout + (size_t)b * T * C + (size_t)h * hs;     // (T, hs), stride C
@@ -83,7 +89,7 @@ static void attend_pair_backward(float *dqkv, const float *dout, const float *qk
   const float *P = a;
   if (pdrop > 0.0f) {
     for (size_t k2 = 0; k2 < TT; k2++)
-      s[k2] = a[k2] == 0.0f ? 0.0f : a[k2] * drop_scale(seed, bh * TT + k2, pdrop);
+      s[k2] = a[k2] == 0.0f ? 0.0f : a[k2] * drop_scale(seed, base + k2, pdrop);
     P = s;
   }
   vqgpt_sgemm(true, false, T, hs, T, 1.0f, P, T, dy, C, 0.0f, dv, C3);
@@ -95,7 +101,7 @@ static void attend_pair_backward(float *dqkv, const float *dout, const float *qk
     const float *ar = a + (size_t)i * T;
     float *ds = s + (size_t)i * T;
     if (pdrop > 0.0f)
-      for (int j = 0; j <= i; j++) ds[j] *= drop_scale(seed, bh * TT + (size_t)i * T + j, pdrop);
+      for (int j = 0; j <= i; j++) ds[j] *= drop_scale(seed, base + (size_t)i * T + j, pdrop);
     float dot = 0;
     for (int j = 0; j <= i; j++) dot += ar[j] * ds[j];
     for (int j = 0; j <= i; j++) ds[j] = ar[j] * (ds[j] - dot) * scale;
@@ -109,12 +115,13 @@ static void attend_pair_backward(float *dqkv, const float *dout, const float *qk
 // Pairs in parallel as in the forward.
 void vqgpt_causal_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att,
                                      int B, int T, int C, int H, float pdrop, uint64_t seed,
-                                     float *scratch) {
+                                     int b0, float *scratch) {
   int BH = B * H;
   bool par = BH >= vqgpt_team_threads() && (size_t)BH * T * T >= VQGPT_PAR_MIN / 8;
 #pragma omp parallel for schedule(dynamic) if (par)
   for (int bh = 0; bh < BH; bh++)
-    attend_pair_backward(dqkv, dout, qkv, att, bh / H, bh % H, T, C, H, pdrop, seed, scratch);
+    attend_pair_backward(dqkv, dout, qkv, att, bh / H, bh % H, T, C, H, pdrop, seed, b0,
+                         scratch);
 }
 
 // scores (T) = scale * K (T, hs) q, then softmax, then y (hs) = sum_j p_j V_j. With AVX2 and a

@@ -625,7 +625,8 @@ static uint64_t site_seed(uint64_t seed, int layer, int site) {
 }
 
 int vqgpt_gpt_forward(gpt *m, const int32_t *idx, const int32_t *targets, int B, int T, bool train,
-                      uint64_t drop_seed) {
+                      uint64_t drop_seed, int row0) {
+  if (row0 < 0) return vqgpt_error("GPT forward: first batch row %d is negative", row0);
   if (vqgpt_gpt_build(m, B, T)) return -1;
   const gpt_config *c = &m->cfg;
   int C = c->n_embd, L = c->n_layer, H = c->n_head, V = c->vocab_size;
@@ -637,6 +638,8 @@ int vqgpt_gpt_forward(gpt *m, const int32_t *idx, const int32_t *targets, int B,
       if (targets[i] >= V) return vqgpt_error("GPT target %d not in [0, %d)", targets[i], V);
   m->train = train;
   m->drop_seed = drop_seed;
+  m->drop_row0 = row0;
+  size_t first = (size_t)row0 * T * C;  // counter of this call's first (B, T, C) element
   gpt_acts *a = &m->a;
   const gpt_params *p = &m->p;
 
@@ -648,7 +651,9 @@ int vqgpt_gpt_forward(gpt *m, const int32_t *idx, const int32_t *targets, int B,
       const float *pe = p->pos_emb + (size_t)t * C;
       for (int i = 0; i < C; i++) x[i] = te[i] + pe[i];
     }
-  if (train) vqgpt_dropout_forward(a->encoded, a->encoded, BT * C, c->embd_pdrop, site_seed(drop_seed, -1, 0));
+  if (train)
+    vqgpt_dropout_forward(a->encoded, a->encoded, BT * C, c->embd_pdrop,
+                          site_seed(drop_seed, -1, 0), first);
 
   for (int l = 0; l < L; l++) {
     const float *resid = l == 0 ? a->encoded : a->residual3 + (size_t)(l - 1) * BT * C;  // (B,T,C)
@@ -668,9 +673,10 @@ int vqgpt_gpt_forward(gpt *m, const int32_t *idx, const int32_t *targets, int B,
                             p->ln1_w + Lc, p->ln1_b + Lc, (int)BT, C, GPT_LN_EPS);
     vqgpt_linear_forward(qkv, ln1, p->qkv_w + Lc * 3 * C, p->qkv_b + Lc * 3, (int)BT, C, 3 * C);
     vqgpt_causal_attention_forward(atty, att, qkv, B, T, C, H, train ? c->attn_pdrop : 0.0f,
-                                   site_seed(drop_seed, l, 1), a->datt);
+                                   site_seed(drop_seed, l, 1), row0, a->datt);
     vqgpt_linear_forward(tmp, atty, p->proj_w + Lc * C, p->proj_b + Lc, (int)BT, C, C);
-    if (train) vqgpt_dropout_forward(tmp, tmp, BT * C, c->resid_pdrop, site_seed(drop_seed, l, 2));
+    if (train)
+      vqgpt_dropout_forward(tmp, tmp, BT * C, c->resid_pdrop, site_seed(drop_seed, l, 2), first);
     for (size_t i = 0; i < BT * C; i++) res2[i] = resid[i] + tmp[i];
 
     vqgpt_layernorm_forward(ln2, a->ln2_mean + (size_t)l * BT, a->ln2_rstd + (size_t)l * BT, res2,
@@ -678,7 +684,8 @@ int vqgpt_gpt_forward(gpt *m, const int32_t *idx, const int32_t *targets, int B,
     vqgpt_linear_forward(fch, ln2, p->fc_w + Lc * 4 * C, p->fc_b + Lc * 4, (int)BT, C, 4 * C);
     vqgpt_gelu_forward(fchg, fch, BT * 4 * C);
     vqgpt_linear_forward(tmp, fchg, p->fcproj_w + Lc * 4 * C, p->fcproj_b + Lc, (int)BT, 4 * C, C);
-    if (train) vqgpt_dropout_forward(tmp, tmp, BT * C, c->resid_pdrop, site_seed(drop_seed, l, 3));
+    if (train)
+      vqgpt_dropout_forward(tmp, tmp, BT * C, c->resid_pdrop, site_seed(drop_seed, l, 3), first);
     for (size_t i = 0; i < BT * C; i++) res3[i] = res2[i] + tmp[i];
   }
   const float *last = a->residual3 + (size_t)(L - 1) * BT * C;
@@ -708,6 +715,8 @@ int vqgpt_gpt_backward(gpt *m) {
   const gpt_params *g = &m->g;
   bool train = m->train;
   uint64_t seed = m->drop_seed;
+  int row0 = m->drop_row0;
+  size_t first = (size_t)row0 * T * C;  // as in the forward
 
   float *dlogits = a->probs;  // (B, T, V) in place
   vqgpt_softmax_ce_backward(dlogits, a->probs, a->targets, (int)BT, V, m->n_valid, 1.0f);
@@ -735,7 +744,7 @@ int vqgpt_gpt_backward(gpt *m) {
     // MLP branch: res3 = res2 + drop(fcproj(gelu(fc(ln2(res2))))); dres holds d res3 = d res2.
     const float *dbranch = dres;
     if (train && c->resid_pdrop > 0) {
-      vqgpt_dropout_backward(dln, dres, BT * C, c->resid_pdrop, site_seed(seed, l, 3));
+      vqgpt_dropout_backward(dln, dres, BT * C, c->resid_pdrop, site_seed(seed, l, 3), first);
       dbranch = dln;
     }
     vqgpt_linear_backward(dbuf, g->fcproj_w + Lc * 4 * C, g->fcproj_b + Lc, dbranch, fchg,
@@ -750,14 +759,15 @@ int vqgpt_gpt_backward(gpt *m) {
     // Attention branch: res2 = resid + drop(proj(attn(qkv(ln1(resid))))).
     dbranch = dres;
     if (train && c->resid_pdrop > 0) {
-      vqgpt_dropout_backward(dln, dres, BT * C, c->resid_pdrop, site_seed(seed, l, 2));
+      vqgpt_dropout_backward(dln, dres, BT * C, c->resid_pdrop, site_seed(seed, l, 2), first);
       dbranch = dln;
     }
     float *datty = dbuf;  // (B, T, C) reuses the MLP scratch
     vqgpt_linear_backward(datty, g->proj_w + Lc * C, g->proj_b + Lc, dbranch, atty, p->proj_w + Lc * C,
                           (int)BT, C, C);
     vqgpt_causal_attention_backward(a->dqkv, datty, qkv, att, B, T, C, H,
-                                    train ? c->attn_pdrop : 0.0f, site_seed(seed, l, 1), a->datt);
+                                    train ? c->attn_pdrop : 0.0f, site_seed(seed, l, 1), row0,
+                                    a->datt);
     vqgpt_linear_backward(dln, g->qkv_w + Lc * 3 * C, g->qkv_b + Lc * 3, a->dqkv, ln1,
                           p->qkv_w + Lc * 3 * C, (int)BT, C, 3 * C);
     vqgpt_layernorm_backward(dres, g->ln1_w + Lc, g->ln1_b + Lc, dln, resid,
@@ -767,7 +777,7 @@ int vqgpt_gpt_backward(gpt *m) {
 
   // Embeddings: dres is d encoded.
   if (train && c->embd_pdrop > 0)
-    vqgpt_dropout_backward(dres, dres, BT * C, c->embd_pdrop, site_seed(seed, -1, 0));
+    vqgpt_dropout_backward(dres, dres, BT * C, c->embd_pdrop, site_seed(seed, -1, 0), first);
   for (int t = 0; t < T; t++) {
     float *dpe = g->pos_emb + (size_t)t * C;
     for (int b = 0; b < B; b++) {

@@ -157,6 +157,7 @@ typedef struct {
   // State of the last forward.
   bool train;        // dropout active
   uint64_t drop_seed;
+  int drop_row0;     // the batch row of row 0 in the dropout masks' counters
   bool have_loss;
   float loss;
   int n_valid;
@@ -200,9 +201,12 @@ int vqgpt_gpt_build(gpt *m, int B, int T);
 
 // idx: (B, T) tokens in [0, vocab). targets: (B, T) or NULL; entries < 0 are ignored by the
 // loss. With targets, m->loss is the mean cross-entropy. train enables dropout, with masks
-// drawn from drop_seed. Logits land in m->a.logits (B, T, V). Calls vqgpt_gpt_build as needed.
+// drawn from drop_seed. The masks of row b are those of row row0 + b of a larger batch run at
+// once (0 when this is the whole batch), so that data-parallel ranks, each running its rows
+// row0.. of one batch, together get the masks of one process. Logits land in m->a.logits
+// (B, T, V). Calls vqgpt_gpt_build as needed.
 int vqgpt_gpt_forward(gpt *m, const int32_t *idx, const int32_t *targets, int B, int T, bool train,
-                      uint64_t drop_seed);
+                      uint64_t drop_seed, int row0);
 // Gradients of the last forward's loss accumulate (+=) into m->grads.
 int vqgpt_gpt_backward(gpt *m);
 

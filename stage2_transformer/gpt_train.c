@@ -232,8 +232,10 @@ int vqgpt_gpt_trainer_step(gpt_trainer *tr, gpt_step_stats *stats) {
   }
   uint64_t drop_seed = vqgpt_rng_next(&tr->rng);
   vqgpt_gpt_zero_grad(m);
-  size_t first = (size_t)tr->row0 * T;  // this rank's rows
-  if (vqgpt_gpt_forward(m, tr->idx + first, tr->tgt + first, tr->rows, T, true, drop_seed) ||
+  // This rank's rows, with the dropout masks of those rows of the whole batch.
+  size_t first = (size_t)tr->row0 * T;
+  if (vqgpt_gpt_forward(m, tr->idx + first, tr->tgt + first, tr->rows, T, true, drop_seed,
+                        tr->row0) ||
       vqgpt_gpt_backward(m))
     return -1;
   if (tr->opt.ranks > 1) average_over_ranks(m);
@@ -287,7 +289,7 @@ int vqgpt_gpt_trainer_validate(gpt_trainer *tr, double *loss) {
       }
       fill_sequence(tr, tr->val_ids[i0 + b], false, in, tg);
     }
-    if (vqgpt_gpt_forward(m, tr->idx, tr->tgt, B, T, false, 0)) return -1;
+    if (vqgpt_gpt_forward(m, tr->idx, tr->tgt, B, T, false, 0, 0)) return -1;
     total += (double)m->loss * m->n_valid;
     count += m->n_valid;
   }

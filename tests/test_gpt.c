@@ -45,7 +45,7 @@ static void test_parity(void) {
       tgt[b * T + t] = idx[b * NT + t + 1];
     }
 
-  CHECKF(vqgpt_gpt_forward(m, in, tgt, NB, T, false, 0) == 0, "forward: %s", vqgpt_last_error());
+  CHECKF(vqgpt_gpt_forward(m, in, tgt, NB, T, false, 0, 0) == 0, "forward: %s", vqgpt_last_error());
   CHECK_CLOSE(m->a.logits, ref_logits, (size_t)NB * T * V, 1e-4, "logits");
   CHECK_CLOSE(&m->loss, &ref_loss, 1, 1e-4, "loss");
   CHECKF(vqgpt_gpt_backward(m) == 0, "backward: %s", vqgpt_last_error());
@@ -66,7 +66,7 @@ static void test_parity(void) {
   CHECK(n_grads == 37);
 
   // KV cache: step-by-step logits match the full forward (no targets this time).
-  CHECK(vqgpt_gpt_forward(m, in, NULL, NB, T, false, 0) == 0);
+  CHECK(vqgpt_gpt_forward(m, in, NULL, NB, T, false, 0, 0) == 0);
   gpt_kv kv;
   CHECK(vqgpt_gpt_kv_init(&kv, m, NB) == 0);
   float *step_logits = malloc(sizeof(float) * NB * V), worst = 0, maxref = 0;
@@ -251,7 +251,7 @@ typedef struct {
 } model_ctx;
 static double model_loss(void *p) {
   model_ctx *c = p;
-  vqgpt_gpt_forward(c->m, c->in, c->tgt, c->B, c->T, true, 99);
+  vqgpt_gpt_forward(c->m, c->in, c->tgt, c->B, c->T, true, 99, 0);
   return c->m->loss;
 }
 
@@ -281,9 +281,9 @@ static void test_model_fd(void) {
   double e = fd_check(model_loss, &c, m->params, grads, m->n_params, 400, 1e-2f);
   CHECKF(e < 2e-2, "whole-model gradient with dropout: %g", e);
   // Dropout really is on in training mode and off otherwise.
-  vqgpt_gpt_forward(m, in, tgt, B, T, true, 99);
+  vqgpt_gpt_forward(m, in, tgt, B, T, true, 99, 0);
   float l_train = m->loss;
-  vqgpt_gpt_forward(m, in, tgt, B, T, false, 99);
+  vqgpt_gpt_forward(m, in, tgt, B, T, false, 99, 0);
   CHECK(l_train != m->loss);
   free(grads);
   vqgpt_gpt_free(m);
@@ -306,8 +306,8 @@ static void test_bad_inputs(void) {
   CHECK(m != NULL);
   if (!m) return;
   int32_t bad[2] = {3, 10}, ok[2] = {3, 4};
-  CHECK(vqgpt_gpt_forward(m, bad, NULL, 1, 2, false, 0) != 0);
-  CHECK(vqgpt_gpt_forward(m, ok, NULL, 1, 5, false, 0) != 0);  // T > block_size
+  CHECK(vqgpt_gpt_forward(m, bad, NULL, 1, 2, false, 0, 0) != 0);
+  CHECK(vqgpt_gpt_forward(m, ok, NULL, 1, 5, false, 0, 0) != 0);  // T > block_size
   CHECK(vqgpt_gpt_backward(m) != 0);                            // no loss yet
   gpt_kv kv;
   CHECK(vqgpt_gpt_kv_init(&kv, m, 1) == 0);
@@ -375,7 +375,7 @@ static void test_half_weights(void) {
     CHECK(greedy_run(a, cond, NB, T, ga) == 0 && greedy_run(h, cond, NB, T, gh) == 0);
     CHECKF(!memcmp(ga, gh, sizeof ga), "kind %d: greedy tokens differ", kind);
     int32_t in[4] = {1, 2, 3, 4};
-    CHECK(vqgpt_gpt_forward(h, in, NULL, 1, 4, false, 0) != 0 && strstr(vqgpt_last_error(), "sampling"));
+    CHECK(vqgpt_gpt_forward(h, in, NULL, 1, 4, false, 0, 0) != 0 && strstr(vqgpt_last_error(), "sampling"));
     CHECK(vqgpt_gpt_alloc_grads(h) != 0);
     CHECK(vqgpt_gpt_save(h, path) != 0 && strstr(vqgpt_last_error(), "sampling"));
     vqgpt_gpt_free(a);

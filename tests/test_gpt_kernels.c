@@ -174,7 +174,7 @@ typedef struct {
 static double att_loss(void *p) {
   att_ctx *c = p;
   vqgpt_causal_attention_forward(c->out, c->att, c->qkv, c->B, c->T, c->C, c->H, c->pdrop, c->seed,
-                                 c->scratch);
+                                 0, c->scratch);
   return weighted_sum(c->out, c->wout, (size_t)c->B * c->T * c->C);
 }
 
@@ -208,7 +208,7 @@ static void test_attention(float pdrop) {
     CHECK(c.att[0] == 1.0f && c.att[1] == 0.0f);
   }
   float *dqkv = malloc(nq * 4), *scratch = malloc(na * 4);
-  vqgpt_causal_attention_backward(dqkv, c.wout, c.qkv, c.att, B, T, C, H, pdrop, c.seed, scratch);
+  vqgpt_causal_attention_backward(dqkv, c.wout, c.qkv, c.att, B, T, C, H, pdrop, c.seed, 0, scratch);
   double e = fd_check(att_loss, &c, c.qkv, dqkv, nq, 200, 1e-2f);
   CHECKF(e < 1e-2, "attention dqkv (pdrop %g): %g", pdrop, e);
   free(c.out), free(c.att), free(c.qkv), free(c.wout), free(c.scratch), free(dqkv), free(scratch);
@@ -223,7 +223,7 @@ static void test_attention_extend(int hs, int n) {
   size_t nq = (size_t)B * T * 3 * C;
   float *qkv = alloc_fill(nq, &st, 1), *out = malloc(sizeof(float) * B * T * C),
         *att = malloc(sizeof(float) * B * H * T * T);
-  vqgpt_causal_attention_forward(out, att, qkv, B, T, C, H, 0, 0, NULL);
+  vqgpt_causal_attention_forward(out, att, qkv, B, T, C, H, 0, 0, 0, NULL);
   float *kc = malloc(sizeof(float) * T * hs), *vc = malloc(sizeof(float) * T * hs),
         *y = malloc(sizeof(float) * B * T * C), *scr = malloc(sizeof(float) * n * T);
   for (int b = 0; b < B; b++)
@@ -295,7 +295,7 @@ typedef struct {
 } drop_ctx;
 static double drop_loss(void *p) {
   drop_ctx *c = p;
-  vqgpt_dropout_forward(c->out, c->in, c->n, 0.3f, 77);
+  vqgpt_dropout_forward(c->out, c->in, c->n, 0.3f, 77, 0);
   return weighted_sum(c->out, c->wout, c->n);
 }
 
@@ -308,7 +308,7 @@ static void test_dropout(void) {
   for (size_t i = 0; i < n; i++) zeros += c.out[i] == 0.0f;
   CHECKF(fabs((double)zeros / n - 0.3) < 0.02, "dropout rate %g", (double)zeros / n);
   float *din = malloc(n * 4);
-  vqgpt_dropout_backward(din, c.wout, n, 0.3f, 77);
+  vqgpt_dropout_backward(din, c.wout, n, 0.3f, 77, 0);
   CHECKF(fd_check(drop_loss, &c, c.in, din, n, 100, 1e-2f) < 1e-3, "dropout din");
   free(c.out), free(c.in), free(c.wout), free(din);
 }
