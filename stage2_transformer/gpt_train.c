@@ -141,10 +141,6 @@ int vqgpt_gpt_trainer_init(gpt_trainer *tr, gpt *model, const gpt_dataset *data,
         return vqgpt_error("prompt token %d not in the text range [%d, %d]", data->prompts[i],
                            c->n_codes, vqgpt_gpt_text_pad(c));
   }
-  if (opt->ranks > 1 && (c->embd_pdrop > 0 || c->resid_pdrop > 0 || c->attn_pdrop > 0))
-    return vqgpt_error("dropout (embd/resid/attn_pdrop %g/%g/%g) is not supported in "
-                       "data-parallel training: train with one process", c->embd_pdrop,
-                       c->resid_pdrop, c->attn_pdrop);
   tr->model = model;
   tr->opt = *opt;
   tr->rows = opt->batch_size / opt->ranks;

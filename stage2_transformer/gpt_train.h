@@ -29,7 +29,7 @@ typedef struct {
   // (the same random stream as one process) and trains on rows [rank * batch_size / ranks,
   // ...) of it; gradients are averaged (weighted by each rank's target count), so the model
   // stays identical on every rank and equal to one process's (up to float rounding). Model
-  // dropout is refused with ranks > 1 (its masks are drawn per row of the local batch).
+  // dropout too: a row's masks are those of its row of the whole batch (vqgpt_gpt_forward's row0).
   int ranks;
 } gpt_train_options;
 
