@@ -36,10 +36,11 @@ static int bench_sample(const gpt *m, int B, int n_tokens, const bench_limits *l
   if (rc) return cli_fail("bench gpt", "%s", vqgpt_last_error());
   // Each step reads every weight once (for the whole batch): the memory-bandwidth bound.
   double gbs = bench_gpt_weight_mb(m) * 1e6 * (double)n_tokens / dt / 1e9;
-  printf("sample  batch %d: %d tokens in %.3f s = %.1f tokens/s (%.2f ms per step; weights read "
-         "at %.1f GB/s, %.0f%% of the machine's)\n",
-         B, B * n_tokens, dt, B * n_tokens / dt, 1e3 * dt / n_tokens, gbs,
-         100 * gbs / limits->read_gbs);
+  printf(
+      "sample  batch %d: %d tokens in %.3f s = %.1f tokens/s (%.2f ms per step; weights read "
+      "at %.1f GB/s, %.0f%% of the machine's)\n",
+      B, B * n_tokens, dt, B * n_tokens / dt, 1e3 * dt / n_tokens, gbs,
+      100 * gbs / limits->read_gbs);
   return 0;
 }
 
@@ -48,7 +49,8 @@ static int bench_train(gpt *m, int B, int T, int steps) {
   int32_t *codes = malloc((size_t)n * T * sizeof(int32_t));
   if (!codes) return cli_fail("bench gpt", "out of memory");
   uint64_t rng = 2;
-  for (size_t i = 0; i < (size_t)n * T; i++) codes[i] = (int32_t)vqgpt_rng_below(&rng, (uint64_t)m->cfg.n_codes);
+  for (size_t i = 0; i < (size_t)n * T; i++)
+    codes[i] = (int32_t)vqgpt_rng_below(&rng, (uint64_t)m->cfg.n_codes);
   gpt_dataset d = {.codes = codes, .labels = NULL, .n = n, .h = 1, .w = T};
   gpt_train_options o;
   vqgpt_gpt_train_options_default(&o);
@@ -75,9 +77,10 @@ static int bench_train(gpt *m, int B, int T, int steps) {
     if (dt < best) best = dt;
   }
   if (!rc)
-    printf("train   batch %d x %d tokens: %.3f s per step (mean of %d; best %.3f; first %.3f) = "
-           "%.0f tokens/s, loss %.3f\n",
-           B, T, total / steps, steps, best, first, B * T / (total / steps), st.loss);
+    printf(
+        "train   batch %d x %d tokens: %.3f s per step (mean of %d; best %.3f; first %.3f) = "
+        "%.0f tokens/s, loss %.3f\n",
+        B, T, total / steps, steps, best, first, B * T / (total / steps), st.loss);
   vqgpt_gpt_trainer_free(&tr);
   free(codes);
   return rc;
@@ -112,13 +115,16 @@ int bench_gpt(int argc, char **argv) {
   bool no_sample = false, no_train = false;
   const char *dtype = "f32";
   cli_opt opts[] = {
-      {"dtype", OPT_STRING, &dtype, "f32 | f16 | bf16: weights stored and kept in memory for sampling"},
+      {"dtype", OPT_STRING, &dtype,
+       "f32 | f16 | bf16: weights stored and kept in memory for sampling"},
       {"layers", OPT_INT, &layers, "transformer blocks", 1, 256},
       {"embd", OPT_INT, &embd, "embedding width", 1, 16384},
       {"heads", OPT_INT, &heads, "attention heads", 1, 16384},
       {"vocab", OPT_INT, &vocab, "vocabulary (codebook) size", 2, 1 << 20},
-      {"tokens", OPT_INT, &tokens, "tokens sampled per sequence; training sequence length", 1, 16384},
-      {"train-steps", OPT_INT, &train_steps, "timed training steps (after one untimed)", 1, 1000000},
+      {"tokens", OPT_INT, &tokens, "tokens sampled per sequence; training sequence length", 1,
+       16384},
+      {"train-steps", OPT_INT, &train_steps, "timed training steps (after one untimed)", 1,
+       1000000},
       {"no-sample", OPT_FLAG, &no_sample, "skip the sampling benchmark"},
       {"no-train", OPT_FLAG, &no_train, "skip the training benchmark"},
   };
@@ -130,8 +136,11 @@ int bench_gpt(int argc, char **argv) {
   if (layers < 1 || embd < 1 || heads < 1 || vocab < 2 || tokens < 1 || train_steps < 1 ||
       layers > 256 || embd > 16384 || vocab > (1 << 20) || tokens > 16384)
     return cli_fail("bench gpt", "sizes out of range");
-  gpt_config cfg = {.vocab_size = (int)vocab, .block_size = (int)tokens, .n_layer = (int)layers,
-                    .n_head = (int)heads, .n_embd = (int)embd};
+  gpt_config cfg = {.vocab_size = (int)vocab,
+                    .block_size = (int)tokens,
+                    .n_layer = (int)layers,
+                    .n_head = (int)heads,
+                    .n_embd = (int)embd};
   vqgpt_gpt_config_defaults(&cfg);
   uint64_t rng = 0;
   gpt *m = vqgpt_gpt_create(&cfg, &rng);
@@ -141,10 +150,10 @@ int bench_gpt(int argc, char **argv) {
     vqgpt_gpt_free(m);
     return cli_fail("bench gpt", "%s", vqgpt_last_error());
   }
-  printf("GPT %ld layers x %ld wide, %ld heads, %ld codes: %.1fM parameters (%d threads, "
-         "OpenBLAS core %s)\n",
-         layers, embd, heads, vocab, m->n_params / 1e6, omp_get_max_threads(),
-         vqgpt_blas_corename());
+  printf(
+      "GPT %ld layers x %ld wide, %ld heads, %ld codes: %.1fM parameters (%d threads, "
+      "OpenBLAS core %s)\n",
+      layers, embd, heads, vocab, m->n_params / 1e6, omp_get_max_threads(), vqgpt_blas_corename());
   if (!no_sample)
     printf("sampling weights: %s, %.0f MB in memory\n", sm->half_weights ? dtype : "f32",
            bench_gpt_weight_mb(sm));

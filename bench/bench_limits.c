@@ -40,7 +40,8 @@ static int run_read(void *p) {
 
 int bench_machine_limits(bench_limits *out) {
   size_t nn = (size_t)SGEMM_N * SGEMM_N;
-  sgemm_ctx s = {malloc(nn * sizeof(float)), malloc(nn * sizeof(float)), malloc(nn * sizeof(float))};
+  sgemm_ctx s = {malloc(nn * sizeof(float)), malloc(nn * sizeof(float)),
+                 malloc(nn * sizeof(float))};
   float *x = malloc(READ_FLOATS * sizeof(float));
   int rc = -1;
   if (s.a && s.b && s.c && x) {
@@ -50,9 +51,10 @@ int bench_machine_limits(bench_limits *out) {
     double ts = bench_best_of(3, run_sgemm, &s), tr = bench_best_of(3, run_read, x);
     out->sgemm_gflops = 2.0 * SGEMM_N * SGEMM_N * SGEMM_N / ts / 1e9;
     out->read_gbs = READ_FLOATS * sizeof(float) / tr / 1e9;
-    printf("machine: sgemm %.0f GFLOP/s (%d^3), memory read %.1f GB/s (%d threads, OpenBLAS core "
-           "%s)\n",
-           out->sgemm_gflops, SGEMM_N, out->read_gbs, omp_get_max_threads(), vqgpt_blas_corename());
+    printf(
+        "machine: sgemm %.0f GFLOP/s (%d^3), memory read %.1f GB/s (%d threads, OpenBLAS core "
+        "%s)\n",
+        out->sgemm_gflops, SGEMM_N, out->read_gbs, omp_get_max_threads(), vqgpt_blas_corename());
     rc = 0;
   }
   free(s.a);

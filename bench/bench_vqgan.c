@@ -17,9 +17,18 @@
 // The reference's released ImageNet f16 model: ch 128, ch_mult [1,1,2,2,4], 2 res blocks,
 // attention at 16, z_channels 256, embed_dim 256, 16384 codes.
 vqgan_config bench_f16_config(int ch, int n_embed) {
-  vqgan_config c = {.embed_dim = 256, .n_embed = n_embed, .ch = ch, .out_ch = 3, .in_channels = 3,
-                    .z_channels = 256, .resolution = 256, .ch_mult = {1, 1, 2, 2, 4},
-                    .n_levels = 5, .num_res_blocks = 2, .attn_resolutions = {16}, .n_attn = 1};
+  vqgan_config c = {.embed_dim = 256,
+                    .n_embed = n_embed,
+                    .ch = ch,
+                    .out_ch = 3,
+                    .in_channels = 3,
+                    .z_channels = 256,
+                    .resolution = 256,
+                    .ch_mult = {1, 1, 2, 2, 4},
+                    .n_levels = 5,
+                    .num_res_blocks = 2,
+                    .attn_resolutions = {16},
+                    .n_attn = 1};
   return c;
 }
 
@@ -74,9 +83,9 @@ int bench_vqgan(int argc, char **argv) {
       {"n-embed", OPT_INT, &n_embed, "codebook size", 2, 1 << 24},
       {"grid", OPT_STRING, &grid, "only decode one HxW grid and report time and peak memory"},
   };
-  cli_status st = cli_parse("bench vqgan",
-                            "Time encode (256x256) and decode (16x16 codes) of the f16 VQGAN.",
-                            argc, argv, opts, sizeof opts / sizeof opts[0]);
+  cli_status st =
+      cli_parse("bench vqgan", "Time encode (256x256) and decode (16x16 codes) of the f16 VQGAN.",
+                argc, argv, opts, sizeof opts / sizeof opts[0]);
   if (st != CLI_OK) return st == CLI_HELP ? 0 : 1;
   bench_limits limits;
   if (bench_machine_limits(&limits)) return cli_fail("bench", "out of memory");
@@ -92,10 +101,14 @@ int bench_vqgan(int argc, char **argv) {
   run_ctx c = {m, malloc((size_t)3 * gh * 16 * gw * 16 * sizeof(float)),
                calloc((size_t)gh * gw, sizeof(int32_t)), gh, gw};
   if (!c.x || !c.codes) return cli_fail("bench vqgan", "out of memory");
-  for (size_t i = 0; i < (size_t)3 * gh * 16 * gw * 16; i++) c.x[i] = (float)((i * 7919) % 255) / 127.5f - 1.0f;
-  for (size_t i = 0; i < (size_t)gh * gw; i++) c.codes[i] = (int32_t)((i * 2654435761u) % (uint32_t)n_embed);
-  printf("VQGAN f16: ch %ld, ch_mult [1,1,2,2,4], 2 res blocks, attn at 16, %ld codes; OpenBLAS core %s, %d threads\n",
-         ch, n_embed, vqgpt_blas_corename(), omp_get_max_threads());
+  for (size_t i = 0; i < (size_t)3 * gh * 16 * gw * 16; i++)
+    c.x[i] = (float)((i * 7919) % 255) / 127.5f - 1.0f;
+  for (size_t i = 0; i < (size_t)gh * gw; i++)
+    c.codes[i] = (int32_t)((i * 2654435761u) % (uint32_t)n_embed);
+  printf(
+      "VQGAN f16: ch %ld, ch_mult [1,1,2,2,4], 2 res blocks, attn at 16, %ld codes; OpenBLAS core "
+      "%s, %d threads\n",
+      ch, n_embed, vqgpt_blas_corename(), omp_get_max_threads());
   int rc = 0;
   if (grid) {
     double t = bench_best_of(1, run_decode, &c);

@@ -70,9 +70,10 @@ int bench_vqgan_train(int argc, char **argv) {
     cli_fail("bench vqgan-train", "%s", x ? vqgpt_last_error() : "out of memory");
   } else {
     for (size_t i = 0; i < n; i++) x[i] = (float)((i * 7919) % 255) / 127.5f - 1.0f;
-    printf("VQGAN training step: f16 architecture, ch %ld, %ld codes, batch %ld at %ldx%ld, "
-           "PatchGAN ndf 64 x 3 layers; OpenBLAS core %s, %d threads\n",
-           ch, n_embed, batch, size, size, vqgpt_blas_corename(), omp_get_max_threads());
+    printf(
+        "VQGAN training step: f16 architecture, ch %ld, %ld codes, batch %ld at %ldx%ld, "
+        "PatchGAN ndf 64 x 3 layers; OpenBLAS core %s, %d threads\n",
+        ch, n_embed, batch, size, size, vqgpt_blas_corename(), omp_get_max_threads());
     double t = time_steps(plain, x, (int)reps);
     rc = t < 0;
     if (!rc) printf("G+D step (L1 + codebook + hinge GAN, adaptive weight, 2x Adam): %.3f s\n", t);

@@ -25,8 +25,8 @@ static void report(void *ctx, int done, int total) {
   window_progress *p = ctx;
   if (done % 256 && done != total) return;
   double dt = vqgpt_seconds() - p->t0;
-  fprintf(stderr, "  %d/%d positions, %.1f tokens/s, eta %.0f s\n", done, total,
-          p->B * done / dt, dt / done * (total - done));
+  fprintf(stderr, "  %d/%d positions, %.1f tokens/s, eta %.0f s\n", done, total, p->B * done / dt,
+          dt / done * (total - done));
 }
 
 int bench_window(int argc, char **argv) {
@@ -55,20 +55,27 @@ int bench_window(int argc, char **argv) {
   if (sscanf(grid_s, "%dx%d", &gh, &gw) != 2 || gh < 1 || gw < 1 || gh > 1024 || gw > 1024)
     return cli_fail(CMD, "--grid expects HxW with sides in [1, 1024] (got '%s')", grid_s);
   if (layers < 1 || layers > 256 || embd < 1 || embd > 16384 || heads < 1 || vocab < 2 ||
-      vocab > (1 << 20) || window < 1 || window > 128 || batch < 1 || batch > 256 || lanes < 0 || lanes > 64)
+      vocab > (1 << 20) || window < 1 || window > 128 || batch < 1 || batch > 256 || lanes < 0 ||
+      lanes > 64)
     return cli_fail(CMD, "sizes out of range");
-  gpt_config cfg = {.vocab_size = (int)vocab, .block_size = (int)(window * window + 1),
-                    .n_layer = (int)layers, .n_head = (int)heads, .n_embd = (int)embd,
-                    .grid_h = (int)window, .grid_w = (int)window};
+  gpt_config cfg = {.vocab_size = (int)vocab,
+                    .block_size = (int)(window * window + 1),
+                    .n_layer = (int)layers,
+                    .n_head = (int)heads,
+                    .n_embd = (int)embd,
+                    .grid_h = (int)window,
+                    .grid_w = (int)window};
   vqgpt_gpt_config_defaults(&cfg);
   uint64_t rng = 0;
-  gpt *created = vqgpt_gpt_create(&cfg, &rng), *m = created ? bench_gpt_for_sampling(created, dtype) : NULL;
+  gpt *created = vqgpt_gpt_create(&cfg, &rng),
+      *m = created ? bench_gpt_for_sampling(created, dtype) : NULL;
   if (m != created) vqgpt_gpt_free(created);
   if (!m) return cli_fail(CMD, "%s", vqgpt_last_error());
-  printf("GPT %ld layers x %ld wide, %ld heads, %ld codes, window %ldx%ld: %.1fM parameters, "
-         "%s weights (%d threads, OpenBLAS core %s)\n",
-         layers, embd, heads, vocab, window, window, m->n_params / 1e6,
-         m->half_weights ? dtype : "f32", omp_get_max_threads(), vqgpt_blas_corename());
+  printf(
+      "GPT %ld layers x %ld wide, %ld heads, %ld codes, window %ldx%ld: %.1fM parameters, "
+      "%s weights (%d threads, OpenBLAS core %s)\n",
+      layers, embd, heads, vocab, window, window, m->n_params / 1e6,
+      m->half_weights ? dtype : "f32", omp_get_max_threads(), vqgpt_blas_corename());
   size_t n = (size_t)batch * gh * gw;
   int32_t *cond = calloc((size_t)batch, sizeof(int32_t)), *out = malloc(n * sizeof(int32_t));
   int rc = 0;
@@ -86,13 +93,15 @@ int bench_window(int argc, char **argv) {
   job.no_kv_reuse = no_reuse;
   job.lanes = (int)lanes;
   window_progress wp = {vqgpt_seconds(), (int)batch};
-  if (!rc && vqgpt_sampler_run(m, &job, out, report, &wp)) rc = cli_fail(CMD, "%s", vqgpt_last_error());
+  if (!rc && vqgpt_sampler_run(m, &job, out, report, &wp))
+    rc = cli_fail(CMD, "%s", vqgpt_last_error());
   double dt = vqgpt_seconds() - wp.t0;
   if (!rc)
-    printf("window  %dx%d grid, batch %ld%s%s: %zu tokens in %.1f s = %.1f tokens/s (%.1f ms per "
-           "position)\n",
-           gh, gw, batch, no_reuse ? ", no K/V reuse" : "", lanes == 1 ? ", one row at a time" : "",
-           n, dt, n / dt, 1e3 * dt / (gh * gw));
+    printf(
+        "window  %dx%d grid, batch %ld%s%s: %zu tokens in %.1f s = %.1f tokens/s (%.1f ms per "
+        "position)\n",
+        gh, gw, batch, no_reuse ? ", no K/V reuse" : "", lanes == 1 ? ", one row at a time" : "", n,
+        dt, n / dt, 1e3 * dt / (gh * gw));
   free(cond);
   free(out);
   vqgpt_gpt_free(m);

@@ -85,7 +85,8 @@ static void print_help(const char *command, const char *summary, const cli_opt *
     char def[64] = "";
     switch (o->kind) {
       case OPT_STRING:
-        if (*(const char **)o->dest) snprintf(def, sizeof def, " (default %s)", *(const char **)o->dest);
+        if (*(const char **)o->dest)
+          snprintf(def, sizeof def, " (default %s)", *(const char **)o->dest);
         break;
       case OPT_INT:
         if (o->min || o->max)
@@ -93,8 +94,11 @@ static void print_help(const char *command, const char *summary, const cli_opt *
         else
           snprintf(def, sizeof def, " (default %ld)", *(long *)o->dest);
         break;
-      case OPT_FLOAT: snprintf(def, sizeof def, " (default %g)", *(double *)o->dest); break;
-      case OPT_FLAG: break;
+      case OPT_FLOAT:
+        snprintf(def, sizeof def, " (default %g)", *(double *)o->dest);
+        break;
+      case OPT_FLAG:
+        break;
     }
     printf("  --%-16s %s%s\n", o->name, o->help, def);
   }

@@ -15,7 +15,7 @@ typedef struct {
   // OPT_INT only: the accepted range [min, max], shown in --help. Left out (both 0), the range
   // is that of an int, so that no value is truncated where it is converted.
   long min, max;
-  bool *given;       // optional: set when the option appears on the command line
+  bool *given;  // optional: set when the option appears on the command line
 } cli_opt;
 
 typedef enum { CLI_OK, CLI_HELP, CLI_ERROR } cli_status;

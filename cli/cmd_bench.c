@@ -14,7 +14,8 @@ typedef struct {
 
 static const bench_entry benches[] = {
     {"vqgan", bench_vqgan, "f16 VQGAN encode 256x256 and decode 16x16 (--grid HxW: peak memory)"},
-    {"vqgan-train", bench_vqgan_train, "one f16 VQGAN G+D training step, batch 4 at 128x128 (--lpips W)"},
+    {"vqgan-train", bench_vqgan_train,
+     "one f16 VQGAN G+D training step, batch 4 at 128x128 (--lpips W)"},
     {"gpt", bench_gpt, "55M-parameter GPT: sampling 256 tokens at batch 1 and 8, a training step"},
     {"window", bench_window, "55M-parameter GPT: sliding-window sampling of a 32x64 grid"},
 };

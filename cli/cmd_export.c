@@ -29,7 +29,8 @@ static int check_sampling(const char *json) {
   static const struct {
     const char *key;
     double lo, hi;
-  } keys[] = {{"cfg", -100, 100}, {"top_k", 0, 1 << 20}, {"top_p", 1e-9, 1}, {"temperature", 1e-9, 1e4}};
+  } keys[] = {
+      {"cfg", -100, 100}, {"top_k", 0, 1 << 20}, {"top_p", 1e-9, 1}, {"temperature", 1e-9, 1e4}};
   for (size_t i = 0; !rc && i < v->count; i++) {
     size_t k = 0;
     while (k < sizeof keys / sizeof keys[0] && strcmp(keys[k].key, v->keys[i])) k++;
@@ -64,13 +65,19 @@ int cmd_export(int argc, char **argv) {
       {"in", OPT_STRING, &in, "checkpoint or model (.safetensors): taming-vqgan or taming-gpt"},
       {"out", OPT_STRING, &out, "plain model file to write"},
       {"dtype", OPT_STRING, &dtype, "f32 | f16 | bf16: storage of the parameters"},
-      {"sampling", OPT_STRING, &sampling, "GPT: recommended settings `sample` uses when no flag is given, e.g. '{\"cfg\": 3, \"top_k\": 64}'"},
+      {"sampling", OPT_STRING, &sampling,
+       "GPT: recommended settings `sample` uses when no flag is given, e.g. '{\"cfg\": 3, "
+       "\"top_k\": 64}'"},
   };
-  cli_status st = cli_parse(CMD, "Write a model without its training state (optimizer, discriminator).",
-                            argc, argv, opts, sizeof opts / sizeof opts[0]);
+  cli_status st =
+      cli_parse(CMD, "Write a model without its training state (optimizer, discriminator).", argc,
+                argv, opts, sizeof opts / sizeof opts[0]);
   if (st != CLI_OK) return st == CLI_HELP ? 0 : 1;
   if (!cli_require(CMD, "in", in) || !cli_require(CMD, "out", out)) return 1;
-  st_dtype storage = !strcmp(dtype, "f32") ? ST_F32 : !strcmp(dtype, "f16") ? ST_F16 : !strcmp(dtype, "bf16") ? ST_BF16 : ST_BOOL;
+  st_dtype storage = !strcmp(dtype, "f32")    ? ST_F32
+                     : !strcmp(dtype, "f16")  ? ST_F16
+                     : !strcmp(dtype, "bf16") ? ST_BF16
+                                              : ST_BOOL;
   if (storage == ST_BOOL) return cli_fail(CMD, "--dtype must be f32, f16 or bf16, not '%s'", dtype);
   if (sampling && check_sampling(sampling)) return cli_fail(CMD, "%s", vqgpt_last_error());
   st_file f;

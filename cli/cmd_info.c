@@ -27,8 +27,10 @@ static void print_storage(const st_file *f) {
          f->n_tensors, total, bytes / 1e6);
   for (int t = 0; t <= ST_BOOL; t++) {
     double share = 100.0 * numel[t] / total;
-    if (numel[t] && share < 0.1) printf(" %s <0.1%%", vqgpt_st_dtype_name((st_dtype)t));
-    else if (numel[t]) printf(" %s %.1f%%", vqgpt_st_dtype_name((st_dtype)t), share);
+    if (numel[t] && share < 0.1)
+      printf(" %s <0.1%%", vqgpt_st_dtype_name((st_dtype)t));
+    else if (numel[t])
+      printf(" %s %.1f%%", vqgpt_st_dtype_name((st_dtype)t), share);
   }
   printf("\n");
 }
@@ -107,8 +109,9 @@ int cmd_info(int argc, char **argv) {
       {"in", OPT_STRING, &in, "model or checkpoint (.safetensors), required"},
       {"tensors", OPT_FLAG, &tensors, "also list every tensor with its type and shape"},
   };
-  cli_status st = cli_parse(CMD, "What a model file is; loads it fully, so a damaged file is an error.",
-                            argc, argv, opts, sizeof opts / sizeof opts[0]);
+  cli_status st =
+      cli_parse(CMD, "What a model file is; loads it fully, so a damaged file is an error.", argc,
+                argv, opts, sizeof opts / sizeof opts[0]);
   if (st != CLI_OK) return st == CLI_HELP ? 0 : 1;
   if (!cli_require(CMD, "in", in)) return 1;
   st_file f;

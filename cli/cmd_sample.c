@@ -33,8 +33,7 @@
 #define DEFAULT_GPT "gpt_landscape.safetensors"
 
 typedef struct {
-  const char *gpt, *vqgan, *cls, *prompt, *grid, *size, *out, *codes_out, *init_codes,
-      *init_image;
+  const char *gpt, *vqgan, *cls, *prompt, *grid, *size, *out, *codes_out, *init_codes, *init_image;
   // Optional numbers as text: NULL means "the model's recommendation, else the default".
   const char *temperature, *top_k, *top_p, *cfg;
   long num, seed, keep, keep_rows, resize;
@@ -81,8 +80,10 @@ typedef struct {
 } progress_state;
 
 static void fmt_eta(char *buf, size_t n, double s) {
-  if (s < 60) snprintf(buf, n, "%.0f s", s);
-  else snprintf(buf, n, "%d min %02d s", (int)s / 60, (int)s % 60);
+  if (s < 60)
+    snprintf(buf, n, "%.0f s", s);
+  else
+    snprintf(buf, n, "%d min %02d s", (int)s / 60, (int)s % 60);
 }
 
 // Positions done, tokens/s and time left: a self-overwriting line on a terminal; into a file or
@@ -94,9 +95,8 @@ static void progress(void *ctx, int done, int total) {
   double dt = vqgpt_seconds() - p->t0;
   char eta[32];
   fmt_eta(eta, sizeof eta, done ? dt / done * (total - done) : 0);
-  fprintf(stderr, "%ssampling: %d/%d positions, %.1f tokens/s, %s left%s", p->tty ? "\r" : "",
-          done, total, dt > 0 ? p->B * done / dt : 0.0, eta,
-          done == total || !p->tty ? "\n" : "");
+  fprintf(stderr, "%ssampling: %d/%d positions, %.1f tokens/s, %s left%s", p->tty ? "\r" : "", done,
+          total, dt > 0 ? p->B * done / dt : 0.0, eta, done == total || !p->tty ? "\n" : "");
 }
 
 // The model's recommended setting `key` from its card, if any.
@@ -111,17 +111,18 @@ static bool card_number(const gpt *m, const char *key, double *v) {
 // A flag's value if given, else the model's recommendation, else `fallback`.
 static int setting(const gpt *m, const char *flag, const char *given, const char *key,
                    double fallback, double *v) {
-  if (given) return parse_double(given, v) ? 0 : cli_fail(CMD, "--%s expects a number (got '%s')", flag, given);
+  if (given)
+    return parse_double(given, v) ? 0
+                                  : cli_fail(CMD, "--%s expects a number (got '%s')", flag, given);
   if (!card_number(m, key, v)) *v = fallback;
   return 0;
 }
 
-static int sampling_settings(const sample_args *a, const gpt *m, sampling_params *sp,
-                             float *cfg) {
+static int sampling_settings(const sample_args *a, const gpt *m, sampling_params *sp, float *cfg) {
   double t, k, p, s;
   if (setting(m, "temperature", a->temperature, "temperature", 1.0, &t) ||
-      setting(m, "top-k", a->top_k, "top_k", 0, &k) || setting(m, "top-p", a->top_p, "top_p", 1.0, &p) ||
-      setting(m, "cfg", a->cfg, "cfg", 1.0, &s))
+      setting(m, "top-k", a->top_k, "top_k", 0, &k) ||
+      setting(m, "top-p", a->top_p, "top_p", 1.0, &p) || setting(m, "cfg", a->cfg, "cfg", 1.0, &s))
     return 1;
   int V = m->cfg.vocab_size;
   if (!(t > 0)) return cli_fail(CMD, "--temperature must be > 0 (got %g)", t);
@@ -146,7 +147,9 @@ static int class_id(const gpt *m, const char *text, int *id) {
     *id = (int)v;
     return 0;
   }
-  json_value *names = m->card.class_names ? vqgpt_json_parse(m->card.class_names, strlen(m->card.class_names)) : NULL;
+  json_value *names = m->card.class_names
+                          ? vqgpt_json_parse(m->card.class_names, strlen(m->card.class_names))
+                          : NULL;
   int found = -1;
   for (size_t i = 0; names && i < names->count && found < 0; i++)
     if (!strcmp(names->items[i].string, text)) found = (int)i;
@@ -159,7 +162,9 @@ static int class_id(const gpt *m, const char *text, int *id) {
 
 static int list_classes(const gpt *m, const char *path) {
   if (m->cfg.cond != GPT_COND_CLASS) return cli_fail(CMD, "%s is not class-conditional", path);
-  json_value *names = m->card.class_names ? vqgpt_json_parse(m->card.class_names, strlen(m->card.class_names)) : NULL;
+  json_value *names = m->card.class_names
+                          ? vqgpt_json_parse(m->card.class_names, strlen(m->card.class_names))
+                          : NULL;
   for (int i = 0; i < m->cfg.n_classes; i++)
     printf("%d\t%s\n", i, names && (size_t)i < names->count ? names->items[i].string : "");
   vqgpt_json_free(names);
@@ -186,8 +191,10 @@ static int make_conditions(const sample_args *a, sample_run *r, float cfg_scale)
   if (c->cond == GPT_COND_CLASS) {
     int id = 0;
     if (!a->cls)
-      return cli_fail(CMD, "%s is class-conditional: give --class (0..%d or a name, see "
-                      "--list-classes)", r->gpt_path, c->n_classes - 1);
+      return cli_fail(CMD,
+                      "%s is class-conditional: give --class (0..%d or a name, see "
+                      "--list-classes)",
+                      r->gpt_path, c->n_classes - 1);
     if (class_id(r->m, a->cls, &id)) return 1;
     for (int b = 0; b < B; b++) {
       r->cond[b] = id;
@@ -195,12 +202,15 @@ static int make_conditions(const sample_args *a, sample_run *r, float cfg_scale)
     }
   } else if (c->cond == GPT_COND_TEXT) {
     if (!a->prompt) return cli_fail(CMD, "%s is text-conditional: give --prompt TEXT", r->gpt_path);
-    if (!r->m->card.tokenizer) return cli_fail(CMD, "%s: text model without a tokenizer", r->gpt_path);
-    vqgpt_tokenizer *tok = vqgpt_tokenizer_load_bytes(r->m->card.tokenizer, r->m->card.tokenizer_bytes, r->gpt_path);
+    if (!r->m->card.tokenizer)
+      return cli_fail(CMD, "%s: text model without a tokenizer", r->gpt_path);
+    vqgpt_tokenizer *tok =
+        vqgpt_tokenizer_load_bytes(r->m->card.tokenizer, r->m->card.tokenizer_bytes, r->gpt_path);
     int rc = tok ? vqgpt_prompt_encode(c, tok, a->prompt, false, r->cond, NULL) : -1;
     vqgpt_tokenizer_free(tok);
     if (rc) return cli_fail(CMD, "%s", vqgpt_last_error());
-    for (int b = 1; b < B; b++) memcpy(r->cond + (size_t)b * nc, r->cond, (size_t)nc * sizeof(int32_t));
+    for (int b = 1; b < B; b++)
+      memcpy(r->cond + (size_t)b * nc, r->cond, (size_t)nc * sizeof(int32_t));
     for (int b = 0; b < B && guided; b++) vqgpt_prompt_null(c, r->uncond + (size_t)b * nc);
   } else {
     for (int b = 0; b < B; b++) r->cond[b] = c->sos_token;
@@ -212,26 +222,34 @@ static int make_conditions(const sample_args *a, sample_run *r, float cfg_scale)
 static int make_grid(const sample_args *a, sample_run *r) {
   int init_grids = 1;
   if ((a->init_codes || a->init_image) && (a->grid || a->size))
-    return cli_fail(CMD, "--grid/--size do not go with --init-codes/--init-image: the grid comes "
+    return cli_fail(CMD,
+                    "--grid/--size do not go with --init-codes/--init-image: the grid comes "
                     "from the file");
-  if (a->init_codes && a->init_image) return cli_fail(CMD, "give --init-codes or --init-image, not both");
+  if (a->init_codes && a->init_image)
+    return cli_fail(CMD, "give --init-codes or --init-image, not both");
   if (a->init_codes) {
-    if (a->keep < 0) return cli_fail(CMD, "--init-codes needs --keep N (positions kept, raster order)");
+    if (a->keep < 0)
+      return cli_fail(CMD, "--init-codes needs --keep N (positions kept, raster order)");
     int ndim;
     int64_t sh[NPY_MAX_DIMS];
-    if (vqgpt_npy_read_i32(a->init_codes, &r->init, &ndim, sh)) return cli_fail(CMD, "%s", vqgpt_last_error());
+    if (vqgpt_npy_read_i32(a->init_codes, &r->init, &ndim, sh))
+      return cli_fail(CMD, "%s", vqgpt_last_error());
     if (ndim != 2 && ndim != 3)
-      return cli_fail(CMD, "%s: codes must be [h, w] or [n, h, w] (got %d dimensions)", a->init_codes, ndim);
+      return cli_fail(CMD, "%s: codes must be [h, w] or [n, h, w] (got %d dimensions)",
+                      a->init_codes, ndim);
     int64_t n = ndim == 3 ? sh[0] : 1, h = sh[ndim - 2], w = sh[ndim - 1];
     if (n < 1 || h < 1 || w < 1 || h > SAMPLE_MAX_SIDE || w > SAMPLE_MAX_SIDE || n > SAMPLE_MAX_NUM)
-      return cli_fail(CMD, "%s: code grid %" PRId64 "x%" PRId64 " x %" PRId64 " out of range", a->init_codes, n, h, w);
+      return cli_fail(CMD, "%s: code grid %" PRId64 "x%" PRId64 " x %" PRId64 " out of range",
+                      a->init_codes, n, h, w);
     if (ndim == 3 && a->num != 1 && a->num != n)
       return cli_fail(CMD, "%s holds %" PRId64 " grids but --num is %ld", a->init_codes, n, a->num);
     r->gh = (int)h;
     r->gw = (int)w;
     if (a->keep > h * w)
-      return cli_fail(CMD, "--keep %ld is beyond the %" PRId64 " positions of the %" PRId64 "x%" PRId64
-                      " grid in %s", a->keep, h * w, h, w, a->init_codes);
+      return cli_fail(CMD,
+                      "--keep %ld is beyond the %" PRId64 " positions of the %" PRId64 "x%" PRId64
+                      " grid in %s",
+                      a->keep, h * w, h, w, a->init_codes);
     r->keep = (int)a->keep;
     if (ndim == 3) r->B = init_grids = (int)n;
   } else if (a->init_image) {
@@ -240,7 +258,8 @@ static int make_grid(const sample_args *a, sample_run *r) {
     if (vqgan_io_encode_file(r->vq, a->init_image, a->crop, a->resize, &r->init, &h, &w, NULL))
       return cli_fail(CMD, "%s", vqgpt_last_error());
     if (a->keep_rows > h)
-      return cli_fail(CMD, "--keep-rows %ld beyond the %d code rows of %s", a->keep_rows, h, a->init_image);
+      return cli_fail(CMD, "--keep-rows %ld beyond the %d code rows of %s", a->keep_rows, h,
+                      a->init_image);
     r->gh = h;
     r->gw = w;
     r->keep = (int)a->keep_rows * w;
@@ -249,7 +268,8 @@ static int make_grid(const sample_args *a, sample_run *r) {
     if (!parse_pair(a->size, &sw, &sh))
       return cli_fail(CMD, "--size expects WxH in pixels, e.g. 256x256 (got '%s')", a->size);
     if (sw % f || sh % f)
-      return cli_fail(CMD, "--size %dx%d is not a multiple of the VQGAN's downsampling factor %d", sw, sh, f);
+      return cli_fail(CMD, "--size %dx%d is not a multiple of the VQGAN's downsampling factor %d",
+                      sw, sh, f);
     r->gh = sh / f;
     r->gw = sw / f;
   } else if (a->grid) {
@@ -259,7 +279,8 @@ static int make_grid(const sample_args *a, sample_run *r) {
     return cli_fail(CMD, "%s: give --grid HxW", vqgpt_last_error());
   }
   if (a->keep >= 0 && !a->init_codes) return cli_fail(CMD, "--keep goes with --init-codes");
-  if (a->keep_rows >= 0 && !a->init_image) return cli_fail(CMD, "--keep-rows goes with --init-image");
+  if (a->keep_rows >= 0 && !a->init_image)
+    return cli_fail(CMD, "--keep-rows goes with --init-image");
   // One given grid serves every sample.
   if (r->init && r->B > 1 && init_grids == 1) {
     size_t hw = (size_t)r->gh * r->gw;
@@ -291,20 +312,23 @@ static int write_outputs(const sample_args *a, const sample_run *r) {
 }
 
 static int run(const sample_args *a, sample_run *r) {
-  const char *name = a->gpt ? NULL
-                     : a->prompt                     ? DEFAULT_TEXT_GPT
-                     : a->cls || a->list_classes     ? DEFAULT_CLASS_GPT
-                                                     : DEFAULT_GPT;
+  const char *name = a->gpt                      ? NULL
+                     : a->prompt                 ? DEFAULT_TEXT_GPT
+                     : a->cls || a->list_classes ? DEFAULT_CLASS_GPT
+                                                 : DEFAULT_GPT;
   r->gpt_path = name ? cli_shipped_model(name) : strdup(a->gpt);
   if (!r->gpt_path) return cli_fail(CMD, "%s", vqgpt_last_error());
-  if (!(r->m = vqgpt_gpt_load_for_sampling(r->gpt_path))) return cli_fail(CMD, "%s", vqgpt_last_error());
+  if (!(r->m = vqgpt_gpt_load_for_sampling(r->gpt_path)))
+    return cli_fail(CMD, "%s", vqgpt_last_error());
   if (a->list_classes) return list_classes(r->m, r->gpt_path);
-  if (!a->out && !a->codes_out) return cli_fail(CMD, "nothing to write: give --out and/or --codes-out");
+  if (!a->out && !a->codes_out)
+    return cli_fail(CMD, "nothing to write: give --out and/or --codes-out");
   bool need_vqgan = a->out || a->init_image || a->size || a->vqgan;
   if (need_vqgan) {
     r->vqgan_path = a->vqgan ? strdup(a->vqgan) : cli_vqgan_for_gpt(r->m, r->gpt_path);
     if (!r->vqgan_path) return cli_fail(CMD, "%s", vqgpt_last_error());
-    if (!(r->vq = vqgpt_vqgan_load(r->vqgan_path)) || cli_check_vqgan(r->m, r->gpt_path, r->vq, r->vqgan_path))
+    if (!(r->vq = vqgpt_vqgan_load(r->vqgan_path)) ||
+        cli_check_vqgan(r->m, r->gpt_path, r->vq, r->vqgan_path))
       return cli_fail(CMD, "%s", vqgpt_last_error());
   }
   sampling_params sp;
@@ -314,7 +338,8 @@ static int run(const sample_args *a, sample_run *r) {
       make_conditions(a, r, cfg_scale))
     return 1;
   int n_allowed = r->m->cfg.n_codes;
-  if (r->vq && vqgpt_vqgan_get_config(r->vq)->n_embed < n_allowed) n_allowed = vqgpt_vqgan_get_config(r->vq)->n_embed;
+  if (r->vq && vqgpt_vqgan_get_config(r->vq)->n_embed < n_allowed)
+    n_allowed = vqgpt_vqgan_get_config(r->vq)->n_embed;
   sampler_job job;
   vqgpt_sampler_job_default(&job);
   job.B = r->B;
@@ -337,24 +362,30 @@ static int run(const sample_args *a, sample_run *r) {
   size_t n = (size_t)r->B * r->gh * r->gw;
   if (!(r->codes = malloc(n * sizeof(int32_t)))) return cli_fail(CMD, "out of memory");
   progress_state ps = {vqgpt_seconds(), r->B, isatty(STDERR_FILENO) != 0};
-  if (vqgpt_sampler_run(r->m, &job, r->codes, progress, &ps)) return cli_fail(CMD, "%s", vqgpt_last_error());
+  if (vqgpt_sampler_run(r->m, &job, r->codes, progress, &ps))
+    return cli_fail(CMD, "%s", vqgpt_last_error());
   return write_outputs(a, r);
 }
 
 int cmd_sample(int argc, char **argv) {
   sample_args a = {.num = 1, .keep = -1, .keep_rows = -1};
   cli_opt opts[] = {
-      {"gpt", OPT_STRING, &a.gpt, "GPT model (default: the shipped model for --prompt, --class or neither)"},
+      {"gpt", OPT_STRING, &a.gpt,
+       "GPT model (default: the shipped model for --prompt, --class or neither)"},
       {"vqgan", OPT_STRING, &a.vqgan, "VQGAN to decode with (default: the one the GPT names)"},
       {"class", OPT_STRING, &a.cls, "class id or name, for a class-conditional GPT"},
       {"list-classes", OPT_FLAG, &a.list_classes, "print the model's classes and exit"},
       {"prompt", OPT_STRING, &a.prompt, "text prompt, for a text-conditional GPT"},
       {"cfg", OPT_STRING, &a.cfg, "classifier-free guidance scale (1: none; default: the model's)"},
-      {"grid", OPT_STRING, &a.grid, "code grid HxW in tokens (default: the model's); larger grids slide the window"},
+      {"grid", OPT_STRING, &a.grid,
+       "code grid HxW in tokens (default: the model's); larger grids slide the window"},
       {"size", OPT_STRING, &a.size, "image size WxH in pixels instead of --grid"},
-      {"temperature", OPT_STRING, &a.temperature, "divide the logits by T > 0 (default: the model's, else 1)"},
-      {"top-k", OPT_STRING, &a.top_k, "keep the K most likely tokens (0: all; default: the model's)"},
-      {"top-p", OPT_STRING, &a.top_p, "keep the smallest set with probability >= P (default: the model's, else 1)"},
+      {"temperature", OPT_STRING, &a.temperature,
+       "divide the logits by T > 0 (default: the model's, else 1)"},
+      {"top-k", OPT_STRING, &a.top_k,
+       "keep the K most likely tokens (0: all; default: the model's)"},
+      {"top-p", OPT_STRING, &a.top_p,
+       "keep the smallest set with probability >= P (default: the model's, else 1)"},
       {"greedy", OPT_FLAG, &a.greedy, "take the most likely token instead of drawing"},
       {"seed", OPT_INT, &a.seed, "random seed (sample k depends only on the seed and k)"},
       {"num", OPT_INT, &a.num, "number of samples, drawn as one batch"},
@@ -365,7 +396,8 @@ int cmd_sample(int argc, char **argv) {
       {"crop", OPT_FLAG, &a.crop, "with --init-image: center-crop to a multiple of the factor"},
       {"resize", OPT_INT, &a.resize, "with --init-image: scale the shorter side to N pixels first"},
       {"out", OPT_STRING, &a.out, "PNG of the decoded sample, a grid for several"},
-      {"codes-out", OPT_STRING, &a.codes_out, "codes as .npy, [h, w] for one sample, else [n, h, w]"},
+      {"codes-out", OPT_STRING, &a.codes_out,
+       "codes as .npy, [h, w] for one sample, else [n, h, w]"},
   };
   cli_status st = cli_parse(CMD, "Samples code grids from a GPT, optionally decoded to images.",
                             argc, argv, opts, sizeof opts / sizeof opts[0]);
@@ -376,7 +408,8 @@ int cmd_sample(int argc, char **argv) {
   if (a.resize < 0 || a.resize > 16384) return cli_fail(CMD, "--resize must be in [0, 16384]");
   if (a.grid && a.size) return cli_fail(CMD, "give --grid or --size, not both");
   if (a.cls && a.prompt) return cli_fail(CMD, "give --class or --prompt, not both");
-  if (a.out && !cli_dir_writable(a.out)) return cli_fail(CMD, "%s: directory missing or not writable", a.out);
+  if (a.out && !cli_dir_writable(a.out))
+    return cli_fail(CMD, "%s: directory missing or not writable", a.out);
   if (a.codes_out && !cli_dir_writable(a.codes_out))
     return cli_fail(CMD, "%s: directory missing or not writable", a.codes_out);
   sample_run r = {0};

@@ -29,10 +29,14 @@
 #define ENCODE_BATCH 8
 
 static void fmt_duration(char *buf, size_t n, double s) {
-  if (!(s >= 0) || s > 1e7) snprintf(buf, n, "?");
-  else if (s < 60) snprintf(buf, n, "%.0fs", s);
-  else if (s < 3600) snprintf(buf, n, "%dm%02ds", (int)s / 60, (int)s % 60);
-  else snprintf(buf, n, "%dh%02dm", (int)s / 3600, ((int)s % 3600) / 60);
+  if (!(s >= 0) || s > 1e7)
+    snprintf(buf, n, "?");
+  else if (s < 60)
+    snprintf(buf, n, "%.0fs", s);
+  else if (s < 3600)
+    snprintf(buf, n, "%dm%02ds", (int)s / 60, (int)s % 60);
+  else
+    snprintf(buf, n, "%dh%02dm", (int)s / 3600, ((int)s % 3600) / 60);
 }
 
 static bool file_exists(const char *path) {
@@ -150,8 +154,7 @@ static int load_cache(code_set *cs, const char *key, const char *key_path, const
       return 0;
     }
   if (labels_path) {
-    if (vqgpt_npy_read_i32(labels_path, &cs->labels, &ndim, shape) || ndim != 1 ||
-        shape[0] != n) {
+    if (vqgpt_npy_read_i32(labels_path, &cs->labels, &ndim, shape) || ndim != 1 || shape[0] != n) {
       code_set_free(cs);
       return 0;
     }
@@ -165,10 +168,9 @@ static int load_cache(code_set *cs, const char *key, const char *key_path, const
 // Crops, flips and encodes every image `crops` times; writes the cache (codes, labels, then
 // the key last, so an interrupted write is never mistaken for a valid cache).
 static int encode_folder(code_set *cs, vqgan *vq, const char *dir, const image_folder *scan,
-                         bool classes, long crops, uint64_t seed, int scale, int crop_w,
-                         int crop_h, const char *key, const char *key_path,
-                         const char *codes_path, const char *labels_path,
-                         const char *sources_path) {
+                         bool classes, long crops, uint64_t seed, int scale, int crop_w, int crop_h,
+                         const char *key, const char *key_path, const char *codes_path,
+                         const char *labels_path, const char *sources_path) {
   int f = vqgpt_vqgan_factor(vq), h = crop_h / f, w = crop_w / f;
   size_t per = (size_t)3 * crop_w * crop_h;
   image_dataset ds;
@@ -229,7 +231,6 @@ done:
   return rc;
 }
 
-
 // "WxH" in pixels.
 static bool parse_size(const char *s, int *w, int *h) {
   char tail;
@@ -261,8 +262,8 @@ static int build_prompts(int32_t **out, const gpt_config *cfg, const vqgpt_token
     }
     n_truncated += truncated;
   }
-  fprintf(stderr, "captions: %zu read, %d truncated to %d tokens\n", folder->n_images,
-          n_truncated, L);
+  fprintf(stderr, "captions: %zu read, %d truncated to %d tokens\n", folder->n_images, n_truncated,
+          L);
   *out = prompts;
   return 0;
 }
@@ -272,8 +273,8 @@ static char *put_json_string(char *q, const char *s) {
   *q++ = '"';
   for (const unsigned char *p = (const unsigned char *)s; *p; p++)
     q += (*p == '"' || *p == '\\') ? sprintf(q, "\\%c", *p)
-         : *p < 0x20                ? sprintf(q, "\\u%04x", *p)
-                                    : sprintf(q, "%c", *p);
+         : *p < 0x20               ? sprintf(q, "\\u%04x", *p)
+                                   : sprintf(q, "%c", *p);
   *q++ = '"';
   *q = '\0';
   return q;
@@ -361,10 +362,12 @@ int cmd_train_gpt(int argc, char **argv) {
       {"out", OPT_STRING, &out, "GPT model and checkpoint (.safetensors), required"},
       {"classes", OPT_FLAG, &classes, "class-conditional: labels are the first-level sub-folders"},
       {"captions", OPT_FLAG, &captions, "text-conditional: a.txt beside a.png holds its caption"},
-      {"tokenizer", OPT_STRING, &tok_path, "SentencePiece .model for --captions (stored in the GPT)"},
-      {"text-len", OPT_INT, &text_len, "prompt tokens of a new text model (longer captions are cut)",
-       .given = &text_len_given},
-      {"cond-drop", OPT_FLOAT, &cond_drop, "share of steps' samples with the null condition (guidance)"},
+      {"tokenizer", OPT_STRING, &tok_path,
+       "SentencePiece .model for --captions (stored in the GPT)"},
+      {"text-len", OPT_INT, &text_len,
+       "prompt tokens of a new text model (longer captions are cut)", .given = &text_len_given},
+      {"cond-drop", OPT_FLOAT, &cond_drop,
+       "share of steps' samples with the null condition (guidance)"},
       {"size", OPT_STRING, &size_s, "crop WxH in pixels (default: the VQGAN's resolution, square)"},
       {"scale", OPT_INT, &scale, "scale each image's shorter side to this first (0: the crop's)"},
       {"resume", OPT_FLAG, &resume, "continue training the checkpoint at --out"},
@@ -388,12 +391,9 @@ int cmd_train_gpt(int argc, char **argv) {
       {"val-fraction", OPT_FLOAT, &val_fraction, "share of the crops held out for validation"},
       {"seed", OPT_INT, &seed, "random seed (init, crops, split, order, corruption, dropout)"},
       {"crops", OPT_INT, &crops, "random crops encoded per image"},
-      {"n-layer", OPT_INT, &n_layer, "transformer blocks (new models)",
-       .given = &n_layer_given},
-      {"n-head", OPT_INT, &n_head, "attention heads (new models)",
-       .given = &n_head_given},
-      {"n-embd", OPT_INT, &n_embd, "embedding width (new models)",
-       .given = &n_embd_given},
+      {"n-layer", OPT_INT, &n_layer, "transformer blocks (new models)", .given = &n_layer_given},
+      {"n-head", OPT_INT, &n_head, "attention heads (new models)", .given = &n_head_given},
+      {"n-embd", OPT_INT, &n_embd, "embedding width (new models)", .given = &n_embd_given},
       {"checkpoint-every", OPT_INT, &ckpt_every, "steps between checkpoints (0: only at the end)"},
       {"eval-every", OPT_INT, &eval_every, "steps between validation passes (0: only at the end)"},
       {"log-every", OPT_INT, &log_every, "steps between progress lines"},
@@ -419,14 +419,14 @@ int cmd_train_gpt(int argc, char **argv) {
   int crop_w = 0, crop_h = 0;
   if (size_s && !parse_size(size_s, &crop_w, &crop_h))
     return cli_fail(CMD, "--size expects WxH in pixels, each in [8, 4096] (got '%s')", size_s);
-  if (n_layer < 1 || n_layer > 256 || n_head < 1 || n_embd < 1 || n_embd > 16384 ||
-      n_embd % n_head)
+  if (n_layer < 1 || n_layer > 256 || n_head < 1 || n_embd < 1 || n_embd > 16384 || n_embd % n_head)
     return cli_fail(CMD, "--n-layer/--n-head/--n-embd invalid (n-head must divide n-embd)");
   if (ckpt_every < 0 || eval_every < 0 || log_every < 1)
     return cli_fail(CMD, "--checkpoint-every/--eval-every must be >= 0, --log-every >= 1");
   if (resume && overwrite) return cli_fail(CMD, "give --resume or --overwrite, not both");
 
-  if (batch > 65536 || batch < 1) return cli_fail(CMD, "--batch must be in [1, 65536] (got %ld)", batch);
+  if (batch > 65536 || batch < 1)
+    return cli_fail(CMD, "--batch must be in [1, 65536] (got %ld)", batch);
   gpt_train_options o;
   vqgpt_gpt_train_options_default(&o);
   o.batch_size = (int)batch;
@@ -449,7 +449,8 @@ int cmd_train_gpt(int argc, char **argv) {
   if (!cli_output_ok(CMD, out)) return 1;
   if (resume && !file_exists(out)) return cli_fail(CMD, "--resume: %s does not exist", out);
   if (!resume && !overwrite && file_exists(out))
-    return cli_fail(CMD, "%s exists: pass --resume to continue it or --overwrite to replace it", out);
+    return cli_fail(CMD, "%s exists: pass --resume to continue it or --overwrite to replace it",
+                    out);
 
   int rc = 1;
   vqgan *vq = NULL;
@@ -494,7 +495,8 @@ int cmd_train_gpt(int argc, char **argv) {
     gpt_cond_kind want = classes ? GPT_COND_CLASS : captions ? GPT_COND_TEXT : GPT_COND_NONE;
     if (c->cond != want) {
       static const char *kinds[] = {"unconditional (no --classes, no --captions)",
-                                    "class-conditional (--classes)", "text-conditional (--captions)"};
+                                    "class-conditional (--classes)",
+                                    "text-conditional (--captions)"};
       cli_fail(CMD, "%s is %s but this run is %s", model_path, kinds[c->cond], kinds[want]);
       goto done;
     }
@@ -512,7 +514,8 @@ int cmd_train_gpt(int argc, char **argv) {
                  {attn_pdrop_given, attn_pdrop, c->attn_pdrop, "--attn-pdrop"}};
     for (size_t k = 0; k < sizeof shape / sizeof shape[0]; k++)
       if (shape[k].given && (float)shape[k].asked != (float)shape[k].has) {
-        cli_fail(CMD, "%s is %g for this run but %s has %g (a model trained further keeps its shape)",
+        cli_fail(CMD,
+                 "%s is %g for this run but %s has %g (a model trained further keeps its shape)",
                  shape[k].flag, shape[k].asked, model_path, shape[k].has);
         goto done;
       }
@@ -564,8 +567,10 @@ int cmd_train_gpt(int argc, char **argv) {
   }
   key = cache_key(vqgan_path, &folder, classes, crops, o.seed, (int)scale, crop_w, crop_h);
   int n_max = (int)(folder.n_images * (size_t)crops);
-  gpt_config text_cfg = {.cond = GPT_COND_TEXT, .n_codes = vc->n_embed, .text_len = (int)text_len,
-                        .text_vocab = tok ? vqgpt_tokenizer_vocab_size(tok) : 0};
+  gpt_config text_cfg = {.cond = GPT_COND_TEXT,
+                         .n_codes = vc->n_embed,
+                         .text_len = (int)text_len,
+                         .text_vocab = tok ? vqgpt_tokenizer_vocab_size(tok) : 0};
   if (captions && build_prompts(&prompts, from_model ? &m->cfg : &text_cfg, tok, &folder)) {
     vqgpt_image_folder_free(&folder);
     cli_fail(CMD, "%s", vqgpt_last_error());
@@ -637,8 +642,8 @@ int cmd_train_gpt(int argc, char **argv) {
     m->card = card;  // the model owns it now
     memset(&card, 0, sizeof card);
   }
-  gpt_dataset d = {.codes = cs.codes, .labels = cs.labels, .prompts = prompts, .n = cs.n,
-                   .h = cs.h, .w = cs.w};
+  gpt_dataset d = {
+      .codes = cs.codes, .labels = cs.labels, .prompts = prompts, .n = cs.n, .h = cs.h, .w = cs.w};
   if (vqgpt_gpt_trainer_init(&tr, m, &d, &o)) {
     cli_fail(CMD, "%s", vqgpt_last_error());
     goto done;
@@ -658,7 +663,9 @@ int cmd_train_gpt(int argc, char **argv) {
           "validation grids of %dx%d%s\n",
           m->cfg.n_layer, m->cfg.n_head, m->cfg.n_embd, m->cfg.vocab_size, m->n_params / 1e6,
           tr.n_train, tr.n_val, h, w,
-          classes ? ", class-conditional" : captions ? ", text-conditional" : "");
+          classes    ? ", class-conditional"
+          : captions ? ", text-conditional"
+                     : "");
 
   int T = tr.T;
   double t_start = vqgpt_seconds(), t_log = t_start;

@@ -44,12 +44,26 @@ static int read_file(const char *path, char **out) {
 static int make_config(vqgan_config *c, const char *name, int size, int n_embed) {
   if (!strcmp(name, "tiny") || !strcmp(name, "small") || !strcmp(name, "f16")) {
     bool tiny = !strcmp(name, "tiny"), f16 = !strcmp(name, "f16");
-    *c = (vqgan_config){.embed_dim = tiny ? 16 : f16 ? 256 : 64,
-                        .n_embed = tiny ? 64 : f16 ? 1024 : 512,
-                        .ch = tiny ? 32 : f16 ? 128 : 64, .out_ch = 3, .in_channels = 3,
-                        .z_channels = tiny ? 16 : f16 ? 256 : 64, .resolution = size,
-                        .ch_mult = {1, 2, 2}, .n_levels = 3, .num_res_blocks = f16 ? 2 : 1,
-                        .attn_resolutions = {16}, .n_attn = 1};
+    *c = (vqgan_config){.embed_dim = tiny  ? 16
+                                     : f16 ? 256
+                                           : 64,
+                        .n_embed = tiny  ? 64
+                                   : f16 ? 1024
+                                         : 512,
+                        .ch = tiny  ? 32
+                              : f16 ? 128
+                                    : 64,
+                        .out_ch = 3,
+                        .in_channels = 3,
+                        .z_channels = tiny  ? 16
+                                      : f16 ? 256
+                                            : 64,
+                        .resolution = size,
+                        .ch_mult = {1, 2, 2},
+                        .n_levels = 3,
+                        .num_res_blocks = f16 ? 2 : 1,
+                        .attn_resolutions = {16},
+                        .n_attn = 1};
     if (f16) {
       int mult[5] = {1, 1, 2, 2, 4};
       memcpy(c->ch_mult, mult, sizeof mult);
@@ -64,7 +78,8 @@ static int make_config(vqgan_config *c, const char *name, int size, int n_embed)
   }
   if (n_embed > 0) c->n_embed = n_embed;
   if (size % vqgpt_vqgan_config_factor(c))
-    return vqgpt_error("--size %d is not a multiple of the model's factor %d", size, vqgpt_vqgan_config_factor(c));
+    return vqgpt_error("--size %d is not a multiple of the model's factor %d", size,
+                       vqgpt_vqgan_config_factor(c));
   return 0;
 }
 
@@ -76,7 +91,8 @@ typedef struct {
 // A fixed validation subset: evenly spaced images, never trained on.
 static int make_split(split *s, long n_val) {
   size_t n = s->data.n;
-  if (n_val < 0 || (size_t)n_val >= n) return vqgpt_error("--val %ld leaves no training images (%zu found)", n_val, n);
+  if (n_val < 0 || (size_t)n_val >= n)
+    return vqgpt_error("--val %ld leaves no training images (%zu found)", n_val, n);
   s->n_val = (size_t)n_val;
   s->train_idx = malloc(n * sizeof(size_t));
   s->val_idx = malloc((s->n_val + 1) * sizeof(size_t));
@@ -95,7 +111,8 @@ static double psnr_of(const float *a, const float *b, size_t n) {
   double se = 0;
   for (size_t i = 0; i < n; i++) {
     // Compare as the 8-bit images a person sees.
-    double pa = round((fmin(fmax(a[i], -1), 1) + 1) * 127.5), pb = round((fmin(fmax(b[i], -1), 1) + 1) * 127.5);
+    double pa = round((fmin(fmax(a[i], -1), 1) + 1) * 127.5),
+           pb = round((fmin(fmax(b[i], -1), 1) + 1) * 127.5);
     se += (pa - pb) * (pa - pb);
   }
   double mse = se / n;
@@ -119,7 +136,8 @@ static int validate(vqgan *g, const split *s, const char *png, double *psnr) {
   for (size_t i = 0; i < s->n_val && !rc; i++) {
     float *in = x + per * (i < (size_t)n ? i : 0), *rec = in + per * n;
     vqgpt_image_dataset_center_crop(&s->data, s->val_idx[i], in);
-    rc = vqgpt_vqgan_encode(g, in, 1, S, S, codes, NULL, NULL) || vqgpt_vqgan_decode(g, codes, 1, S / f, S / f, rec);
+    rc = vqgpt_vqgan_encode(g, in, 1, S, S, codes, NULL, NULL) ||
+         vqgpt_vqgan_decode(g, codes, 1, S / f, S / f, rec);
     if (!rc) total += psnr_of(in, rec, per);
   }
   *psnr = s->n_val ? total / s->n_val : 0;
@@ -197,9 +215,11 @@ static char *train_state_json(long step, uint64_t rng, const run_setting *s, int
   size_t cap = 256 + (size_t)n * 96;
   char *j = malloc(cap);
   if (!j) return NULL;
-  size_t len = (size_t)snprintf(j, cap, "{\"step\": %ld, \"rng\": %" PRIu64 ", \"settings\": {", step, rng);
+  size_t len =
+      (size_t)snprintf(j, cap, "{\"step\": %ld, \"rng\": %" PRIu64 ", \"settings\": {", step, rng);
   for (int i = 0; i < n && len < cap; i++)
-    len += (size_t)snprintf(j + len, cap - len, "%s\"%s\": \"%s\"", i ? ", " : "", s[i].flag, s[i].value);
+    len += (size_t)snprintf(j + len, cap - len, "%s\"%s\": \"%s\"", i ? ", " : "", s[i].flag,
+                            s[i].value);
   if (len < cap) snprintf(j + len, cap - len, "}}");
   return j;
 }
@@ -210,18 +230,20 @@ static int check_resume_settings(const char *path, const char *state, const run_
   const json_value *rec = root ? vqgpt_json_get(root, "settings") : NULL;
   int rc = 0;
   if (!rec || rec->type != JSON_OBJECT) {
-    rc = vqgpt_error("%s: the checkpoint does not record its training settings (written by an "
-                     "older vqgpt?), so a resume cannot be checked: start afresh with --overwrite",
-                     path);
+    rc = vqgpt_error(
+        "%s: the checkpoint does not record its training settings (written by an "
+        "older vqgpt?), so a resume cannot be checked: start afresh with --overwrite",
+        path);
   }
   for (int i = 0; i < n && !rc; i++) {
     const char *was = vqgpt_json_get_string(rec, s[i].flag);
     if (!was)
       rc = vqgpt_error("%s: the checkpoint does not record %s", path, s[i].flag);
     else if (strcmp(was, s[i].value))
-      rc = vqgpt_error("%s: %s is %s for this run but the checkpoint was trained with %s (resume "
-                       "with the same settings; only --steps may change)", path, s[i].flag,
-                       s[i].value, was);
+      rc = vqgpt_error(
+          "%s: %s is %s for this run but the checkpoint was trained with %s (resume "
+          "with the same settings; only --steps may change)",
+          path, s[i].flag, s[i].value, was);
   }
   vqgpt_json_free(root);
   return rc;
@@ -232,40 +254,67 @@ int cmd_train_vqgan(int argc, char **argv) {
   // 8 GPUs x batch 12 and barely moves a run of batch 4, whose codebook then collapses; dead
   // codes are re-initialised every 250 steps so that usage stays up (when checkpoints fall on
   // those steps, as an exact resume needs).
-  train_args a = {.config = "small", .disc_loss = "hinge", .quant_loss = "legacy", .size = 64,
-                  .steps = 20000, .batch = 8, .disc_start = 10000, .seed = 1, .log_every = 50,
-                  .sample_every = 500, .save_every = 1000, .n_val = 8, .ndf = 64, .disc_layers = 3,
-                  .reinit_every = -1, .lr = 5e-5, .disc_weight = 0.8, .perceptual_weight = 1.0, .codebook_weight = 1.0};
+  train_args a = {.config = "small",
+                  .disc_loss = "hinge",
+                  .quant_loss = "legacy",
+                  .size = 64,
+                  .steps = 20000,
+                  .batch = 8,
+                  .disc_start = 10000,
+                  .seed = 1,
+                  .log_every = 50,
+                  .sample_every = 500,
+                  .save_every = 1000,
+                  .n_val = 8,
+                  .ndf = 64,
+                  .disc_layers = 3,
+                  .reinit_every = -1,
+                  .lr = 5e-5,
+                  .disc_weight = 0.8,
+                  .perceptual_weight = 1.0,
+                  .codebook_weight = 1.0};
   cli_opt opts[] = {
       {"data", OPT_STRING, &a.data, "image folder (PNG/JPEG, searched recursively)"},
       {"out", OPT_STRING, &a.out, "checkpoint / model file (.safetensors), written atomically"},
-      {"config", OPT_STRING, &a.config, "tiny (ch 32, f4, 64 codes of 16: tests) | small (ch 64, f4, 512 codes of 64) | f16 (the released f16 architecture: ch 128, ch_mult 1,1,2,2,4, 1024 codes of 256) | a JSON file {embed_dim, n_embed, ddconfig}"},
+      {"config", OPT_STRING, &a.config,
+       "tiny (ch 32, f4, 64 codes of 16: tests) | small (ch 64, f4, 512 codes of 64) | f16 (the "
+       "released f16 architecture: ch 128, ch_mult 1,1,2,2,4, 1024 codes of 256) | a JSON file "
+       "{embed_dim, n_embed, ddconfig}"},
       {"n-embed", OPT_INT, &a.n_embed, "override the codebook size (0: the config's)", 0, 1 << 24},
       {"size", OPT_INT, &a.size, "training crop side in pixels", 8, 1024},
-      {"scale", OPT_INT, &a.scale, "scale each image's shorter side to this first (0: --size)", 0, 4096},
+      {"scale", OPT_INT, &a.scale, "scale each image's shorter side to this first (0: --size)", 0,
+       4096},
       {"steps", OPT_INT, &a.steps, "total training steps", 1, 1000000000},
       {"batch", OPT_INT, &a.batch, "images per step", 1, 256},
       {"lr", OPT_FLOAT, &a.lr, "base learning rate (times batch, as the reference)"},
-      {"disc-start", OPT_INT, &a.disc_start, "step at which the GAN loss switches on", 0, 1000000000},
+      {"disc-start", OPT_INT, &a.disc_start, "step at which the GAN loss switches on", 0,
+       1000000000},
       {"disc-weight", OPT_FLOAT, &a.disc_weight, "discriminator weight on the adaptive lambda"},
       {"disc-loss", OPT_STRING, &a.disc_loss, "hinge | vanilla"},
       {"ndf", OPT_INT, &a.ndf, "discriminator base channels", 1, PATCHGAN_MAX_CHANNELS},
       {"disc-layers", OPT_INT, &a.disc_layers, "discriminator n_layers", 1, PATCHGAN_MAX_N_LAYERS},
-      {"lpips", OPT_STRING, &a.lpips, "LPIPS weights (.safetensors); without them perceptual weight is 0"},
+      {"lpips", OPT_STRING, &a.lpips,
+       "LPIPS weights (.safetensors); without them perceptual weight is 0"},
       {"perceptual-weight", OPT_FLOAT, &a.perceptual_weight, "LPIPS weight"},
       {"codebook-weight", OPT_FLOAT, &a.codebook_weight, "codebook + commitment loss weight"},
       {"quant-loss", OPT_STRING, &a.quant_loss, "legacy (reference default) | corrected"},
-      {"reinit-every", OPT_INT, &a.reinit_every, "re-initialise codes unused for this many steps (0: never; default 250 when --save-every is a multiple)", -1, 1000000000},
+      {"reinit-every", OPT_INT, &a.reinit_every,
+       "re-initialise codes unused for this many steps (0: never; default 250 when --save-every is "
+       "a multiple)",
+       -1, 1000000000},
       {"val", OPT_INT, &a.n_val, "validation images held out (evenly spaced)", 0, 1000000},
       {"log-every", OPT_INT, &a.log_every, "steps between progress lines", 1, 1000000000},
-      {"sample-every", OPT_INT, &a.sample_every, "steps between validation PSNR + <out>.recon.png", 1, 1000000000},
+      {"sample-every", OPT_INT, &a.sample_every, "steps between validation PSNR + <out>.recon.png",
+       1, 1000000000},
       {"save-every", OPT_INT, &a.save_every, "steps between checkpoints", 1, 1000000000},
       {"seed", OPT_INT, &a.seed, "random seed (weights, crops, flips)", 0, LONG_MAX},
-      {"resume", OPT_FLAG, &a.resume, "continue from --out exactly where it stopped (same settings)"},
+      {"resume", OPT_FLAG, &a.resume,
+       "continue from --out exactly where it stopped (same settings)"},
       {"overwrite", OPT_FLAG, &a.overwrite, "start afresh even if --out exists"},
   };
-  cli_status st = cli_parse(CMD, "Train a VQGAN (L1 + LPIPS + codebook + PatchGAN) on an image folder.",
-                            argc, argv, opts, sizeof opts / sizeof opts[0]);
+  cli_status st =
+      cli_parse(CMD, "Train a VQGAN (L1 + LPIPS + codebook + PatchGAN) on an image folder.", argc,
+                argv, opts, sizeof opts / sizeof opts[0]);
   if (st != CLI_OK) return st == CLI_HELP ? 0 : 1;
   if (!cli_require(CMD, "data", a.data) || !cli_require(CMD, "out", a.out)) return 1;
   if (!(a.lr > 0)) return cli_fail(CMD, "--lr must be > 0 (got %g)", a.lr);
@@ -284,10 +333,12 @@ int cmd_train_vqgan(int argc, char **argv) {
   if (!cli_output_ok(CMD, a.out)) return 1;
   if (a.resume && !file_exists(a.out)) return cli_fail(CMD, "--resume: %s does not exist", a.out);
   if (!a.resume && !a.overwrite && file_exists(a.out))
-    return cli_fail(CMD, "%s exists: pass --resume to continue it or --overwrite to replace it", a.out);
+    return cli_fail(CMD, "%s exists: pass --resume to continue it or --overwrite to replace it",
+                    a.out);
 
   vqgan_config cfg;
-  if (make_config(&cfg, a.config, (int)a.size, (int)a.n_embed)) return cli_fail(CMD, "%s", vqgpt_last_error());
+  if (make_config(&cfg, a.config, (int)a.size, (int)a.n_embed))
+    return cli_fail(CMD, "%s", vqgpt_last_error());
   vqgan_train_opts o;
   vqgpt_vqgan_train_defaults(&o);
   o.batch = (int)a.batch;
@@ -303,7 +354,8 @@ int cmd_train_vqgan(int argc, char **argv) {
   // Data-parallel (mpirun -np N): this rank trains on rows [lo, lo + local) of every batch.
   o.ranks = vqgpt_dist_size();
   if (a.batch % o.ranks)
-    return cli_fail(CMD, "--batch %ld is not a multiple of the %d ranks (each takes an equal share)",
+    return cli_fail(CMD,
+                    "--batch %ld is not a multiple of the %d ranks (each takes an equal share)",
                     a.batch, o.ranks);
   const int local = (int)a.batch / o.ranks, lo = vqgpt_dist_rank() * local;
   const bool leader = vqgpt_dist_rank() == 0;  // logs, validates and writes the checkpoints
@@ -328,7 +380,8 @@ int cmd_train_vqgan(int argc, char **argv) {
   cli_report_folder(CMD, a.data, &s.data.folder);
   fprintf(stderr, "%s: %zu images (%zu train, %zu validation), %dx%d crops\n", a.data, s.data.n,
           s.n_train, s.n_val, (int)a.size, (int)a.size);
-  if (!(g = vqgpt_vqgan_create(&cfg, &rng)) || !(d = vqgpt_patchgan_create(&o.disc, local, o.size, o.size, 2, &rng))) {
+  if (!(g = vqgpt_vqgan_create(&cfg, &rng)) ||
+      !(d = vqgpt_patchgan_create(&o.disc, local, o.size, o.size, 2, &rng))) {
     cli_fail(CMD, "%s", vqgpt_last_error());
     goto done;
   }
@@ -400,7 +453,8 @@ int cmd_train_vqgan(int argc, char **argv) {
               "step %ld/%ld  loss %.4f  l1 %.4f  lpips %.4f  q %.4f  g %.4f  d %.4f  lambda %.3g  "
               "codes %ld/%d ppl %.1f  %.2f img/s  eta %.0fs\n",
               step, a.steps, sum.loss / n, sum.l1 / n, sum.lpips / n, sum.qloss / n, sum.g_loss / n,
-              sum.d_loss / n, sum.d_weight / n, used, K, perplexity(counts, K, total), n * a.batch / dt, eta);
+              sum.d_loss / n, sum.d_weight / n, used, K, perplexity(counts, K, total),
+              n * a.batch / dt, eta);
       memset(&sum, 0, sizeof sum);
       t_log = vqgpt_seconds();
       logged_from = step;
@@ -419,12 +473,15 @@ int cmd_train_vqgan(int argc, char **argv) {
         rc = cli_fail(CMD, "validation: %s", vqgpt_last_error());
         break;
       }
-      fprintf(stderr, "step %ld: validation PSNR %.2f dB (%zu images) -> %s\n", step, psnr, s.n_val, recon_png);
+      fprintf(stderr, "step %ld: validation PSNR %.2f dB (%zu images) -> %s\n", step, psnr, s.n_val,
+              recon_png);
     }
     if (leader && (step % a.save_every == 0 || step == a.steps)) {
       char *ts = train_state_json(step, rng, settings, n_settings);
-      if (!ts) rc = cli_fail(CMD, "out of memory");
-      else if (vqgpt_vqgan_trainer_save(tr, a.out, ts)) rc = cli_fail(CMD, "%s", vqgpt_last_error());
+      if (!ts)
+        rc = cli_fail(CMD, "out of memory");
+      else if (vqgpt_vqgan_trainer_save(tr, a.out, ts))
+        rc = cli_fail(CMD, "%s", vqgpt_last_error());
       free(ts);
     }
   }

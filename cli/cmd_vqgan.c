@@ -40,7 +40,8 @@ int cmd_encode(int argc, char **argv) {
       {"resize", OPT_INT, &a.resize, "scale the shorter side to N pixels first (0: no)", 0, 16384},
   };
   char summary[1024];
-  snprintf(summary, sizeof summary, "Encode an image into its grid of codebook indices.\n%s", SIZE_RULE);
+  snprintf(summary, sizeof summary, "Encode an image into its grid of codebook indices.\n%s",
+           SIZE_RULE);
   cli_status st = cli_parse("encode", summary, argc, argv, opts, sizeof opts / sizeof opts[0]);
   if (st != CLI_OK) return st == CLI_HELP ? 0 : 1;
   if (!cli_require("encode", "vqgan", a.vqgan) || !cli_require("encode", "image", a.image) ||
@@ -68,8 +69,8 @@ int cmd_decode(int argc, char **argv) {
       {"codes", OPT_STRING, &a.codes, "codes (.npy, int32/int64 [h, w] or [n, h, w])"},
       {"out", OPT_STRING, &a.out, "output PNG (a grid when there are several code grids)"},
   };
-  cli_status st = cli_parse("decode", "Decode a grid of codebook indices into an image.", argc, argv,
-                            opts, sizeof opts / sizeof opts[0]);
+  cli_status st = cli_parse("decode", "Decode a grid of codebook indices into an image.", argc,
+                            argv, opts, sizeof opts / sizeof opts[0]);
   if (st != CLI_OK) return st == CLI_HELP ? 0 : 1;
   if (!cli_require("decode", "vqgan", a.vqgan) || !cli_require("decode", "codes", a.codes) ||
       !cli_require("decode", "out", a.out))
@@ -92,7 +93,8 @@ int cmd_decode(int argc, char **argv) {
   }
   for (size_t i = 0; !rc && i < (size_t)n * h * w; i++)
     if (codes[i] < 0 || codes[i] >= K)
-      rc = vqgpt_error("%s: code %d at index %zu is outside the codebook [0, %d)", a.codes, codes[i], i, K);
+      rc = vqgpt_error("%s: code %d at index %zu is outside the codebook [0, %d)", a.codes,
+                       codes[i], i, K);
   if (!rc) rc = vqgan_io_decode_to_png(m, codes, n, h, w, a.out);
   if (!rc) fprintf(stderr, "decoded %d grid(s) of %dx%d codes -> %s\n", n, w, h, a.out);
   free(codes);
@@ -110,11 +112,12 @@ int cmd_reconstruct(int argc, char **argv) {
       {"resize", OPT_INT, &a.resize, "scale the shorter side to N pixels first (0: no)", 0, 16384},
   };
   char summary[1024];
-  snprintf(summary, sizeof summary, "Encode an image and decode it again (prints the PSNR).\n%s", SIZE_RULE);
+  snprintf(summary, sizeof summary, "Encode an image and decode it again (prints the PSNR).\n%s",
+           SIZE_RULE);
   cli_status st = cli_parse("reconstruct", summary, argc, argv, opts, sizeof opts / sizeof opts[0]);
   if (st != CLI_OK) return st == CLI_HELP ? 0 : 1;
-  if (!cli_require("reconstruct", "vqgan", a.vqgan) || !cli_require("reconstruct", "image", a.image) ||
-      !cli_require("reconstruct", "out", a.out))
+  if (!cli_require("reconstruct", "vqgan", a.vqgan) ||
+      !cli_require("reconstruct", "image", a.image) || !cli_require("reconstruct", "out", a.out))
     return 1;
   vqgan *m = load_model("reconstruct", a.vqgan);
   if (!m) return 1;
@@ -128,7 +131,8 @@ int cmd_reconstruct(int argc, char **argv) {
     if (vqgpt_image_load(&out, a.out) == 0) {
       double se = 0;
       size_t n = (size_t)in.w * in.h * 3;
-      for (size_t i = 0; i < n; i++) se += ((double)in.rgb[i] - out.rgb[i]) * ((double)in.rgb[i] - out.rgb[i]);
+      for (size_t i = 0; i < n; i++)
+        se += ((double)in.rgb[i] - out.rgb[i]) * ((double)in.rgb[i] - out.rgb[i]);
       double mse = se / n;
       fprintf(stderr, "reconstructed %s (%dx%d, %dx%d codes) -> %s, PSNR %.2f dB\n", a.image, in.w,
               in.h, w, h, a.out, mse > 0 ? 10.0 * log10(255.0 * 255.0 / mse) : 99.0);

@@ -16,9 +16,11 @@ void cli_report_folder(const char *command, const char *dir, const image_folder 
     put_line(f->skipped[i]);
   }
   if (f->n_skipped)
-    fprintf(stderr, "%s: skipped %zu of %zu image files that cannot be read (at most %.0f%% may be)\n",
-            dir, f->n_skipped, f->n_skipped + f->n_images, IMAGE_DATASET_MAX_BAD_SHARE * 100);
+    fprintf(stderr,
+            "%s: skipped %zu of %zu image files that cannot be read (at most %.0f%% may be)\n", dir,
+            f->n_skipped, f->n_skipped + f->n_images, IMAGE_DATASET_MAX_BAD_SHARE * 100);
   if (f->n_duplicates)
-    fprintf(stderr, "%s: %zu more path%s (links) to images already listed; each image is used once\n",
-            dir, f->n_duplicates, f->n_duplicates == 1 ? "" : "s");
+    fprintf(stderr,
+            "%s: %zu more path%s (links) to images already listed; each image is used once\n", dir,
+            f->n_duplicates, f->n_duplicates == 1 ? "" : "s");
 }

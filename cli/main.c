@@ -31,7 +31,8 @@ static const command commands[] = {
 };
 
 static void usage(FILE *f) {
-  fprintf(f, "usage: vqgpt <command> [options]   (vqgpt <command> --help for details)\n\ncommands:\n");
+  fprintf(f,
+          "usage: vqgpt <command> [options]   (vqgpt <command> --help for details)\n\ncommands:\n");
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
     fprintf(f, "  %-16s %s\n", commands[i].name, commands[i].summary);
 }
@@ -39,8 +40,10 @@ static void usage(FILE *f) {
 static int run(const command *c, int argc, char **argv) {
   if (vqgpt_dist_size() > 1 && !c->data_parallel) {
     if (vqgpt_dist_rank() == 0)
-      fprintf(stderr, "vqgpt %s: does not run data-parallel (only train-vqgan and train-gpt do): "
-              "run it without mpirun\n", c->name);
+      fprintf(stderr,
+              "vqgpt %s: does not run data-parallel (only train-vqgan and train-gpt do): "
+              "run it without mpirun\n",
+              c->name);
     return 1;
   }
   if (vqgpt_dist_rank() > 0) cli_quiet_rank(vqgpt_dist_rank());

@@ -43,9 +43,10 @@ char *cli_shipped_model(const char *name) {
       free(p);
     }
   }
-  vqgpt_error("shipped model %s not found ($VQGPT_MODELS, models/ beside or above the "
-              "executable, <prefix>/share/vqgpt/models): give the model file",
-              name);
+  vqgpt_error(
+      "shipped model %s not found ($VQGPT_MODELS, models/ beside or above the "
+      "executable, <prefix>/share/vqgpt/models): give the model file",
+      name);
   return NULL;
 }
 
@@ -80,8 +81,10 @@ char *cli_vqgan_for_gpt(const gpt *m, const char *gpt_path) {
 int cli_check_vqgan(const gpt *m, const char *gpt_path, const vqgan *vq, const char *vqgan_path) {
   int n_embed = vqgpt_vqgan_get_config(vq)->n_embed;
   if (m->cfg.n_codes < n_embed && m->cfg.vocab_size < n_embed)
-    return vqgpt_error("%s: the GPT's vocabulary (%d tokens) does not cover the codebook of %s "
-                       "(%d codes)", gpt_path, m->cfg.vocab_size, vqgan_path, n_embed);
+    return vqgpt_error(
+        "%s: the GPT's vocabulary (%d tokens) does not cover the codebook of %s "
+        "(%d codes)",
+        gpt_path, m->cfg.vocab_size, vqgan_path, n_embed);
   json_value *v = card_vqgan(m);
   if (!v) return 0;
   const char *fp = vqgpt_json_get_string(v, "fingerprint");

@@ -40,7 +40,8 @@ void vqgpt_leaky_relu_forward(float *out, const float *in, size_t n, float slope
   }
 }
 
-void vqgpt_leaky_relu_backward(float *din, const float *dout, const float *in, size_t n, float slope) {
+void vqgpt_leaky_relu_backward(float *din, const float *dout, const float *in, size_t n,
+                               float slope) {
 #pragma omp parallel for simd schedule(static) if (n >= ACT_PAR_MIN)
   for (size_t i = 0; i < n; i++) din[i] = in[i] > 0.0f ? dout[i] : dout[i] * slope;
 }

@@ -10,7 +10,8 @@ void vqgpt_swish_forward(float *out, const float *in, size_t n);
 void vqgpt_swish_backward(float *din, const float *dout, const float *in, size_t n);
 
 void vqgpt_leaky_relu_forward(float *out, const float *in, size_t n, float slope);
-void vqgpt_leaky_relu_backward(float *din, const float *dout, const float *in, size_t n, float slope);
+void vqgpt_leaky_relu_backward(float *din, const float *dout, const float *in, size_t n,
+                               float slope);
 
 void vqgpt_relu_forward(float *out, const float *in, size_t n);
 void vqgpt_relu_backward(float *din, const float *dout, const float *in, size_t n);

@@ -13,9 +13,9 @@
 // One contiguous range of the update. libm's sqrtf may set errno, which keeps the compiler from
 // vectorizing the loop under the project's flags; the AVX square root is the same correctly
 // rounded IEEE operation.
-static bool adamw_range(float *param, const float *grad, float *m, float *v, size_t i0,
-                        size_t i1, float beta1, float beta2, float eps, float decay,
-                        float step_size, float bc2_sqrt) {
+static bool adamw_range(float *param, const float *grad, float *m, float *v, size_t i0, size_t i1,
+                        float beta1, float beta2, float eps, float decay, float step_size,
+                        float bc2_sqrt) {
   size_t i = i0;
   // x * 0 is 0 for finite x and NaN for an infinity or a NaN: one extra multiply-add per value.
   float acc = 0.0f;

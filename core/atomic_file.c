@@ -30,8 +30,10 @@ static const char *kind_of(mode_t m) {
 int vqgpt_atomic_file_check_target(const char *path) {
   struct stat sb;
   if (lstat(path, &sb) != 0 || S_ISREG(sb.st_mode)) return 0;  // absent (or unreadable: open says)
-  return vqgpt_error("%s: cannot write: it exists and is a %s, not a regular file (refusing to "
-                     "replace it)", path, kind_of(sb.st_mode));
+  return vqgpt_error(
+      "%s: cannot write: it exists and is a %s, not a regular file (refusing to "
+      "replace it)",
+      path, kind_of(sb.st_mode));
 }
 
 // "<base>.tmp.<digits>" -> the pid; 0 when name is not a temporary of base.

@@ -32,7 +32,7 @@ void vqgpt_attn2d_forward(float *out, float *probs, const float *q, const float 
   size_t cn = (size_t)C * N, nn = (size_t)N * N;
   for (int b = 0; b < B; b++) {
     const float *qb = q + b * cn, *kb = k + b * cn, *vb = v + b * cn;  // (C, N)
-    float *pb = probs + b * nn;                                         // (N, N)
+    float *pb = probs + b * nn;                                        // (N, N)
     // scores (N_q, N_k) = q^T k * scale
     vqgpt_sgemm(true, false, N, N, C, scale, qb, N, kb, N, 0.0f, pb, N);
     attn2d_softmax_rows(pb, N, N);

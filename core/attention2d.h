@@ -1,6 +1,7 @@
 // Spatial self-attention core of the reference AttnBlock (the 1x1 q/k/v/proj convolutions and
 // the GroupNorm are done by the caller with conv2d/groupnorm):
-//   probs[b,i,j] = softmax_j( sum_c q[b,c,i] k[b,c,j] * C^-0.5 ),  out[b,c,i] = sum_j v[b,c,j] probs[b,i,j]
+//   probs[b,i,j] = softmax_j( sum_c q[b,c,i] k[b,c,j] * C^-0.5 ),  out[b,c,i] = sum_j v[b,c,j]
+//   probs[b,i,j]
 #ifndef VQGPT_ATTENTION2D_H
 #define VQGPT_ATTENTION2D_H
 

@@ -53,7 +53,8 @@ static void update_running(float *running_mean, float *running_var, int c, doubl
 
 void vqgpt_batchnorm_forward_train(float *out, float *mean, float *rstd, float *running_mean,
                                    float *running_var, const float *in, const float *gamma,
-                                   const float *beta, int B, int C, int HW, float eps, float momentum) {
+                                   const float *beta, int B, int C, int HW, float eps,
+                                   float momentum) {
   const size_t n = (size_t)B * (size_t)HW;
   const size_t cstride = (size_t)HW, bstride = (size_t)C * HW;
 #pragma omp parallel for schedule(static)
@@ -86,9 +87,9 @@ void vqgpt_batchnorm_update_running(float *running_mean, float *running_var, con
   }
 }
 
-void vqgpt_batchnorm_forward_eval(float *out, const float *in, const float *gamma, const float *beta,
-                                  const float *running_mean, const float *running_var, int B, int C,
-                                  int HW, float eps) {
+void vqgpt_batchnorm_forward_eval(float *out, const float *in, const float *gamma,
+                                  const float *beta, const float *running_mean,
+                                  const float *running_var, int B, int C, int HW, float eps) {
   const size_t bstride = (size_t)C * HW;
 #pragma omp parallel for collapse(2) schedule(static)
   for (int b = 0; b < B; b++)
@@ -102,8 +103,8 @@ void vqgpt_batchnorm_forward_eval(float *out, const float *in, const float *gamm
 }
 
 void vqgpt_batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *dout,
-                              const float *in, const float *mean, const float *rstd, const float *gamma,
-                              int B, int C, int HW) {
+                              const float *in, const float *mean, const float *rstd,
+                              const float *gamma, int B, int C, int HW) {
   const size_t n = (size_t)B * (size_t)HW;
   const size_t bstride = (size_t)C * HW;
 #pragma omp parallel for schedule(static)
@@ -190,7 +191,8 @@ int vqgpt_batchnorm_update_running_dist(float *running_mean, float *running_var,
   if (!mu) return -1;
   global_stats(in, B, C, HW, mu, sq);
   const size_t n = (size_t)B * (size_t)HW * (size_t)vqgpt_dist_size();
-  for (int c = 0; c < C; c++) update_running(running_mean, running_var, c, mu[c], sq[c], n, momentum);
+  for (int c = 0; c < C; c++)
+    update_running(running_mean, running_var, c, mu[c], sq[c], n, momentum);
   free(mu);
   return 0;
 }

@@ -11,7 +11,8 @@
 // refuses a single value per channel too). out may alias in.
 void vqgpt_batchnorm_forward_train(float *out, float *mean, float *rstd, float *running_mean,
                                    float *running_var, const float *in, const float *gamma,
-                                   const float *beta, int B, int C, int HW, float eps, float momentum);
+                                   const float *beta, int B, int C, int HW, float eps,
+                                   float momentum);
 
 // Only the running-statistics update of vqgpt_batchnorm_forward_train for this input, bit for bit:
 // what a second identical train-mode forward would do to them.
@@ -19,16 +20,17 @@ void vqgpt_batchnorm_update_running(float *running_mean, float *running_var, con
                                     int C, int HW, float momentum);
 
 // Eval mode: normalises with the running statistics. out may alias in.
-void vqgpt_batchnorm_forward_eval(float *out, const float *in, const float *gamma, const float *beta,
-                                  const float *running_mean, const float *running_var, int B, int C,
-                                  int HW, float eps);
+void vqgpt_batchnorm_forward_eval(float *out, const float *in, const float *gamma,
+                                  const float *beta, const float *running_mean,
+                                  const float *running_var, int B, int C, int HW, float eps);
 
 // Backward of the train-mode forward (the batch statistics depend on the input).
 // din (B, C, HW) is overwritten (=) when non-NULL; dgamma, dbeta (C) accumulate (+=) when
-// non-NULL. in, mean, rstd: as given to / saved by vqgpt_batchnorm_forward_train. din may alias dout.
+// non-NULL. in, mean, rstd: as given to / saved by vqgpt_batchnorm_forward_train. din may alias
+// dout.
 void vqgpt_batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *dout,
-                              const float *in, const float *mean, const float *rstd, const float *gamma,
-                              int B, int C, int HW);
+                              const float *in, const float *mean, const float *rstd,
+                              const float *gamma, int B, int C, int HW);
 
 // Synchronised BatchNorm for data-parallel training (core/dist.h; PyTorch's SyncBatchNorm):
 // the statistics are those of the whole batch, every rank's (B, HW) together, so that N ranks

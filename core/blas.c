@@ -60,8 +60,10 @@ static void blas_load(void) {
   if (swap) setenv("OPENBLAS_CORETYPE", want, 1);
   void *h = open_openblas();
   if (swap) {
-    if (saved) setenv("OPENBLAS_CORETYPE", saved, 1);
-    else unsetenv("OPENBLAS_CORETYPE");
+    if (saved)
+      setenv("OPENBLAS_CORETYPE", saved, 1);
+    else
+      unsetenv("OPENBLAS_CORETYPE");
   }
   free(saved);
   if (!h) return;
@@ -92,9 +94,9 @@ static bool starts_with(const char *s, const char *prefix) {
 
 // Not lent: what the OpenMP and BLAS runtimes, the sanitizers, libc and the loader read.
 static bool lendable(const char *entry) {
-  static const char *const keep[] = {"OMP_", "GOMP_", "KMP_", "OPENBLAS_", "GOTO_", "VQGPT_",
-                                     "ASAN_", "UBSAN_", "LSAN_", "LD_", "GLIBC_", "MALLOC_",
-                                     "LC_", "LANG", "TZ", NULL};
+  static const char *const keep[] = {"OMP_",  "GOMP_",  "KMP_",  "OPENBLAS_", "GOTO_",  "VQGPT_",
+                                     "ASAN_", "UBSAN_", "LSAN_", "LD_",       "GLIBC_", "MALLOC_",
+                                     "LC_",   "LANG",   "TZ",    NULL};
   if (!strchr(entry, '=')) return false;
   for (const char *const *k = keep; *k; k++)
     if (starts_with(entry, *k)) return false;
@@ -113,8 +115,9 @@ static void lend_wait_policy(int argc, char **argv, char **envp) {
   lent_entry = *slot;
   *slot = wait_policy_entry;
 }
-__attribute__((section(".preinit_array"), used)) static void (*const preinit_wait_policy)(
-    int, char **, char **) = lend_wait_policy;
+__attribute__((section(".preinit_array"),
+               used)) static void (*const preinit_wait_policy)(int, char **,
+                                                               char **) = lend_wait_policy;
 
 __attribute__((constructor(101))) static void return_lent_entry(void) {
   if (!lent_slot) return;
@@ -139,8 +142,8 @@ const char *vqgpt_blas_corename(void) {
 }
 
 void vqgpt_sgemm_builtin(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
-                          const float *A, int lda, const float *B, int ldb, float beta, float *C,
-                          int ldc) {
+                         const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                         int ldc) {
 #pragma omp parallel for schedule(static)
   for (int i = 0; i < M; i++)
     for (int j = 0; j < N; j++) {

@@ -35,8 +35,8 @@ static inline size_t drop_base(int b0, int b, int h, int H, size_t TT) {
 }
 
 // One (batch, head) pair: S = scale Q K^T, the causal softmax, (dropout), Y = P V.
-static void attend_pair(float *out, float *att, const float *qkv, int b, int h, int T, int C,
-                       int H, float pdrop, uint64_t seed, int b0, float *scratch) {
+static void attend_pair(float *out, float *att, const float *qkv, int b, int h, int T, int C, int H,
+                        float pdrop, uint64_t seed, int b0, float *scratch) {
   int hs = C / H, C3 = 3 * C;
   size_t bh = (size_t)b * H + h, TT = (size_t)T * T, base = drop_base(b0, b, h, H, TT);
   const float *q = qkv + (size_t)b * T * C3 + (size_t)h * hs;  // (T, hs), row stride 3C
@@ -73,16 +73,16 @@ void vqgpt_causal_attention_forward(float *out, float *att, const float *qkv, in
 
 // The backward of one (batch, head) pair; its slice of scratch first holds the probabilities
 // after dropout (for dV), then dP and dS.
-static void attend_pair_backward(float *dqkv, const float *dout, const float *qkv,
-                                 const float *att, int b, int h, int T, int C, int H, float pdrop,
-                                 uint64_t seed, int b0, float *scratch) {
+static void attend_pair_backward(float *dqkv, const float *dout, const float *qkv, const float *att,
+                                 int b, int h, int T, int C, int H, float pdrop, uint64_t seed,
+                                 int b0, float *scratch) {
   int hs = C / H, C3 = 3 * C;
   float scale = 1.0f / sqrtf((float)hs);
   size_t bh = (size_t)b * H + h, TT = (size_t)T * T, base = drop_base(b0, b, h, H, TT);
-  const float *a = att + bh * TT;                                  // (T, T)
-  float *s = scratch + bh * TT;                                    // (T, T)
-  const float *dy = dout + (size_t)b * T * C + (size_t)h * hs;     // (T, hs), stride C
-  const float *q = qkv + (size_t)b * T * C3 + (size_t)h * hs;      // (T, hs), stride 3C
+  const float *a = att + bh * TT;                               // (T, T)
+  float *s = scratch + bh * TT;                                 // (T, T)
+  const float *dy = dout + (size_t)b * T * C + (size_t)h * hs;  // (T, hs), stride C
+  const float *q = qkv + (size_t)b * T * C3 + (size_t)h * hs;   // (T, hs), stride 3C
   const float *k = q + C, *v = q + 2 * C;
   float *dq = dqkv + (size_t)b * T * C3 + (size_t)h * hs, *dk = dq + C, *dv = dq + 2 * C;
   // dV = Pd^T dY, with Pd the probabilities after dropout.
@@ -113,24 +113,22 @@ static void attend_pair_backward(float *dqkv, const float *dout, const float *qk
 }
 
 // Pairs in parallel as in the forward.
-void vqgpt_causal_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att,
-                                     int B, int T, int C, int H, float pdrop, uint64_t seed,
-                                     int b0, float *scratch) {
+void vqgpt_causal_attention_backward(float *dqkv, const float *dout, const float *qkv,
+                                     const float *att, int B, int T, int C, int H, float pdrop,
+                                     uint64_t seed, int b0, float *scratch) {
   int BH = B * H;
   bool par = BH >= vqgpt_team_threads() && (size_t)BH * T * T >= VQGPT_PAR_MIN / 8;
 #pragma omp parallel for schedule(dynamic) if (par)
   for (int bh = 0; bh < BH; bh++)
-    attend_pair_backward(dqkv, dout, qkv, att, bh / H, bh % H, T, C, H, pdrop, seed, b0,
-                         scratch);
+    attend_pair_backward(dqkv, dout, qkv, att, bh / H, bh % H, T, C, H, pdrop, seed, b0, scratch);
 }
 
 // scores (T) = scale * K (T, hs) q, then softmax, then y (hs) = sum_j p_j V_j. With AVX2 and a
 // head size that is a multiple of 8 (up to 128) the dot products and the weighted sum run in
 // registers; always inlined so that a constant hs unrolls completely.
 static inline __attribute__((always_inline)) void attend_one(float *y, const float *q,
-                                                             const float *K, const float *V,
-                                                             int T, int hs, float scale,
-                                                             float *s) {
+                                                             const float *K, const float *V, int T,
+                                                             int hs, float scale, float *s) {
 #if defined(__AVX2__) && defined(__FMA__)
   if (hs % 8 == 0 && hs <= 128) {
     int n8 = hs / 8;
@@ -171,8 +169,10 @@ void vqgpt_causal_attention_extend(float *y, int ldy, const float *q, int ldq, c
   float scale = 1.0f / sqrtf((float)hs);
   int Tk = start + n;
   if (n == 1) {  // one query: dot products in registers beat a product of one row
-    if (hs == 64) attend_one(y, q, k, v, Tk, 64, scale, scratch);
-    else attend_one(y, q, k, v, Tk, hs, scale, scratch);
+    if (hs == 64)
+      attend_one(y, q, k, v, Tk, 64, scale, scratch);
+    else
+      attend_one(y, q, k, v, Tk, hs, scale, scratch);
     return;
   }
   vqgpt_sgemm(false, true, n, Tk, hs, scale, q, ldq, k, hs, 0.0f, scratch, Tk);

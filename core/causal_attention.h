@@ -18,9 +18,9 @@ void vqgpt_causal_attention_forward(float *out, float *att, const float *qkv, in
                                     int H, float pdrop, uint64_t seed, int b0, float *scratch);
 
 // dqkv (B, T, 3C) is overwritten (=). scratch: (B, H, T, T) floats.
-void vqgpt_causal_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att,
-                                     int B, int T, int C, int H, float pdrop, uint64_t seed,
-                                     int b0, float *scratch);
+void vqgpt_causal_attention_backward(float *dqkv, const float *dout, const float *qkv,
+                                     const float *att, int B, int T, int C, int H, float pdrop,
+                                     uint64_t seed, int b0, float *scratch);
 
 // n new queries of one (sequence, head) at positions start..start+n-1 against that sequence's
 // cached keys and values at positions 0..start+n-1 (the new ones included); query i sees keys

@@ -46,8 +46,8 @@ int vqgpt_conv2d_out_w(const conv2d_shape *s, int w) {
 
 // 1x1 stride-1 unpadded convolutions are a plain matrix product on the input itself.
 static int conv2d_is_pointwise(const conv2d_shape *s) {
-  return s->k_h == 1 && s->k_w == 1 && s->stride == 1 && s->pad_top == 0 &&
-         s->pad_bottom == 0 && s->pad_left == 0 && s->pad_right == 0;
+  return s->k_h == 1 && s->k_w == 1 && s->stride == 1 && s->pad_top == 0 && s->pad_bottom == 0 &&
+         s->pad_left == 0 && s->pad_right == 0;
 }
 
 static size_t conv2d_kdim(const conv2d_shape *s) { return (size_t)s->c_in * s->k_h * s->k_w; }
@@ -55,8 +55,8 @@ static size_t conv2d_taps(const conv2d_shape *s) { return (size_t)s->k_h * s->k_
 
 // Few input channels make each tap's sgemm too thin (K = c_in) to beat one im2col sgemm.
 static int conv2d_use_shifted(const conv2d_shape *s, int ho, int wo) {
-  return !conv2d_is_pointwise(s) && s->k_h >= s->stride && s->k_w >= s->stride &&
-         s->c_in >= 32 && (size_t)ho * wo >= 2 * (size_t)s->c_out;
+  return !conv2d_is_pointwise(s) && s->k_h >= s->stride && s->k_w >= s->stride && s->c_in >= 32 &&
+         (size_t)ho * wo >= 2 * (size_t)s->c_out;
 }
 
 // Output rows per im2col tile.
@@ -109,12 +109,12 @@ static int conv2d_group(const conv2d_shape *s, int ho, int wo, int B) {
 
 // Geometry of the shifted path.
 typedef struct {
-  int wq;        // row width of a phase (the padded width at stride 1)
-  int rows;      // output rows per tile (the last tile may have fewer)
-  int qrows;     // rows of a phase in a tile: rows + (k_h - 1) / stride
-  size_t qlen;   // floats of one phase of one channel: qrows * wq
-  size_t plen;   // floats of one channel of the padded tile: stride^2 * qlen
-  size_t wlen;   // floats of one channel of the wide output: rows * wq
+  int wq;       // row width of a phase (the padded width at stride 1)
+  int rows;     // output rows per tile (the last tile may have fewer)
+  int qrows;    // rows of a phase in a tile: rows + (k_h - 1) / stride
+  size_t qlen;  // floats of one phase of one channel: qrows * wq
+  size_t plen;  // floats of one channel of the padded tile: stride^2 * qlen
+  size_t wlen;  // floats of one channel of the wide output: rows * wq
 } conv2d_shift_plan;
 
 static conv2d_shift_plan conv2d_shift_geometry(const conv2d_shape *s, int ho, int W) {
@@ -250,7 +250,7 @@ static void conv2d_col2im(float *din, const float *cols, size_t ld, const conv2d
           if (ih < 0 || ih >= H) continue;
           const float *c = src + (size_t)(oh - r0) * wo;
           float *d = plane + (size_t)ih * W;  // input row; column x*st + off
-          if (st == 1)  // constant strides let the compiler vectorize
+          if (st == 1)                        // constant strides let the compiler vectorize
             for (int x = lo; x < hi; x++) d[x + off] += c[x];
           else if (st == 2)
             for (int x = lo; x < hi; x++) d[2 * x + off] += c[x];
@@ -325,8 +325,8 @@ static void conv2d_forward_shifted(float *out, const float *in, const float *bia
                                    const conv2d_shape *s, int H, int W, int ho, int wo,
                                    const float *wt, float *scratch) {
   conv2d_shift_plan p = conv2d_shift_geometry(s, ho, W);
-  float *pad = scratch;                                // (c_in, plen)
-  float *wide = pad + (size_t)s->c_in * p.plen;        // (c_out, n) for this tile's n
+  float *pad = scratch;                          // (c_in, plen)
+  float *wide = pad + (size_t)s->c_in * p.plen;  // (c_out, n) for this tile's n
   size_t taps = conv2d_taps(s), cc = (size_t)s->c_out * s->c_in;
   for (int r0 = 0; r0 < ho; r0 += p.rows) {
     int rows = r0 + p.rows <= ho ? p.rows : ho - r0;
@@ -427,9 +427,9 @@ static void conv2d_forward_images(float *out, const float *in, const float *weig
 
 // conv2d_backward_image likewise, each thread's weight gradient in its own share (after its
 // patches), the shares summed at the end.
-static void conv2d_backward_images(float *din, float *dweight, const float *dout,
-                                   const float *in, const float *weight, const conv2d_shape *s,
-                                   int B, int H, int W, int nt, float *scratch) {
+static void conv2d_backward_images(float *din, float *dweight, const float *dout, const float *in,
+                                   const float *weight, const conv2d_shape *s, int B, int H, int W,
+                                   int nt, float *scratch) {
   int ho = vqgpt_conv2d_out_h(s, H), wo = vqgpt_conv2d_out_w(s, W);
   size_t P = (size_t)ho * wo, in_plane = (size_t)H * W, per = conv2d_image_floats(s, ho, wo);
   size_t cols_floats = conv2d_kdim(s) * P, nw = (size_t)s->c_out * conv2d_kdim(s);
@@ -439,7 +439,7 @@ static void conv2d_backward_images(float *din, float *dweight, const float *dout
 #pragma omp single
     n_shares = omp_get_num_threads();
     float *cols = scratch + (size_t)omp_get_thread_num() * per;  // (kdim, P) at the most
-    float *share = cols + cols_floats;                              // (c_out, kdim)
+    float *share = cols + cols_floats;                           // (c_out, kdim)
     if (dweight) memset(share, 0, nw * sizeof *share);
 #pragma omp for schedule(static)
     for (int b = 0; b < B; b++)
@@ -463,8 +463,8 @@ static void conv2d_forward_grouped(float *out, const float *in, const float *wei
     for (int i = 0; i < nb; i++)
       conv2d_im2col(cols + i * P, n, in + (size_t)(b0 + i) * s->c_in * in_plane, s, H, W, wo, 0,
                     ho);
-    vqgpt_sgemm(false, false, s->c_out, (int)n, kdim, 1.0f, weight, kdim, cols, (int)n, 0.0f,
-                prod, (int)n);
+    vqgpt_sgemm(false, false, s->c_out, (int)n, kdim, 1.0f, weight, kdim, cols, (int)n, 0.0f, prod,
+                (int)n);
 #pragma omp parallel for collapse(2) schedule(static) if ((size_t)s->c_out * n >= 65536)
     for (int i = 0; i < nb; i++)
       for (int co = 0; co < s->c_out; co++) {
@@ -475,9 +475,9 @@ static void conv2d_forward_grouped(float *out, const float *in, const float *wei
   }
 }
 
-static void conv2d_backward_grouped(float *din, float *dweight, const float *dout,
-                                    const float *in, const float *weight, const conv2d_shape *s,
-                                    int B, int H, int W, int g, float *scratch) {
+static void conv2d_backward_grouped(float *din, float *dweight, const float *dout, const float *in,
+                                    const float *weight, const conv2d_shape *s, int B, int H, int W,
+                                    int g, float *scratch) {
   int ho = vqgpt_conv2d_out_h(s, H), wo = vqgpt_conv2d_out_w(s, W), kdim = (int)conv2d_kdim(s);
   size_t P = (size_t)ho * wo, in_plane = (size_t)H * W;
   for (int b0 = 0; b0 < B; b0 += g) {
@@ -491,14 +491,14 @@ static void conv2d_backward_grouped(float *din, float *dweight, const float *dou
                P * sizeof *dcat);
     if (dweight) {
       for (int i = 0; i < nb; i++)
-        conv2d_im2col(cols + i * P, n, in + (size_t)(b0 + i) * s->c_in * in_plane, s, H, W, wo,
-                      0, ho);
+        conv2d_im2col(cols + i * P, n, in + (size_t)(b0 + i) * s->c_in * in_plane, s, H, W, wo, 0,
+                      ho);
       vqgpt_sgemm(false, true, s->c_out, kdim, (int)n, 1.0f, dcat, (int)n, cols, (int)n, 1.0f,
                   dweight, kdim);
     }
     if (din) {
-      vqgpt_sgemm(true, false, kdim, (int)n, s->c_out, 1.0f, weight, kdim, dcat, (int)n, 0.0f,
-                  cols, (int)n);
+      vqgpt_sgemm(true, false, kdim, (int)n, s->c_out, 1.0f, weight, kdim, dcat, (int)n, 0.0f, cols,
+                  (int)n);
       for (int i = 0; i < nb; i++) {
         float *d = din + (size_t)(b0 + i) * s->c_in * in_plane;
         memset(d, 0, (size_t)s->c_in * in_plane * sizeof *d);
@@ -535,7 +535,7 @@ void vqgpt_conv2d_forward(float *out, const float *in, const float *weight, cons
   if (shifted) conv2d_weight_by_tap(wt, weight, s);
   for (int b = 0; b < B; b++) {
     const float *inb = in + (size_t)b * s->c_in * in_plane;  // (c_in, H, W)
-    float *outb = out + (size_t)b * s->c_out * out_plane;     // (c_out, Ho, Wo)
+    float *outb = out + (size_t)b * s->c_out * out_plane;    // (c_out, Ho, Wo)
     if (shifted)
       conv2d_forward_shifted(outb, inb, bias, s, H, W, ho, wo, wt,
                              scratch + conv2d_taps(s) * s->c_out * s->c_in);
@@ -550,9 +550,9 @@ static void conv2d_backward_shifted(float *din, float *dwt, const float *dout, c
                                     const conv2d_shape *s, int H, int W, int ho, int wo,
                                     const float *wt, float *scratch) {
   conv2d_shift_plan p = conv2d_shift_geometry(s, ho, W);
-  float *pad = scratch;                           // (c_in, plen)
-  float *dpad = pad + (size_t)s->c_in * p.plen;   // (c_in, plen)
-  float *dwide = dpad + (size_t)s->c_in * p.plen; // (c_out, n)
+  float *pad = scratch;                            // (c_in, plen)
+  float *dpad = pad + (size_t)s->c_in * p.plen;    // (c_in, plen)
+  float *dwide = dpad + (size_t)s->c_in * p.plen;  // (c_out, n)
   size_t taps = conv2d_taps(s), cc = (size_t)s->c_out * s->c_in;
   for (int r0 = 0; r0 < ho; r0 += p.rows) {
     int rows = r0 + p.rows <= ho ? p.rows : ho - r0;
@@ -573,14 +573,13 @@ static void conv2d_backward_shifted(float *din, float *dwt, const float *dout, c
       conv2d_pad_tile(pad, in, s, &p, H, W, r0);
       for (size_t t = 0; t < taps; t++)
         vqgpt_sgemm(false, true, s->c_out, s->c_in, n, 1.0f, dwide, n,
-                    pad + conv2d_tap_offset(&p, s, t), (int)p.plen, 1.0f, dwt + t * cc,
-                    s->c_in);
+                    pad + conv2d_tap_offset(&p, s, t), (int)p.plen, 1.0f, dwt + t * cc, s->c_in);
     }
     if (din) {
       memset(dpad, 0, (size_t)s->c_in * p.plen * sizeof *dpad);
       for (size_t t = 0; t < taps; t++)
-        vqgpt_sgemm(true, false, s->c_in, n, s->c_out, 1.0f, wt + t * cc, s->c_in, dwide, n,
-                    1.0f, dpad + conv2d_tap_offset(&p, s, t), (int)p.plen);
+        vqgpt_sgemm(true, false, s->c_in, n, s->c_out, 1.0f, wt + t * cc, s->c_in, dwide, n, 1.0f,
+                    dpad + conv2d_tap_offset(&p, s, t), (int)p.plen);
       // The adjoint of conv2d_pad_tile. Tiles overlap by (k_h - 1) / stride phase rows, hence +=.
       int st = s->stride;
 #pragma omp parallel for schedule(static) if ((size_t)s->c_in * p.plen >= 65536)
@@ -608,8 +607,8 @@ static void conv2d_backward_shifted(float *din, float *dwt, const float *dout, c
 }
 
 void vqgpt_conv2d_backward(float *din, float *dweight, float *dbias, const float *dout,
-                           const float *in, const float *weight, const conv2d_shape *s, int B, int H,
-                           int W, float *scratch) {
+                           const float *in, const float *weight, const conv2d_shape *s, int B,
+                           int H, int W, float *scratch) {
   int ho = vqgpt_conv2d_out_h(s, H), wo = vqgpt_conv2d_out_w(s, W);
   size_t in_plane = (size_t)H * W, out_plane = (size_t)ho * wo;
   if (dbias) {
@@ -633,7 +632,8 @@ void vqgpt_conv2d_backward(float *din, float *dweight, float *dbias, const float
     return;
   }
   if (conv2d_use_winograd(s, H, W)) {
-    if (dweight) vqgpt_winograd_backward_weight(dweight, dout, in, s->c_in, s->c_out, B, H, W, scratch);
+    if (dweight)
+      vqgpt_winograd_backward_weight(dweight, dout, in, s->c_in, s->c_out, B, H, W, scratch);
     if (din) vqgpt_winograd_backward_data(din, dout, weight, s->c_in, s->c_out, B, H, W, scratch);
     return;
   }
@@ -655,8 +655,8 @@ void vqgpt_conv2d_backward(float *din, float *dweight, float *dbias, const float
     if (dweight) memset(dwt, 0, taps * cc * sizeof *dwt);
   }
   for (int b = 0; b < B; b++) {
-    const float *inb = in + (size_t)b * s->c_in * in_plane;        // (c_in, H, W)
-    const float *doutb = dout + (size_t)b * s->c_out * out_plane;  // (c_out, Ho, Wo)
+    const float *inb = in + (size_t)b * s->c_in * in_plane;           // (c_in, H, W)
+    const float *doutb = dout + (size_t)b * s->c_out * out_plane;     // (c_out, Ho, Wo)
     float *dinb = din ? din + (size_t)b * s->c_in * in_plane : NULL;  // (c_in, H, W)
     if (shifted) {
       if (dinb) memset(dinb, 0, (size_t)s->c_in * in_plane * sizeof *dinb);

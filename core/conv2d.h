@@ -29,7 +29,7 @@ void vqgpt_conv2d_forward(float *out, const float *in, const float *weight, cons
 // din (B, c_in, H, W) is overwritten (=) when non-NULL; dweight and dbias (may be NULL)
 // accumulate (+=).
 void vqgpt_conv2d_backward(float *din, float *dweight, float *dbias, const float *dout,
-                           const float *in, const float *weight, const conv2d_shape *s, int B, int H,
-                           int W, float *scratch);
+                           const float *in, const float *weight, const conv2d_shape *s, int B,
+                           int H, int W, float *scratch);
 
 #endif

@@ -65,7 +65,8 @@ size_t vqgpt_conv2d_thin_scratch_size(const conv2d_shape *s, int h, int w) {
   size_t nw = (size_t)s->c_out * s->c_in * s->k_h * s->k_w;
   size_t per_thread = pad_floats(s, &p) + nw;  // padded image and a weight-gradient share
   conv2d_shape t = transposed_shape(s);
-  size_t din = nw + vqgpt_conv2d_scratch_size(&t, vqgpt_conv2d_out_h(s, h), vqgpt_conv2d_out_w(s, w));
+  size_t din =
+      nw + vqgpt_conv2d_scratch_size(&t, vqgpt_conv2d_out_h(s, h), vqgpt_conv2d_out_w(s, w));
   size_t par = (size_t)vqgpt_scratch_threads() * per_thread;
   return par > din ? par : din;
 }

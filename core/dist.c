@@ -66,7 +66,8 @@ void vqgpt_dist_allgather_f32(const float *mine, float *all, size_t n) {
     return;
   }
   if (n > INT_MAX) {
-    fprintf(stderr, "vqgpt: vqgpt_dist_allgather_f32: %zu floats per rank is more than MPI can send\n", n);
+    fprintf(stderr,
+            "vqgpt: vqgpt_dist_allgather_f32: %zu floats per rank is more than MPI can send\n", n);
     MPI_Abort(MPI_COMM_WORLD, 1);
   }
   MPI_Allgather(mine, (int)n, MPI_FLOAT, all, (int)n, MPI_FLOAT, MPI_COMM_WORLD);
@@ -98,8 +99,10 @@ int vqgpt_dist_init(int *argc, char ***argv) {
   (void)argv;
   const char *n = launcher_size();
   if (n && atoi(n) > 1)
-    return vqgpt_error("started as one of %s processes by an MPI launcher, but this vqgpt was "
-                       "built without MPI (install libopenmpi-dev and rebuild)", n);
+    return vqgpt_error(
+        "started as one of %s processes by an MPI launcher, but this vqgpt was "
+        "built without MPI (install libopenmpi-dev and rebuild)",
+        n);
   return 0;
 }
 void vqgpt_dist_finalize(int status) { (void)status; }

@@ -13,8 +13,8 @@
 static const float erf_p[7] = {1.128379183e+00f, 1.846421809e-01f, 5.432957883e-02f,
                                3.837558269e-03f, 3.828986326e-04f, 4.787317652e-06f,
                                -1.369502335e-08f};
-static const float erf_q[6] = {1.0f, 4.969684267e-01f, 1.138034655e-01f, 1.545025474e-02f,
-                               1.309462839e-03f, 6.407477198e-05f};
+static const float erf_q[6] = {
+    1.0f, 4.969684267e-01f, 1.138034655e-01f, 1.545025474e-02f, 1.309462839e-03f, 6.407477198e-05f};
 
 static inline float erf_rational(float x) {
   x = x > ERF_CLAMP ? ERF_CLAMP : x < -ERF_CLAMP ? -ERF_CLAMP : x;
@@ -49,7 +49,8 @@ static void gelu_span(float *out, const float *in, size_t n) {
 }
 #else
 static void gelu_span(float *out, const float *in, size_t n) {
-  for (size_t i = 0; i < n; i++) out[i] = 0.5f * in[i] * (1.0f + erf_rational(in[i] * (float)M_SQRT1_2));
+  for (size_t i = 0; i < n; i++)
+    out[i] = 0.5f * in[i] * (1.0f + erf_rational(in[i] * (float)M_SQRT1_2));
 }
 #endif
 

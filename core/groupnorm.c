@@ -121,13 +121,13 @@ static void gn_swish_dot(float *dy, const float *dout, const float *normed, cons
   *s2 = t2;
 }
 
-// vqgpt_groupnorm_backward when normed is NULL; otherwise the backward of swish(groupnorm(in)), with
-// dy = dout * swish'(normed) formed channel by channel in din: the channel is still in cache
+// vqgpt_groupnorm_backward when normed is NULL; otherwise the backward of swish(groupnorm(in)),
+// with dy = dout * swish'(normed) formed channel by channel in din: the channel is still in cache
 // for the sums and the final pass, and no (B, C, HW) temporary makes a round trip through
 // memory.
 static void gn_backward(float *din, float *dgamma, float *dbeta, const float *dout,
-                        const float *normed, const float *in, const float *mean,
-                        const float *rstd, const float *gamma, int B, int C, int HW, int G) {
+                        const float *normed, const float *in, const float *mean, const float *rstd,
+                        const float *gamma, int B, int C, int HW, int G) {
   int cpg = C / G;
   size_t hw = (size_t)HW;
   double n = (double)cpg * hw;
@@ -159,7 +159,7 @@ static void gn_backward(float *din, float *dgamma, float *dbeta, const float *do
         sum_dyh += gamma[c] * sdy;
         sum_dyh_xhat += gamma[c] * dot_xhat;
       }
-      double k = -r * r * sum_dyh_xhat / n;  // coefficient of x
+      double k = -r * r * sum_dyh_xhat / n;   // coefficient of x
       double k0 = -r * sum_dyh / n - k * mu;  // constant term
       for (int cc = 0; cc < cpg; cc++) {
         int c = g * cpg + cc;
@@ -173,14 +173,15 @@ static void gn_backward(float *din, float *dgamma, float *dbeta, const float *do
   }
 }
 
-void vqgpt_groupnorm_forward(float *out, float *mean, float *rstd, const float *in, const float *gamma,
-                             const float *beta, int B, int C, int HW, int G, float eps) {
+void vqgpt_groupnorm_forward(float *out, float *mean, float *rstd, const float *in,
+                             const float *gamma, const float *beta, int B, int C, int HW, int G,
+                             float eps) {
   gn_forward(out, NULL, mean, rstd, in, gamma, beta, B, C, HW, G, eps);
 }
 
 void vqgpt_groupnorm_backward(float *din, float *dgamma, float *dbeta, const float *dout,
-                              const float *in, const float *mean, const float *rstd, const float *gamma,
-                              int B, int C, int HW, int G) {
+                              const float *in, const float *mean, const float *rstd,
+                              const float *gamma, int B, int C, int HW, int G) {
   gn_backward(din, dgamma, dbeta, dout, NULL, in, mean, rstd, gamma, B, C, HW, G);
 }
 

@@ -5,8 +5,8 @@
 
 #include "core/parallel.h"
 
-void vqgpt_layernorm_forward(float *out, float *mean, float *rstd, const float *in, const float *weight,
-                             const float *bias, int N, int C, float eps) {
+void vqgpt_layernorm_forward(float *out, float *mean, float *rstd, const float *in,
+                             const float *weight, const float *bias, int N, int C, float eps) {
 #pragma omp parallel for schedule(static) if ((size_t)N * C >= VQGPT_PAR_MIN)
   for (int n = 0; n < N; n++) {
     const float *x = in + (size_t)n * C;  // (C)
@@ -35,9 +35,9 @@ void vqgpt_layernorm_backward(float *din, float *dweight, float *dbias, const fl
   {
 #pragma omp for schedule(static)
     for (int n = 0; n < N; n++) {
-      const float *x = in + (size_t)n * C;    // (C)
-      const float *dy = dout + (size_t)n * C; // (C)
-      float *dx = din + (size_t)n * C;        // (C)
+      const float *x = in + (size_t)n * C;     // (C)
+      const float *dy = dout + (size_t)n * C;  // (C)
+      float *dx = din + (size_t)n * C;         // (C)
       float m = mean[n], r = rstd[n];
       double sd = 0, sdn = 0;
       for (int c = 0; c < C; c++) {

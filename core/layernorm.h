@@ -4,8 +4,8 @@
 
 // out, in: (N, C); weight, bias: (C); mean, rstd: (N) saved for backward (may be NULL when no
 // backward follows). out must not alias in.
-void vqgpt_layernorm_forward(float *out, float *mean, float *rstd, const float *in, const float *weight,
-                             const float *bias, int N, int C, float eps);
+void vqgpt_layernorm_forward(float *out, float *mean, float *rstd, const float *in,
+                             const float *weight, const float *bias, int N, int C, float eps);
 
 // din (N, C) accumulates (+=): layer norms read the residual stream, whose gradient is a sum.
 // dweight, dbias (C) accumulate (+=).

@@ -27,7 +27,8 @@ static inline __attribute__((always_inline)) void dot_block(const float *w, cons
     }
   for (; c + 8 <= C; c += 8) {
     __m256 wv = _mm256_loadu_ps(w + c);
-    for (int i = 0; i < NI; i++) acc[i] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + i * ldx + c), acc[i]);
+    for (int i = 0; i < NI; i++)
+      acc[i] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + i * ldx + c), acc[i]);
   }
   for (int i = 0; i < NI; i++) {
     float s = hsum256(NI == 1 ? _mm256_add_ps(acc[0], acc2) : acc[i]);
@@ -38,8 +39,8 @@ static inline __attribute__((always_inline)) void dot_block(const float *w, cons
 
 // out (N, OC) for small N: each thread streams its weight rows once, each row dotted with the
 // inputs eight, four, then one at a time.
-static void linear_rows(float *out, const float *in, const float *weight, const float *bias,
-                        int N, int C, int OC) {
+static void linear_rows(float *out, const float *in, const float *weight, const float *bias, int N,
+                        int C, int OC) {
 #pragma omp parallel for schedule(static) if ((size_t)N * C * OC >= 8 * VQGPT_PAR_MIN)
   for (int o = 0; o < OC; o++) {
     const float *w = weight + (size_t)o * C;  // (C)
@@ -61,18 +62,18 @@ static void linear_rows(float *out, const float *in, const float *weight, const 
 }
 #else
 // Portable fallback: one dot product per (input, row).
-static void linear_rows(float *out, const float *in, const float *weight, const float *bias,
-                        int N, int C, int OC) {
+static void linear_rows(float *out, const float *in, const float *weight, const float *bias, int N,
+                        int C, int OC) {
 #pragma omp parallel for schedule(static) if ((size_t)N * C * OC >= 8 * VQGPT_PAR_MIN)
   for (int o = 0; o < OC; o++)
     for (int n = 0; n < N; n++)
-      out[(size_t)n * OC + o] =
-          linear_dot_inline(weight + (size_t)o * C, in + (size_t)n * C, C) + (bias ? bias[o] : 0.0f);
+      out[(size_t)n * OC + o] = linear_dot_inline(weight + (size_t)o * C, in + (size_t)n * C, C) +
+                                (bias ? bias[o] : 0.0f);
 }
 #endif
 
-void vqgpt_linear_forward(float *out, const float *in, const float *weight, const float *bias, int N,
-                          int C, int OC) {
+void vqgpt_linear_forward(float *out, const float *in, const float *weight, const float *bias,
+                          int N, int C, int OC) {
   if (N <= LINEAR_GEMV_MAX_ROWS) {
     linear_rows(out, in, weight, bias, N, C, OC);
     return;
@@ -88,14 +89,14 @@ void vqgpt_linear_forward(float *out, const float *in, const float *weight, cons
   vqgpt_sgemm(false, true, N, OC, C, 1.0f, in, C, weight, C, 1.0f, out, OC);
 }
 
-void vqgpt_linear_backward(float *din, float *dweight, float *dbias, const float *dout, const float *in,
-                           const float *weight, int N, int C, int OC) {
+void vqgpt_linear_backward(float *din, float *dweight, float *dbias, const float *dout,
+                           const float *in, const float *weight, int N, int C, int OC) {
   if (din) vqgpt_sgemm(false, false, N, C, OC, 1.0f, dout, OC, weight, C, 0.0f, din, C);
   vqgpt_sgemm(true, false, OC, C, N, 1.0f, dout, OC, in, C, 1.0f, dweight, C);
   if (!dbias) return;
-  // Columns split across threads; each thread sums its columns over all rows in order.
 #pragma omp parallel if ((size_t)N * OC >= VQGPT_PAR_MIN)
   {
+    // Columns split across threads; each thread sums its columns over all rows in order.
 #pragma omp for schedule(static)
     for (int j0 = 0; j0 < OC; j0 += 64) {
       int j1 = j0 + 64 < OC ? j0 + 64 : OC;

@@ -11,13 +11,13 @@
 
 // out: (N, OC), in: (N, C). Large N goes to sgemm; small N (incremental decoding) to a
 // row-parallel kernel that reads each weight row once for all N inputs.
-void vqgpt_linear_forward(float *out, const float *in, const float *weight, const float *bias, int N,
-                          int C, int OC);
+void vqgpt_linear_forward(float *out, const float *in, const float *weight, const float *bias,
+                          int N, int C, int OC);
 
 // din (N, C) is overwritten (=) and may be NULL; dweight (OC, C) and dbias (OC, may be NULL)
 // accumulate (+=).
-void vqgpt_linear_backward(float *din, float *dweight, float *dbias, const float *dout, const float *in,
-                           const float *weight, int N, int C, int OC);
+void vqgpt_linear_backward(float *din, float *dweight, float *dbias, const float *dout,
+                           const float *in, const float *weight, int N, int C, int OC);
 
 // Dot product with a fixed summation order (independent of thread count). 16 independent
 // partial sums let the compiler use full-width FMAs without -ffast-math.

@@ -16,7 +16,7 @@ static float f16_to_f32_bits(uint16_t h) {
     bits = sign | ((exp + 112) << 23) | (man << 13);
   } else if (!man) {
     bits = sign;  // +-0
-  } else {  // subnormal: normalise
+  } else {        // subnormal: normalise
     int e = -1;
     do {
       man <<= 1;
@@ -60,8 +60,8 @@ void vqgpt_half_to_f32_array(float *dst, const uint16_t *src, size_t n, half_for
 // linear.c's dot_block with the weight row in half precision: the same accumulators in the
 // same order, so the sums equal vqgpt_linear_forward's on the converted weights bit for bit.
 static inline __attribute__((always_inline)) void dot_block_half(const uint16_t *w, half_format f,
-                                                                 const float *x, size_t ldx,
-                                                                 int NI, int C, float out[8]) {
+                                                                 const float *x, size_t ldx, int NI,
+                                                                 int C, float out[8]) {
   __m256 acc[8], acc2 = _mm256_setzero_ps();
   for (int i = 0; i < NI; i++) acc[i] = _mm256_setzero_ps();
   int c = 0;
@@ -72,7 +72,8 @@ static inline __attribute__((always_inline)) void dot_block_half(const uint16_t 
     }
   for (; c + 8 <= C; c += 8) {
     __m256 wv = load8(w + c, f);
-    for (int i = 0; i < NI; i++) acc[i] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + i * ldx + c), acc[i]);
+    for (int i = 0; i < NI; i++)
+      acc[i] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + i * ldx + c), acc[i]);
   }
   for (int i = 0; i < NI; i++) {
     float s = hsum256(NI == 1 ? _mm256_add_ps(acc[0], acc2) : acc[i]);
@@ -119,8 +120,10 @@ static void rows_bf16(float *out, const float *in, const uint16_t *w, const floa
 
 static void linear_rows_half(float *out, const float *in, const uint16_t *weight, half_format f,
                              const float *bias, int N, int C, int OC) {
-  if (f == HALF_F16) rows_f16(out, in, weight, bias, N, C, OC);
-  else rows_bf16(out, in, weight, bias, N, C, OC);
+  if (f == HALF_F16)
+    rows_f16(out, in, weight, bias, N, C, OC);
+  else
+    rows_bf16(out, in, weight, bias, N, C, OC);
 }
 #else
 void vqgpt_half_to_f32_array(float *dst, const uint16_t *src, size_t n, half_format f) {
@@ -164,7 +167,8 @@ void vqgpt_linear_forward_half(float *out, const float *in, const uint16_t *weig
     size_t n = (size_t)rows * C;
     const uint16_t *w = weight + (size_t)o0 * C;
 #pragma omp parallel for schedule(static) if (n >= VQGPT_PAR_MIN)
-    for (size_t i = 0; i < n; i += 4096) vqgpt_half_to_f32_array(scratch + i, w + i, n - i < 4096 ? n - i : 4096, f);
+    for (size_t i = 0; i < n; i += 4096)
+      vqgpt_half_to_f32_array(scratch + i, w + i, n - i < 4096 ? n - i : 4096, f);
     vqgpt_sgemm(false, true, N, rows, C, 1.0f, in, C, scratch, C, 0.0f, out + o0, OC);
   }
   if (!bias) return;

@@ -20,6 +20,8 @@ size_t vqgpt_memory_budget(void) {
 int vqgpt_memory_check(size_t bytes, const char *what) {
   size_t budget = vqgpt_memory_budget();
   if (bytes <= budget) return 0;
-  return vqgpt_error("%s needs %.3g GiB, over the memory budget of %.3g GiB (VQGPT_MAX_MEMORY=GIB "
-                     "raises it)", what, bytes / 1073741824.0, budget / 1073741824.0);
+  return vqgpt_error(
+      "%s needs %.3g GiB, over the memory budget of %.3g GiB (VQGPT_MAX_MEMORY=GIB "
+      "raises it)",
+      what, bytes / 1073741824.0, budget / 1073741824.0);
 }

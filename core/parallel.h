@@ -20,7 +20,7 @@ int vqgpt_team_threads(void);
 // dst[e] = (accumulate ? dst[e] : 0) + the sum over t < n_shares of shares[t * stride + e],
 // for e < len: per-thread partial results (weight gradients) combined in thread order, so
 // that the result does not depend on timing.
-void vqgpt_sum_shares(float *dst, bool accumulate, const float *shares, size_t stride,
-                      int n_shares, size_t len);
+void vqgpt_sum_shares(float *dst, bool accumulate, const float *shares, size_t stride, int n_shares,
+                      size_t len);
 
 #endif

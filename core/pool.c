@@ -3,7 +3,8 @@
 #include <stddef.h>
 #include <string.h>
 
-void vqgpt_maxpool2x2_forward(float *out, uint8_t *argmax, const float *in, int B, int C, int H, int W) {
+void vqgpt_maxpool2x2_forward(float *out, uint8_t *argmax, const float *in, int B, int C, int H,
+                              int W) {
   const int Ho = H / 2, Wo = W / 2;
   const size_t planes = (size_t)B * C;
 #pragma omp parallel for schedule(static)
@@ -26,8 +27,8 @@ void vqgpt_maxpool2x2_forward(float *out, uint8_t *argmax, const float *in, int 
   }
 }
 
-void vqgpt_maxpool2x2_backward(float *din, const float *dout, const uint8_t *argmax, int B, int C, int H,
-                               int W) {
+void vqgpt_maxpool2x2_backward(float *din, const float *dout, const uint8_t *argmax, int B, int C,
+                               int H, int W) {
   const int Ho = H / 2, Wo = W / 2;
   const size_t planes = (size_t)B * C;
 #pragma omp parallel for schedule(static)

@@ -1,7 +1,8 @@
 // Explicit-state random numbers: every consumer owns a uint64_t state and passes it in, so a
 // run is reproducible from its seed and a checkpoint can store the state as one integer.
-// The generator is SplitMix64 (any state, including 0, is valid). vqgpt_rng_hash gives counter-based
-// numbers for parallel loops (dropout masks) whose result must not depend on thread count.
+// The generator is SplitMix64 (any state, including 0, is valid). vqgpt_rng_hash gives
+// counter-based numbers for parallel loops (dropout masks) whose result must not depend on thread
+// count.
 #ifndef VQGPT_RNG_H
 #define VQGPT_RNG_H
 

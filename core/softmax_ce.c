@@ -35,8 +35,8 @@ double vqgpt_softmax_ce_forward(float *probs, float *losses, const float *logits
   return count ? total / count : 0.0;
 }
 
-void vqgpt_softmax_ce_backward(float *dlogits, const float *probs, const int32_t *targets, int N, int V,
-                               int n_valid, float dloss) {
+void vqgpt_softmax_ce_backward(float *dlogits, const float *probs, const int32_t *targets, int N,
+                               int V, int n_valid, float dloss) {
   float s = n_valid > 0 ? dloss / (float)n_valid : 0.0f;
 #pragma omp parallel for schedule(static) if ((size_t)N * V >= VQGPT_PAR_MIN)
   for (int n = 0; n < N; n++) {

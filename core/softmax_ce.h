@@ -13,7 +13,7 @@ double vqgpt_softmax_ce_forward(float *probs, float *losses, const float *logits
                                 const int32_t *targets, int N, int V, int *n_valid);
 
 // dlogits (N, V) is overwritten (=) with dloss * d(mean loss)/d(logits); it may alias probs.
-void vqgpt_softmax_ce_backward(float *dlogits, const float *probs, const int32_t *targets, int N, int V,
-                               int n_valid, float dloss);
+void vqgpt_softmax_ce_backward(float *dlogits, const float *probs, const int32_t *targets, int N,
+                               int V, int n_valid, float dloss);
 
 #endif

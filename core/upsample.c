@@ -6,8 +6,8 @@ void vqgpt_upsample2x_forward(float *out, const float *in, int B, int C, int H, 
   size_t planes = (size_t)B * C, hw = (size_t)H * W, w2 = 2 * (size_t)W;
 #pragma omp parallel for schedule(static) if (planes * hw >= 16384)
   for (size_t p = 0; p < planes; p++) {
-    const float *src = in + p * hw;     // (H, W)
-    float *dst = out + p * 4 * hw;      // (2H, 2W)
+    const float *src = in + p * hw;  // (H, W)
+    float *dst = out + p * 4 * hw;   // (2H, 2W)
     for (int y = 0; y < H; y++) {
       const float *s = src + (size_t)y * W;
       float *d = dst + (size_t)y * 2 * w2;

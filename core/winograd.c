@@ -469,13 +469,13 @@ static void transform_and_convolve(float *out, const float *in, const float *wei
     convolve(out, in, scratch, bias, c_in, c_out, B, H, W, &p, work);
 }
 
-void vqgpt_winograd_forward(float *out, const float *in, const float *weight, const float *bias, int c_in,
-                            int c_out, int B, int H, int W, float *scratch) {
+void vqgpt_winograd_forward(float *out, const float *in, const float *weight, const float *bias,
+                            int c_in, int c_out, int B, int H, int W, float *scratch) {
   transform_and_convolve(out, in, weight, bias, c_in, c_out, false, B, H, W, scratch);
 }
 
-void vqgpt_winograd_backward_data(float *din, const float *dout, const float *weight, int c_in, int c_out,
-                                  int B, int H, int W, float *scratch) {
+void vqgpt_winograd_backward_data(float *din, const float *dout, const float *weight, int c_in,
+                                  int c_out, int B, int H, int W, float *scratch) {
   transform_and_convolve(din, dout, weight, NULL, c_in, c_out, true, B, H, W, scratch);
 }
 

@@ -15,8 +15,8 @@ typedef struct {
   image_folder folder;  // paths, labels, class names of the images loaded; skipped files
   image_rgb *images;    // n: shorter side == scale, each side >= the crop's
   size_t n;
-  int scale;            // shorter side after scaling, pixels
-  int crop_w, crop_h;   // crop size, pixels
+  int scale;           // shorter side after scaling, pixels
+  int crop_w, crop_h;  // crop size, pixels
 } image_dataset;
 
 // A file that cannot be read (not PNG/JPEG, corrupt, truncated, too large, a FIFO named

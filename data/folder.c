@@ -164,7 +164,8 @@ static int scan_dir(scan_state *s, const char *dir, int depth) {
 
 static int scan_root(scan_state *s, const char *root) {
   struct stat st;
-  if (stat(root, &st) != 0) return vqgpt_error("%s: cannot read directory: %s", root, strerror(errno));
+  if (stat(root, &st) != 0)
+    return vqgpt_error("%s: cannot read directory: %s", root, strerror(errno));
   if (!S_ISDIR(st.st_mode)) return vqgpt_error("%s: not a directory", root);
   if (id_set_add(&s->seen, st.st_dev, st.st_ino) < 0) return vqgpt_error("out of memory");
   return scan_dir(s, root, 0);

@@ -12,8 +12,8 @@
 #include <stddef.h>
 
 typedef struct {
-  char **paths;        // n_images
-  int *labels;         // n_images: index into class_names
+  char **paths;  // n_images
+  int *labels;   // n_images: index into class_names
   size_t n_images;
   char **class_names;  // sorted sub-folder names; images directly in the root get class 0 "."
   int n_classes;

@@ -85,8 +85,10 @@ static image_format sniff(const uint8_t *b, size_t n, char *what, size_t cap) {
       return FORMAT_OTHER;
     }
   }
-  if (looks_like_pnm(b, n)) snprintf(what, cap, "a PNM (PBM/PGM/PPM/PAM) image");
-  else if (looks_like_text(b, n)) snprintf(what, cap, "text");
+  if (looks_like_pnm(b, n))
+    snprintf(what, cap, "a PNM (PBM/PGM/PPM/PAM) image");
+  else if (looks_like_text(b, n))
+    snprintf(what, cap, "text");
   else
     snprintf(what, cap, "unknown data starting %02x %02x %02x %02x", b[0], n > 1 ? b[1] : 0,
              n > 2 ? b[2] : 0, n > 3 ? b[3] : 0);
@@ -96,9 +98,10 @@ static image_format sniff(const uint8_t *b, size_t n, char *what, size_t cap) {
 static int check_size(const char *path, const char *format, unsigned long w, unsigned long h) {
   if (w < 1 || h < 1 || w > IMAGE_MAX_SIDE || h > IMAGE_MAX_SIDE ||
       (unsigned long long)w * h > (unsigned long long)IMAGE_MAX_PIXELS)
-    return vqgpt_error("%s: %s of %lux%lu pixels refused (the limits are %d per side and %ld "
-                       "pixels in all)",
-                       path, format, w, h, IMAGE_MAX_SIDE, IMAGE_MAX_PIXELS);
+    return vqgpt_error(
+        "%s: %s of %lux%lu pixels refused (the limits are %d per side and %ld "
+        "pixels in all)",
+        path, format, w, h, IMAGE_MAX_SIDE, IMAGE_MAX_PIXELS);
   return 0;
 }
 
@@ -129,12 +132,13 @@ static void png_on_warning(png_structp png, png_const_charp msg) {
 // fread with an error on a short read (libpng's own says only "Read Error").
 static void png_read_exact(png_structp png, png_bytep data, size_t n) {
   FILE *fp = png_get_io_ptr(png);
-  if (fread(data, 1, n, fp) != n) png_error(png, ferror(fp) ? "read error" : "unexpected end of file");
+  if (fread(data, 1, n, fp) != n)
+    png_error(png, ferror(fp) ? "read error" : "unexpected end of file");
 }
 
 static int load_png(image_rgb *img, FILE *fp, const char *path) {
-  png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, (png_voidp)path, png_on_error,
-                                           png_on_warning);
+  png_structp png =
+      png_create_read_struct(PNG_LIBPNG_VER_STRING, (png_voidp)path, png_on_error, png_on_warning);
   png_infop info = png ? png_create_info_struct(png) : NULL;
   if (!info) {
     png_destroy_read_struct(&png, NULL, NULL);
@@ -171,7 +175,8 @@ static int load_png(image_rgb *img, FILE *fp, const char *path) {
     free(pixels);
     free(rows);
     png_destroy_read_struct(&png, &info, NULL);
-    return vqgpt_error("%s: out of memory for %lux%lu pixels", path, (unsigned long)w, (unsigned long)h);
+    return vqgpt_error("%s: out of memory for %lux%lu pixels", path, (unsigned long)w,
+                       (unsigned long)h);
   }
   for (png_uint_32 y = 0; y < h; y++) rows[y] = pixels + (size_t)y * w * 4;
   png_read_image(png, rows);
@@ -323,9 +328,15 @@ int vqgpt_image_load(image_rgb *img, const char *path) {
     rc = vqgpt_error("%s: cannot seek: %s", path, strerror(errno));
   } else {
     switch (sniff(head, n, what, sizeof what)) {
-      case FORMAT_PNG: rc = load_png(img, fp, path); break;
-      case FORMAT_JPEG: rc = load_jpeg(img, fp, path); break;
-      default: rc = vqgpt_error("%s: not a PNG or JPEG file (looks like %s)", path, what); break;
+      case FORMAT_PNG:
+        rc = load_png(img, fp, path);
+        break;
+      case FORMAT_JPEG:
+        rc = load_jpeg(img, fp, path);
+        break;
+      default:
+        rc = vqgpt_error("%s: not a PNG or JPEG file (looks like %s)", path, what);
+        break;
     }
   }
   fclose(fp);
@@ -364,8 +375,8 @@ void vqgpt_image_to_tensor(const image_rgb *img, float *x) {
   vqgpt_image_crop_to_tensor(img, 0, 0, img->w, img->h, 0, x);
 }
 
-void vqgpt_image_crop_to_tensor(const image_rgb *img, int x0, int y0, int size_w, int size_h, int flip,
-                                float *x) {
+void vqgpt_image_crop_to_tensor(const image_rgb *img, int x0, int y0, int size_w, int size_h,
+                                int flip, float *x) {
   size_t plane = (size_t)size_w * size_h;
   for (int y = 0; y < size_h; y++)
     for (int i = 0; i < size_w; i++) {
@@ -413,7 +424,8 @@ int vqgpt_image_grid(image_rgb *out, const float *xs, int n, int h, int w, int c
     for (int y = 0; y < h; y++)
       for (int i = 0; i < w; i++)
         for (int c = 0; c < 3; c++)
-          out->rgb[((size_t)(oy + y) * out->w + ox + i) * 3 + c] = to_pixel(x[c * plane + (size_t)y * w + i]);
+          out->rgb[((size_t)(oy + y) * out->w + ox + i) * 3 + c] =
+              to_pixel(x[c * plane + (size_t)y * w + i]);
   }
   return 0;
 }

@@ -6,13 +6,13 @@
 #include <stdint.h>
 
 typedef struct {
-  int w, h;       // pixels
-  uint8_t *rgb;   // (H, W, 3) interleaved
+  int w, h;      // pixels
+  uint8_t *rgb;  // (H, W, 3) interleaved
 } image_rgb;
 
 // Decoded images are refused, before any pixel memory is allocated, beyond these limits.
-#define IMAGE_MAX_SIDE 16384           // pixels, each side
-#define IMAGE_MAX_PIXELS (1L << 26)    // width * height (64 Mi, e.g. 8192 x 8192)
+#define IMAGE_MAX_SIDE 16384         // pixels, each side
+#define IMAGE_MAX_PIXELS (1L << 26)  // width * height (64 Mi, e.g. 8192 x 8192)
 
 // Reads a PNG (libpng) or JPEG (libjpeg-turbo) as 8-bit RGB; the format is told by the file's
 // magic bytes, never its name, and every other format is refused ("not a PNG or JPEG file
@@ -32,8 +32,8 @@ void vqgpt_image_to_tensor(const image_rgb *img, float *x);
 // img (already sized w x h) from x (3, h, w).
 void vqgpt_image_from_tensor(image_rgb *img, const float *x);
 // x (3, size_h, size_w) from the window at (x0, y0), optionally mirrored left-right.
-void vqgpt_image_crop_to_tensor(const image_rgb *img, int x0, int y0, int size_w, int size_h, int flip,
-                                float *x);
+void vqgpt_image_crop_to_tensor(const image_rgb *img, int x0, int y0, int size_w, int size_h,
+                                int flip, float *x);
 // A new image resampled to w x h (stb_image_resize, its default filters).
 int vqgpt_image_resize(image_rgb *out, const image_rgb *in, int w, int h);
 // Tiles n images (3, h, w) into a grid of `cols` columns with a 2-pixel white border.

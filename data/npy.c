@@ -64,7 +64,8 @@ static bool heat(hparser *h, char c) {
 // A quoted string without escapes (none occur in the keys and dtype strings numpy writes).
 static int hstring(hparser *h, char *out, size_t cap) {
   hws(h);
-  if (h->pos >= h->n || (h->s[h->pos] != '\'' && h->s[h->pos] != '"')) return hfail(h, "quoted string expected");
+  if (h->pos >= h->n || (h->s[h->pos] != '\'' && h->s[h->pos] != '"'))
+    return hfail(h, "quoted string expected");
   char q = h->s[h->pos++];
   size_t start = h->pos;
   while (h->pos < h->n && h->s[h->pos] != q) {
@@ -114,8 +115,11 @@ static int hshape(hparser *h) {
     comma = heat(h, ',');
   }
   if (n == 1 && !comma) return hfail(h, "shape is not a tuple");
-  if (n == 0) return fail(h->path, "0-dimensional arrays are not supported (need 1 to %d dims)", NPY_MAX_DIMS);
-  if (n > NPY_MAX_DIMS) return fail(h->path, "array has %d dims, at most %d supported", n, NPY_MAX_DIMS);
+  if (n == 0)
+    return fail(h->path, "0-dimensional arrays are not supported (need 1 to %d dims)",
+                NPY_MAX_DIMS);
+  if (n > NPY_MAX_DIMS)
+    return fail(h->path, "array has %d dims, at most %d supported", n, NPY_MAX_DIMS);
   h->ndim = n;
   return 0;
 }
@@ -189,9 +193,11 @@ static int read_file(const char *path, FILE *fp, size_t fsize, int32_t **data, i
   if (fsize < 10) return fail(path, "truncated: %zu bytes, too short for a .npy preamble", fsize);
   int major = pre[6], minor = pre[7];
   if (major < 1 || major > 3 || minor != 0)
-    return fail(path, "unsupported .npy format version %d.%d (1.0, 2.0 and 3.0 are read)", major, minor);
+    return fail(path, "unsupported .npy format version %d.%d (1.0, 2.0 and 3.0 are read)", major,
+                minor);
   size_t lenbytes = major == 1 ? 2 : 4, start = 8 + lenbytes;
-  if (fsize < start) return fail(path, "truncated: %zu bytes, too short for a .npy preamble", fsize);
+  if (fsize < start)
+    return fail(path, "truncated: %zu bytes, too short for a .npy preamble", fsize);
   if (read_exact(path, fp, pre + 8, lenbytes)) return -1;
   size_t hlen = 0;
   for (size_t i = lenbytes; i-- > 0;) hlen = hlen << 8 | pre[8 + i];
@@ -212,11 +218,14 @@ static int read_file(const char *path, FILE *fp, size_t fsize, int32_t **data, i
   if (rc) return -1;
 
   size_t esize;
-  if (strcmp(h.descr, "<i4") == 0) esize = 4;
-  else if (strcmp(h.descr, "<i8") == 0) esize = 8;
+  if (strcmp(h.descr, "<i4") == 0)
+    esize = 4;
+  else if (strcmp(h.descr, "<i8") == 0)
+    esize = 8;
   else if (h.descr[0] == '>')
     return fail(path, "big-endian dtype '%s' is not supported (need '<i4' or '<i8')", h.descr);
-  else return fail(path, "unsupported dtype '%s' (need '<i4' or '<i8')", h.descr);
+  else
+    return fail(path, "unsupported dtype '%s' (need '<i4' or '<i8')", h.descr);
   if (h.fortran) return fail(path, "fortran_order True is not supported (need C order)");
 
   // The file size bounds the element count before anything is allocated from the header.
@@ -236,9 +245,11 @@ static int read_file(const char *path, FILE *fp, size_t fsize, int32_t **data, i
     char dims[96];
     size_t k = 0;
     for (int i = 0; i < h.ndim; i++)
-      k += (size_t)snprintf(dims + k, sizeof dims - k, "%s%lld", i ? ", " : "", (long long)h.shape[i]);
+      k += (size_t)snprintf(dims + k, sizeof dims - k, "%s%lld", i ? ", " : "",
+                            (long long)h.shape[i]);
     if (too_big) return fail(path, "truncated: shape (%s) is larger than any file", dims);
-    return fail(path, "truncated: shape (%s) needs %zu data bytes, file has %zu", dims, numel * esize, avail);
+    return fail(path, "truncated: shape (%s) needs %zu data bytes, file has %zu", dims,
+                numel * esize, avail);
   }
   // Trailing bytes are tolerated: np.save may append further arrays to the same stream.
 
@@ -260,7 +271,8 @@ static int read_file(const char *path, FILE *fp, size_t fsize, int32_t **data, i
       for (size_t j = 0; j < m; j++, i++) {
         if (chunk[j] < INT32_MIN || chunk[j] > INT32_MAX) {
           free(out);
-          return fail(path, "value %lld at index %zu is outside the int32 range", (long long)chunk[j], i);
+          return fail(path, "value %lld at index %zu is outside the int32 range",
+                      (long long)chunk[j], i);
         }
         out[i] = (int32_t)chunk[j];
       }
@@ -288,7 +300,8 @@ int vqgpt_npy_write_i32(const char *path, const int32_t *data, int ndim, const i
     return fail(path, "cannot write: %d dims (1 to %d supported)", ndim, NPY_MAX_DIMS);
   size_t numel = 1;
   for (int i = 0; i < ndim; i++) {
-    if (shape[i] < 0) return fail(path, "cannot write: negative dimension %lld", (long long)shape[i]);
+    if (shape[i] < 0)
+      return fail(path, "cannot write: negative dimension %lld", (long long)shape[i]);
     if (shape[i] && (uint64_t)shape[i] > SIZE_MAX / 4 / (numel ? numel : 1))
       return fail(path, "cannot write: shape too large");
     numel *= (size_t)shape[i];
@@ -322,7 +335,8 @@ int vqgpt_npy_write_i32(const char *path, const int32_t *data, int ndim, const i
   atomic_file af;
   if (vqgpt_atomic_file_open(&af, path)) return -1;
   errno = 0;
-  bool ok = fwrite(head, 1, padded, af.fp) == padded && (!numel || fwrite(data, 4, numel, af.fp) == numel);
+  bool ok = fwrite(head, 1, padded, af.fp) == padded &&
+            (!numel || fwrite(data, 4, numel, af.fp) == numel);
   if (!ok) {
     int e = errno ? errno : EIO;
     vqgpt_atomic_file_abort(&af);

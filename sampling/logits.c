@@ -82,9 +82,12 @@ static float kth_largest(float *a, int n, int k) {
         j--;
       }
     }
-    if (want <= j) hi = j;
-    else if (want >= i) lo = i;
-    else return a[want];
+    if (want <= j)
+      hi = j;
+    else if (want >= i)
+      lo = i;
+    else
+      return a[want];
   }
   return a[want];
 }

@@ -32,9 +32,12 @@ int vqgpt_sampler_window_extent(int grid, int trained) { return grid < trained ?
 
 int vqgpt_sampler_window_local(int i, int n, int w) {
   int local;
-  if (i <= w / 2) local = i;
-  else if (n - i < w / 2) local = w - (n - i);
-  else local = w / 2;
+  if (i <= w / 2)
+    local = i;
+  else if (n - i < w / 2)
+    local = w - (n - i);
+  else
+    local = w / 2;
   int lowest = i - (n - w);  // the window may not start after n - w
   return local < lowest ? lowest : local;
 }
@@ -56,9 +59,10 @@ int vqgpt_sampler_check(const gpt *m, const sampler_job *job) {
   int ww = vqgpt_sampler_window_extent(job->grid_w, job->window_w);
   long need = (long)job->n_cond + (long)wh * ww - 1;
   if (need > c->block_size)
-    return vqgpt_error("a %dx%d window after %d condition token%s needs %ld positions but the "
-                       "GPT's block_size is %d",
-                       wh, ww, job->n_cond, job->n_cond > 1 ? "s" : "", need, c->block_size);
+    return vqgpt_error(
+        "a %dx%d window after %d condition token%s needs %ld positions but the "
+        "GPT's block_size is %d",
+        wh, ww, job->n_cond, job->n_cond > 1 ? "s" : "", need, c->block_size);
   if (job->n_allowed < 1 || job->n_allowed > V)
     return vqgpt_error("allowed token range %d not in [1, %d]", job->n_allowed, V);
   if (vqgpt_sampling_params_check(&job->sp, V)) return -1;
@@ -93,21 +97,21 @@ int vqgpt_sampler_check(const gpt *m, const sampler_job *job) {
 // windows' prefixes at once instead of one.
 typedef struct {
   gpt_kv kv;
-  int row;          // the grid row it fills; -1 when free
+  int row;  // the grid row it fills; -1 when free
   bool have_window;
-  int r0, c0;       // the window its cache holds
+  int r0, c0;  // the window its cache holds
 } sampler_lane;
 
 typedef struct {
-  int seqs;          // per lane: B, or 2B under guidance (the unconditional twins after the B)
+  int seqs;  // per lane: B, or 2B under guidance (the unconditional twins after the B)
   int n_lanes;
   sampler_lane *lane;
   gpt_work work;
   gpt_part *parts;
-  int *part_lane;    // lane of each part this step
-  int32_t *tokens;   // per lane (seqs, block_size): the tokens of its part
-  float *logits;     // (n_lanes * seqs, V)
-  int *done;         // per grid row: positions filled (left to right)
+  int *part_lane;   // lane of each part this step
+  int32_t *tokens;  // per lane (seqs, block_size): the tokens of its part
+  float *logits;    // (n_lanes * seqs, V)
+  int *done;        // per grid row: positions filled (left to right)
   logits_scratch scratch;
 } sampler_state;
 
@@ -189,7 +193,8 @@ static void lane_part(sampler_lane *ln, int32_t *tokens, gpt_part *part, const s
   }
   for (int r = 0; r < seqs; r++) {
     int32_t *seq = tokens + (size_t)r * need;
-    const int32_t *cond = (r < job->B ? job->cond : job->uncond) + (size_t)(r % job->B) * job->n_cond;
+    const int32_t *cond =
+        (r < job->B ? job->cond : job->uncond) + (size_t)(r % job->B) * job->n_cond;
     memcpy(seq, cond, (size_t)job->n_cond * sizeof(int32_t));
     for (int q = 0; q < p; q++) seq[job->n_cond + q] = window_token(job, out, r, r0, c0, ww, q);
   }
@@ -231,11 +236,12 @@ static void assign_lanes(sampler_state *s, int H, int W, int *next_row) {
   }
 }
 
-int vqgpt_sampler_run(const gpt *m, const sampler_job *job, int32_t *out, sampler_progress_fn progress,
-                      void *ctx) {
+int vqgpt_sampler_run(const gpt *m, const sampler_job *job, int32_t *out,
+                      sampler_progress_fn progress, void *ctx) {
   if (vqgpt_sampler_check(m, job)) return -1;
   int H = job->grid_h, W = job->grid_w, V = m->cfg.vocab_size, Tm = m->cfg.block_size;
-  int wh = vqgpt_sampler_window_extent(H, job->window_h), ww = vqgpt_sampler_window_extent(W, job->window_w);
+  int wh = vqgpt_sampler_window_extent(H, job->window_h),
+      ww = vqgpt_sampler_window_extent(W, job->window_w);
   size_t hw = (size_t)H * W;
   for (int b = 0; b < job->B; b++)
     for (size_t k = 0; k < (size_t)job->keep; k++) out[b * hw + k] = job->init[b * hw + k];
@@ -255,8 +261,8 @@ int vqgpt_sampler_run(const gpt *m, const sampler_job *job, int32_t *out, sample
       int i = ln->row, j = s.done[i];
       int li = vqgpt_sampler_window_local(i, H, wh), lj = vqgpt_sampler_window_local(j, W, ww);
       if (!position_ready(&s, i, j - lj, ww, W)) continue;
-      lane_part(ln, s.tokens + (size_t)k * s.seqs * Tm, &s.parts[n_parts], job, out, s.seqs,
-                i - li, j - lj, ww, li * ww + lj);
+      lane_part(ln, s.tokens + (size_t)k * s.seqs * Tm, &s.parts[n_parts], job, out, s.seqs, i - li,
+                j - lj, ww, li * ww + lj);
       s.part_lane[n_parts++] = k;
     }
     // The lowest unfinished row has every row above it filled, so some lane is always ready.

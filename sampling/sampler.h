@@ -29,12 +29,12 @@
 typedef void (*sampler_progress_fn)(void *ctx, int done, int total);
 
 typedef struct {
-  int B;                   // samples, drawn together
-  int n_cond;              // condition tokens in front of the codes (1, or a prompt's length)
-  const int32_t *cond;     // (B, n_cond)
+  int B;                // samples, drawn together
+  int n_cond;           // condition tokens in front of the codes (1, or a prompt's length)
+  const int32_t *cond;  // (B, n_cond)
   // Classifier-free guidance: logits = uncond + cfg_scale * (cond - uncond), both passes in
   // one batch. NULL or cfg_scale == 1 samples without guidance (no second pass at all).
-  const int32_t *uncond;   // (B, n_cond) or NULL
+  const int32_t *uncond;  // (B, n_cond) or NULL
   float cfg_scale;
   int grid_h, grid_w;      // the grid to fill
   int window_h, window_w;  // the model's trained grid
@@ -44,7 +44,7 @@ typedef struct {
   int keep;
   sampling_params sp;
   uint64_t seed;
-  bool no_kv_reuse;        // recompute every position's prefix (tests, benchmarks)
+  bool no_kv_reuse;  // recompute every position's prefix (tests, benchmarks)
   // Grid rows filled at once, each with its own cache (0: as many as can overlap; 1: one
   // position after another). Any value gives the same codes.
   int lanes;
@@ -73,7 +73,7 @@ int vqgpt_sampler_window_local(int i, int n, int w);
 int vqgpt_sampler_check(const gpt *m, const sampler_job *job);
 
 // out: (B, grid_h * grid_w) codes.
-int vqgpt_sampler_run(const gpt *m, const sampler_job *job, int32_t *out, sampler_progress_fn progress,
-                      void *ctx);
+int vqgpt_sampler_run(const gpt *m, const sampler_job *job, int32_t *out,
+                      sampler_progress_fn progress, void *ctx);
 
 #endif

@@ -47,10 +47,10 @@ struct patchgan {
   float *params, *grads;
   size_t n_params;
   pg_slot *slots;
-  float *gbuf[2];   // (B, C, h, w) ping-pong input gradients, sized for the largest layer
-  float *scratch;   // conv2d scratch
-  float *arena;     // every float buffer above lives here
-  bool sync_bn;     // train-mode statistics over every rank's batch (data-parallel training)
+  float *gbuf[2];  // (B, C, h, w) ping-pong input gradients, sized for the largest layer
+  float *scratch;  // conv2d scratch
+  float *arena;    // every float buffer above lives here
+  bool sync_bn;    // train-mode statistics over every rank's batch (data-parallel training)
 };
 
 int vqgpt_patchgan_config_parse(patchgan_config *cfg, const char *json, const char *source) {
@@ -58,8 +58,9 @@ int vqgpt_patchgan_config_parse(patchgan_config *cfg, const char *json, const ch
   json_value *v = vqgpt_json_parse(json, strlen(json));
   if (!v) return vqgpt_error("%s: config: %s", source, vqgpt_last_error());
   int64_t in_nc, ndf, nl;
-  bool ok = (vqgpt_json_get_int(v, "input_nc", &in_nc) || vqgpt_json_get_int(v, "in_channels", &in_nc)) &&
-            vqgpt_json_get_int(v, "ndf", &ndf) && vqgpt_json_get_int(v, "n_layers", &nl);
+  bool ok =
+      (vqgpt_json_get_int(v, "input_nc", &in_nc) || vqgpt_json_get_int(v, "in_channels", &in_nc)) &&
+      vqgpt_json_get_int(v, "ndf", &ndf) && vqgpt_json_get_int(v, "n_layers", &nl);
   vqgpt_json_free(v);
   if (!ok) return vqgpt_error("%s: config needs integer input_nc, ndf and n_layers", source);
   if (in_nc < 1 || in_nc > PATCHGAN_MAX_CHANNELS || ndf < 1 || ndf > PATCHGAN_MAX_CHANNELS ||
@@ -101,9 +102,12 @@ static patchgan *pg_build(const patchgan_config *cfg, int B, int H, int W, int n
     const bool last = l == d->n_layers - 1;
     const int stride = l < cfg->n_layers ? 2 : 1;
     int c_out;
-    if (l == 0) c_out = cfg->ndf;
-    else if (last) c_out = 1;
-    else c_out = cfg->ndf * (l < 3 ? 1 << l : 8);
+    if (l == 0)
+      c_out = cfg->ndf;
+    else if (last)
+      c_out = 1;
+    else
+      c_out = cfg->ndf * (l < 3 ? 1 << l : 8);
     L->s = (conv2d_shape){c, c_out, 4, 4, stride, 1, 1, 1, 1};
     L->module = l == 0 ? 0 : 2 + 3 * (l - 1);
     L->bn = l > 0 && !last;
@@ -133,13 +137,15 @@ static patchgan *pg_build(const patchgan_config *cfg, int B, int H, int W, int n
   }
   n_slot += pad16((size_t)B * cfg->input_nc * H * W);
   g_max = pad16(g_max);  // layer outputs only: the input's gradient goes to the caller's dx
-  const size_t total = 2 * pad16(n_params) + n_buf + (size_t)n_slots * n_slot + 2 * g_max + pad16(scr);
+  const size_t total =
+      2 * pad16(n_params) + n_buf + (size_t)n_slots * n_slot + 2 * g_max + pad16(scr);
   // Channels, batch and sides are bounded (at most 8 * PATCHGAN_MAX_CHANNELS, int sides), so the
   // size_t sums above cannot wrap on a 64-bit host; a total beyond the limit is a mistake.
   if (total > PG_MAX_FLOATS) {
-    vqgpt_error("patchgan: ndf %d, %d layers at batch %d of %dx%d needs %zu MiB, more than the "
-                "%zu MiB supported", cfg->ndf, cfg->n_layers, B, H, W, total / (1 << 18),
-                PG_MAX_FLOATS / (1 << 18));
+    vqgpt_error(
+        "patchgan: ndf %d, %d layers at batch %d of %dx%d needs %zu MiB, more than the "
+        "%zu MiB supported",
+        cfg->ndf, cfg->n_layers, B, H, W, total / (1 << 18), PG_MAX_FLOATS / (1 << 18));
     free(d);
     return NULL;
   }
@@ -348,7 +354,8 @@ int vqgpt_patchgan_save(const patchgan *d, const char *path) {
   char config[128];
   snprintf(config, sizeof config, "{\"input_nc\":%d,\"ndf\":%d,\"n_layers\":%d}", d->cfg.input_nc,
            d->cfg.ndf, d->cfg.n_layers);
-  int rc = vqgpt_st_writer_meta(w, "format", "taming-patchgan") || vqgpt_st_writer_meta(w, "config", config);
+  int rc = vqgpt_st_writer_meta(w, "format", "taming-patchgan") ||
+           vqgpt_st_writer_meta(w, "config", config);
   pg_tensor t;
   for (int i = 0; !rc && pg_tensor_at(d, i, &t); i++)
     rc = vqgpt_st_writer_add(w, t.name, ST_F32, t.ndim, t.shape, t.data);
@@ -370,7 +377,8 @@ static bool bad_slot(const patchgan *d, int slot) {
   return true;
 }
 
-int vqgpt_patchgan_forward(patchgan *d, int slot, const float *x, int B, bool train, float *logits) {
+int vqgpt_patchgan_forward(patchgan *d, int slot, const float *x, int B, bool train,
+                           float *logits) {
   if (bad_slot(d, slot)) return -1;
   if (B < 1 || B > d->B) return vqgpt_error("patchgan: batch %d, built for at most %d", B, d->B);
   const pg_layer *lastbn = &d->layer[d->n_layers - 2];
@@ -388,14 +396,14 @@ int vqgpt_patchgan_forward(patchgan *d, int slot, const float *x, int B, bool tr
     if (L->bn) {
       if (train && d->sync_bn) {
         if (vqgpt_batchnorm_forward_train_dist(S->act[l], S->mean[l], S->rstd[l], L->running_mean,
-                                               L->running_var, S->out[l], L->gamma, L->beta, B, co, hw,
-                                               PG_EPS, PG_MOMENTUM))
+                                               L->running_var, S->out[l], L->gamma, L->beta, B, co,
+                                               hw, PG_EPS, PG_MOMENTUM))
           return -1;
         L->num_batches_tracked++;
       } else if (train) {
         vqgpt_batchnorm_forward_train(S->act[l], S->mean[l], S->rstd[l], L->running_mean,
-                                      L->running_var, S->out[l], L->gamma, L->beta, B, co, hw, PG_EPS,
-                                      PG_MOMENTUM);
+                                      L->running_var, S->out[l], L->gamma, L->beta, B, co, hw,
+                                      PG_EPS, PG_MOMENTUM);
         L->num_batches_tracked++;
       } else {
         vqgpt_batchnorm_forward_eval(S->act[l], S->out[l], L->gamma, L->beta, L->running_mean,
@@ -430,7 +438,8 @@ int vqgpt_patchgan_repeat_train_stats(patchgan *d, int slot) {
   return 0;
 }
 
-int vqgpt_patchgan_backward(patchgan *d, int slot, const float *dlogits, float *dx, bool param_grads) {
+int vqgpt_patchgan_backward(patchgan *d, int slot, const float *dlogits, float *dx,
+                            bool param_grads) {
   if (bad_slot(d, slot)) return -1;
   pg_slot *S = &d->slots[slot];
   if (!S->valid || !S->train)
@@ -456,8 +465,8 @@ int vqgpt_patchgan_backward(patchgan *d, int slot, const float *dlogits, float *
     float *gin = l > 0 ? d->gbuf[g == d->gbuf[0]] : dx;
     const float *in = l > 0 ? S->act[l - 1] : S->x;
     if (gin || param_grads)
-      vqgpt_conv2d_backward(gin, param_grads ? L->dw : NULL, param_grads ? L->db : NULL, g, in, L->w,
-                            &L->s, B, L->h_in, L->w_in, d->scratch);
+      vqgpt_conv2d_backward(gin, param_grads ? L->dw : NULL, param_grads ? L->db : NULL, g, in,
+                            L->w, &L->s, B, L->h_in, L->w_in, d->scratch);
     g = gin;
   }
   return 0;

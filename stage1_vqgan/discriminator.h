@@ -31,8 +31,8 @@ int vqgpt_patchgan_config_parse(patchgan_config *cfg, const char *json, const ch
 // A discriminator built for inputs of up to B images of H x W: parameters, gradients (same
 // layout, zeroed), activations and scratch are all allocated here. n_slots forward passes can
 // be kept for backward at once (the discriminator step needs 2: real and fake).
-// vqgpt_patchgan_create initialises as the reference's weights_init, drawing from *rng: conv weights
-// ~ N(0, 0.02), BatchNorm weights ~ N(1, 0.02) and biases 0, running stats 0 / 1; the conv
+// vqgpt_patchgan_create initialises as the reference's weights_init, drawing from *rng: conv
+// weights ~ N(0, 0.02), BatchNorm weights ~ N(1, 0.02) and biases 0, running stats 0 / 1; the conv
 // biases keep PyTorch's default U(-1/sqrt(fan_in), 1/sqrt(fan_in)), which weights_init leaves.
 // NULL on error (vqgpt_last_error() says why).
 patchgan *vqgpt_patchgan_create(const patchgan_config *cfg, int B, int H, int W, int n_slots,
@@ -81,6 +81,7 @@ int vqgpt_patchgan_repeat_train_stats(patchgan *d, int slot);
 // Backward of the train-mode pass kept in `slot`. dlogits: (B, 1, out_h, out_w).
 // dx (B, input_nc, H, W) is overwritten (=) when non-NULL. Parameter gradients accumulate (+=)
 // when param_grads, and are left untouched otherwise (the generator's adversarial step).
-int vqgpt_patchgan_backward(patchgan *d, int slot, const float *dlogits, float *dx, bool param_grads);
+int vqgpt_patchgan_backward(patchgan *d, int slot, const float *dlogits, float *dx,
+                            bool param_grads);
 
 #endif

@@ -20,7 +20,7 @@ static const int lp_index[LP_NCONV] = {0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 2
 static const int lp_level[LP_NCONV] = {0, 0, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4};
 static const int lp_chans[LP_NLEVEL] = {64, 128, 256, 512, 512};
 static const int lp_first[LP_NLEVEL] = {0, 2, 4, 7, 10};  // first conv of each level
-#define LP_EPS 1e-10f  // the reference normalize_tensor's eps
+#define LP_EPS 1e-10f                                     // the reference normalize_tensor's eps
 
 struct lpips {
   int B, H, W;
@@ -32,16 +32,16 @@ struct lpips {
   // x's branch, kept for backward.
   int B_last;
   bool valid;
-  float *xs;                    // (B, 3, H, W) scaled input
-  float *act[LP_NCONV];         // (B, c_out, h, w) conv + ReLU outputs
-  float *pooled[LP_NLEVEL];     // (B, C_{k-1}, h_k, w_k) pool outputs feeding level k >= 1
-  uint8_t *argmax[LP_NLEVEL];   // (B, C_{k-1}, h_k, w_k)
+  float *xs;                   // (B, 3, H, W) scaled input
+  float *act[LP_NCONV];        // (B, c_out, h, w) conv + ReLU outputs
+  float *pooled[LP_NLEVEL];    // (B, C_{k-1}, h_k, w_k) pool outputs feeding level k >= 1
+  uint8_t *argmax[LP_NLEVEL];  // (B, C_{k-1}, h_k, w_k)
   // y's branch: only its normalised features survive.
-  float *fy[LP_NLEVEL];         // (B, C_k, h_k, w_k)
-  float *buf[2];                // ping-pong activations for y, gradients in backward
-  uint8_t *yargmax;             // pool argmax scratch for y
-  float *scratch;               // conv2d scratch
-  double *partial;              // per (image, pixel block) head sums, added in a fixed order
+  float *fy[LP_NLEVEL];  // (B, C_k, h_k, w_k)
+  float *buf[2];         // ping-pong activations for y, gradients in backward
+  uint8_t *yargmax;      // pool argmax scratch for y
+  float *scratch;        // conv2d scratch
+  double *partial;       // per (image, pixel block) head sums, added in a fixed order
   float *arena;
   uint8_t *arena8;
 };
@@ -218,7 +218,8 @@ static void lp_normalize(float *out, const float *f, int B, int C, size_t hw) {
     float nrm[LP_BLOCK];
     lp_norms(nrm, fb, C, hw, p0, np);
     for (int c = 0; c < C; c++)
-      for (size_t p = 0; p < np; p++) ob[(size_t)c * hw + p0 + p] = fb[(size_t)c * hw + p0 + p] / nrm[p];
+      for (size_t p = 0; p < np; p++)
+        ob[(size_t)c * hw + p0 + p] = fb[(size_t)c * hw + p0 + p] / nrm[p];
   }
 }
 
@@ -301,7 +302,8 @@ int vqgpt_lpips_forward(lpips *m, const float *x, const float *y, int B, float *
     const int k = lp_level[i];
     float *other = cur == m->buf[0] ? m->buf[1] : m->buf[0];
     if (i == lp_first[k] && k > 0) {  // pool the previous level first
-      vqgpt_maxpool2x2_forward(other, m->yargmax, cur, B, lp_chans[k - 1], m->lh[k - 1], m->lw[k - 1]);
+      vqgpt_maxpool2x2_forward(other, m->yargmax, cur, B, lp_chans[k - 1], m->lh[k - 1],
+                               m->lw[k - 1]);
       cur = other;
       other = cur == m->buf[0] ? m->buf[1] : m->buf[0];
     }
@@ -350,13 +352,14 @@ int vqgpt_lpips_backward(lpips *m, const float *dvalue, float *dx) {
       vqgpt_relu_backward(g, g, m->act[i], n);
       float *gin = g == m->buf[0] ? m->buf[1] : m->buf[0];
       const float *in = i > lp_first[k] ? m->act[i - 1] : k > 0 ? m->pooled[k] : m->xs;
-      vqgpt_conv2d_backward(gin, NULL, NULL, g, in, m->weight[i], &m->shape[i], B, m->lh[k], m->lw[k],
-                            m->scratch);
+      vqgpt_conv2d_backward(gin, NULL, NULL, g, in, m->weight[i], &m->shape[i], B, m->lh[k],
+                            m->lw[k], m->scratch);
       g = gin;
     }
     if (k > 0) {
       float *gp = g == m->buf[0] ? m->buf[1] : m->buf[0];
-      vqgpt_maxpool2x2_backward(gp, g, m->argmax[k], B, lp_chans[k - 1], m->lh[k - 1], m->lw[k - 1]);
+      vqgpt_maxpool2x2_backward(gp, g, m->argmax[k], B, lp_chans[k - 1], m->lh[k - 1],
+                                m->lw[k - 1]);
       g = gp;
     }
   }

@@ -1,5 +1,5 @@
-// Inference: vqgpt_vqgan_encode and vqgpt_vqgan_decode over a handful of reused activation buffers, so
-// memory stays at a few times the largest activation whatever the depth of the model.
+// Inference: vqgpt_vqgan_encode and vqgpt_vqgan_decode over a handful of reused activation buffers,
+// so memory stays at a few times the largest activation whatever the depth of the model.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,9 +23,17 @@ typedef struct {
 static int ws_alloc(workspace *ws, vqgan *m, int B, int H, int W) {
   memset(ws, 0, sizeof *ws);
   vqgan_sizes s = vqgpt_vqgan_forward_sizes(m, B, H, W);
-  size_t scratch = s.scratch > vqgpt_vqgan_quantize_scratch_size(m) ? s.scratch : vqgpt_vqgan_quantize_scratch_size(m);
-  size_t sizes[8] = {s.act, s.act, s.act, s.act, scratch, 4 * s.attn_cn + s.attn_rows,
-                     (size_t)B * VQGAN_GROUPS, (size_t)B * VQGAN_GROUPS};
+  size_t scratch = s.scratch > vqgpt_vqgan_quantize_scratch_size(m)
+                       ? s.scratch
+                       : vqgpt_vqgan_quantize_scratch_size(m);
+  size_t sizes[8] = {s.act,
+                     s.act,
+                     s.act,
+                     s.act,
+                     scratch,
+                     4 * s.attn_cn + s.attn_rows,
+                     (size_t)B * VQGAN_GROUPS,
+                     (size_t)B * VQGAN_GROUPS};
   size_t total = 0;
   for (int i = 0; i < 8; i++) total += (sizes[i] + 15) / 16 * 16;  // 64-byte aligned pieces
   if (m->workspace_floats < total) {
@@ -55,8 +63,14 @@ static int ws_alloc(workspace *ws, vqgan *m, int B, int H, int W) {
   vqgan_gn_stats st = {ws->mean, ws->rstd};
   // In inference every intermediate of a block may share one buffer (see resblock_forward).
   ws->rb = (vqgan_resblock_bufs){ws->p, ws->p, ws->p, ws->q, st, st, NULL, NULL};
-  ws->ab = (vqgan_attn_bufs){ws->p, attn, attn + s.attn_cn, attn + 2 * s.attn_cn,
-                             attn + 3 * s.attn_cn, attn + 4 * s.attn_cn, st, true};
+  ws->ab = (vqgan_attn_bufs){ws->p,
+                             attn,
+                             attn + s.attn_cn,
+                             attn + 2 * s.attn_cn,
+                             attn + 3 * s.attn_cn,
+                             attn + 4 * s.attn_cn,
+                             st,
+                             true};
   return 0;
 }
 
@@ -141,8 +155,8 @@ static void decoder(const vqgan *m, float *x, workspace *ws, int B, int h, int w
 static int check_size(const vqgan *m, int B, int H, int W) {
   int f = vqgpt_vqgan_factor(m);
   if (B < 1 || H < f || W < f || H % f || W % f)
-    return vqgpt_error("image size %dx%d is not a positive multiple of the VQGAN's factor %d", W,
-                       H, f);
+    return vqgpt_error("image size %dx%d is not a positive multiple of the VQGAN's factor %d", W, H,
+                       f);
   return 0;
 }
 

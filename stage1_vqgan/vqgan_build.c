@@ -277,7 +277,8 @@ static vqgan *build(const vqgan_config *cfg) {
 }
 
 static void fill_uniform_range(float *x, size_t n, float bound, uint64_t *rng) {
-  for (size_t i = 0; i < n; i++) x[i] = (float)((2.0 * vqgpt_rng_uniform_double(rng) - 1.0) * bound);
+  for (size_t i = 0; i < n; i++)
+    x[i] = (float)((2.0 * vqgpt_rng_uniform_double(rng) - 1.0) * bound);
 }
 
 // PyTorch's defaults: conv weight and bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)); GroupNorm
@@ -350,22 +351,26 @@ static int append_list(char *buf, size_t cap, size_t *len, const int *v, int n) 
 
 int vqgpt_vqgan_config_json(const vqgan_config *c, char *buf, size_t cap) {
   size_t len = 0;
-  int rc = append(buf, cap, &len, "{%s\"embed_dim\": %d, \"n_embed\": %d, \"ddconfig\": {\"double_z\": false, "
+  int rc = append(buf, cap, &len,
+                  "{%s\"embed_dim\": %d, \"n_embed\": %d, \"ddconfig\": {\"double_z\": false, "
                   "\"z_channels\": %d, \"resolution\": %d, \"in_channels\": %d, \"out_ch\": %d, "
                   "\"ch\": %d, \"ch_mult\": ",
-                  c->quantizer == VQGAN_GUMBEL ? "\"quantizer\": \"gumbel\", " : "",
-                  c->embed_dim, c->n_embed, c->z_channels, c->resolution, c->in_channels,
-                  c->out_ch, c->ch);
+                  c->quantizer == VQGAN_GUMBEL ? "\"quantizer\": \"gumbel\", " : "", c->embed_dim,
+                  c->n_embed, c->z_channels, c->resolution, c->in_channels, c->out_ch, c->ch);
   rc = rc ? rc : append_list(buf, cap, &len, c->ch_mult, c->n_levels);
-  rc = rc ? rc : append(buf, cap, &len, ", \"num_res_blocks\": %d, \"attn_resolutions\": ", c->num_res_blocks);
+  rc = rc ? rc
+          : append(buf, cap, &len,
+                   ", \"num_res_blocks\": %d, \"attn_resolutions\": ", c->num_res_blocks);
   rc = rc ? rc : append_list(buf, cap, &len, c->attn_resolutions, c->n_attn);
   return rc ? rc : append(buf, cap, &len, ", \"dropout\": 0.0}}");
 }
 
 int vqgpt_vqgan_write_tensors(const vqgan *m, st_writer *w) {
   char cfg[1024];
-  if (vqgpt_vqgan_config_json(&m->cfg, cfg, sizeof cfg)) return vqgpt_error("VQGAN config too long");
-  int rc = vqgpt_st_writer_meta(w, "format", "taming-vqgan") || vqgpt_st_writer_meta(w, "config", cfg);
+  if (vqgpt_vqgan_config_json(&m->cfg, cfg, sizeof cfg))
+    return vqgpt_error("VQGAN config too long");
+  int rc =
+      vqgpt_st_writer_meta(w, "format", "taming-vqgan") || vqgpt_st_writer_meta(w, "config", cfg);
   for (size_t i = 0; i < m->n_params && !rc; i++) {
     const vqgan_param *p = &m->params[i];
     rc = vqgpt_st_writer_add(w, p->name, ST_F32, p->ndim, p->shape, m->w + p->offset);
@@ -373,7 +378,9 @@ int vqgpt_vqgan_write_tensors(const vqgan *m, st_writer *w) {
   return rc ? -1 : 0;
 }
 
-int vqgpt_vqgan_save(const vqgan *m, const char *path) { return vqgpt_vqgan_save_as(m, path, ST_F32); }
+int vqgpt_vqgan_save(const vqgan *m, const char *path) {
+  return vqgpt_vqgan_save_as(m, path, ST_F32);
+}
 
 int vqgpt_vqgan_save_as(const vqgan *m, const char *path, st_dtype storage) {
   st_writer *w = vqgpt_st_writer_new();

@@ -11,8 +11,10 @@
 static int get_positive(const json_value *obj, const char *key, int *out, const char *source,
                         int max) {
   int64_t v;
-  if (!vqgpt_json_get_int(obj, key, &v)) return vqgpt_error("%s: config: missing integer '%s'", source, key);
-  if (v < 1 || v > max) return vqgpt_error("%s: config: '%s' = %lld is out of range", source, key, (long long)v);
+  if (!vqgpt_json_get_int(obj, key, &v))
+    return vqgpt_error("%s: config: missing integer '%s'", source, key);
+  if (v < 1 || v > max)
+    return vqgpt_error("%s: config: '%s' = %lld is out of range", source, key, (long long)v);
   *out = (int)v;
   return 0;
 }
@@ -22,7 +24,8 @@ static int get_int_list(const json_value *obj, const char *key, int *out, int *n
   int64_t v[VQGAN_MAX_LEVELS];
   int count = vqgpt_json_get_int_array(obj, key, v, VQGAN_MAX_LEVELS);
   if (count < min_count)
-    return vqgpt_error("%s: config: '%s' must be a list of 1 to %d integers", source, key, VQGAN_MAX_LEVELS);
+    return vqgpt_error("%s: config: '%s' must be a list of 1 to %d integers", source, key,
+                       VQGAN_MAX_LEVELS);
   for (int i = 0; i < count; i++) {
     if (v[i] < 1 || v[i] > CONFIG_MAX_CHANNELS)
       return vqgpt_error("%s: config: '%s' has an out-of-range entry", source, key);
@@ -35,7 +38,8 @@ static int get_int_list(const json_value *obj, const char *key, int *out, int *n
 // GroupNorm(32) needs every normalised channel count to be a multiple of 32. Products are
 // formed in 64 bits: both factors may be up to CONFIG_MAX_CHANNELS.
 static int check_consistent(const vqgan_config *c, const char *source) {
-  if (c->ch % 32) return vqgpt_error("%s: config: ch = %d is not a multiple of 32 (GroupNorm)", source, c->ch);
+  if (c->ch % 32)
+    return vqgpt_error("%s: config: ch = %d is not a multiple of 32 (GroupNorm)", source, c->ch);
   for (int i = 0; i < c->n_levels; i++) {
     int64_t channels = (int64_t)c->ch * c->ch_mult[i];
     if (channels > CONFIG_MAX_CHANNELS)
@@ -43,10 +47,11 @@ static int check_consistent(const vqgan_config *c, const char *source) {
                          source, i, (long long)channels, CONFIG_MAX_CHANNELS);
   }
   if (c->n_levels > 1 && (c->resolution >> (c->n_levels - 1)) < 1)
-    return vqgpt_error("%s: config: resolution %d is too small for %d levels", source, c->resolution,
-                       c->n_levels);
+    return vqgpt_error("%s: config: resolution %d is too small for %d levels", source,
+                       c->resolution, c->n_levels);
   if (c->double_z)
-    return vqgpt_error("%s: config: double_z is true, which a VQGAN's quant_conv cannot take", source);
+    return vqgpt_error("%s: config: double_z is true, which a VQGAN's quant_conv cannot take",
+                       source);
   return 0;
 }
 

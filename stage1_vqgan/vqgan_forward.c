@@ -16,8 +16,8 @@ void vqgpt_vqgan_add_inplace(float *y, const float *x, size_t n) {
   for (size_t i = 0; i < n; i++) y[i] += x[i];
 }
 
-void vqgpt_vqgan_conv_forward(const vqgan *m, const vqgan_conv *c, float *out, const float *in, int B,
-                              int h, int w, float *scratch) {
+void vqgpt_vqgan_conv_forward(const vqgan *m, const vqgan_conv *c, float *out, const float *in,
+                              int B, int h, int w, float *scratch) {
   vqgpt_conv2d_forward(out, in, m->w + c->w, m->w + c->b, &c->s, B, h, w, scratch);
 }
 
@@ -39,8 +39,9 @@ void vqgpt_vqgan_norm_swish_forward(const vqgan *m, const vqgan_norm *n, float *
   vqgpt_swish_forward(out, out, (size_t)B * n->c * hw);
 }
 
-void vqgpt_vqgan_resblock_forward(const vqgan *m, const vqgan_resblock *r, float *out, const float *x,
-                                  vqgan_resblock_bufs *b, int B, int h, int w, float *scratch) {
+void vqgpt_vqgan_resblock_forward(const vqgan *m, const vqgan_resblock *r, float *out,
+                                  const float *x, vqgan_resblock_bufs *b, int B, int h, int w,
+                                  float *scratch) {
   int hw = h * w;
   size_t n_out = (size_t)B * r->c_out * hw;
   float *s1 = b->s1 ? b->s1 : b->tmp, *s2 = b->s2 ? b->s2 : b->tmp;

@@ -25,9 +25,9 @@ typedef struct {
 
 typedef struct {
   conv2d_shape s;
-  size_t w, b;    // offsets of weight (c_out, c_in, k_h, k_w) and bias (c_out)
-  int level;      // input resolution is (H >> level, W >> level)
-  bool decoder;   // on the decode path (post_quant_conv and decoder.*)
+  size_t w, b;   // offsets of weight (c_out, c_in, k_h, k_w) and bias (c_out)
+  int level;     // input resolution is (H >> level, W >> level)
+  bool decoder;  // on the decode path (post_quant_conv and decoder.*)
 } vqgan_conv;
 
 typedef struct {
@@ -73,18 +73,18 @@ struct vqgan {
   vqgan_config cfg;
   vqgan_coder enc, dec;
   vqgan_conv quant_conv, post_quant_conv;
-  size_t embedding;  // (n_embed, embed_dim): quantize.embedding (nearest) or quantize.embed (Gumbel)
+  size_t
+      embedding;  // (n_embed, embed_dim): quantize.embedding (nearest) or quantize.embed (Gumbel)
   size_t proj_w, proj_b;  // Gumbel only: quantize.proj, (n_embed, embed_dim, 1, 1) and (n_embed)
   vqgan_param *params;
   size_t n_params;
   size_t n_floats;
-  float *w;  // the parameter block
+  float *w;            // the parameter block
   vqgan_conv **convs;  // every conv, for sizing scratch
   size_t n_convs;
-  float *workspace;    // inference activations, kept between calls (grow-only)
+  float *workspace;  // inference activations, kept between calls (grow-only)
   size_t workspace_floats;
 };
-
 
 // Adds the model's tensors and its format/config metadata to a writer (checkpoints add more).
 int vqgpt_vqgan_write_tensors(const vqgan *m, st_writer *w);
@@ -99,26 +99,27 @@ typedef struct {
 } vqgan_gn_stats;
 
 typedef struct {
-  float *n1, *c1, *n2;       // norm1(x), conv1(swish(n1)), norm2(c1); (B, C, h, w)
-  float *tmp;                // swish outputs (unless kept) and the shortcut, never kept
+  float *n1, *c1, *n2;  // norm1(x), conv1(swish(n1)), norm2(c1); (B, C, h, w)
+  float *tmp;           // swish outputs (unless kept) and the shortcut, never kept
   vqgan_gn_stats st1, st2;
-  float *s1, *s2;            // swish(n1), swish(n2) kept for the backward; NULL: into tmp
+  float *s1, *s2;  // swish(n1), swish(n2) kept for the backward; NULL: into tmp
 } vqgan_resblock_bufs;
 
 typedef struct {
   float *hn, *q, *k, *v, *o;  // norm(x), projections, attention output; (B, C, N)
   float *probs;               // (B, N, N) kept for the backward, or the row-block scratch
   vqgan_gn_stats st;
-  bool rows;                  // inference: probs is vqgpt_attn2d_rows_scratch_size(N), not kept
+  bool rows;  // inference: probs is vqgpt_attn2d_rows_scratch_size(N), not kept
 } vqgan_attn_bufs;
 
 // y += x over n values (residual connections and gradient sums).
 void vqgpt_vqgan_add_inplace(float *y, const float *x, size_t n);
-void vqgpt_vqgan_conv_forward(const vqgan *m, const vqgan_conv *c, float *out, const float *in, int B,
-                              int h, int w, float *scratch);
+void vqgpt_vqgan_conv_forward(const vqgan *m, const vqgan_conv *c, float *out, const float *in,
+                              int B, int h, int w, float *scratch);
 // out = x + block(x); out must not alias x or any buffer.
-void vqgpt_vqgan_resblock_forward(const vqgan *m, const vqgan_resblock *r, float *out, const float *x,
-                                  vqgan_resblock_bufs *b, int B, int h, int w, float *scratch);
+void vqgpt_vqgan_resblock_forward(const vqgan *m, const vqgan_resblock *r, float *out,
+                                  const float *x, vqgan_resblock_bufs *b, int B, int h, int w,
+                                  float *scratch);
 void vqgpt_vqgan_attn_forward(const vqgan *m, const vqgan_attnblock *a, float *out, const float *x,
                               vqgan_attn_bufs *b, int B, int h, int w, float *scratch);
 // out = swish(groupnorm(x)); out may alias x.

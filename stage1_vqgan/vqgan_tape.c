@@ -17,10 +17,10 @@ typedef struct {
   const void *layer;  // vqgan_conv, vqgan_resblock, vqgan_attnblock or vqgan_norm
   const float *in;    // NULL: the tape's input x
   float *out;
-  int c_in, h, w;     // input channels and spatial size
+  int c_in, h, w;  // input channels and spatial size
   vqgan_resblock_bufs rb;
   vqgan_attn_bufs ab;
-  float *normed;      // OP_NORM_SWISH: groupnorm output, kept for the swish backward
+  float *normed;  // OP_NORM_SWISH: groupnorm output, kept for the swish backward
   vqgan_gn_stats st;
 } tape_op;
 
@@ -52,8 +52,8 @@ static float *alloc_floats(vqgan_tape *t, size_t n) {
     t->cap_allocs = cap;
   }
   // The whole tape counts against the memory budget: refused before training starts.
-  float *x = t->bytes + n * sizeof(float) > vqgpt_memory_budget() ? NULL
-                                                                  : malloc((n ? n : 1) * sizeof *x);
+  float *x =
+      t->bytes + n * sizeof(float) > vqgpt_memory_budget() ? NULL : malloc((n ? n : 1) * sizeof *x);
   if (!x) {
     t->failed = 1;
     return NULL;
@@ -89,7 +89,9 @@ static vqgan_gn_stats new_stats(vqgan_tape *t) {
   return s;
 }
 
-static const float *last_out(const vqgan_tape *t) { return t->n_ops ? t->ops[t->n_ops - 1].out : NULL; }
+static const float *last_out(const vqgan_tape *t) {
+  return t->n_ops ? t->ops[t->n_ops - 1].out : NULL;
+}
 
 static void plan_conv(vqgan_tape *t, const vqgan_conv *c, const float *in, int h, int w) {
   int ho = vqgpt_conv2d_out_h(&c->s, h), wo = vqgpt_conv2d_out_w(&c->s, w);
@@ -97,24 +99,25 @@ static void plan_conv(vqgan_tape *t, const vqgan_conv *c, const float *in, int h
 }
 
 static void plan_resblock(vqgan_tape *t, const vqgan_resblock *r, int h, int w) {
-  size_t hw = (size_t)h * w, n_in = (size_t)t->B * r->c_in * hw, n_out = (size_t)t->B * r->c_out * hw;
+  size_t hw = (size_t)h * w, n_in = (size_t)t->B * r->c_in * hw,
+         n_out = (size_t)t->B * r->c_out * hw;
   tape_op *op = push(t, OP_RESBLOCK, r, last_out(t), r->c_in, h, w, n_out);
   if (!op) return;
   // The swish outputs are kept: the backward needs them as the convs' inputs, and keeping
   // them costs less than recomputing the exp over every element.
-  op->rb = (vqgan_resblock_bufs){alloc_floats(t, n_in),  alloc_floats(t, n_out),
-                                 alloc_floats(t, n_out), t->tmp,
-                                 new_stats(t),           new_stats(t),
-                                 alloc_floats(t, n_in),  alloc_floats(t, n_out)};
+  op->rb = (vqgan_resblock_bufs){
+      alloc_floats(t, n_in), alloc_floats(t, n_out), alloc_floats(t, n_out), t->tmp, new_stats(t),
+      new_stats(t),          alloc_floats(t, n_in),  alloc_floats(t, n_out)};
 }
 
 static void plan_attn(vqgan_tape *t, const vqgan_attnblock *a, int h, int w) {
   size_t n = (size_t)h * w, cn = (size_t)t->B * a->c * n;
   tape_op *op = push(t, OP_ATTN, a, last_out(t), a->c, h, w, cn);
   if (!op) return;
-  op->ab = (vqgan_attn_bufs){alloc_floats(t, cn), alloc_floats(t, cn), alloc_floats(t, cn),
+  op->ab = (vqgan_attn_bufs){alloc_floats(t, cn), alloc_floats(t, cn),
                              alloc_floats(t, cn), alloc_floats(t, cn),
-                             alloc_floats(t, (size_t)t->B * n * n), new_stats(t)};
+                             alloc_floats(t, cn), alloc_floats(t, (size_t)t->B * n * n),
+                             new_stats(t)};
 }
 
 static void plan_norm_swish(vqgan_tape *t, const vqgan_norm *nm, int h, int w) {
@@ -196,7 +199,9 @@ vqgan_tape *vqgpt_vqgan_tape_new(const vqgan *m, int B, int H, int W) {
   t->g_b = alloc_floats(t, s.act);
   t->gt1 = alloc_floats(t, s.act);
   t->gt2 = alloc_floats(t, s.act);
-  t->scratch = alloc_floats(t, s.scratch > vqgpt_vqgan_quantize_scratch_size(m) ? s.scratch : vqgpt_vqgan_quantize_scratch_size(m));
+  t->scratch = alloc_floats(t, s.scratch > vqgpt_vqgan_quantize_scratch_size(m)
+                                   ? s.scratch
+                                   : vqgpt_vqgan_quantize_scratch_size(m));
   t->adq = alloc_floats(t, s.attn_cn);
   t->adk = alloc_floats(t, s.attn_cn);
   t->adv = alloc_floats(t, s.attn_cn);
@@ -204,8 +209,10 @@ vqgan_tape *vqgpt_vqgan_tape_new(const vqgan *m, int B, int H, int W) {
   plan(t);
   if (t->failed) {
     vqgpt_vqgan_tape_free(t);
-    vqgpt_error("out of memory planning VQGAN training at batch %d, %dx%d (memory budget %.3g GiB; "
-                "VQGPT_MAX_MEMORY=GIB raises it)", B, W, H, vqgpt_memory_budget() / 1073741824.0);
+    vqgpt_error(
+        "out of memory planning VQGAN training at batch %d, %dx%d (memory budget %.3g GiB; "
+        "VQGPT_MAX_MEMORY=GIB raises it)",
+        B, W, H, vqgpt_memory_budget() / 1073741824.0);
     return NULL;
   }
   return t;
@@ -226,7 +233,9 @@ const float *vqgpt_vqgan_tape_zq(const vqgan_tape *t) { return t->zq; }
 const int32_t *vqgpt_vqgan_tape_indices(const vqgan_tape *t) { return t->indices; }
 const float *vqgpt_vqgan_tape_last_input(const vqgan_tape *t) { return t->ops[t->n_ops - 1].in; }
 
-static const float *op_input(const vqgan_tape *t, const tape_op *op) { return op->in ? op->in : t->x; }
+static const float *op_input(const vqgan_tape *t, const tape_op *op) {
+  return op->in ? op->in : t->x;
+}
 
 static void run_forward(vqgan_tape *t, tape_op *op) {
   const vqgan *m = t->m;
@@ -236,7 +245,8 @@ static void run_forward(vqgan_tape *t, tape_op *op) {
       vqgpt_vqgan_conv_forward(m, op->layer, op->out, in, t->B, op->h, op->w, t->scratch);
       break;
     case OP_RESBLOCK:
-      vqgpt_vqgan_resblock_forward(m, op->layer, op->out, in, &op->rb, t->B, op->h, op->w, t->scratch);
+      vqgpt_vqgan_resblock_forward(m, op->layer, op->out, in, &op->rb, t->B, op->h, op->w,
+                                   t->scratch);
       break;
     case OP_ATTN:
       vqgpt_vqgan_attn_forward(m, op->layer, op->out, in, &op->ab, t->B, op->h, op->w, t->scratch);

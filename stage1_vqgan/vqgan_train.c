@@ -27,35 +27,43 @@ struct vqgan_trainer {
   int global_batch;    // all ranks' images per step, for the learning rate
   vqgan_tape *tape;
   size_t n_img, n_logits, n_gl, n_d;
-  float *g_grad, *g_m, *g_v;  // generator parameter layout
-  float *d_m, *d_v;           // discriminator parameter layout
-  float *drec, *dgan, *lp_dx;                          // (B, 3, S, S)
-  float *logits_real, *logits_fake, *dreal, *dfake;    // (B, 1, oh, ow)
-  float *gl_rec, *gl_gan, *gl_scratch;                 // decoder.conv_out.weight gradients
-  float *lp_values, *lp_dvalues;                       // (B)
-  float *z_all;          // (ranks * B, C, N) every rank's encoder outputs; NULL for one rank
-  long g_steps, d_steps;                               // Adam's own step counters
+  float *g_grad, *g_m, *g_v;                         // generator parameter layout
+  float *d_m, *d_v;                                  // discriminator parameter layout
+  float *drec, *dgan, *lp_dx;                        // (B, 3, S, S)
+  float *logits_real, *logits_fake, *dreal, *dfake;  // (B, 1, oh, ow)
+  float *gl_rec, *gl_gan, *gl_scratch;               // decoder.conv_out.weight gradients
+  float *lp_values, *lp_dvalues;                     // (B)
+  float *z_all;           // (ranks * B, C, N) every rank's encoder outputs; NULL for one rank
+  long g_steps, d_steps;  // Adam's own step counters
 };
 
 void vqgpt_vqgan_train_defaults(vqgan_train_opts *o) {
-  *o = (vqgan_train_opts){.batch = 4, .size = 64, .base_lr = 4.5e-6, .disc_weight = 1.0,
-                          .disc_factor = 1.0, .disc_start = 10000, .codebook_weight = 1.0,
-                          .perceptual_weight = 1.0, .hinge = true, .legacy_quant = true,
-                          .disc = {.input_nc = 3, .ndf = 64, .n_layers = 3}, .ranks = 1};
+  *o = (vqgan_train_opts){.batch = 4,
+                          .size = 64,
+                          .base_lr = 4.5e-6,
+                          .disc_weight = 1.0,
+                          .disc_factor = 1.0,
+                          .disc_start = 10000,
+                          .codebook_weight = 1.0,
+                          .perceptual_weight = 1.0,
+                          .hinge = true,
+                          .legacy_quant = true,
+                          .disc = {.input_nc = 3, .ndf = 64, .n_layers = 3},
+                          .ranks = 1};
 }
 
 void vqgpt_vqgan_trainer_free(vqgan_trainer *t) {
   if (!t) return;
   vqgpt_vqgan_tape_free(t->tape);
-  float *bufs[] = {t->g_grad, t->g_m,    t->g_v,         t->d_m,        t->d_v,
-                   t->drec,   t->dgan,   t->lp_dx,       t->logits_real, t->logits_fake,
-                   t->dreal,  t->dfake,  t->gl_rec,      t->gl_gan,     t->gl_scratch,
-                   t->lp_values, t->lp_dvalues, t->z_all};
+  float *bufs[] = {t->g_grad, t->g_m,    t->g_v,         t->d_m,         t->d_v,        t->drec,
+                   t->dgan,   t->lp_dx,  t->logits_real, t->logits_fake, t->dreal,      t->dfake,
+                   t->gl_rec, t->gl_gan, t->gl_scratch,  t->lp_values,   t->lp_dvalues, t->z_all};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
   free(t);
 }
 
-vqgan_trainer *vqgpt_vqgan_trainer_new(vqgan *g, patchgan *d, lpips *lp, const vqgan_train_opts *o) {
+vqgan_trainer *vqgpt_vqgan_trainer_new(vqgan *g, patchgan *d, lpips *lp,
+                                       const vqgan_train_opts *o) {
   if (g->cfg.quantizer != VQGAN_NEAREST) {
     vqgpt_error("training a VQGAN with a Gumbel quantizer is not supported (inference only)");
     return NULL;
@@ -94,13 +102,23 @@ vqgan_trainer *vqgpt_vqgan_trainer_new(vqgan *g, patchgan *d, lpips *lp, const v
   struct {
     float **p;
     size_t n;
-  } want[] = {{&t->g_grad, n_g},        {&t->g_m, n_g},          {&t->g_v, n_g},
-              {&t->d_m, t->n_d},        {&t->d_v, t->n_d},       {&t->drec, t->n_img},
-              {&t->dgan, t->n_img},     {&t->lp_dx, t->n_img},   {&t->logits_real, t->n_logits},
-              {&t->logits_fake, t->n_logits}, {&t->dreal, t->n_logits}, {&t->dfake, t->n_logits},
-              {&t->gl_rec, t->n_gl},    {&t->gl_gan, t->n_gl},
+  } want[] = {{&t->g_grad, n_g},
+              {&t->g_m, n_g},
+              {&t->g_v, n_g},
+              {&t->d_m, t->n_d},
+              {&t->d_v, t->n_d},
+              {&t->drec, t->n_img},
+              {&t->dgan, t->n_img},
+              {&t->lp_dx, t->n_img},
+              {&t->logits_real, t->n_logits},
+              {&t->logits_fake, t->n_logits},
+              {&t->dreal, t->n_logits},
+              {&t->dfake, t->n_logits},
+              {&t->gl_rec, t->n_gl},
+              {&t->gl_gan, t->n_gl},
               {&t->gl_scratch, vqgpt_conv2d_scratch_size(&last->s, S, S) + 1},
-              {&t->lp_values, (size_t)B}, {&t->lp_dvalues, (size_t)B}};
+              {&t->lp_values, (size_t)B},
+              {&t->lp_dvalues, (size_t)B}};
   if (o->ranks > 1) {
     int f = vqgpt_vqgan_factor(g);
     size_t z_all = (size_t)o->batch * g->cfg.embed_dim * (S / f) * (S / f);
@@ -121,7 +139,9 @@ vqgan_trainer *vqgpt_vqgan_trainer_new(vqgan *g, patchgan *d, lpips *lp, const v
   return t;
 }
 
-const int32_t *vqgpt_vqgan_trainer_indices(const vqgan_trainer *t) { return vqgpt_vqgan_tape_indices(t->tape); }
+const int32_t *vqgpt_vqgan_trainer_indices(const vqgan_trainer *t) {
+  return vqgpt_vqgan_tape_indices(t->tape);
+}
 
 static double norm2(const float *x, size_t n) {
   double s = 0;
@@ -152,8 +172,9 @@ static void average_stats_over_ranks(const vqgan_trainer *t, double **v, int n) 
 static double last_layer_grad_norm(vqgan_trainer *t, const float *dxrec, float *gl) {
   const vqgan_conv *last = &t->g->dec.conv_out;
   memset(gl, 0, t->n_gl * sizeof *gl);
-  vqgpt_conv2d_backward(NULL, gl, NULL, dxrec, vqgpt_vqgan_tape_last_input(t->tape), t->g->w + last->w,
-                        &last->s, t->o.batch, t->o.size, t->o.size, t->gl_scratch);
+  vqgpt_conv2d_backward(NULL, gl, NULL, dxrec, vqgpt_vqgan_tape_last_input(t->tape),
+                        t->g->w + last->w, &last->s, t->o.batch, t->o.size, t->o.size,
+                        t->gl_scratch);
   average_over_ranks(t, gl, t->n_gl);
   return norm2(gl, t->n_gl);
 }
@@ -218,8 +239,10 @@ static int generator_step(vqgan_trainer *t, const float *x, double disc_factor,
   float lr = (float)(t->o.base_lr * t->global_batch);
   if (!vqgpt_adamw_update(t->g->w, t->g_grad, t->g_m, t->g_v, t->g->n_floats, lr, ADAM_BETA1,
                           ADAM_BETA2, ADAM_EPS, 0.0f, ++t->g_steps))
-    return vqgpt_error("training diverged: the generator's update made a parameter non-finite "
-                       "(learning rate %g too high?)", lr);
+    return vqgpt_error(
+        "training diverged: the generator's update made a parameter non-finite "
+        "(learning rate %g too high?)",
+        lr);
   return 0;
 }
 
@@ -258,10 +281,12 @@ static int discriminator_step(vqgan_trainer *t, const float *x, double disc_fact
     return -1;
   average_over_ranks(t, vqgpt_patchgan_grads(t->d), t->n_d);
   float lr = (float)(t->o.base_lr * t->global_batch);
-  if (!vqgpt_adamw_update(vqgpt_patchgan_params(t->d), vqgpt_patchgan_grads(t->d), t->d_m, t->d_v, t->n_d, lr,
-                          ADAM_BETA1, ADAM_BETA2, ADAM_EPS, 0.0f, ++t->d_steps))
-    return vqgpt_error("training diverged: the discriminator's update made a parameter "
-                       "non-finite (learning rate %g too high?)", lr);
+  if (!vqgpt_adamw_update(vqgpt_patchgan_params(t->d), vqgpt_patchgan_grads(t->d), t->d_m, t->d_v,
+                          t->n_d, lr, ADAM_BETA1, ADAM_BETA2, ADAM_EPS, 0.0f, ++t->d_steps))
+    return vqgpt_error(
+        "training diverged: the discriminator's update made a parameter "
+        "non-finite (learning rate %g too high?)",
+        lr);
   return 0;
 }
 
@@ -361,7 +386,7 @@ static int check_finite_state(const vqgan_trainer *t, const char *path) {
 int vqgpt_vqgan_trainer_save(const vqgan_trainer *t, const char *path, const char *train_state) {
   if (check_finite_state(t, path)) return -1;
   st_writer *w = vqgpt_st_writer_new();
-  char (*names)[96] = calloc(DISC_MAX_MODULES * 4, sizeof *names);
+  char(*names)[96] = calloc(DISC_MAX_MODULES * 4, sizeof *names);
   if (!w || !names) {
     vqgpt_st_writer_free(w);
     free(names);
@@ -440,16 +465,18 @@ char *vqgpt_vqgan_trainer_load(vqgan_trainer *t, const char *path) {
            vqgpt_vqgan_config_parse(&cfg, vqgpt_st_meta(&f, "config"), path);
   if (!rc && (vqgpt_vqgan_config_json(&cfg, got, sizeof got) ||
               vqgpt_vqgan_config_json(&t->g->cfg, want, sizeof want) || strcmp(got, want) != 0))
-    rc = vqgpt_error("%s: the checkpoint's VQGAN config differs from this run's: %s",
-                     path, first_difference(got, want));
+    rc = vqgpt_error("%s: the checkpoint's VQGAN config differs from this run's: %s", path,
+                     first_difference(got, want));
   if (!rc && (!disc_cfg || !steps || !ts))
     rc = vqgpt_error("%s: not a training checkpoint (no optimizer state)", path);
   if (!rc) rc = vqgpt_patchgan_config_parse(&dc, disc_cfg, path);
   const patchgan_config *have = vqgpt_patchgan_get_config(t->d);
-  if (!rc && (dc.input_nc != have->input_nc || dc.ndf != have->ndf || dc.n_layers != have->n_layers))
-    rc = vqgpt_error("%s: the checkpoint's discriminator (input_nc %d, ndf %d, n_layers %d) "
-                     "differs from this run's (input_nc %d, ndf %d, n_layers %d)", path,
-                     dc.input_nc, dc.ndf, dc.n_layers, have->input_nc, have->ndf, have->n_layers);
+  if (!rc &&
+      (dc.input_nc != have->input_nc || dc.ndf != have->ndf || dc.n_layers != have->n_layers))
+    rc = vqgpt_error(
+        "%s: the checkpoint's discriminator (input_nc %d, ndf %d, n_layers %d) "
+        "differs from this run's (input_nc %d, ndf %d, n_layers %d)",
+        path, dc.input_nc, dc.ndf, dc.n_layers, have->input_nc, have->ndf, have->n_layers);
   if (!rc && sscanf(steps, "{\"g\": %ld, \"d\": %ld}", &t->g_steps, &t->d_steps) != 2)
     rc = vqgpt_error("%s: malformed adam_steps metadata", path);
   for (size_t i = 0; i < t->g->n_params && !rc; i++) {

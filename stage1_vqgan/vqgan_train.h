@@ -18,16 +18,16 @@
 #include "stage1_vqgan/vqgan.h"
 
 typedef struct {
-  int batch, size;               // images per step (all ranks together), square crop side
-  double base_lr;                // reference: 4.5e-6; lr = base_lr * batch
-  double disc_weight;            // reference default 1.0 (ImageNet configs use 0.8)
-  double disc_factor;            // 1.0
-  long disc_start;               // step at which the GAN losses switch on
-  double codebook_weight;        // 1.0
-  double perceptual_weight;      // 1.0; forced to 0 without LPIPS weights
-  bool hinge;                    // hinge (default) or vanilla discriminator loss
-  bool legacy_quant;             // the reference's legacy codebook/commitment form (default)
-  patchgan_config disc;          // reference: input_nc 3, ndf 64, n_layers 3
+  int batch, size;           // images per step (all ranks together), square crop side
+  double base_lr;            // reference: 4.5e-6; lr = base_lr * batch
+  double disc_weight;        // reference default 1.0 (ImageNet configs use 0.8)
+  double disc_factor;        // 1.0
+  long disc_start;           // step at which the GAN losses switch on
+  double codebook_weight;    // 1.0
+  double perceptual_weight;  // 1.0; forced to 0 without LPIPS weights
+  bool hinge;                // hinge (default) or vanilla discriminator loss
+  bool legacy_quant;         // the reference's legacy codebook/commitment form (default)
+  patchgan_config disc;      // reference: input_nc 3, ndf 64, n_layers 3
   // Data-parallel training (core/dist.h): the ranks (vqgpt_dist_size()) sharing each batch, 1 for
   // one process. Each rank steps on its batch / ranks images (rank r: rows r * batch / ranks
   // onwards of the whole batch); gradients, the adaptive weight's last-layer gradients, the

@@ -27,11 +27,13 @@
 
 void vqgpt_gpt_config_defaults(gpt_config *cfg) {
   if (cfg->n_codes <= 0)
-    cfg->n_codes = cfg->cond == GPT_COND_TEXT ? cfg->vocab_size - cfg->text_vocab - 1
-                                              : cfg->vocab_size;
+    cfg->n_codes =
+        cfg->cond == GPT_COND_TEXT ? cfg->vocab_size - cfg->text_vocab - 1 : cfg->vocab_size;
 }
 
-int vqgpt_gpt_n_cond(const gpt_config *cfg) { return cfg->cond == GPT_COND_TEXT ? cfg->text_len : 1; }
+int vqgpt_gpt_n_cond(const gpt_config *cfg) {
+  return cfg->cond == GPT_COND_TEXT ? cfg->text_len : 1;
+}
 
 int vqgpt_gpt_text_pad(const gpt_config *cfg) { return cfg->n_codes + cfg->text_vocab; }
 
@@ -78,13 +80,14 @@ int vqgpt_gpt_config_check(const gpt_config *c, const char *source) {
                        c->vocab_size);
   if (c->cond == GPT_COND_CLASS) {
     if (c->n_classes < 1 || c->n_classes > c->vocab_size)
-      return vqgpt_error("%s: config n_classes %d not in [1, vocab_size %d]", source,
-                         c->n_classes, c->vocab_size);
+      return vqgpt_error("%s: config n_classes %d not in [1, vocab_size %d]", source, c->n_classes,
+                         c->vocab_size);
     if (c->null_class < 0 || c->null_class >= c->vocab_size ||
         (c->null_class > 0 && c->null_class < c->n_classes))
-      return vqgpt_error("%s: config null_class %d must be a token past the classes (%d) and "
-                         "below vocab_size %d", source, c->null_class, c->n_classes,
-                         c->vocab_size);
+      return vqgpt_error(
+          "%s: config null_class %d must be a token past the classes (%d) and "
+          "below vocab_size %d",
+          source, c->null_class, c->n_classes, c->vocab_size);
   } else if (c->cond == GPT_COND_TEXT) {
     if (c->text_len < 1 || c->text_len >= c->block_size)
       return vqgpt_error("%s: config text_len %d not in [1, block_size %d)", source, c->text_len,
@@ -117,7 +120,8 @@ static int get_int_key(const json_value *o, const char *key, int *out, bool requ
 static int get_float_key(const json_value *o, const char *key, float *out, const char *source) {
   double v;
   if (!vqgpt_json_get(o, key)) return 0;
-  if (!vqgpt_json_get_number(o, key, &v)) return vqgpt_error("%s: config '%s' is not a number", source, key);
+  if (!vqgpt_json_get_number(o, key, &v))
+    return vqgpt_error("%s: config '%s' is not a number", source, key);
   *out = (float)v;
   return 0;
 }
@@ -149,9 +153,12 @@ int vqgpt_gpt_config_parse(gpt_config *cfg, const char *text, const char *source
   const json_value *cond = vqgpt_json_get(root, "cond");
   if (cond) {
     const char *s = vqgpt_json_get_string(root, "cond");
-    if (s && !strcmp(s, "none")) cfg->cond = GPT_COND_NONE;
-    else if (s && !strcmp(s, "class")) cfg->cond = GPT_COND_CLASS;
-    else if (s && !strcmp(s, "text")) cfg->cond = GPT_COND_TEXT;
+    if (s && !strcmp(s, "none"))
+      cfg->cond = GPT_COND_NONE;
+    else if (s && !strcmp(s, "class"))
+      cfg->cond = GPT_COND_CLASS;
+    else if (s && !strcmp(s, "text"))
+      cfg->cond = GPT_COND_TEXT;
     else {
       vqgpt_error("%s: config 'cond' must be \"none\", \"class\" or \"text\"", source);
       goto done;
@@ -205,8 +212,8 @@ char *vqgpt_gpt_config_to_json(const gpt_config *c) {
 
 size_t vqgpt_gpt_count_params(const gpt_config *c) {
   size_t V = c->vocab_size, C = c->n_embd, L = c->n_layer, Tb = c->block_size;
-  size_t per_layer = 2 * C + 3 * C * C + 3 * C + C * C + C + 2 * C + 4 * C * C + 4 * C +
-                     4 * C * C + C;
+  size_t per_layer =
+      2 * C + 3 * C * C + 3 * C + C * C + C + 2 * C + 4 * C * C + 4 * C + 4 * C * C + C;
   return V * C + Tb * C + L * per_layer + 2 * C + V * C;
 }
 
@@ -214,22 +221,38 @@ size_t vqgpt_gpt_count_params(const gpt_config *c) {
 static void point_params(gpt_params *p, float *base, const gpt_config *c) {
   size_t V = c->vocab_size, C = c->n_embd, L = c->n_layer, Tb = c->block_size;
   float *q = base;
-  p->tok_emb = q; q += V * C;
-  p->pos_emb = q; q += Tb * C;
-  p->ln1_w = q; q += L * C;
-  p->ln1_b = q; q += L * C;
-  p->qkv_w = q; q += L * 3 * C * C;
-  p->qkv_b = q; q += L * 3 * C;
-  p->proj_w = q; q += L * C * C;
-  p->proj_b = q; q += L * C;
-  p->ln2_w = q; q += L * C;
-  p->ln2_b = q; q += L * C;
-  p->fc_w = q; q += L * 4 * C * C;
-  p->fc_b = q; q += L * 4 * C;
-  p->fcproj_w = q; q += L * 4 * C * C;
-  p->fcproj_b = q; q += L * C;
-  p->lnf_w = q; q += C;
-  p->lnf_b = q; q += C;
+  p->tok_emb = q;
+  q += V * C;
+  p->pos_emb = q;
+  q += Tb * C;
+  p->ln1_w = q;
+  q += L * C;
+  p->ln1_b = q;
+  q += L * C;
+  p->qkv_w = q;
+  q += L * 3 * C * C;
+  p->qkv_b = q;
+  q += L * 3 * C;
+  p->proj_w = q;
+  q += L * C * C;
+  p->proj_b = q;
+  q += L * C;
+  p->ln2_w = q;
+  q += L * C;
+  p->ln2_b = q;
+  q += L * C;
+  p->fc_w = q;
+  q += L * 4 * C * C;
+  p->fc_b = q;
+  q += L * 4 * C;
+  p->fcproj_w = q;
+  q += L * 4 * C * C;
+  p->fcproj_b = q;
+  q += L * C;
+  p->lnf_w = q;
+  q += C;
+  p->lnf_b = q;
+  q += C;
   p->head_w = q;
 }
 
@@ -259,11 +282,11 @@ static int make_tensor_table(gpt *m) {
   char name[64];
   for (int l = 0; l < c->n_layer; l++) {
     size_t L = l;
-#define T1(suffix, ptr, n0, decay)                            \
-  snprintf(name, sizeof name, "blocks.%d.%s", l, suffix);     \
+#define T1(suffix, ptr, n0, decay)                        \
+  snprintf(name, sizeof name, "blocks.%d.%s", l, suffix); \
   add_tensor(m, name, ptr, 1, n0, 0, 0, decay)
-#define T2(suffix, ptr, n0, n1, decay)                        \
-  snprintf(name, sizeof name, "blocks.%d.%s", l, suffix);     \
+#define T2(suffix, ptr, n0, n1, decay)                    \
+  snprintf(name, sizeof name, "blocks.%d.%s", l, suffix); \
   add_tensor(m, name, ptr, 2, n0, n1, 0, decay)
     T1("ln1.weight", p->ln1_w + L * C, C, false);
     T1("ln1.bias", p->ln1_b + L * C, C, false);
@@ -349,8 +372,8 @@ int vqgpt_gpt_read_block(const gpt *m, const st_file *f, const char *prefix, flo
 // Tensors a GPT file may hold beside the model (vqgpt_st_check_all_used patterns): a training
 // checkpoint's AdamW moments and data order (vqgpt_gpt_trainer_save), the reference's causal-mask
 // buffers.
-const char *const vqgpt_GPT_FILE_EXTRAS[] = {"opt.m.*", "opt.v.*", "train.order", "blocks.*.attn.mask", "tokenizer",
-                                       NULL};
+const char *const vqgpt_GPT_FILE_EXTRAS[] = {
+    "opt.m.*", "opt.v.*", "train.order", "blocks.*.attn.mask", "tokenizer", NULL};
 
 // The token embedding and the Linear weights: what a sampling model may keep in half.
 static bool is_matrix(const gpt_tensor_info *t) {
@@ -383,14 +406,19 @@ static int read_half_model(gpt *m, const st_file *f, half_format fmt) {
   size_t V = c->vocab_size, C = c->n_embd, L = c->n_layer, Tb = c->block_size;
   gpt_params *p = &m->p;
   gpt_half_params *h = &m->h;
-  struct { float **f32; uint16_t **half; size_t n; } mats[] = {
-      {&p->tok_emb, &h->tok_emb, V * C},       {&p->qkv_w, &h->qkv_w, L * 3 * C * C},
-      {&p->proj_w, &h->proj_w, L * C * C},     {&p->fc_w, &h->fc_w, L * 4 * C * C},
-      {&p->fcproj_w, &h->fcproj_w, L * 4 * C * C}, {&p->head_w, &h->head_w, V * C}};
-  struct { float **f32; size_t n; } vecs[] = {
-      {&p->pos_emb, Tb * C}, {&p->ln1_w, L * C},     {&p->ln1_b, L * C}, {&p->qkv_b, L * 3 * C},
-      {&p->proj_b, L * C},   {&p->ln2_w, L * C},     {&p->ln2_b, L * C}, {&p->fc_b, L * 4 * C},
-      {&p->fcproj_b, L * C}, {&p->lnf_w, C},         {&p->lnf_b, C}};
+  struct {
+    float **f32;
+    uint16_t **half;
+    size_t n;
+  } mats[] = {{&p->tok_emb, &h->tok_emb, V * C},           {&p->qkv_w, &h->qkv_w, L * 3 * C * C},
+              {&p->proj_w, &h->proj_w, L * C * C},         {&p->fc_w, &h->fc_w, L * 4 * C * C},
+              {&p->fcproj_w, &h->fcproj_w, L * 4 * C * C}, {&p->head_w, &h->head_w, V * C}};
+  struct {
+    float **f32;
+    size_t n;
+  } vecs[] = {{&p->pos_emb, Tb * C}, {&p->ln1_w, L * C}, {&p->ln1_b, L * C}, {&p->qkv_b, L * 3 * C},
+              {&p->proj_b, L * C},   {&p->ln2_w, L * C}, {&p->ln2_b, L * C}, {&p->fc_b, L * 4 * C},
+              {&p->fcproj_b, L * C}, {&p->lnf_w, C},     {&p->lnf_b, C}};
   size_t n_mats = sizeof mats / sizeof *mats, n_vecs = sizeof vecs / sizeof *vecs;
   size_t half_total = 0, vec_total = 0, widest = 0;
   for (size_t i = 0; i < n_mats; i++) half_total += mats[i].n;
@@ -420,7 +448,8 @@ static int read_half_model(gpt *m, const st_file *f, half_format fmt) {
     for (size_t j = 0; j < n_mats; j++) {  // its place within its family
       const float *base = *mats[j].f32;
       if (at >= base && at < base + mats[j].n)
-        memcpy(*mats[j].half + (at - base), vqgpt_st_find(f, t->name)->data, t->numel * sizeof(uint16_t));
+        memcpy(*mats[j].half + (at - base), vqgpt_st_find(f, t->name)->data,
+               t->numel * sizeof(uint16_t));
     }
   }
   float *vq = vb;
@@ -462,7 +491,8 @@ static gpt *load(const char *path, bool for_sampling) {
   if (!m) goto done;
   bool half = for_sampling && matrices_half_format(m, &f, &fmt);
   if ((half ? read_half_model(m, &f, fmt) : vqgpt_gpt_read_block(m, &f, "", m->params)) ||
-      vqgpt_gpt_card_read(&m->card, &f, path) || vqgpt_st_check_all_used(&f, vqgpt_GPT_FILE_EXTRAS)) {
+      vqgpt_gpt_card_read(&m->card, &f, path) ||
+      vqgpt_st_check_all_used(&f, vqgpt_GPT_FILE_EXTRAS)) {
     vqgpt_gpt_free(m);
     m = NULL;
   }
@@ -540,8 +570,8 @@ int vqgpt_gpt_save_as(const gpt *m, const char *path, st_dtype storage) {
     goto done;
   }
   if (vqgpt_st_writer_meta(w, "format", "taming-gpt") || vqgpt_st_writer_meta(w, "config", cfg) ||
-      vqgpt_gpt_card_write(&m->card, w) || vqgpt_gpt_writer_add_block(m, w, "", m->params, &names) ||
-      vqgpt_st_writer_save(w, path))
+      vqgpt_gpt_card_write(&m->card, w) ||
+      vqgpt_gpt_writer_add_block(m, w, "", m->params, &names) || vqgpt_st_writer_save(w, path))
     goto done;
   rc = 0;
 done:
@@ -577,22 +607,38 @@ int vqgpt_gpt_build(gpt *m, int B, int T) {
   size_t BT = (size_t)B * T, C = c->n_embd, L = c->n_layer, H = c->n_head, V = c->vocab_size;
   size_t TT = (size_t)B * H * T * T;
   size_t sizes[] = {
-      BT * C,                                        // encoded
-      L * BT * C, L * BT, L * BT,                    // ln1, mean, rstd
-      L * BT * 3 * C, L * BT * C, L * TT,            // qkv, atty, att
-      L * BT * C,                                    // residual2
-      L * BT * C, L * BT, L * BT,                    // ln2, mean, rstd
-      L * BT * 4 * C, L * BT * 4 * C, L * BT * C,    // fch, fch_gelu, residual3
-      BT * C, BT, BT,                                // lnf, mean, rstd
-      BT * V, BT * V, BT,                            // logits, probs, losses
-      BT * C, BT * C, BT * 4 * C, BT * 3 * C, TT,    // dresidual, dln, dbuf, dqkv, datt
+      BT * C,  // encoded
+      L * BT * C,
+      L * BT,
+      L * BT,  // ln1, mean, rstd
+      L * BT * 3 * C,
+      L * BT * C,
+      L * TT,      // qkv, atty, att
+      L * BT * C,  // residual2
+      L * BT * C,
+      L * BT,
+      L * BT,  // ln2, mean, rstd
+      L * BT * 4 * C,
+      L * BT * 4 * C,
+      L * BT * C,  // fch, fch_gelu, residual3
+      BT * C,
+      BT,
+      BT,  // lnf, mean, rstd
+      BT * V,
+      BT * V,
+      BT,  // logits, probs, losses
+      BT * C,
+      BT * C,
+      BT * 4 * C,
+      BT * 3 * C,
+      TT,  // dresidual, dln, dbuf, dqkv, datt
   };
   float **ptrs[] = {
-      &m->a.encoded,  &m->a.ln1,      &m->a.ln1_mean, &m->a.ln1_rstd, &m->a.qkv,
-      &m->a.atty,     &m->a.att,      &m->a.residual2, &m->a.ln2,     &m->a.ln2_mean,
-      &m->a.ln2_rstd, &m->a.fch,      &m->a.fch_gelu, &m->a.residual3, &m->a.lnf,
-      &m->a.lnf_mean, &m->a.lnf_rstd, &m->a.logits,   &m->a.probs,    &m->a.losses,
-      &m->a.dresidual, &m->a.dln,     &m->a.dbuf,     &m->a.dqkv,     &m->a.datt,
+      &m->a.encoded,   &m->a.ln1,      &m->a.ln1_mean,  &m->a.ln1_rstd,  &m->a.qkv,
+      &m->a.atty,      &m->a.att,      &m->a.residual2, &m->a.ln2,       &m->a.ln2_mean,
+      &m->a.ln2_rstd,  &m->a.fch,      &m->a.fch_gelu,  &m->a.residual3, &m->a.lnf,
+      &m->a.lnf_mean,  &m->a.lnf_rstd, &m->a.logits,    &m->a.probs,     &m->a.losses,
+      &m->a.dresidual, &m->a.dln,      &m->a.dbuf,      &m->a.dqkv,      &m->a.datt,
   };
   size_t n = sizeof sizes / sizeof sizes[0], total = 0;
   for (size_t i = 0; i < n; i++) total += sizes[i];
@@ -632,7 +678,8 @@ int vqgpt_gpt_forward(gpt *m, const int32_t *idx, const int32_t *targets, int B,
   int C = c->n_embd, L = c->n_layer, H = c->n_head, V = c->vocab_size;
   size_t BT = (size_t)B * T;
   for (size_t i = 0; i < BT; i++)
-    if (idx[i] < 0 || idx[i] >= V) return vqgpt_error("GPT input token %d not in [0, %d)", idx[i], V);
+    if (idx[i] < 0 || idx[i] >= V)
+      return vqgpt_error("GPT input token %d not in [0, %d)", idx[i], V);
   if (targets)
     for (size_t i = 0; i < BT; i++)
       if (targets[i] >= V) return vqgpt_error("GPT target %d not in [0, %d)", targets[i], V);
@@ -750,11 +797,11 @@ int vqgpt_gpt_backward(gpt *m) {
     vqgpt_linear_backward(dbuf, g->fcproj_w + Lc * 4 * C, g->fcproj_b + Lc, dbranch, fchg,
                           p->fcproj_w + Lc * 4 * C, (int)BT, 4 * C, C);
     vqgpt_gelu_backward(dbuf, dbuf, fch, BT * 4 * C);
-    vqgpt_linear_backward(dln, g->fc_w + Lc * 4 * C, g->fc_b + Lc * 4, dbuf, ln2, p->fc_w + Lc * 4 * C,
-                          (int)BT, C, 4 * C);
+    vqgpt_linear_backward(dln, g->fc_w + Lc * 4 * C, g->fc_b + Lc * 4, dbuf, ln2,
+                          p->fc_w + Lc * 4 * C, (int)BT, C, 4 * C);
     vqgpt_layernorm_backward(dres, g->ln2_w + Lc, g->ln2_b + Lc, dln, res2,
-                             a->ln2_mean + (size_t)l * BT, a->ln2_rstd + (size_t)l * BT, p->ln2_w + Lc,
-                             (int)BT, C);
+                             a->ln2_mean + (size_t)l * BT, a->ln2_rstd + (size_t)l * BT,
+                             p->ln2_w + Lc, (int)BT, C);
 
     // Attention branch: res2 = resid + drop(proj(attn(qkv(ln1(resid))))).
     dbranch = dres;
@@ -763,16 +810,16 @@ int vqgpt_gpt_backward(gpt *m) {
       dbranch = dln;
     }
     float *datty = dbuf;  // (B, T, C) reuses the MLP scratch
-    vqgpt_linear_backward(datty, g->proj_w + Lc * C, g->proj_b + Lc, dbranch, atty, p->proj_w + Lc * C,
-                          (int)BT, C, C);
+    vqgpt_linear_backward(datty, g->proj_w + Lc * C, g->proj_b + Lc, dbranch, atty,
+                          p->proj_w + Lc * C, (int)BT, C, C);
     vqgpt_causal_attention_backward(a->dqkv, datty, qkv, att, B, T, C, H,
                                     train ? c->attn_pdrop : 0.0f, site_seed(seed, l, 1), row0,
                                     a->datt);
     vqgpt_linear_backward(dln, g->qkv_w + Lc * 3 * C, g->qkv_b + Lc * 3, a->dqkv, ln1,
                           p->qkv_w + Lc * 3 * C, (int)BT, C, 3 * C);
     vqgpt_layernorm_backward(dres, g->ln1_w + Lc, g->ln1_b + Lc, dln, resid,
-                             a->ln1_mean + (size_t)l * BT, a->ln1_rstd + (size_t)l * BT, p->ln1_w + Lc,
-                             (int)BT, C);
+                             a->ln1_mean + (size_t)l * BT, a->ln1_rstd + (size_t)l * BT,
+                             p->ln1_w + Lc, (int)BT, C);
   }
 
   // Embeddings: dres is d encoded.
@@ -839,10 +886,16 @@ static int work_reserve(gpt_work *w, const gpt *m, size_t rows) {
   size_t C = c->n_embd, Tm = c->block_size;
   // The widest weight matrix for vqgpt_linear_forward_half's tiles: fcproj (C, 4C) or a tile of
   // any other (all have C columns).
-  size_t tile = m->half_weights ? vqgpt_linear_half_scratch_floats(4 * (int)C, LINEAR_HALF_TILE_ROWS)
-                                : 0;
-  size_t sizes[] = {rows * C, rows * C, rows * 3 * C, rows * C, rows * C, rows * 4 * C,
-                    (size_t)vqgpt_scratch_threads() * Tm * Tm, tile};
+  size_t tile =
+      m->half_weights ? vqgpt_linear_half_scratch_floats(4 * (int)C, LINEAR_HALF_TILE_ROWS) : 0;
+  size_t sizes[] = {rows * C,
+                    rows * C,
+                    rows * 3 * C,
+                    rows * C,
+                    rows * C,
+                    rows * 4 * C,
+                    (size_t)vqgpt_scratch_threads() * Tm * Tm,
+                    tile};
   float **ptrs[] = {&w->x, &w->ln, &w->qkv, &w->atty, &w->tmp, &w->h, &w->scores, &w->wtile};
   size_t total = 0, n = sizeof sizes / sizeof sizes[0];
   for (size_t i = 0; i < n; i++) total += sizes[i];
@@ -861,8 +914,7 @@ static int work_reserve(gpt_work *w, const gpt *m, size_t rows) {
 
 // One Linear of the sampling forward: w32 + at, or w16 + at for a half-weight model.
 static void sample_linear(const gpt *m, gpt_work *w, float *out, const float *in, const float *w32,
-                          const uint16_t *w16, size_t at, const float *bias, int N, int C,
-                          int OC) {
+                          const uint16_t *w16, size_t at, const float *bias, int N, int C, int OC) {
   if (m->half_weights)
     vqgpt_linear_forward_half(out, in, w16 + at, m->half_fmt, bias, N, C, OC, w->wtile);
   else
@@ -964,8 +1016,10 @@ static long extend_layout(const gpt *m, gpt_part *parts, int n_parts, extend_seq
     gpt_kv *kv = parts[k].kv;
     int start = parts[k].restart ? 0 : kv->T, count = parts[k].count;
     if (count < 1 || start + count > kv->Tmax) {
-      if (start == 0) vqgpt_error("GPT prefill of %d tokens: block_size is %d", count, kv->Tmax);
-      else vqgpt_error("GPT context full: block_size %d reached", kv->Tmax);
+      if (start == 0)
+        vqgpt_error("GPT prefill of %d tokens: block_size is %d", count, kv->Tmax);
+      else
+        vqgpt_error("GPT context full: block_size %d reached", kv->Tmax);
       return -1;
     }
     for (int b = 0; b < kv->B; b++, s++) {
@@ -1007,8 +1061,8 @@ int vqgpt_gpt_extend(const gpt *m, gpt_work *w, gpt_part *parts, int n_parts, fl
     size_t Lc = (size_t)l * C;
     vqgpt_layernorm_forward(w->ln, NULL, NULL, w->x, p->ln1_w + Lc, p->ln1_b + Lc, (int)rows, C,
                             GPT_LN_EPS);
-    sample_linear(m, w, w->qkv, w->ln, p->qkv_w, h->qkv_w, Lc * 3 * C, p->qkv_b + Lc * 3,
-                  (int)rows, C, 3 * C);
+    sample_linear(m, w, w->qkv, w->ln, p->qkv_w, h->qkv_w, Lc * 3 * C, p->qkv_b + Lc * 3, (int)rows,
+                  C, 3 * C);
     store_kv(sq, n_seq, w->qkv, l, C, H);
     bool last = l == L - 1;
     attend(sq, n_seq, w, l, C, H, last);

@@ -49,10 +49,10 @@ int vqgpt_gpt_trained_grid(const gpt_config *cfg, int *h, int *w);
 // What a model knows about itself beyond its architecture (safetensors metadata and one U8
 // tensor), kept through training, export and conversion. Strings are JSON texts; NULL if absent.
 typedef struct {
-  char *class_names;    // "class_names": JSON array of strings, one per class id
-  char *sampling;       // "sampling": recommended settings {"cfg", "top_k", "top_p", "temperature"}
-  char *vqgan;          // "vqgan": the first stage it was trained with {"file", "fingerprint", "n_embed"}
-  uint8_t *tokenizer;   // tensor "tokenizer": the SentencePiece model proto (text models)
+  char *class_names;  // "class_names": JSON array of strings, one per class id
+  char *sampling;     // "sampling": recommended settings {"cfg", "top_k", "top_p", "temperature"}
+  char *vqgan;  // "vqgan": the first stage it was trained with {"file", "fingerprint", "n_embed"}
+  uint8_t *tokenizer;  // tensor "tokenizer": the SentencePiece model proto (text models)
   size_t tokenizer_bytes;
 } gpt_card;
 void vqgpt_gpt_card_free(gpt_card *card);
@@ -73,20 +73,20 @@ void vqgpt_gpt_config_defaults(gpt_config *cfg);
 // Per-layer tensors are stacked over layers: (L, ...). Within qkv_w the rows are the
 // reference's query, key and value weights in that order, so one product yields all three.
 typedef struct {
-  float *tok_emb;            // (V, C)
-  float *pos_emb;            // (block_size, C)
-  float *ln1_w, *ln1_b;      // (L, C)
-  float *qkv_w;              // (L, 3C, C)
-  float *qkv_b;              // (L, 3C)
-  float *proj_w;             // (L, C, C)
-  float *proj_b;             // (L, C)
-  float *ln2_w, *ln2_b;      // (L, C)
-  float *fc_w;               // (L, 4C, C)   mlp.0
-  float *fc_b;               // (L, 4C)
-  float *fcproj_w;           // (L, C, 4C)   mlp.2
-  float *fcproj_b;           // (L, C)
-  float *lnf_w, *lnf_b;      // (C)
-  float *head_w;             // (V, C)
+  float *tok_emb;        // (V, C)
+  float *pos_emb;        // (block_size, C)
+  float *ln1_w, *ln1_b;  // (L, C)
+  float *qkv_w;          // (L, 3C, C)
+  float *qkv_b;          // (L, 3C)
+  float *proj_w;         // (L, C, C)
+  float *proj_b;         // (L, C)
+  float *ln2_w, *ln2_b;  // (L, C)
+  float *fc_w;           // (L, 4C, C)   mlp.0
+  float *fc_b;           // (L, 4C)
+  float *fcproj_w;       // (L, C, 4C)   mlp.2
+  float *fcproj_b;       // (L, C)
+  float *lnf_w, *lnf_b;  // (C)
+  float *head_w;         // (V, C)
 } gpt_params;
 
 // The matrices a sampling-only model keeps in half precision, laid out as in gpt_params.
@@ -125,11 +125,11 @@ typedef struct {
   int32_t *targets;            // (B, T) copy of the targets of the last forward
   int32_t *inputs;             // (B, T) copy of its input tokens
   // backward scratch
-  float *dresidual;            // (B, T, C)
-  float *dln;                  // (B, T, C)
-  float *dbuf;                 // (B, T, 4C)
-  float *dqkv;                 // (B, T, 3C)
-  float *datt;                 // (B, H, T, T)
+  float *dresidual;  // (B, T, C)
+  float *dln;        // (B, T, C)
+  float *dbuf;       // (B, T, 4C)
+  float *dqkv;       // (B, T, 3C)
+  float *datt;       // (B, H, T, T)
 } gpt_acts;
 
 typedef struct {
@@ -145,7 +145,7 @@ typedef struct {
   half_format half_fmt;
   uint16_t *half_block;
   gpt_half_params h;
-  float *grads;   // (n_params), NULL until vqgpt_gpt_alloc_grads
+  float *grads;  // (n_params), NULL until vqgpt_gpt_alloc_grads
   gpt_params g;
   gpt_tensor_info *tensors;
   size_t n_tensors;
@@ -155,9 +155,9 @@ typedef struct {
   int32_t *act_targets;
   gpt_acts a;
   // State of the last forward.
-  bool train;        // dropout active
+  bool train;  // dropout active
   uint64_t drop_seed;
-  int drop_row0;     // the batch row of row 0 in the dropout masks' counters
+  int drop_row0;  // the batch row of row 0 in the dropout masks' counters
   bool have_loss;
   float loss;
   int n_valid;
@@ -174,7 +174,8 @@ gpt *vqgpt_gpt_create(const gpt_config *cfg, uint64_t *rng);
 gpt *vqgpt_gpt_load(const char *path);
 // The same for sampling only: a file whose weight matrices are all F16 (or all BF16) keeps
 // them in that format (half_weights), halving the memory and the bytes each decoding step
-// reads; logits equal vqgpt_gpt_load's up to float32 summation order. Other files load as vqgpt_gpt_load.
+// reads; logits equal vqgpt_gpt_load's up to float32 summation order. Other files load as
+// vqgpt_gpt_load.
 gpt *vqgpt_gpt_load_for_sampling(const char *path);
 // vqgpt_st_check_all_used patterns (NULL-terminated) of what the project writes beside a GPT on
 // purpose: the trainer's optimizer state and data order, attention-mask buffers.

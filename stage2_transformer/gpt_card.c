@@ -27,8 +27,9 @@ static int read_json_meta(char **out, const st_file *f, const char *key, json_ty
   for (size_t i = 0; ok && type == JSON_ARRAY && i < v->count; i++)
     ok = v->items[i].type == JSON_STRING;
   vqgpt_json_free(v);
-  if (!ok) return vqgpt_error("%s: metadata '%s' is not a JSON %s", source, key,
-                              type == JSON_ARRAY ? "array of strings" : "object");
+  if (!ok)
+    return vqgpt_error("%s: metadata '%s' is not a JSON %s", source, key,
+                       type == JSON_ARRAY ? "array of strings" : "object");
   *out = strdup(text);
   return *out ? 0 : vqgpt_error("out of memory");
 }

@@ -58,8 +58,10 @@ int vqgpt_gpt_train_options_check(const gpt_train_options *o) {
   if (!(o->cond_drop >= 0 && o->cond_drop < 1))
     return vqgpt_error("--cond-drop must be in [0, 1) (got %g)", o->cond_drop);
   if (o->ranks < 1 || o->batch_size % o->ranks || (o->ranks > 1 && o->ranks != vqgpt_dist_size()))
-    return vqgpt_error("--batch %d cannot be split over %d ranks (of %d running): it must be a "
-                       "multiple of their number", o->batch_size, o->ranks, vqgpt_dist_size());
+    return vqgpt_error(
+        "--batch %d cannot be split over %d ranks (of %d running): it must be a "
+        "multiple of their number",
+        o->batch_size, o->ranks, vqgpt_dist_size());
   return 0;
 }
 
@@ -123,7 +125,8 @@ int vqgpt_gpt_trainer_init(gpt_trainer *tr, gpt *model, const gpt_dataset *data,
   if (n_cond + T - 1 > (size_t)c->block_size)
     return vqgpt_error("a %dx%d code grid needs %zu positions but the GPT's block_size is %d",
                        data->h, data->w, n_cond + T - 1, c->block_size);
-  if (opt->cond_drop > 0 && !(c->cond == GPT_COND_TEXT || (c->cond == GPT_COND_CLASS && c->null_class > 0)))
+  if (opt->cond_drop > 0 &&
+      !(c->cond == GPT_COND_TEXT || (c->cond == GPT_COND_CLASS && c->null_class > 0)))
     return vqgpt_error("condition dropout needs a text model or a class model with a null class");
   for (size_t i = 0; i < (size_t)data->n * T; i++)
     if (data->codes[i] < 0 || data->codes[i] >= c->n_codes)
@@ -224,7 +227,8 @@ int vqgpt_gpt_trainer_step(gpt_trainer *tr, gpt_step_stats *stats) {
     // Inputs only are corrupted: a random token of the whole vocabulary, as the reference's
     // randint_like(z_indices, vocab_size); targets stay the true codes.
     for (int t = nc; t < T; t++)
-      if (pkeep < 1.0f && vqgpt_rng_uniform(&tr->rng) >= pkeep) in[t] = (int32_t)vqgpt_rng_below(&tr->rng, V);
+      if (pkeep < 1.0f && vqgpt_rng_uniform(&tr->rng) >= pkeep)
+        in[t] = (int32_t)vqgpt_rng_below(&tr->rng, V);
   }
   uint64_t drop_seed = vqgpt_rng_next(&tr->rng);
   vqgpt_gpt_zero_grad(m);
@@ -252,8 +256,10 @@ int vqgpt_gpt_trainer_step(gpt_trainer *tr, gpt_step_stats *stats) {
                                  tr->opt.eps, t->decay ? tr->opt.weight_decay : 0.0f, tr->step + 1);
   }
   if (!finite)
-    return vqgpt_error("step %ld: training diverged: the update made a parameter non-finite "
-                       "(learning rate %g too high?)", tr->step + 1, lr);
+    return vqgpt_error(
+        "step %ld: training diverged: the update made a parameter non-finite "
+        "(learning rate %g too high?)",
+        tr->step + 1, lr);
   tr->step++;
   if (stats) {
     stats->loss = m->loss;
@@ -308,7 +314,8 @@ static char *state_json(const gpt_trainer *tr) {
   char *s = malloc(n);
   if (!s) return NULL;
   snprintf(s, n,
-           "{\"step\": %ld, \"rng\": \"%" PRIu64 "\", \"epoch\": %ld, \"cursor\": %d, "
+           "{\"step\": %ld, \"rng\": \"%" PRIu64
+           "\", \"epoch\": %ld, \"cursor\": %d, "
            "\"n_samples\": %d, \"h\": %d, \"w\": %d, \"n_val\": %d, \"options\": {"
            "\"batch_size\": %d, \"steps\": %ld, \"lr\": %.9g, \"min_lr\": %.9g, \"warmup\": %ld, "
            "\"weight_decay\": %.9g, \"beta1\": %.9g, \"beta2\": %.9g, \"eps\": %.9g, "
@@ -327,8 +334,10 @@ int vqgpt_gpt_trainer_save(const gpt_trainer *tr, const char *path) {
   const char *what[3] = {"parameters", "AdamW moments", "AdamW moments"};
   for (int i = 0; i < 3; i++)
     if (!vqgpt_all_finite(blocks[i], m->n_params))
-      return vqgpt_error("%s: not saved: the GPT's %s hold a NaN or an infinity (training "
-                         "diverged)", path, what[i]);
+      return vqgpt_error(
+          "%s: not saved: the GPT's %s hold a NaN or an infinity (training "
+          "diverged)",
+          path, what[i]);
   st_writer *w = vqgpt_st_writer_new();
   if (!w) return vqgpt_error("out of memory");
   char **names[3] = {NULL, NULL, NULL};
@@ -344,7 +353,8 @@ int vqgpt_gpt_trainer_save(const gpt_trainer *tr, const char *path) {
       vqgpt_gpt_writer_add_block(m, w, "", m->params, &names[0]) ||
       vqgpt_gpt_writer_add_block(m, w, "opt.m.", tr->m, &names[1]) ||
       vqgpt_gpt_writer_add_block(m, w, "opt.v.", tr->v, &names[2]) ||
-      vqgpt_st_writer_add(w, "train.order", ST_I32, 1, order_shape, tr->order) || vqgpt_st_writer_save(w, path))
+      vqgpt_st_writer_add(w, "train.order", ST_I32, 1, order_shape, tr->order) ||
+      vqgpt_st_writer_save(w, path))
     goto done;
   rc = 0;
 done:
@@ -406,11 +416,13 @@ static int check_same_options(const char *path, const gpt_train_options *was,
            {"--val-fraction", was->val_fraction, now->val_fraction}};
   for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
     if (f[i].was != f[i].now)
-      return vqgpt_error("%s: %s is %.7g for this run but the checkpoint was trained with %.7g "
-                         "(resume with the same settings; only --steps may change)",
-                         path, f[i].flag, f[i].now, f[i].was);
+      return vqgpt_error(
+          "%s: %s is %.7g for this run but the checkpoint was trained with %.7g "
+          "(resume with the same settings; only --steps may change)",
+          path, f[i].flag, f[i].now, f[i].was);
   if (was->seed != now->seed)
-    return vqgpt_error("%s: --seed is %" PRIu64 " for this run but the checkpoint was trained "
+    return vqgpt_error("%s: --seed is %" PRIu64
+                       " for this run but the checkpoint was trained "
                        "with %" PRIu64 " (resume with the same settings; only --steps may change)",
                        path, now->seed, was->seed);
   return 0;

@@ -1,8 +1,8 @@
 // Training the GPT on code grids (the reference Net2NetTransformer's training step): the
-// condition tokens (one, or a prompt's text_len) + the h*w codes, inputs corrupted with probability 1 - pkeep, cross-entropy
-// on the codes; AdamW with weight decay on Linear weights only, linear warm-up then cosine
-// decay, global-norm gradient clipping; a held-out split for validation; checkpoints that
-// resume bit-for-bit.
+// condition tokens (one, or a prompt's text_len) + the h*w codes, inputs corrupted with probability
+// 1 - pkeep, cross-entropy on the codes; AdamW with weight decay on Linear weights only, linear
+// warm-up then cosine decay, global-norm gradient clipping; a held-out split for validation;
+// checkpoints that resume bit-for-bit.
 #ifndef VQGPT_GPT_TRAIN_H
 #define VQGPT_GPT_TRAIN_H
 
@@ -49,7 +49,7 @@ typedef struct {
 } gpt_dataset;
 
 typedef struct {
-  float loss;       // training loss of the batch (on corrupted inputs, with dropout)
+  float loss;  // training loss of the batch (on corrupted inputs, with dropout)
   float lr;
   float grad_norm;  // before clipping
 } gpt_step_stats;
@@ -58,18 +58,18 @@ typedef struct {
   gpt *model;
   gpt_train_options opt;
   gpt_dataset data;
-  float *m, *v;       // (n_params) AdamW moments, same layout as the parameters
-  long step;          // optimizer steps done
-  uint64_t rng;       // order, corruption and dropout draws
+  float *m, *v;  // (n_params) AdamW moments, same layout as the parameters
+  long step;     // optimizer steps done
+  uint64_t rng;  // order, corruption and dropout draws
   int n_train, n_val;
-  int32_t *val_ids;   // (n_val) sample indices held out
-  int32_t *train_ids; // (n_train) the rest, in sample order
-  int32_t *order;     // (n_train) this epoch's order: a permutation of train_ids
-  int cursor;         // next position in order
+  int32_t *val_ids;    // (n_val) sample indices held out
+  int32_t *train_ids;  // (n_train) the rest, in sample order
+  int32_t *order;      // (n_train) this epoch's order: a permutation of train_ids
+  int cursor;          // next position in order
   long epoch;
-  int T;              // sequence length: n_cond + h*w - 1
-  int32_t *idx, *tgt; // (B, T) batch inputs and targets (the whole batch on every rank)
-  int row0, rows;     // this rank's rows of the batch: [row0, row0 + rows)
+  int T;               // sequence length: n_cond + h*w - 1
+  int32_t *idx, *tgt;  // (B, T) batch inputs and targets (the whole batch on every rank)
+  int row0, rows;      // this rank's rows of the batch: [row0, row0 + rows)
 } gpt_trainer;
 
 // Checks the data against the model (codes within the vocabulary, labels within the classes,
@@ -88,8 +88,8 @@ int vqgpt_gpt_trainer_validate(gpt_trainer *tr, double *loss);
 // "opt.v.*"), the data order ("train.order") and the step, RNG and options in the metadata
 // ("train_state"). Written atomically; refused when any parameter or moment is non-finite.
 int vqgpt_gpt_trainer_save(const gpt_trainer *tr, const char *path);
-// Restores a checkpoint written by vqgpt_gpt_trainer_save into an initialised trainer whose model has
-// the same config: parameters, moments, step, RNG and data order. The trainer's options must be
+// Restores a checkpoint written by vqgpt_gpt_trainer_save into an initialised trainer whose model
+// has the same config: parameters, moments, step, RNG and data order. The trainer's options must be
 // those the checkpoint recorded, except `steps` (a run can be extended): a difference is an
 // error naming the option and both values.
 int vqgpt_gpt_trainer_resume(gpt_trainer *tr, const char *path);

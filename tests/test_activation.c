@@ -11,9 +11,12 @@ static const float slope = 0.2f;
 
 static double ref_f(int a, double x) {
   switch (a) {
-    case ACT_SWISH: return x / (1.0 + exp(-x));
-    case ACT_LEAKY: return x > 0 ? x : x * slope;
-    default: return x > 0 ? x : 0.0;
+    case ACT_SWISH:
+      return x / (1.0 + exp(-x));
+    case ACT_LEAKY:
+      return x > 0 ? x : x * slope;
+    default:
+      return x > 0 ? x : 0.0;
   }
 }
 
@@ -23,24 +26,38 @@ static double ref_df(int a, double x) {
       double s = 1.0 / (1.0 + exp(-x));
       return s * (1.0 + x * (1.0 - s));
     }
-    case ACT_LEAKY: return x > 0 ? 1.0 : slope;
-    default: return x > 0 ? 1.0 : 0.0;
+    case ACT_LEAKY:
+      return x > 0 ? 1.0 : slope;
+    default:
+      return x > 0 ? 1.0 : 0.0;
   }
 }
 
 static void fwd(int a, float *out, const float *in, size_t n) {
   switch (a) {
-    case ACT_SWISH: vqgpt_swish_forward(out, in, n); break;
-    case ACT_LEAKY: vqgpt_leaky_relu_forward(out, in, n, slope); break;
-    default: vqgpt_relu_forward(out, in, n); break;
+    case ACT_SWISH:
+      vqgpt_swish_forward(out, in, n);
+      break;
+    case ACT_LEAKY:
+      vqgpt_leaky_relu_forward(out, in, n, slope);
+      break;
+    default:
+      vqgpt_relu_forward(out, in, n);
+      break;
   }
 }
 
 static void bwd(int a, float *din, const float *dout, const float *in, size_t n) {
   switch (a) {
-    case ACT_SWISH: vqgpt_swish_backward(din, dout, in, n); break;
-    case ACT_LEAKY: vqgpt_leaky_relu_backward(din, dout, in, n, slope); break;
-    default: vqgpt_relu_backward(din, dout, in, n); break;
+    case ACT_SWISH:
+      vqgpt_swish_backward(din, dout, in, n);
+      break;
+    case ACT_LEAKY:
+      vqgpt_leaky_relu_backward(din, dout, in, n, slope);
+      break;
+    default:
+      vqgpt_relu_backward(din, dout, in, n);
+      break;
   }
 }
 

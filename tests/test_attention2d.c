@@ -12,10 +12,12 @@ static void naive(double *out, double *probs, double *dq, double *dk, double *dv
   double scale = 1.0 / sqrt((double)C);
   double *dp = malloc((size_t)N * sizeof *dp);
   for (int b = 0; b < B; b++) {
-    const float *qb = q + (size_t)b * C * N, *kb = k + (size_t)b * C * N, *vb = v + (size_t)b * C * N;
+    const float *qb = q + (size_t)b * C * N, *kb = k + (size_t)b * C * N,
+                *vb = v + (size_t)b * C * N;
     const float *gb = g + (size_t)b * C * N;
     double *pb = probs + (size_t)b * N * N;
-    for (size_t i = 0; i < (size_t)C * N; i++) dq[b * C * N + i] = dk[b * C * N + i] = dv[b * C * N + i] = 0;
+    for (size_t i = 0; i < (size_t)C * N; i++)
+      dq[b * C * N + i] = dk[b * C * N + i] = dv[b * C * N + i] = 0;
     for (int i = 0; i < N; i++) {
       double mx = -INFINITY, sum = 0;
       for (int j = 0; j < N; j++) {
@@ -68,11 +70,13 @@ static double attn_loss(void *p) {
 static void run(const char *name, int B, int C, int N, float qk_scale, int fd, uint64_t *rng) {
   size_t n = (size_t)B * C * N, nn = (size_t)B * N * N;
   float *q = malloc(n * sizeof *q), *k = malloc(n * sizeof *k), *v = malloc(n * sizeof *v);
-  float *g = malloc(n * sizeof *g), *out = malloc(n * sizeof *out), *probs = malloc(nn * sizeof *probs);
+  float *g = malloc(n * sizeof *g), *out = malloc(n * sizeof *out),
+        *probs = malloc(nn * sizeof *probs);
   float *dq = malloc(n * sizeof *dq), *dk = malloc(n * sizeof *dk), *dv = malloc(n * sizeof *dv);
   float *scratch = malloc(vqgpt_attn2d_scratch_size(N) * sizeof *scratch);
   double *rout = malloc(n * sizeof *rout), *rprobs = malloc(nn * sizeof *rprobs);
-  double *rdq = malloc(n * sizeof *rdq), *rdk = malloc(n * sizeof *rdk), *rdv = malloc(n * sizeof *rdv);
+  double *rdq = malloc(n * sizeof *rdq), *rdk = malloc(n * sizeof *rdk),
+         *rdv = malloc(n * sizeof *rdv);
   fill_uniform(q, n, rng, qk_scale);
   fill_uniform(k, n, rng, qk_scale);
   fill_uniform(v, n, rng, 1.0f);

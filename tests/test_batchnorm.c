@@ -13,8 +13,8 @@ typedef struct {
 
 static double bn_loss(void *p) {
   bn_ctx *c = p;
-  vqgpt_batchnorm_forward_train(c->out, c->mean, c->rstd, NULL, NULL, c->x, c->gamma, c->beta, B, C, HW,
-                                1e-5f, 0.1f);
+  vqgpt_batchnorm_forward_train(c->out, c->mean, c->rstd, NULL, NULL, c->x, c->gamma, c->beta, B, C,
+                                HW, 1e-5f, 0.1f);
   double s = 0;
   for (size_t i = 0; i < N; i++) s += (double)c->w[i] * c->out[i];
   return s;
@@ -69,7 +69,8 @@ int main(int argc, char **argv) {
 
   // In place gives the same result.
   memcpy(xcopy, x, sizeof x);
-  vqgpt_batchnorm_forward_train(xcopy, mean, rstd, NULL, NULL, xcopy, gamma, beta, B, C, HW, 1e-5f, 0.1f);
+  vqgpt_batchnorm_forward_train(xcopy, mean, rstd, NULL, NULL, xcopy, gamma, beta, B, C, HW, 1e-5f,
+                                0.1f);
   CHECK(memcmp(xcopy, out, sizeof out) == 0);
 
   // Eval mode uses the running statistics.
@@ -106,11 +107,12 @@ int main(int argc, char **argv) {
 
   // The data-parallel (synchronised) forms on one rank are the functions above, bit for bit.
   static float out_d[N], din_d[N];
-  float mean_d[C], rstd_d[C], rm_d[C], rv_d[C], rm_s[C], rv_s[C], dg_d[C], db_d[C], dg_s[C], db_s[C];
+  float mean_d[C], rstd_d[C], rm_d[C], rv_d[C], rm_s[C], rv_s[C], dg_d[C], db_d[C], dg_s[C],
+      db_s[C];
   for (int c = 0; c < C; c++) rm_d[c] = rm_s[c] = 0.1f * c, rv_d[c] = rv_s[c] = 1.0f + 0.2f * c;
   vqgpt_batchnorm_forward_train(out, mean, rstd, rm_s, rv_s, x, gamma, beta, B, C, HW, 1e-5f, 0.1f);
-  CHECK(vqgpt_batchnorm_forward_train_dist(out_d, mean_d, rstd_d, rm_d, rv_d, x, gamma, beta, B, C, HW,
-                                           1e-5f, 0.1f) == 0);
+  CHECK(vqgpt_batchnorm_forward_train_dist(out_d, mean_d, rstd_d, rm_d, rv_d, x, gamma, beta, B, C,
+                                           HW, 1e-5f, 0.1f) == 0);
   CHECK(!memcmp(out, out_d, sizeof out) && !memcmp(mean, mean_d, sizeof mean) &&
         !memcmp(rstd, rstd_d, sizeof rstd) && !memcmp(rm_s, rm_d, sizeof rm_s) &&
         !memcmp(rv_s, rv_d, sizeof rv_s));

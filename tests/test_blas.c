@@ -33,7 +33,8 @@ static void reference(bool ta, bool tb, int M, int N, int K, float alpha, const 
     for (int j = 0; j < N; j++) {
       double s = 0;
       for (int k = 0; k < K; k++)
-        s += (double)(ta ? A[k * lda + i] : A[i * lda + k]) * (tb ? B[j * ldb + k] : B[k * ldb + j]);
+        s +=
+            (double)(ta ? A[k * lda + i] : A[i * lda + k]) * (tb ? B[j * ldb + k] : B[k * ldb + j]);
       out[i * ldc + j] = alpha * s + beta * C0[i * ldc + j];
     }
 }
@@ -54,14 +55,17 @@ static void test_products(void) {
       memcpy(C, C0, sizeof(float) * M * ldc);
       if (beta == 0.0f)  // beta 0 must ignore C, NaNs included
         for (int i = 0; i < M * ldc; i++) C[i] = NAN;
-      if (builtin) vqgpt_sgemm_builtin(ta, tb, M, N, K, 0.75f, A, lda, B, ldb, beta, C, ldc);
-      else vqgpt_sgemm(ta, tb, M, N, K, 0.75f, A, lda, B, ldb, beta, C, ldc);
+      if (builtin)
+        vqgpt_sgemm_builtin(ta, tb, M, N, K, 0.75f, A, lda, B, ldb, beta, C, ldc);
+      else
+        vqgpt_sgemm(ta, tb, M, N, K, 0.75f, A, lda, B, ldb, beta, C, ldc);
     }
     reference(ta, tb, M, N, K, 0.75f, A, lda, B, ldb, beta, C0, ldc, ref);
     double worst = 0;
     for (int i = 0; i < M; i++)
       for (int j = 0; j < N; j++) worst = fmax(worst, fabs(C[i * ldc + j] - ref[i * ldc + j]));
-    CHECKF(worst < 1e-4, "sgemm%s ta=%d tb=%d: off by %g", builtin ? " (built-in)" : "", ta, tb, worst);
+    CHECKF(worst < 1e-4, "sgemm%s ta=%d tb=%d: off by %g", builtin ? " (built-in)" : "", ta, tb,
+           worst);
   }
   free(A), free(B), free(C0), free(C), free(ref);
 }

@@ -70,7 +70,8 @@ static double conv_loss(void *p) {
   loss_ctx *l = p;
   const conv_case *c = l->c;
   vqgpt_conv2d_forward(l->out, l->in, l->w, l->bias, &c->s, c->B, c->H, c->W, l->scratch);
-  size_t n = (size_t)c->B * c->s.c_out * vqgpt_conv2d_out_h(&c->s, c->H) * vqgpt_conv2d_out_w(&c->s, c->W);
+  size_t n =
+      (size_t)c->B * c->s.c_out * vqgpt_conv2d_out_h(&c->s, c->H) * vqgpt_conv2d_out_w(&c->s, c->W);
   double acc = 0;
   for (size_t i = 0; i < n; i++) acc += (double)l->out[i] * l->g[i];
   return acc;
@@ -167,7 +168,8 @@ static void threads_raised_after_sizing(uint64_t *rng) {
     const conv_case *c = &cases[i];
     const conv2d_shape *s = &c->s;
     size_t n_in = (size_t)c->B * s->c_in * c->H * c->W;
-    size_t n_out = (size_t)c->B * s->c_out * vqgpt_conv2d_out_h(s, c->H) * vqgpt_conv2d_out_w(s, c->W);
+    size_t n_out =
+        (size_t)c->B * s->c_out * vqgpt_conv2d_out_h(s, c->H) * vqgpt_conv2d_out_w(s, c->W);
     size_t n_w = (size_t)s->c_out * s->c_in * s->k_h * s->k_w;
     float *in = alloc_f(n_in), *w = alloc_f(n_w), *out = alloc_f(n_out), *out2 = alloc_f(n_out);
     float *din = alloc_f(n_in), *dw = alloc_f(n_w);

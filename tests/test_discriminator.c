@@ -35,10 +35,9 @@ static void check_against(const st_file *io, const char *name, const float *got,
 }
 
 static const char *bn_modules[] = {"3", "6"};
-static const char *param_names[] = {"main.0.weight", "main.0.bias", "main.2.weight",
-                                    "main.3.weight", "main.3.bias", "main.5.weight",
-                                    "main.6.weight", "main.6.bias", "main.8.weight",
-                                    "main.8.bias"};
+static const char *param_names[] = {
+    "main.0.weight", "main.0.bias",   "main.2.weight", "main.3.weight", "main.3.bias",
+    "main.5.weight", "main.6.weight", "main.6.bias",   "main.8.weight", "main.8.bias"};
 enum { N_PARAMS = sizeof param_names / sizeof *param_names };
 
 static void parity(void) {
@@ -55,12 +54,13 @@ static void parity(void) {
   CHECK(cfg->input_nc == 3 && cfg->ndf == 8 && cfg->n_layers == 2);
   CHECK(vqgpt_patchgan_out_h(d) == 6 && vqgpt_patchgan_out_w(d) == 6);
   // conv weights and biases, BN affine: exactly the trainable parameters
-  CHECK(vqgpt_patchgan_num_params(d) == 8 * 3 * 16 + 8 + 16 * 8 * 16 + 2 * 16 + 32 * 16 * 16 + 2 * 32 + 32 * 16 + 1);
+  CHECK(vqgpt_patchgan_num_params(d) ==
+        8 * 3 * 16 + 8 + 16 * 8 * 16 + 2 * 16 + 32 * 16 * 16 + 2 * 32 + 32 * 16 + 1);
   const size_t NL = B * 6 * 6;
   const int64_t nbt0 = vqgpt_patchgan_num_batches_tracked(d, 3);
   float *real = read_io(&io, "real", NX), *fake = read_io(&io, "fake", NX);
   float lr[B * 36], lf[B * 36], dr[B * 36], df[B * 36];  // (B, 1, 6, 6)
-  static float dx[NX];                                  // (B, C, H, W)
+  static float dx[NX];                                   // (B, C, H, W)
   if (!real || !fake) goto done;
 
   // The d step: D(real) and D(fake) as two train-mode passes, each with its batch statistics.
@@ -74,7 +74,8 @@ static void parity(void) {
   CHECK(vqgpt_patchgan_backward(d, 0, dr, NULL, true) == 0);
   CHECK(vqgpt_patchgan_backward(d, 1, df, dx, true) == 0);
   check_against(&io, "grad_fake", dx, NX, 1e-3);
-  CHECK(vqgpt_patchgan_num_batches_tracked(d, 3) == nbt0 + 2 && vqgpt_patchgan_num_batches_tracked(d, 6) == nbt0 + 2);
+  CHECK(vqgpt_patchgan_num_batches_tracked(d, 3) == nbt0 + 2 &&
+        vqgpt_patchgan_num_batches_tracked(d, 6) == nbt0 + 2);
   CHECK(vqgpt_patchgan_num_batches_tracked(d, 2) == -1);
 
   // Eval mode uses the running statistics of the two passes so far; it has no backward.
@@ -91,7 +92,8 @@ static void parity(void) {
   check_against(&io, "g_loss", &gloss, 1, 1e-4);
   CHECK(vqgpt_patchgan_backward(d, 0, df, dx, false) == 0);
   check_against(&io, "grad_fake_g", dx, NX, 1e-3);
-  if (g0) CHECK(memcmp(g0, vqgpt_patchgan_grads(d), vqgpt_patchgan_num_params(d) * sizeof *g0) == 0);
+  if (g0)
+    CHECK(memcmp(g0, vqgpt_patchgan_grads(d), vqgpt_patchgan_num_params(d) * sizeof *g0) == 0);
   free(g0);
 
   // The fixture's parameter gradients are those of d_loss and g_loss together (the reference
@@ -127,7 +129,8 @@ static void parity(void) {
   CHECKF(e != NULL, "reload: %s", vqgpt_last_error());
   if (e) {
     CHECK(vqgpt_patchgan_num_params(e) == vqgpt_patchgan_num_params(d) &&
-          memcmp(vqgpt_patchgan_params(e), vqgpt_patchgan_params(d), vqgpt_patchgan_num_params(d) * sizeof(float)) == 0);
+          memcmp(vqgpt_patchgan_params(e), vqgpt_patchgan_params(d),
+                 vqgpt_patchgan_num_params(d) * sizeof(float)) == 0);
     CHECK(vqgpt_patchgan_num_batches_tracked(e, 6) == nbt0 + 3);
     size_t n1, n2;
     float *a = vqgpt_patchgan_tensor(d, "main.6.running_var", &n1, NULL);
@@ -152,7 +155,8 @@ static void parity(void) {
   w0[3] = NAN;
   CHECK(vqgpt_patchgan_save(d, path) == 0);
   CHECK(vqgpt_patchgan_load(path, 1, H, W, 1) == NULL &&
-        strstr(vqgpt_last_error(), "tensor 'main.0.weight' holds a non-finite value (nan at index 3)"));
+        strstr(vqgpt_last_error(),
+               "tensor 'main.0.weight' holds a non-finite value (nan at index 3)"));
   w0[3] = keep;
   CHECK(vqgpt_patchgan_save(d, path) == 0);
   st_file orig;
@@ -164,13 +168,15 @@ static void parity(void) {
     }
     int64_t one = 1;
     vqgpt_st_writer_add(w, "main.99.weight", ST_F32, 1, &one, &keep);
-    for (size_t i = 0; i < orig.n_meta; i++) vqgpt_st_writer_meta(w, orig.meta_keys[i], orig.meta_values[i]);
+    for (size_t i = 0; i < orig.n_meta; i++)
+      vqgpt_st_writer_meta(w, orig.meta_keys[i], orig.meta_values[i]);
     char extra[80];
     snprintf(extra, sizeof extra, "%s.extra", path);
     CHECK(vqgpt_st_writer_save(w, extra) == 0);
     vqgpt_st_writer_free(w);
     vqgpt_st_close(&orig);
-    CHECK(vqgpt_patchgan_load(extra, 1, H, W, 1) == NULL && strstr(vqgpt_last_error(), "'main.99.weight' is not part of"));
+    CHECK(vqgpt_patchgan_load(extra, 1, H, W, 1) == NULL &&
+          strstr(vqgpt_last_error(), "'main.99.weight' is not part of"));
     unlink(extra);
   }
   unlink(path);
@@ -188,7 +194,8 @@ static void init(void) {
   patchgan *e = vqgpt_patchgan_create(&cfg, 1, 64, 64, 1, &rng2);
   CHECKF(d && e, "create: %s", vqgpt_last_error());
   if (!d || !e) goto out;
-  CHECK(memcmp(vqgpt_patchgan_params(d), vqgpt_patchgan_params(e), vqgpt_patchgan_num_params(d) * sizeof(float)) == 0);
+  CHECK(memcmp(vqgpt_patchgan_params(d), vqgpt_patchgan_params(e),
+               vqgpt_patchgan_num_params(d) * sizeof(float)) == 0);
   CHECK(vqgpt_patchgan_out_h(d) == 6);  // 64 -> 32 -> 16 -> 8 -> 7 -> 6
   size_t n;
   float *w = vqgpt_patchgan_tensor(d, "main.8.weight", &n, NULL);  // (128, 64, 4, 4)
@@ -199,7 +206,8 @@ static void init(void) {
     const double m = s / n, sd = sqrt(s2 / n - m * m);
     CHECKF(fabs(m) < 1e-3 && fabs(sd - 0.02) < 1e-3, "conv init mean %g std %g", m, sd);
   }
-  float *gamma = vqgpt_patchgan_tensor(d, "main.9.weight", &n, NULL), *beta = vqgpt_patchgan_tensor(d, "main.9.bias", NULL, NULL);
+  float *gamma = vqgpt_patchgan_tensor(d, "main.9.weight", &n, NULL),
+        *beta = vqgpt_patchgan_tensor(d, "main.9.bias", NULL, NULL);
   float *rv = vqgpt_patchgan_tensor(d, "main.9.running_var", NULL, NULL);
   CHECK(gamma && beta && rv && n == 128);
   if (gamma && beta && rv) {
@@ -207,14 +215,16 @@ static void init(void) {
     for (size_t i = 0; i < n; i++) bad += fabsf(gamma[i] - 1) > 0.1f || beta[i] != 0 || rv[i] != 1;
     CHECK(bad == 0);
   }
-  float *b0 = vqgpt_patchgan_tensor(d, "main.0.bias", &n, NULL);  // default conv bias: U(+-1/sqrt(48))
+  float *b0 =
+      vqgpt_patchgan_tensor(d, "main.0.bias", &n, NULL);  // default conv bias: U(+-1/sqrt(48))
   CHECK(b0 && n == 16);
   if (b0) {
     int bad = 0;
     for (size_t i = 0; i < n; i++) bad += fabsf(b0[i]) > 1 / sqrtf(48.0f) || b0[i] == 0;
     CHECK(bad == 0);
   }
-  CHECK(vqgpt_patchgan_tensor(d, "main.2.bias", NULL, NULL) == NULL);  // convs before a norm: no bias
+  CHECK(vqgpt_patchgan_tensor(d, "main.2.bias", NULL, NULL) ==
+        NULL);  // convs before a norm: no bias
   // Inputs too small for the layers are refused.
   CHECK(vqgpt_patchgan_create(&cfg, 1, 8, 8, 1, &rng) == NULL);
   patchgan_config bad = {3, 8, 0};
@@ -237,7 +247,8 @@ static void repeat_stats(void) {
   if (!d || !e || !x || !l) goto out;
   for (size_t i = 0; i < nx; i++) x[i] = (float)(vqgpt_rng_uniform_double(&xr) * 2 - 1);
   CHECK(vqgpt_patchgan_repeat_train_stats(d, 1) != 0);  // nothing kept in slot 1 yet
-  CHECK(vqgpt_patchgan_forward(d, 1, x, B, true, l) == 0 && vqgpt_patchgan_forward(d, 0, x, B, true, l) == 0);
+  CHECK(vqgpt_patchgan_forward(d, 1, x, B, true, l) == 0 &&
+        vqgpt_patchgan_forward(d, 0, x, B, true, l) == 0);
   CHECK(vqgpt_patchgan_repeat_train_stats(d, 1) == 0);
   for (int k = 0; k < 3; k++) CHECK(vqgpt_patchgan_forward(e, k == 1, x, B, true, l) == 0);
   static const char *stats[] = {"main.3.running_mean", "main.3.running_var", "main.6.running_mean",
@@ -248,8 +259,10 @@ static void repeat_stats(void) {
     const float *b = vqgpt_patchgan_tensor(e, stats[i], &n2, NULL);
     CHECKF(a && b && n1 == n2 && memcmp(a, b, n1 * sizeof *a) == 0, "%s after a repeat", stats[i]);
   }
-  CHECK(vqgpt_patchgan_num_batches_tracked(d, 3) == 3 && vqgpt_patchgan_num_batches_tracked(d, 6) == 3);
-  CHECK(vqgpt_patchgan_forward(d, 1, x, B, false, l) == 0 && vqgpt_patchgan_repeat_train_stats(d, 1) != 0);
+  CHECK(vqgpt_patchgan_num_batches_tracked(d, 3) == 3 &&
+        vqgpt_patchgan_num_batches_tracked(d, 6) == 3);
+  CHECK(vqgpt_patchgan_forward(d, 1, x, B, false, l) == 0 &&
+        vqgpt_patchgan_repeat_train_stats(d, 1) != 0);
 out:
   free(x);
   free(l);

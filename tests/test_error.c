@@ -11,7 +11,8 @@ int main(int argc, char **argv) {
   CHECK(vqgpt_error("value expected at byte %d", 5) == -1);
   CHECK(strcmp(vqgpt_last_error(), "value expected at byte 5") == 0);
   vqgpt_error("%s: config is not valid JSON (%s)", "model.safetensors", vqgpt_last_error());
-  CHECKF(strcmp(vqgpt_last_error(), "model.safetensors: config is not valid JSON (value expected at byte 5)") == 0,
+  CHECKF(strcmp(vqgpt_last_error(),
+                "model.safetensors: config is not valid JSON (value expected at byte 5)") == 0,
          "got '%s'", vqgpt_last_error());
   // Long messages are cut, not overflowed.
   char big[3000];

@@ -90,8 +90,8 @@ static void test_parity(void) {
     worst = 0;
     for (int b = 0; b < NB; b++)
       for (int v = 0; v < V; v++)
-        worst = fmaxf(worst, fabsf(step_logits[b * V + v] -
-                                   m->a.logits[((size_t)b * T + Tp - 1) * V + v]));
+        worst = fmaxf(
+            worst, fabsf(step_logits[b * V + v] - m->a.logits[((size_t)b * T + Tp - 1) * V + v]));
     CHECKF(worst / maxref < 1e-5, "prefill of %d: logits differ by %g", Tp, worst / maxref);
     if (Tp < T) {
       int32_t tok[NB] = {in[Tp], in[T + Tp]};
@@ -99,8 +99,8 @@ static void test_parity(void) {
       worst = 0;
       for (int b = 0; b < NB; b++)
         for (int v = 0; v < V; v++)
-          worst = fmaxf(worst, fabsf(step_logits[b * V + v] -
-                                     m->a.logits[((size_t)b * T + Tp) * V + v]));
+          worst = fmaxf(worst,
+                        fabsf(step_logits[b * V + v] - m->a.logits[((size_t)b * T + Tp) * V + v]));
       CHECKF(worst / maxref < 1e-5, "step after prefill of %d: logits differ by %g", Tp,
              worst / maxref);
     }
@@ -176,20 +176,30 @@ static float from_bf16(uint16_t h) {
 }
 
 static void test_save_load(void) {
-  gpt_config cfg = {.vocab_size = 30, .block_size = 10, .n_layer = 2, .n_head = 2, .n_embd = 8,
-                    .cond = GPT_COND_CLASS, .n_classes = 5, .grid_h = 3, .grid_w = 3};
+  gpt_config cfg = {.vocab_size = 30,
+                    .block_size = 10,
+                    .n_layer = 2,
+                    .n_head = 2,
+                    .n_embd = 8,
+                    .cond = GPT_COND_CLASS,
+                    .n_classes = 5,
+                    .grid_h = 3,
+                    .grid_w = 3};
   vqgpt_gpt_config_defaults(&cfg);
   uint64_t rng = 7;
   gpt *m = vqgpt_gpt_create(&cfg, &rng);
   CHECK(m != NULL);
   if (!m) return;
   // reference initialisation
-  const gpt_tensor_info *hw = vqgpt_gpt_find_tensor(m, "head.weight"), *pe = vqgpt_gpt_find_tensor(m, "pos_emb"),
-                        *lw = vqgpt_gpt_find_tensor(m, "blocks.1.ln2.weight"), *qb = vqgpt_gpt_find_tensor(m, "blocks.0.attn.query.bias");
+  const gpt_tensor_info *hw = vqgpt_gpt_find_tensor(m, "head.weight"),
+                        *pe = vqgpt_gpt_find_tensor(m, "pos_emb"),
+                        *lw = vqgpt_gpt_find_tensor(m, "blocks.1.ln2.weight"),
+                        *qb = vqgpt_gpt_find_tensor(m, "blocks.0.attn.query.bias");
   CHECK(hw && pe && lw && qb && vqgpt_gpt_find_tensor(m, "blocks.1.attn.mask") == NULL);
   if (hw && pe && lw && qb) {
     double s2 = 0;
-    for (size_t i = 0; i < hw->numel; i++) s2 += m->params[hw->offset + i] * m->params[hw->offset + i];
+    for (size_t i = 0; i < hw->numel; i++)
+      s2 += m->params[hw->offset + i] * m->params[hw->offset + i];
     CHECKF(fabs(sqrt(s2 / hw->numel) - 0.02) < 0.003, "head init std %g", sqrt(s2 / hw->numel));
     int ok = 1;
     for (size_t i = 0; i < pe->numel; i++) ok &= m->params[pe->offset + i] == 0.0f;
@@ -197,7 +207,8 @@ static void test_save_load(void) {
     for (size_t i = 0; i < qb->numel; i++) ok &= m->params[qb->offset + i] == 0.0f;
     CHECK(ok);
     CHECK(hw->decay && !pe->decay && !lw->decay && !qb->decay &&
-          vqgpt_gpt_find_tensor(m, "blocks.0.mlp.2.weight")->decay && !vqgpt_gpt_find_tensor(m, "tok_emb.weight")->decay);
+          vqgpt_gpt_find_tensor(m, "blocks.0.mlp.2.weight")->decay &&
+          !vqgpt_gpt_find_tensor(m, "tok_emb.weight")->decay);
   }
   char path[64];
   snprintf(path, sizeof path, "/tmp/vqgpt_test_gpt_%d.safetensors", (int)getpid());
@@ -214,7 +225,8 @@ static void test_save_load(void) {
   for (int kind = 0; kind < 2; kind++) {
     st_writer *w = vqgpt_st_writer_new();
     uint16_t *half = malloc(m->n_params * 2);
-    for (size_t i = 0; i < m->n_params; i++) half[i] = kind ? to_bf16(m->params[i]) : to_f16(m->params[i]);
+    for (size_t i = 0; i < m->n_params; i++)
+      half[i] = kind ? to_bf16(m->params[i]) : to_f16(m->params[i]);
     char *json = vqgpt_gpt_config_to_json(&m->cfg);
     vqgpt_st_writer_meta(w, "format", "taming-gpt");
     vqgpt_st_writer_meta(w, "config", json);
@@ -256,8 +268,14 @@ static double model_loss(void *p) {
 }
 
 static void test_model_fd(void) {
-  gpt_config cfg = {.vocab_size = 13, .block_size = 7, .n_layer = 2, .n_head = 2, .n_embd = 8,
-                    .embd_pdrop = 0.1f, .resid_pdrop = 0.1f, .attn_pdrop = 0.1f};
+  gpt_config cfg = {.vocab_size = 13,
+                    .block_size = 7,
+                    .n_layer = 2,
+                    .n_head = 2,
+                    .n_embd = 8,
+                    .embd_pdrop = 0.1f,
+                    .resid_pdrop = 0.1f,
+                    .attn_pdrop = 0.1f};
   vqgpt_gpt_config_defaults(&cfg);
   uint64_t rng = 3;
   gpt *m = vqgpt_gpt_create(&cfg, &rng);
@@ -294,12 +312,24 @@ static void test_bad_inputs(void) {
   CHECK(strstr(vqgpt_last_error(), "not a GPT") != NULL);
   CHECK(vqgpt_gpt_load("/nonexistent/g.safetensors") == NULL);
   gpt_config cfg;
-  CHECK(vqgpt_gpt_config_parse(&cfg, "{\"vocab_size\":10,\"block_size\":4,\"n_layer\":1,\"n_head\":3,\"n_embd\":8}", "x") != 0);
+  CHECK(vqgpt_gpt_config_parse(
+            &cfg, "{\"vocab_size\":10,\"block_size\":4,\"n_layer\":1,\"n_head\":3,\"n_embd\":8}",
+            "x") != 0);
   CHECK(strstr(vqgpt_last_error(), "n_head") != NULL);
-  CHECK(vqgpt_gpt_config_parse(&cfg, "{\"vocab_size\":10,\"block_size\":4,\"n_layer\":1,\"n_head\":2}", "x") != 0);
-  CHECK(vqgpt_gpt_config_parse(&cfg, "{\"vocab_size\":10,\"block_size\":4,\"n_layer\":1,\"n_head\":2,\"n_embd\":8,\"cond\":\"class\"}", "x") != 0);
-  CHECK(vqgpt_gpt_config_parse(&cfg, "{\"vocab_size\":10,\"block_size\":4,\"n_layer\":1,\"n_head\":2,\"n_embd\":8,\"sos_token\":10}", "x") != 0);
-  CHECK(vqgpt_gpt_config_parse(&cfg, "{\"vocab_size\":10,\"block_size\":4,\"n_layer\":1,\"n_head\":2,\"n_embd\":8,\"cond\":\"class\",\"n_classes\":3,\"grid\":[2,2]}", "x") == 0);
+  CHECK(vqgpt_gpt_config_parse(
+            &cfg, "{\"vocab_size\":10,\"block_size\":4,\"n_layer\":1,\"n_head\":2}", "x") != 0);
+  CHECK(vqgpt_gpt_config_parse(&cfg,
+                               "{\"vocab_size\":10,\"block_size\":4,\"n_layer\":1,\"n_head\":2,\"n_"
+                               "embd\":8,\"cond\":\"class\"}",
+                               "x") != 0);
+  CHECK(vqgpt_gpt_config_parse(&cfg,
+                               "{\"vocab_size\":10,\"block_size\":4,\"n_layer\":1,\"n_head\":2,\"n_"
+                               "embd\":8,\"sos_token\":10}",
+                               "x") != 0);
+  CHECK(vqgpt_gpt_config_parse(&cfg,
+                               "{\"vocab_size\":10,\"block_size\":4,\"n_layer\":1,\"n_head\":2,\"n_"
+                               "embd\":8,\"cond\":\"class\",\"n_classes\":3,\"grid\":[2,2]}",
+                               "x") == 0);
   CHECK(cfg.cond == GPT_COND_CLASS && cfg.n_classes == 3 && cfg.grid_h == 2 && cfg.n_codes == 10);
   uint64_t rng = 1;
   gpt *m = vqgpt_gpt_create(&cfg, &rng);
@@ -308,7 +338,7 @@ static void test_bad_inputs(void) {
   int32_t bad[2] = {3, 10}, ok[2] = {3, 4};
   CHECK(vqgpt_gpt_forward(m, bad, NULL, 1, 2, false, 0, 0) != 0);
   CHECK(vqgpt_gpt_forward(m, ok, NULL, 1, 5, false, 0, 0) != 0);  // T > block_size
-  CHECK(vqgpt_gpt_backward(m) != 0);                            // no loss yet
+  CHECK(vqgpt_gpt_backward(m) != 0);                              // no loss yet
   gpt_kv kv;
   CHECK(vqgpt_gpt_kv_init(&kv, m, 1) == 0);
   float logits[10];
@@ -365,7 +395,8 @@ static void test_half_weights(void) {
     }
     CHECKF(identical, "kind %d: half-weight step logits differ from float32's", kind);
     for (int Tp = 1; Tp <= T; Tp += 5) {  // NB * Tp > 16 rows takes the tiled sgemm path
-      CHECK(vqgpt_gpt_prefill(a, &ka, tok, Tp, la) == 0 && vqgpt_gpt_prefill(h, &kh, tok, Tp, lh) == 0);
+      CHECK(vqgpt_gpt_prefill(a, &ka, tok, Tp, la) == 0 &&
+            vqgpt_gpt_prefill(h, &kh, tok, Tp, lh) == 0);
       double e = rel_err(lh, la, (size_t)NB * V);
       CHECKF(e < 1e-5, "kind %d: prefill of %d differs by %g", kind, Tp, e);
     }
@@ -375,7 +406,8 @@ static void test_half_weights(void) {
     CHECK(greedy_run(a, cond, NB, T, ga) == 0 && greedy_run(h, cond, NB, T, gh) == 0);
     CHECKF(!memcmp(ga, gh, sizeof ga), "kind %d: greedy tokens differ", kind);
     int32_t in[4] = {1, 2, 3, 4};
-    CHECK(vqgpt_gpt_forward(h, in, NULL, 1, 4, false, 0, 0) != 0 && strstr(vqgpt_last_error(), "sampling"));
+    CHECK(vqgpt_gpt_forward(h, in, NULL, 1, 4, false, 0, 0) != 0 &&
+          strstr(vqgpt_last_error(), "sampling"));
     CHECK(vqgpt_gpt_alloc_grads(h) != 0);
     CHECK(vqgpt_gpt_save(h, path) != 0 && strstr(vqgpt_last_error(), "sampling"));
     vqgpt_gpt_free(a);

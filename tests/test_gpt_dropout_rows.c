@@ -19,8 +19,8 @@
 
 // The whole batch's per-token losses (NB*NT), mean loss and gradients from its two halves,
 // the second run at row0 = `second_row0`.
-static int run_halves(gpt *m, const int32_t *in, const int32_t *tgt, int second_row0,
-                      float *losses, float *loss, float *grads) {
+static int run_halves(gpt *m, const int32_t *in, const int32_t *tgt, int second_row0, float *losses,
+                      float *loss, float *grads) {
   int half = NB / 2;
   size_t n = (size_t)half * NT;
   float *g[2] = {alloc_f(m->n_params), alloc_f(m->n_params)};
@@ -49,8 +49,14 @@ static int run_halves(gpt *m, const int32_t *in, const int32_t *tgt, int second_
 }
 
 static void test_split(const char *what, float embd, float resid, float attn) {
-  gpt_config cfg = {.vocab_size = 13, .block_size = 8, .n_layer = 2, .n_head = 2, .n_embd = 16,
-                    .embd_pdrop = embd, .resid_pdrop = resid, .attn_pdrop = attn};
+  gpt_config cfg = {.vocab_size = 13,
+                    .block_size = 8,
+                    .n_layer = 2,
+                    .n_head = 2,
+                    .n_embd = 16,
+                    .embd_pdrop = embd,
+                    .resid_pdrop = resid,
+                    .attn_pdrop = attn};
   vqgpt_gpt_config_defaults(&cfg);
   uint64_t rng = 5;
   gpt *m = vqgpt_gpt_create(&cfg, &rng);
@@ -73,10 +79,10 @@ static void test_split(const char *what, float embd, float resid, float attn) {
   memcpy(l_whole, m->a.losses, sizeof l_whole);
   memcpy(g_whole, m->grads, P * sizeof(float));
   loss_whole = m->loss;
-  CHECKF(run_halves(m, in, tgt, NB / 2, l_split, &loss_split, g_split) == 0, "%s: halves: %s",
-         what, vqgpt_last_error());
-  CHECKF(run_halves(m, in, tgt, 0, l_wrong, &loss_wrong, g_wrong) == 0, "%s: halves at 0: %s",
-         what, vqgpt_last_error());
+  CHECKF(run_halves(m, in, tgt, NB / 2, l_split, &loss_split, g_split) == 0, "%s: halves: %s", what,
+         vqgpt_last_error());
+  CHECKF(run_halves(m, in, tgt, 0, l_wrong, &loss_wrong, g_wrong) == 0, "%s: halves at 0: %s", what,
+         vqgpt_last_error());
 
   // The same operations row by row; only the sums over rows (weight gradients) change order.
   double el = rel_err(l_split, l_whole, NB * NT), eg = rel_err(g_split, g_whole, P);

@@ -44,8 +44,14 @@ static double lin_loss(void *p) {
 static void test_linear(int N, int C) {
   uint64_t st = 11 + N;
   int OC = 20;
-  lin_ctx c = {malloc(sizeof(float) * N * OC), alloc_fill((size_t)N * C, &st, 1), alloc_fill((size_t)OC * C, &st, 0.5f),
-               alloc_fill(OC, &st, 0.5f), alloc_fill((size_t)N * OC, &st, 1), N, C, OC};
+  lin_ctx c = {malloc(sizeof(float) * N * OC),
+               alloc_fill((size_t)N * C, &st, 1),
+               alloc_fill((size_t)OC * C, &st, 0.5f),
+               alloc_fill(OC, &st, 0.5f),
+               alloc_fill((size_t)N * OC, &st, 1),
+               N,
+               C,
+               OC};
   float *din = malloc(sizeof(float) * N * C), *dw = calloc((size_t)OC * C, 4), *db = calloc(OC, 4);
   // forward against a naive double loop
   lin_loss(&c);
@@ -59,7 +65,8 @@ static void test_linear(int N, int C) {
   CHECKF(maxd < 1e-5, "linear forward N=%d differs from naive by %g", N, maxd);
   vqgpt_linear_backward(din, dw, db, c.wout, c.in, c.w, N, C, OC);
   CHECKF(fd_check(lin_loss, &c, c.in, din, (size_t)N * C, 64, 1e-2f) < 1e-2, "linear din N=%d", N);
-  CHECKF(fd_check(lin_loss, &c, c.w, dw, (size_t)OC * C, 64, 1e-2f) < 1e-2, "linear dweight N=%d", N);
+  CHECKF(fd_check(lin_loss, &c, c.w, dw, (size_t)OC * C, 64, 1e-2f) < 1e-2, "linear dweight N=%d",
+         N);
   CHECKF(fd_check(lin_loss, &c, c.b, db, OC, 64, 1e-2f) < 1e-2, "linear dbias N=%d", N);
   // parameter gradients accumulate
   float *dw2 = malloc(sizeof(float) * OC * C);
@@ -68,7 +75,8 @@ static void test_linear(int N, int C) {
   double acc = 0;
   for (int i = 0; i < OC * C; i++) acc = fmax(acc, fabs(dw[i] - 2 * dw2[i]));
   CHECKF(acc < 1e-4, "linear dweight does not accumulate (%g)", acc);
-  free(c.out), free(c.in), free(c.w), free(c.b), free(c.wout), free(din), free(dw), free(db), free(dw2);
+  free(c.out), free(c.in), free(c.w), free(c.b), free(c.wout), free(din), free(dw), free(db),
+      free(dw2);
 }
 
 // ---- layernorm ----
@@ -86,8 +94,15 @@ static void test_layernorm(void) {
   uint64_t st = 5;
   int N = 7, C = 40;
   size_t n = (size_t)N * C;
-  ln_ctx c = {malloc(n * 4), malloc(N * 4), malloc(N * 4), alloc_fill(n, &st, 2), alloc_fill(C, &st, 1),
-              alloc_fill(C, &st, 1), alloc_fill(n, &st, 1), N, C};
+  ln_ctx c = {malloc(n * 4),
+              malloc(N * 4),
+              malloc(N * 4),
+              alloc_fill(n, &st, 2),
+              alloc_fill(C, &st, 1),
+              alloc_fill(C, &st, 1),
+              alloc_fill(n, &st, 1),
+              N,
+              C};
   for (size_t i = 0; i < n; i++) c.in[i] += 0.5f;  // non-zero mean
   ln_loss(&c);
   // each row has zero mean and unit variance before the affine map
@@ -182,8 +197,17 @@ static void test_attention(float pdrop) {
   uint64_t st = 21;
   int B = 2, T = 6, C = 16, H = 4, hs = C / H;
   size_t nq = (size_t)B * T * 3 * C, no = (size_t)B * T * C, na = (size_t)B * H * T * T;
-  att_ctx c = {malloc(no * 4), malloc(na * 4), alloc_fill(nq, &st, 1), alloc_fill(no, &st, 1),
-               malloc(na * 4), B, T, C, H, pdrop, 1234};
+  att_ctx c = {malloc(no * 4),
+               malloc(na * 4),
+               alloc_fill(nq, &st, 1),
+               alloc_fill(no, &st, 1),
+               malloc(na * 4),
+               B,
+               T,
+               C,
+               H,
+               pdrop,
+               1234};
   att_loss(&c);
   if (pdrop == 0) {
     // naive reference for (b=1, head 2, query 4)
@@ -192,7 +216,8 @@ static void test_attention(float pdrop) {
     for (int j = 0; j <= i; j++) {
       double d = 0;
       for (int k = 0; k < hs; k++)
-        d += (double)c.qkv[((size_t)b * T + i) * 3 * C + h * hs + k] * c.qkv[((size_t)b * T + j) * 3 * C + C + h * hs + k];
+        d += (double)c.qkv[((size_t)b * T + i) * 3 * C + h * hs + k] *
+             c.qkv[((size_t)b * T + j) * 3 * C + C + h * hs + k];
       s[j] = d / sqrt(hs);
       mx = fmax(mx, s[j]);
     }
@@ -200,7 +225,8 @@ static void test_attention(float pdrop) {
     double worst = 0;
     for (int k = 0; k < hs; k++) {
       double y = 0;
-      for (int j = 0; j <= i; j++) y += s[j] / sum * c.qkv[((size_t)b * T + j) * 3 * C + 2 * C + h * hs + k];
+      for (int j = 0; j <= i; j++)
+        y += s[j] / sum * c.qkv[((size_t)b * T + j) * 3 * C + 2 * C + h * hs + k];
       worst = fmax(worst, fabs(y - c.out[((size_t)b * T + i) * C + h * hs + k]));
     }
     CHECKF(worst < 1e-5, "attention forward differs from naive by %g", worst);
@@ -208,7 +234,8 @@ static void test_attention(float pdrop) {
     CHECK(c.att[0] == 1.0f && c.att[1] == 0.0f);
   }
   float *dqkv = malloc(nq * 4), *scratch = malloc(na * 4);
-  vqgpt_causal_attention_backward(dqkv, c.wout, c.qkv, c.att, B, T, C, H, pdrop, c.seed, 0, scratch);
+  vqgpt_causal_attention_backward(dqkv, c.wout, c.qkv, c.att, B, T, C, H, pdrop, c.seed, 0,
+                                  scratch);
   double e = fd_check(att_loss, &c, c.qkv, dqkv, nq, 200, 1e-2f);
   CHECKF(e < 1e-2, "attention dqkv (pdrop %g): %g", pdrop, e);
   free(c.out), free(c.att), free(c.qkv), free(c.wout), free(c.scratch), free(dqkv), free(scratch);
@@ -233,8 +260,8 @@ static void test_attention_extend(int hs, int n) {
         memcpy(vc + (size_t)t * hs, qkv + ((size_t)b * T + t) * 3 * C + 2 * C + h * hs, hs * 4);
       }
       size_t first = (size_t)b * T + start;
-      vqgpt_causal_attention_extend(y + first * C + h * hs, C, qkv + first * 3 * C + h * hs,
-                                    3 * C, kc, vc, start, n, hs, scr);
+      vqgpt_causal_attention_extend(y + first * C + h * hs, C, qkv + first * 3 * C + h * hs, 3 * C,
+                                    kc, vc, start, n, hs, scr);
     }
   double worst = 0;
   for (int b = 0; b < B; b++)
@@ -263,7 +290,13 @@ static void test_softmax_ce(void) {
   uint64_t st = 41;
   int N = 6, V = 11;
   int32_t targets[6] = {3, -1, 0, 10, 5, -1};
-  ce_ctx c = {malloc(sizeof(float) * N * V), malloc(sizeof(float) * N), alloc_fill((size_t)N * V, &st, 3), targets, N, V, 0};
+  ce_ctx c = {malloc(sizeof(float) * N * V),
+              malloc(sizeof(float) * N),
+              alloc_fill((size_t)N * V, &st, 3),
+              targets,
+              N,
+              V,
+              0};
   double loss = ce_loss(&c);
   CHECK(c.nv == 4);
   double ref = 0;
@@ -331,7 +364,8 @@ static void test_adamw(void) {
       P[i] -= 0.1 * mh / (sqrt(vh) + 1e-8);
     }
   }
-  CHECKF(fabs(p[0] - P[0]) < 1e-6 && fabs(p[1] - P[1]) < 1e-6, "adamw %g %g vs %g %g", p[0], p[1], P[0], P[1]);
+  CHECKF(fabs(p[0] - P[0]) < 1e-6 && fabs(p[1] - P[1]) < 1e-6, "adamw %g %g vs %g %g", p[0], p[1],
+         P[0], P[1]);
   // A longer vector exercises the vectorized path (8 at a time) and its scalar tail.
   enum { NL = 37 };
   float pl[NL], ml[NL], vl[NL], gl[NL];
@@ -388,8 +422,11 @@ static void test_rng(void) {
   }
   CHECK(bad_uniform == 0);
   CHECKF(fabs(s / n) < 0.03 && fabs(s2 / n - 1) < 0.05, "normal moments %g %g", s / n, s2 / n);
-  for (int k = 0; k < 7; k++) CHECKF(abs(counts[k] - n / 7) < 300, "vqgpt_rng_below bucket %d: %d", k, counts[k]);
-  CHECK(vqgpt_rng_hash(1, 2) == vqgpt_rng_hash(1, 2) && vqgpt_rng_hash(1, 2) != vqgpt_rng_hash(1, 3) && vqgpt_rng_hash(1, 2) != vqgpt_rng_hash(2, 2));
+  for (int k = 0; k < 7; k++)
+    CHECKF(abs(counts[k] - n / 7) < 300, "vqgpt_rng_below bucket %d: %d", k, counts[k]);
+  CHECK(vqgpt_rng_hash(1, 2) == vqgpt_rng_hash(1, 2) &&
+        vqgpt_rng_hash(1, 2) != vqgpt_rng_hash(1, 3) &&
+        vqgpt_rng_hash(1, 2) != vqgpt_rng_hash(2, 2));
 }
 
 int main(int argc, char **argv) {

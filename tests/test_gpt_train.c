@@ -17,16 +17,24 @@
 static void make_data(int32_t *codes, int32_t *labels, int n, int h, int w, int V, int n_classes,
                       uint64_t *rng) {
   for (int i = 0; i < n; i++) {
-    int k = (int)vqgpt_rng_below(rng, (uint64_t)n_classes), start = (int)vqgpt_rng_below(rng, (uint64_t)V);
+    int k = (int)vqgpt_rng_below(rng, (uint64_t)n_classes),
+        start = (int)vqgpt_rng_below(rng, (uint64_t)V);
     labels[i] = k;
     for (int t = 0; t < h * w; t++) codes[(size_t)i * h * w + t] = (start + t * (k + 1)) % V;
   }
 }
 
 static gpt *tiny_model(int V, int block, int n_classes, float pdrop, uint64_t seed) {
-  gpt_config cfg = {.vocab_size = V, .block_size = block, .n_layer = 2, .n_head = 4, .n_embd = 32,
-                    .embd_pdrop = pdrop, .resid_pdrop = pdrop, .attn_pdrop = pdrop,
-                    .cond = n_classes ? GPT_COND_CLASS : GPT_COND_NONE, .n_classes = n_classes};
+  gpt_config cfg = {.vocab_size = V,
+                    .block_size = block,
+                    .n_layer = 2,
+                    .n_head = 4,
+                    .n_embd = 32,
+                    .embd_pdrop = pdrop,
+                    .resid_pdrop = pdrop,
+                    .attn_pdrop = pdrop,
+                    .cond = n_classes ? GPT_COND_CLASS : GPT_COND_NONE,
+                    .n_classes = n_classes};
   vqgpt_gpt_config_defaults(&cfg);
   uint64_t rng = seed;
   return vqgpt_gpt_create(&cfg, &rng);
@@ -52,7 +60,8 @@ static void test_learns(void) {
   CHECK(tr.n_val == 24 && tr.n_train == 216);
   double v0, v1;
   CHECK(vqgpt_gpt_trainer_validate(&tr, &v0) == 0);
-  CHECKF(fabs(v0 - log(V)) < 0.3, "initial validation loss %g, expected near log(V) = %g", v0, log(V));
+  CHECKF(fabs(v0 - log(V)) < 0.3, "initial validation loss %g, expected near log(V) = %g", v0,
+         log(V));
   gpt_step_stats st = {0};
   for (long s = 0; s < o.steps; s++)
     if (vqgpt_gpt_trainer_step(&tr, &st)) {
@@ -76,9 +85,15 @@ static void test_learns(void) {
 // dropout on too.
 static void test_text_learns(void) {
   int n = 240, h = 4, w = 4, Vc = 16, Vt = 6, L = 3, K = 3;
-  gpt_config cfg = {.vocab_size = Vc + Vt + 1, .block_size = L + h * w - 1, .n_layer = 2,
-                    .n_head = 4, .n_embd = 32, .cond = GPT_COND_TEXT, .text_len = L,
-                    .text_vocab = Vt, .n_codes = Vc};
+  gpt_config cfg = {.vocab_size = Vc + Vt + 1,
+                    .block_size = L + h * w - 1,
+                    .n_layer = 2,
+                    .n_head = 4,
+                    .n_embd = 32,
+                    .cond = GPT_COND_TEXT,
+                    .text_len = L,
+                    .text_vocab = Vt,
+                    .n_codes = Vc};
   uint64_t rng = 7;
   gpt *m = vqgpt_gpt_create(&cfg, &rng);
   CHECKF(m && vqgpt_gpt_config_check(&m->cfg, "text") == 0, "text model: %s", vqgpt_last_error());
@@ -88,7 +103,7 @@ static void test_text_learns(void) {
   make_data(codes, labels, n, h, w, Vc, K, &rng);
   for (int i = 0; i < n; i++) {
     prompts[i * L] = Vc + (int32_t)vqgpt_rng_below(&rng, Vt);  // noise
-    prompts[i * L + 1] = Vc + labels[i];                 // the step
+    prompts[i * L + 1] = Vc + labels[i];                       // the step
     prompts[i * L + 2] = vqgpt_gpt_text_pad(&m->cfg);
   }
   for (int i = 0; i < n; i++)  // another sample's prompt
@@ -117,12 +132,14 @@ static void test_text_learns(void) {
   CHECK(vqgpt_gpt_trainer_validate(&tr, &v_wrong) == 0);
   fprintf(stderr, "text model: validation loss %.4f, with other samples' prompts %.4f\n", v_right,
           v_wrong);
-  CHECKF(v_right < 0.35 * log(Vc), "validation loss %g not well below log(V) = %g", v_right, log(Vc));
+  CHECKF(v_right < 0.35 * log(Vc), "validation loss %g not well below log(V) = %g", v_right,
+         log(Vc));
   CHECKF(v_wrong > 2 * v_right, "the prompt does not matter: %g vs %g", v_wrong, v_right);
   vqgpt_gpt_trainer_free(&tr);
   // Prompt tokens outside the text range and dropout without a null condition are refused.
   prompts[5] = 3;
-  CHECK(vqgpt_gpt_trainer_init(&tr, m, &d, &o) != 0 && strstr(vqgpt_last_error(), "prompt token 3"));
+  CHECK(vqgpt_gpt_trainer_init(&tr, m, &d, &o) != 0 &&
+        strstr(vqgpt_last_error(), "prompt token 3"));
   vqgpt_gpt_free(m);
   gpt *c = tiny_model(Vc, h * w, K, 0.0f, 1);
   d = (gpt_dataset){.codes = codes, .labels = labels, .n = n, .h = h, .w = w};
@@ -171,9 +188,10 @@ static void test_resume_exact(void) {
   struct {
     void (*change)(gpt_train_options *);
     const char *want;
-  } changes[] = {{change_batch, "--batch is 3 for this run but the checkpoint was trained with 5"},
-                 {change_lr, "--lr is 0.001 for this run but the checkpoint was trained with 0.0003"},
-                 {change_seed, "--seed is 99 for this run but the checkpoint was trained with 1234"}};
+  } changes[] = {
+      {change_batch, "--batch is 3 for this run but the checkpoint was trained with 5"},
+      {change_lr, "--lr is 0.001 for this run but the checkpoint was trained with 0.0003"},
+      {change_seed, "--seed is 99 for this run but the checkpoint was trained with 1234"}};
   for (size_t i = 0; i < sizeof changes / sizeof changes[0]; i++) {
     gpt *x = tiny_model(V, h * w + 2, K, 0.1f, 3);
     gpt_train_options o2 = o;
@@ -196,7 +214,8 @@ static void test_resume_exact(void) {
     gpt_trainer tc;
     CHECK(vqgpt_gpt_trainer_init(&tc, c, &d, &o2) == 0);
     CHECKF(vqgpt_gpt_trainer_resume(&tc, path) == 0, "resume: %s", vqgpt_last_error());
-    CHECK(tc.step == N / 2 && tc.opt.batch_size == 5 && tc.opt.seed == 1234 && tc.opt.steps == N + 5);
+    CHECK(tc.step == N / 2 && tc.opt.batch_size == 5 && tc.opt.seed == 1234 &&
+          tc.opt.steps == N + 5);
     tc.opt.steps = N;  // the straight run's schedule, for the bit-for-bit comparison
     for (int s = N / 2; s < N; s++) CHECK(vqgpt_gpt_trainer_step(&tc, NULL) == 0);
     CHECK(tc.step == ta.step && tc.rng == ta.rng && tc.cursor == ta.cursor && tc.epoch == ta.epoch);
@@ -205,7 +224,8 @@ static void test_resume_exact(void) {
     CHECK(memcmp(tc.m, ta.m, a->n_params * sizeof(float)) == 0);
     CHECK(memcmp(tc.v, ta.v, a->n_params * sizeof(float)) == 0);
     double la, lc;
-    CHECK(vqgpt_gpt_trainer_validate(&ta, &la) == 0 && vqgpt_gpt_trainer_validate(&tc, &lc) == 0 && la == lc);
+    CHECK(vqgpt_gpt_trainer_validate(&ta, &la) == 0 && vqgpt_gpt_trainer_validate(&tc, &lc) == 0 &&
+          la == lc);
     vqgpt_gpt_trainer_free(&tc);
     vqgpt_gpt_free(c);
   }
@@ -271,7 +291,8 @@ static void test_bad_data(void) {
   codes[5] = 10;
   CHECK(vqgpt_gpt_trainer_init(&tr, m, &d, &o) != 0);  // code out of range
   codes[5] = 9;
-  gpt_dataset big = {.codes = codes, .labels = labels, .n = 2, .h = 2, .w = 3};   // 2x3 needs 6 positions
+  gpt_dataset big = {
+      .codes = codes, .labels = labels, .n = 2, .h = 2, .w = 3};  // 2x3 needs 6 positions
   CHECK(vqgpt_gpt_trainer_init(&tr, m, &big, &o) != 0);
   CHECK(strstr(vqgpt_last_error(), "block_size") != NULL);
   gpt_dataset nolabels = {.codes = codes, .labels = NULL, .n = 4, .h = 2, .w = 2};

@@ -50,8 +50,8 @@ typedef struct {
 
 static double gn_loss(void *p) {
   loss_ctx *l = p;
-  vqgpt_groupnorm_forward(l->out, l->mean, l->rstd, l->in, l->gamma, l->beta, l->B, l->C, l->HW, l->G,
-                          l->eps);
+  vqgpt_groupnorm_forward(l->out, l->mean, l->rstd, l->in, l->gamma, l->beta, l->B, l->C, l->HW,
+                          l->G, l->eps);
   size_t n = (size_t)l->B * l->C * l->HW;
   double acc = 0;
   for (size_t i = 0; i < n; i++) acc += (double)l->out[i] * l->g[i];
@@ -66,7 +66,8 @@ static void run_case(const char *name, int B, int C, int H, int W, int G, float 
   float *gamma = alloc_f(C), *beta = alloc_f(C), *dgamma = alloc_f(C), *dbeta = alloc_f(C);
   float *mean = alloc_f((size_t)B * G), *rstd = alloc_f((size_t)B * G);
   double *rout = malloc(n * sizeof *rout), *rdin = malloc(n * sizeof *rdin);
-  double *rmean = malloc((size_t)B * G * sizeof *rmean), *rrstd = malloc((size_t)B * G * sizeof *rrstd);
+  double *rmean = malloc((size_t)B * G * sizeof *rmean),
+         *rrstd = malloc((size_t)B * G * sizeof *rrstd);
   double *rdg = malloc(C * sizeof *rdg), *rdb = malloc(C * sizeof *rdb);
   fill_uniform(in, n, rng, 2.0f);
   // A channel-dependent scale and an offset: groups with |mean| >> std test the variance.
@@ -85,7 +86,8 @@ static void run_case(const char *name, int B, int C, int H, int W, int G, float 
   for (size_t i = 0; i < n; i++) din[i] = 1e6f;
   for (int c = 0; c < C; c++) dgamma[c] = dbeta[c] = 0;
   vqgpt_groupnorm_backward(din, dgamma, dbeta, g, in, mean, rstd, gamma, B, C, HW, G);
-  double ei = rel_err_d(din, rdin, n), eg = rel_err_d(dgamma, rdg, C), eb = rel_err_d(dbeta, rdb, C);
+  double ei = rel_err_d(din, rdin, n), eg = rel_err_d(dgamma, rdg, C),
+         eb = rel_err_d(dbeta, rdb, C);
   CHECKF(ei < 1e-4, "%s din: relative error %.3g", name, ei);
   CHECKF(eg < 1e-5, "%s dgamma: relative error %.3g", name, eg);
   CHECKF(eb < 1e-5, "%s dbeta: relative error %.3g", name, eb);
@@ -143,7 +145,8 @@ static void run_fused(const char *name, int B, int C, int HW, int G, int fd, uin
   float *gamma = alloc_f(C), *beta = alloc_f(C), *dgamma = alloc_f(C), *dbeta = alloc_f(C);
   float *rdg = alloc_f(C), *rdb = alloc_f(C);
   float *mean = alloc_f((size_t)B * G), *rstd = alloc_f((size_t)B * G);
-  double *rout = malloc(n * sizeof *rout), *ract = malloc(n * sizeof *ract), *scr = malloc(n * sizeof *scr);
+  double *rout = malloc(n * sizeof *rout), *ract = malloc(n * sizeof *ract),
+         *scr = malloc(n * sizeof *scr);
   double *dm = malloc((size_t)B * G * sizeof *dm), *dr = malloc((size_t)B * G * sizeof *dr);
   double *dg = malloc(C * sizeof *dg), *db = malloc(C * sizeof *db);
   fill_uniform(in, n, rng, 3.0f);
@@ -172,11 +175,13 @@ static void run_fused(const char *name, int B, int C, int HW, int G, int fd, uin
   CHECKF(rel_err(dbeta, rdb, C) < 1e-5, "%s fused dbeta accumulates", name);
   // din may alias dout.
   memcpy(tmp, g, n * sizeof *tmp);
-  vqgpt_groupnorm_swish_backward(tmp, dgamma, dbeta, tmp, normed, in, mean, rstd, gamma, B, C, HW, G);
+  vqgpt_groupnorm_swish_backward(tmp, dgamma, dbeta, tmp, normed, in, mean, rstd, gamma, B, C, HW,
+                                 G);
   CHECKF(rel_err(tmp, rdin, n) < 1e-5, "%s fused din in place", name);
   if (fd) {
     for (int c = 0; c < C; c++) dgamma[c] = dbeta[c] = 0;
-    vqgpt_groupnorm_swish_backward(din, dgamma, dbeta, g, normed, in, mean, rstd, gamma, B, C, HW, G);
+    vqgpt_groupnorm_swish_backward(din, dgamma, dbeta, g, normed, in, mean, rstd, gamma, B, C, HW,
+                                   G);
     fused_ctx l = {B, C, HW, G, in, gamma, beta, g, normed, act, mean, rstd};
     double fi = fd_check(fused_loss, &l, in, din, n, 97, 1e-2f);
     double fg = fd_check(fused_loss, &l, gamma, dgamma, C, 97, 1e-2f);

@@ -82,7 +82,8 @@ static void check_round_trip(vqgan *m) {
   st_file f;
   CHECK(vqgpt_st_open(&f, path) == 0);
   CHECK(vqgpt_st_find(&f, "quantize.proj.weight") && vqgpt_st_find(&f, "quantize.proj.bias") &&
-        vqgpt_st_find(&f, "quantize.embed.weight") && !vqgpt_st_find(&f, "quantize.embedding.weight"));
+        vqgpt_st_find(&f, "quantize.embed.weight") &&
+        !vqgpt_st_find(&f, "quantize.embedding.weight"));
   vqgpt_st_close(&f);
   unlink(path);
   vqgpt_vqgan_free(m2);
@@ -101,11 +102,12 @@ static void check_training_refused(vqgan *m) {
 
 static void check_bad_quantizer(void) {
   vqgan_config c;
-  CHECK(vqgpt_vqgan_config_parse(&c,
-                                 "{\"quantizer\": \"ema\", \"embed_dim\": 4, \"n_embed\": 8, \"ddconfig\": "
-                                 "{\"z_channels\": 4, \"resolution\": 8, \"in_channels\": 3, \"out_ch\": 3, "
-                                 "\"ch\": 32, \"ch_mult\": [1], \"num_res_blocks\": 0, \"attn_resolutions\": []}}",
-                                 "bad.json") != 0);
+  CHECK(vqgpt_vqgan_config_parse(
+            &c,
+            "{\"quantizer\": \"ema\", \"embed_dim\": 4, \"n_embed\": 8, \"ddconfig\": "
+            "{\"z_channels\": 4, \"resolution\": 8, \"in_channels\": 3, \"out_ch\": 3, "
+            "\"ch\": 32, \"ch_mult\": [1], \"num_res_blocks\": 0, \"attn_resolutions\": []}}",
+            "bad.json") != 0);
   CHECK(strstr(vqgpt_last_error(), "quantizer") != NULL);
 }
 

@@ -123,8 +123,8 @@ static void expect_pixels(const char *path, int w, int h, const uint8_t *want, i
   if (rc) return;
   CHECKF(img.w == w && img.h == h, "%s: %dx%d, want %dx%d", label, img.w, img.h, w, h);
   for (int i = 0; i < n * 3 && img.w == w && img.h == h; i++)
-    CHECKF(abs(img.rgb[i] - want[i]) <= tol, "%s: pixel %d channel %d is %d, want %d", label,
-           i / 3, i % 3, img.rgb[i], want[i]);
+    CHECKF(abs(img.rgb[i] - want[i]) <= tol, "%s: pixel %d channel %d is %d, want %d", label, i / 3,
+           i % 3, img.rgb[i], want[i]);
   vqgpt_image_free(&img);
 }
 
@@ -169,7 +169,8 @@ static void test_png_layouts(void) {
 
   // RGBA: a fully transparent pixel hiding red reads as white, not red.
   uint8_t rgba[12] = {255, 0, 0, 0, 0, 0, 255, 255, 0, 200, 0, 100};
-  uint8_t rgba_rgb[9] = {255, 255, 255, 0, 0, 255, on_white(0, 100), on_white(200, 100), on_white(0, 100)};
+  uint8_t rgba_rgb[9] = {
+      255, 255, 255, 0, 0, 255, on_white(0, 100), on_white(200, 100), on_white(0, 100)};
   pathbuf ra = tmp_path("rgba.png");
   write_png(ra.s, 3, 1, PNG_COLOR_TYPE_RGB_ALPHA, 8, PNG_INTERLACE_NONE, rgba, NULL, 0, NULL, 0);
   expect_pixels(ra.s, 3, 1, rgba_rgb, 3, 0, "RGBA PNG");
@@ -178,7 +179,8 @@ static void test_png_layouts(void) {
   png_color pal[3] = {{255, 0, 0}, {0, 255, 0}, {0, 0, 255}};
   uint8_t trns[3] = {0, 255, 128};
   uint8_t idx[3] = {0, 1, 2};
-  uint8_t pal_rgb[9] = {255, 255, 255, 0, 255, 0, on_white(0, 128), on_white(0, 128), on_white(255, 128)};
+  uint8_t pal_rgb[9] = {
+      255, 255, 255, 0, 255, 0, on_white(0, 128), on_white(0, 128), on_white(255, 128)};
   pathbuf pp = tmp_path("palette.png");
   write_png(pp.s, 3, 1, PNG_COLOR_TYPE_PALETTE, 8, PNG_INTERLACE_NONE, idx, pal, 3, trns, 3);
   expect_pixels(pp.s, 3, 1, pal_rgb, 3, 0, "palette+tRNS PNG");
@@ -194,7 +196,8 @@ static void test_png_layouts(void) {
   uint8_t ga16[8] = {0x12, 0x34, 0x00, 0x00, 0x80, 0x80, 0xff, 0xff};
   uint8_t ga16_rgb[6] = {255, 255, 255, 128, 128, 128};
   pathbuf pga16 = tmp_path("ga16.png");
-  write_png(pga16.s, 2, 1, PNG_COLOR_TYPE_GRAY_ALPHA, 16, PNG_INTERLACE_ADAM7, ga16, NULL, 0, NULL, 0);
+  write_png(pga16.s, 2, 1, PNG_COLOR_TYPE_GRAY_ALPHA, 16, PNG_INTERLACE_ADAM7, ga16, NULL, 0, NULL,
+            0);
   expect_pixels(pga16.s, 2, 1, ga16_rgb, 2, 0, "16-bit grey+alpha interlaced PNG");
 }
 
@@ -244,7 +247,8 @@ static void test_png_hostile(void) {
   memmove(c + 4, c + 5, n - 5);
   pathbuf sig = tmp_path("sig.png");
   write_bytes(sig.s, c, n - 1);
-  expect_load_error(sig.s, "not a PNG or JPEG file (looks like a PNG with a damaged signature)", "damaged signature");
+  expect_load_error(sig.s, "not a PNG or JPEG file (looks like a PNG with a damaged signature)",
+                    "damaged signature");
   free(c);
   free(b);
 }
@@ -361,7 +365,8 @@ static void test_other_formats(void) {
   memcpy(pic + 88, "PICT", 4);
   pathbuf p = tmp_path("x.png");
   write_bytes(p.s, pic, sizeof pic);
-  expect_load_error(p.s, "not a PNG or JPEG file (looks like a Softimage PIC image)", "Softimage PIC");
+  expect_load_error(p.s, "not a PNG or JPEG file (looks like a Softimage PIC image)",
+                    "Softimage PIC");
   // PPM with a negative width (gave a 0x0 image and a division by zero).
   const char ppm[] = "P6 -5 3 255\n";
   pathbuf q = tmp_path("neg.ppm");
@@ -423,9 +428,9 @@ static void test_folder_links(void) {
   save_pattern(tmp_path("links/a.png").s, 8, 8);
   save_pattern(tmp_path("links/b.png").s, 8, 8);
   save_pattern(tmp_path("links/sub/c.png").s, 8, 8);
-  CHECK(symlink(".", tmp_path("links/self").s) == 0);          // self-symlink
-  CHECK(symlink("..", tmp_path("links/sub/up").s) == 0);       // back to the root
-  CHECK(symlink("loop2", tmp_path("links/loop1").s) == 0);     // a link loop (ELOOP)
+  CHECK(symlink(".", tmp_path("links/self").s) == 0);       // self-symlink
+  CHECK(symlink("..", tmp_path("links/sub/up").s) == 0);    // back to the root
+  CHECK(symlink("loop2", tmp_path("links/loop1").s) == 0);  // a link loop (ELOOP)
   CHECK(symlink("loop1", tmp_path("links/loop2").s) == 0);
   CHECK(symlink("sub", tmp_path("links/zsub").s) == 0);        // a second path to sub
   CHECK(symlink("a.png", tmp_path("links/link.png").s) == 0);  // a second path to a.png

@@ -32,8 +32,9 @@ static void check_string(const char *doc, const char *expect) {
 }
 
 static void test_values(void) {
-  json_value *v = parse(" { \"a\" : [1, -2.5e2, 0, true, false, null, \"x\"], \"b\": {\"c\": {}},"
-                        " \"n\": 9007199254740992, \"f\": 0.5, \"big\": 1e300 }\r\n");
+  json_value *v = parse(
+      " { \"a\" : [1, -2.5e2, 0, true, false, null, \"x\"], \"b\": {\"c\": {}},"
+      " \"n\": 9007199254740992, \"f\": 0.5, \"big\": 1e300 }\r\n");
   CHECK(v && v->type == JSON_OBJECT && v->count == 5);
   if (!v) return;
   const json_value *a = vqgpt_json_get(v, "a");
@@ -48,14 +49,15 @@ static void test_values(void) {
   CHECK(vqgpt_json_at(v, 0) == NULL);  // not an array
   const json_value *c = vqgpt_json_get(vqgpt_json_get(v, "b"), "c");
   CHECK(c && c->type == JSON_OBJECT && c->count == 0);
-  CHECK(vqgpt_json_get(v, "missing") == NULL && vqgpt_json_get(a, "a") == NULL && vqgpt_json_get(NULL, "a") == NULL);
+  CHECK(vqgpt_json_get(v, "missing") == NULL && vqgpt_json_get(a, "a") == NULL &&
+        vqgpt_json_get(NULL, "a") == NULL);
 
   int64_t i = -1;
   double d = 0;
   bool b = false;
   CHECK(vqgpt_json_get_int(v, "n", &i) && i == 9007199254740992LL);
   CHECK(!vqgpt_json_get_int(v, "f", &i) && i == 9007199254740992LL);  // not whole: untouched
-  CHECK(!vqgpt_json_get_int(v, "big", &i));                            // beyond int64
+  CHECK(!vqgpt_json_get_int(v, "big", &i));                           // beyond int64
   CHECK(!vqgpt_json_get_int(v, "a", &i) && !vqgpt_json_get_int(v, "nope", &i));
   CHECK(vqgpt_json_get_number(v, "f", &d) && d == 0.5);
   CHECK(!vqgpt_json_get_number(v, "b", &d));
@@ -63,14 +65,16 @@ static void test_values(void) {
   CHECK(vqgpt_json_get_string(v, "a") == NULL);
   vqgpt_json_free(v);
 
-  v = parse("{\"s\":\"hi\",\"t\":true,\"dims\":[3,4,5],\"mixed\":[1,2.5],\"neg\":-9223372036854775808,"
-            "\"over\":9223372036854775807}");
+  v = parse(
+      "{\"s\":\"hi\",\"t\":true,\"dims\":[3,4,5],\"mixed\":[1,2.5],\"neg\":-9223372036854775808,"
+      "\"over\":9223372036854775807}");
   CHECK(v != NULL);
   if (!v) return;
   CHECK(vqgpt_json_get_string(v, "s") && strcmp(vqgpt_json_get_string(v, "s"), "hi") == 0);
   CHECK(vqgpt_json_get_bool(v, "t", &b) && b);
   int64_t dims[4] = {0, 0, 0, 7};
-  CHECK(vqgpt_json_get_int_array(v, "dims", dims, 4) == 3 && dims[0] == 3 && dims[2] == 5 && dims[3] == 7);
+  CHECK(vqgpt_json_get_int_array(v, "dims", dims, 4) == 3 && dims[0] == 3 && dims[2] == 5 &&
+        dims[3] == 7);
   CHECK(vqgpt_json_get_int_array(v, "dims", dims, 2) == -1);  // longer than max
   CHECK(vqgpt_json_get_int_array(v, "mixed", dims, 4) == -1 && dims[0] == 3);
   CHECK(vqgpt_json_get_int_array(v, "s", dims, 4) == -1);
@@ -92,8 +96,8 @@ static void test_values(void) {
 static void test_strings(void) {
   check_string("\"a\\\"b\\\\c\\/d\\b\\f\\n\\r\\t\"", "a\"b\\c/d\b\f\n\r\t");
   check_string("\"\\u0041\\u00e9\\u20AC\"", "A\xc3\xa9\xe2\x82\xac");
-  check_string("\"\\ud83d\\ude00\"", "\xf0\x9f\x98\x80");      // U+1F600 from a surrogate pair
-  check_string("\"\\uDBFF\\uDFFF\"", "\xf4\x8f\xbf\xbf");      // U+10FFFF
+  check_string("\"\\ud83d\\ude00\"", "\xf0\x9f\x98\x80");  // U+1F600 from a surrogate pair
+  check_string("\"\\uDBFF\\uDFFF\"", "\xf4\x8f\xbf\xbf");  // U+10FFFF
   check_string("\"\xc3\xa9\xf0\x9f\x98\x80\"", "\xc3\xa9\xf0\x9f\x98\x80");  // raw UTF-8
   check_string("\"\\u007f\"", "\x7f");
 }
@@ -147,7 +151,8 @@ static void test_rejects(void) {
 
   // Embedded NUL in the middle of the buffer is not whitespace.
   json_value *v = vqgpt_json_parse("[1]\0", 4);
-  CHECK(v == NULL && strstr(vqgpt_last_error(), "trailing characters after the document at byte 3"));
+  CHECK(v == NULL &&
+        strstr(vqgpt_last_error(), "trailing characters after the document at byte 3"));
   vqgpt_json_free(v);
   // Only `len` bytes are read: a valid prefix of a longer buffer parses.
   v = vqgpt_json_parse("[1]garbage", 3);
@@ -185,7 +190,8 @@ static void test_large_object(void) {
   if (!doc) return;
   len += (size_t)snprintf(doc + len, cap - len, "{");
   for (size_t i = 0; i < n; i++)
-    len += (size_t)snprintf(doc + len, cap - len, "%s\"k%zu\":%zu", i ? "," : "", (i * 7919) % n, i);
+    len +=
+        (size_t)snprintf(doc + len, cap - len, "%s\"k%zu\":%zu", i ? "," : "", (i * 7919) % n, i);
   len += (size_t)snprintf(doc + len, cap - len, "}");
   json_value *v = vqgpt_json_parse(doc, len);
   CHECKF(v && v->count == n, "large object: %s", v ? "wrong count" : vqgpt_last_error());

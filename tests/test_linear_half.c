@@ -70,11 +70,13 @@ static void test_products(half_format f) {
       }
       for (size_t ni = 0; ni < sizeof Ns / sizeof *Ns; ni++) {
         int N = Ns[ni];
-        float *in = alloc_f((size_t)N * C), *out = alloc_f((size_t)N * OC), *ref = alloc_f((size_t)N * OC);
+        float *in = alloc_f((size_t)N * C), *out = alloc_f((size_t)N * OC),
+              *ref = alloc_f((size_t)N * OC);
         fill_uniform(in, (size_t)N * C, &rng, 1.0f);
         const float *b = ni % 2 ? bias : NULL;
         vqgpt_linear_forward(ref, in, w, b, N, C, OC);
-        vqgpt_linear_forward_half(out, in, wh, f, b, N, C, OC, N > LINEAR_GEMV_MAX_ROWS ? scratch : NULL);
+        vqgpt_linear_forward_half(out, in, wh, f, b, N, C, OC,
+                                  N > LINEAR_GEMV_MAX_ROWS ? scratch : NULL);
         if (N <= LINEAR_GEMV_MAX_ROWS)
           CHECKF(!memcmp(out, ref, sizeof(float) * N * OC),
                  "format %d N %d C %d OC %d: streaming kernel not bit-identical", f, N, C, OC);

@@ -14,10 +14,14 @@ typedef struct {
 static double eval_loss(void *p) {
   loss_ctx *c = p;
   switch (c->which) {
-    case 0: return vqgpt_loss_l1_mean(NULL, c->a, c->b, NR);
-    case 1: return vqgpt_loss_d_hinge(NULL, NULL, c->a, NR, c->b, NF);
-    case 2: return vqgpt_loss_d_vanilla(NULL, NULL, c->a, NR, c->b, NF);
-    default: return vqgpt_loss_g(NULL, c->b, NF);
+    case 0:
+      return vqgpt_loss_l1_mean(NULL, c->a, c->b, NR);
+    case 1:
+      return vqgpt_loss_d_hinge(NULL, NULL, c->a, NR, c->b, NF);
+    case 2:
+      return vqgpt_loss_d_vanilla(NULL, NULL, c->a, NR, c->b, NF);
+    default:
+      return vqgpt_loss_g(NULL, c->b, NF);
   }
 }
 
@@ -29,7 +33,8 @@ int main(int argc, char **argv) {
   CHECK(fabsf(vqgpt_loss_l1_mean(NULL, r, f, 2) - 2.25f) < 1e-6f);
   // hinge: real relu(1-r) = {0.5, 0} mean 0.25; fake relu(1+f) = {0, 2} mean 1 -> 0.625
   CHECK(fabsf(vqgpt_loss_d_hinge(NULL, NULL, r, 2, f, 2) - 0.625f) < 1e-6f);
-  double sp = 0.5 * ((log1p(exp(-0.5)) + log1p(exp(-2.0))) / 2 + (log1p(exp(-3.0)) + log1p(exp(1.0))) / 2);
+  double sp =
+      0.5 * ((log1p(exp(-0.5)) + log1p(exp(-2.0))) / 2 + (log1p(exp(-3.0)) + log1p(exp(1.0))) / 2);
   CHECK(fabs(vqgpt_loss_d_vanilla(NULL, NULL, r, 2, f, 2) - sp) < 1e-6);
   CHECK(fabsf(vqgpt_loss_g(NULL, f, 2) - 1.0f) < 1e-6f);
   // Extreme logits neither overflow nor lose the linear part.
@@ -53,8 +58,10 @@ int main(int argc, char **argv) {
   for (int which = 1; which <= 2; which++) {
     ctx.which = which;
     for (int i = 0; i < NR; i++) da[i] = db[i] = 7;
-    if (which == 1) vqgpt_loss_d_hinge(da, db, a, NR, b, NF);
-    else vqgpt_loss_d_vanilla(da, db, a, NR, b, NF);
+    if (which == 1)
+      vqgpt_loss_d_hinge(da, db, a, NR, b, NF);
+    else
+      vqgpt_loss_d_vanilla(da, db, a, NR, b, NF);
     e = fd_check(eval_loss, &ctx, a, da, NR, NR, 1e-2f);
     CHECKF(e < 1e-3, "%s d/dreal error %.3g", which == 1 ? "hinge" : "vanilla", e);
     e = fd_check(eval_loss, &ctx, b, db, NF, NF, 1e-2f);

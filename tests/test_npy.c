@@ -11,7 +11,6 @@
 #include "data/npy.h"
 #include "test_util.h"
 
-
 // A .npy of the given version and dict text, followed by `data` (ndata bytes).
 static void craft(const char *path, int major, const char *dict, const void *data, size_t ndata) {
   size_t h = strlen(dict), lenb = major == 1 ? 2 : 4, n = 8 + lenb + h + ndata;
@@ -42,7 +41,8 @@ static void expect_error(const char *path, const char *what, const char *label) 
   }
   char prefix[300];
   snprintf(prefix, sizeof prefix, "%s: ", path);
-  CHECKF(strncmp(e, prefix, strlen(prefix)) == 0, "%s: error does not start with the path: %s", label, e);
+  CHECKF(strncmp(e, prefix, strlen(prefix)) == 0, "%s: error does not start with the path: %s",
+         label, e);
   CHECKF(strstr(e, what) != NULL, "%s: error '%s' lacks '%s'", label, e, what);
   CHECKF(strchr(e, '\n') == NULL, "%s: error spans lines", label);
   CHECKF(d == NULL && ndim == 0, "%s: outputs not reset", label);
@@ -70,14 +70,16 @@ static void test_exact_bytes(void) {
   CHECKF(vqgpt_npy_write_i32(p.s, v, 2, shape) == 0, "%s", vqgpt_last_error());
   size_t n;
   unsigned char *got = read_all(p.s, &n);
-  CHECKF(got && n == sizeof want && memcmp(got, want, n) == 0, "bytes differ from numpy's (size %zu)", n);
+  CHECKF(got && n == sizeof want && memcmp(got, want, n) == 0,
+         "bytes differ from numpy's (size %zu)", n);
   free(got);
 
   // 1-D: the shape is a 1-tuple "(5,)"; the header still ends on a 64-byte boundary.
   int64_t s1[1] = {5};
   CHECK(vqgpt_npy_write_i32(p.s, v, 1, s1) == 0);
   got = read_all(p.s, &n);
-  CHECK(got && n == 128 + 20 && memcmp(got + 10 + 41, "'shape': (5,), }", 16) == 0 && got[127] == '\n');
+  CHECK(got && n == 128 + 20 && memcmp(got + 10 + 41, "'shape': (5,), }", 16) == 0 &&
+        got[127] == '\n');
   free(got);
   unlink(p.s);
 }
@@ -103,7 +105,8 @@ static void test_round_trip(void) {
   int32_t *d = NULL;
   int ndim = 0;
   int64_t shape[3];
-  CHECK(vqgpt_npy_read_i32(p.s, &d, &ndim, shape) == 0 && d != NULL && ndim == 2 && shape[0] == 0 && shape[1] == 7);
+  CHECK(vqgpt_npy_read_i32(p.s, &d, &ndim, shape) == 0 && d != NULL && ndim == 2 && shape[0] == 0 &&
+        shape[1] == 7);
   free(d);
 
   // Writer refusals.
@@ -124,7 +127,8 @@ static void test_round_trip(void) {
   CHECKF(strcmp(vqgpt_last_error(), want) == 0, "got %s", vqgpt_last_error());
   pathbuf dir = tmp_path("occupied.npy"), inner = tmp_path("occupied.npy/keep");
   CHECK(mkdir(dir.s, 0700) == 0 && write_bytes(inner.s, "k", 1) == 0);
-  CHECK(vqgpt_npy_write_i32(dir.s, v, 2, shapes[1]) == -1 && strstr(vqgpt_last_error(), "cannot write"));
+  CHECK(vqgpt_npy_write_i32(dir.s, v, 2, shapes[1]) == -1 &&
+        strstr(vqgpt_last_error(), "cannot write"));
   struct stat sb;
   CHECK(stat(inner.s, &sb) == 0);
   unlink(inner.s);
@@ -195,9 +199,12 @@ static void test_hostile(void) {
   struct {
     size_t len;
     const char *what;
-  } cuts[] = {{0, "truncated"},          {3, "truncated"},
-              {8, "truncated"},          {9, "truncated"},
-              {10, "truncated: header"}, {40, "truncated: header needs"},
+  } cuts[] = {{0, "truncated"},
+              {3, "truncated"},
+              {8, "truncated"},
+              {9, "truncated"},
+              {10, "truncated: header"},
+              {40, "truncated: header needs"},
               {n - 24, "truncated: shape (2, 3) needs 24 data bytes, file has 0"},
               {n - 1, "file has 23"}};
   for (size_t i = 0; raw && i < sizeof cuts / sizeof cuts[0]; i++) {
@@ -227,38 +234,55 @@ static void test_hostile(void) {
   // Malformed header dicts.
   hostile(1, "", v, 0, "malformed header ('{' expected");
   hostile(1, "descr", v, 24, "malformed header");
-  hostile(1, "{'descr': '<i4', 'fortran_order': False, 'shape': (2, 3), ", v, 24, "malformed header");
-  hostile(1, "{'descr': '<i4', 'fortran_order': False, 'shape': (2, 3)} x", v, 24, "trailing characters");
-  hostile(1, "{'descr': '<i4' 'fortran_order': False, 'shape': (2, 3)}", v, 24, "',' or '}' expected");
+  hostile(1, "{'descr': '<i4', 'fortran_order': False, 'shape': (2, 3), ", v, 24,
+          "malformed header");
+  hostile(1, "{'descr': '<i4', 'fortran_order': False, 'shape': (2, 3)} x", v, 24,
+          "trailing characters");
+  hostile(1, "{'descr': '<i4' 'fortran_order': False, 'shape': (2, 3)}", v, 24,
+          "',' or '}' expected");
   hostile(1, "{'descr' '<i4', 'fortran_order': False, 'shape': (2, 3)}", v, 24, "':' expected");
   hostile(1, "{'descr': '<i4, 'fortran_order': False, 'shape': (2, 3)}", v, 24, "malformed header");
-  hostile(1, "{'descr': '<i4', 'fortran_order': false, 'shape': (2, 3)}", v, 24, "True or False expected");
-  hostile(1, "{'descr': '<i4', 'fortran_order': False, 'shape': [2, 3]}", v, 24, "shape tuple expected");
-  hostile(1, "{'descr': '<i4', 'fortran_order': False, 'shape': (6)}", v, 24, "shape is not a tuple");
-  hostile(1, "{'descr': '<i4', 'fortran_order': False, 'shape': (2 3)}", v, 24, "',' expected in shape");
-  hostile(1, "{'descr': '<i4', 'fortran_order': False, 'shape': (2, -3)}", v, 24, "non-negative integer expected");
-  hostile(1, "{'descr': '<i4', 'fortran_order': False, 'shape': (2, 3.0)}", v, 24, "malformed header");
+  hostile(1, "{'descr': '<i4', 'fortran_order': false, 'shape': (2, 3)}", v, 24,
+          "True or False expected");
+  hostile(1, "{'descr': '<i4', 'fortran_order': False, 'shape': [2, 3]}", v, 24,
+          "shape tuple expected");
+  hostile(1, "{'descr': '<i4', 'fortran_order': False, 'shape': (6)}", v, 24,
+          "shape is not a tuple");
+  hostile(1, "{'descr': '<i4', 'fortran_order': False, 'shape': (2 3)}", v, 24,
+          "',' expected in shape");
+  hostile(1, "{'descr': '<i4', 'fortran_order': False, 'shape': (2, -3)}", v, 24,
+          "non-negative integer expected");
+  hostile(1, "{'descr': '<i4', 'fortran_order': False, 'shape': (2, 3.0)}", v, 24,
+          "malformed header");
   hostile(1, "{'descr': '<i4', 'fortran_order': False}", v, 24, "missing key 'shape'");
   hostile(1, "{'descr': '<i4', 'shape': (2, 3)}", v, 24, "missing key 'fortran_order'");
   hostile(1, "{'fortran_order': False, 'shape': (2, 3)}", v, 24, "missing key 'descr'");
-  hostile(1, "{'descr': '<i4', 'fortran_order': False, 'shape': (2, 3), 'x': 1}", v, 24, "unexpected key 'x'");
+  hostile(1, "{'descr': '<i4', 'fortran_order': False, 'shape': (2, 3), 'x': 1}", v, 24,
+          "unexpected key 'x'");
   hostile(1, "{'descr': '<i4', 'descr': '<i4', 'fortran_order': False, 'shape': (2, 3)}", v, 24,
           "key 'descr' appears twice");
-  hostile(1, "{'descr': '\\x3ci4', 'fortran_order': False, 'shape': (2, 3)}", v, 24, "escape in string");
+  hostile(1, "{'descr': '\\x3ci4', 'fortran_order': False, 'shape': (2, 3)}", v, 24,
+          "escape in string");
   // Unsupported arrays.
-  hostile(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", v, 24, "unsupported dtype '<f4'");
-  hostile(1, "{'descr': '<i2', 'fortran_order': False, 'shape': (2, 3), }", v, 24, "unsupported dtype '<i2'");
-  hostile(1, "{'descr': '|u1', 'fortran_order': False, 'shape': (2, 3), }", v, 24, "unsupported dtype");
-  hostile(1, "{'descr': [('a', '<i4')], 'fortran_order': False, 'shape': (2, 3), }", v, 24, "malformed header");
-  hostile(1, "{'descr': '>i4', 'fortran_order': False, 'shape': (2, 3), }", v, 24, "big-endian dtype '>i4'");
-  hostile(1, "{'descr': '<i4', 'fortran_order': True, 'shape': (2, 3), }", v, 24, "fortran_order True");
+  hostile(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", v, 24,
+          "unsupported dtype '<f4'");
+  hostile(1, "{'descr': '<i2', 'fortran_order': False, 'shape': (2, 3), }", v, 24,
+          "unsupported dtype '<i2'");
+  hostile(1, "{'descr': '|u1', 'fortran_order': False, 'shape': (2, 3), }", v, 24,
+          "unsupported dtype");
+  hostile(1, "{'descr': [('a', '<i4')], 'fortran_order': False, 'shape': (2, 3), }", v, 24,
+          "malformed header");
+  hostile(1, "{'descr': '>i4', 'fortran_order': False, 'shape': (2, 3), }", v, 24,
+          "big-endian dtype '>i4'");
+  hostile(1, "{'descr': '<i4', 'fortran_order': True, 'shape': (2, 3), }", v, 24,
+          "fortran_order True");
   hostile(1, "{'descr': '<i4', 'fortran_order': False, 'shape': (), }", v, 24, "0-dimensional");
   hostile(1, "{'descr': '<i4', 'fortran_order': False, 'shape': (1, 1, 2, 3), }", v, 24, "4 dims");
   // Shapes that overflow or exceed the file.
-  hostile(1, "{'descr': '<i4', 'fortran_order': False, 'shape': (99999999999999999999, 2), }", v, 24,
-          "dimension too large");
-  hostile(1, "{'descr': '<i4', 'fortran_order': False, 'shape': (4294967296, 4294967296, 16), }", v, 24,
-          "larger than any file");
+  hostile(1, "{'descr': '<i4', 'fortran_order': False, 'shape': (99999999999999999999, 2), }", v,
+          24, "dimension too large");
+  hostile(1, "{'descr': '<i4', 'fortran_order': False, 'shape': (4294967296, 4294967296, 16), }", v,
+          24, "larger than any file");
   hostile(1, "{'descr': '<i8', 'fortran_order': False, 'shape': (2305843009213693952, 2), }", v, 24,
           "truncated");
   hostile(1, "{'descr': '<i4', 'fortran_order': False, 'shape': (1000000, 1000000), }", v, 24,
@@ -275,9 +299,11 @@ static void test_hostile(void) {
   hostile(1, "{'descr': '<i8', 'fortran_order': False, 'shape': (2,), }", big, sizeof big,
           "value 2147483648 at index 1 is outside the int32 range");
   big[1] = -2147483649LL;
-  hostile(1, "{'descr': '<i8', 'fortran_order': False, 'shape': (1, 2), }", big, sizeof big, "-2147483649");
+  hostile(1, "{'descr': '<i8', 'fortran_order': False, 'shape': (1, 2), }", big, sizeof big,
+          "-2147483649");
   // Non-printable bytes from the file do not break the one-line error.
-  hostile(1, "{'descr': '<\n\x01', 'fortran_order': False, 'shape': (2,), }", v, 8, "unsupported dtype '<?\?'");
+  hostile(1, "{'descr': '<\n\x01', 'fortran_order': False, 'shape': (2,), }", v, 8,
+          "unsupported dtype '<?\?'");
 }
 
 int main(int argc, char **argv) {

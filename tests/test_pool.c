@@ -22,7 +22,16 @@ static double pool_loss(void *p) {
 int main(int argc, char **argv) {
   (void)argc;
   vqgpt_blas_setup(argv);
-  enum { B = 2, C = 3, H = 9, W = 6, Ho = H / 2, Wo = W / 2, N = B * C * H * W, M = B * C * Ho * Wo };
+  enum {
+    B = 2,
+    C = 3,
+    H = 9,
+    W = 6,
+    Ho = H / 2,
+    Wo = W / 2,
+    N = B * C * H * W,
+    M = B * C * Ho * Wo
+  };
   uint64_t rng = 7;
   float x[N], out[M], w[M], din[N];  // x, din: (B, C, H, W); out, w: (B, C, Ho, Wo)
   uint8_t am[M];

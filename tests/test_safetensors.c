@@ -16,7 +16,6 @@
 #include "weights/json.h"
 #include "weights/safetensors.h"
 
-
 // A file of: 8-byte length `hlen`, the header text, then `ndata` bytes 0, 1, 2, ...
 static void craft(const char *path, uint64_t hlen, const char *header, size_t ndata) {
   size_t h = strlen(header), n = 8 + h + ndata;
@@ -44,7 +43,8 @@ static void expect_open_error(const char *path, const char *what, const char *la
   }
   char prefix[300];
   snprintf(prefix, sizeof prefix, "%s: ", path);
-  CHECKF(strncmp(e, prefix, strlen(prefix)) == 0, "%s: error does not start with the path: %s", label, e);
+  CHECKF(strncmp(e, prefix, strlen(prefix)) == 0, "%s: error does not start with the path: %s",
+         label, e);
   CHECKF(strstr(e, what) != NULL, "%s: error '%s' lacks '%s'", label, e, what);
   CHECKF(strchr(e, '\n') == NULL, "%s: error spans lines: %s", label, e);
   CHECKF(f.map == NULL && f.tensors == NULL && f.n_tensors == 0 && f.path == NULL && f.n_meta == 0,
@@ -66,7 +66,7 @@ static void test_round_trip(void) {
   const char *p = p_buf.s;
   float a[6] = {1.5f, -2.0f, 0.0f, 3.25f, -0.0f, 1e-30f};
   uint16_t h[4] = {0x3C00, 0xC000, 0x7C00, 0x0001};  // 1, -2, inf, smallest subnormal
-  uint16_t bf[3] = {0x3F80, 0xC0A0, 0xFF80};        // 1, -5, -inf
+  uint16_t bf[3] = {0x3F80, 0xC0A0, 0xFF80};         // 1, -5, -inf
   int32_t iv[3] = {-7, 0, 2147483647};
   int64_t lv[2] = {-2147483648LL, 12345};
   uint8_t u[5] = {0, 1, 2, 254, 255};
@@ -90,9 +90,11 @@ static void test_round_trip(void) {
   CHECK(vqgpt_st_writer_add(w, "empty", ST_F32, 2, se, NULL) == 0);
   CHECK(vqgpt_st_writer_add(w, "we\"ird\\name\x01", ST_F32, 0, NULL, &scalar) == 0);
   // Writer-side refusals.
-  CHECK(vqgpt_st_writer_add(w, "a.weight", ST_F32, 2, sa, a) == -1 && strstr(vqgpt_last_error(), "duplicate"));
+  CHECK(vqgpt_st_writer_add(w, "a.weight", ST_F32, 2, sa, a) == -1 &&
+        strstr(vqgpt_last_error(), "duplicate"));
   CHECK(vqgpt_st_writer_add(w, "__metadata__", ST_F32, 0, NULL, &scalar) == -1);
-  CHECK(vqgpt_st_writer_add(w, "bad\xff", ST_F32, 0, NULL, &scalar) == -1 && strstr(vqgpt_last_error(), "UTF-8"));
+  CHECK(vqgpt_st_writer_add(w, "bad\xff", ST_F32, 0, NULL, &scalar) == -1 &&
+        strstr(vqgpt_last_error(), "UTF-8"));
   int64_t neg[1] = {-1}, huge[3] = {INT64_MAX, INT64_MAX, 2};
   CHECK(vqgpt_st_writer_add(w, "neg", ST_F32, 1, neg, a) == -1);
   CHECK(vqgpt_st_writer_add(w, "huge", ST_F32, 3, huge, a) == -1);
@@ -132,10 +134,14 @@ static void test_round_trip(void) {
   CHECK(vqgpt_st_read_f32(&f, "a.weight", out, 2, sa) == 0 && memcmp(out, a, sizeof a) == 0);
   CHECK(signbit(out[4]));
   CHECK(vqgpt_st_read_f32(&f, "half", out, 1, sh) == 0);
-  CHECK(out[0] == 1.0f && out[1] == -2.0f && isinf(out[2]) && out[2] > 0 && out[3] == ldexpf(1, -24));
-  CHECK(vqgpt_st_read_f32(&f, "brain", out, 1, sb) == 0 && out[0] == 1 && out[1] == -5 && isinf(out[2]) && out[2] < 0);
-  CHECK(vqgpt_st_read_f32(&f, "doubles", out, 1, sd) == 0 && out[0] == 0.1f && isinf(out[1]) && out[1] < 0);
-  CHECK(vqgpt_st_read_f32(&f, "scalar", out, 1, NULL) == 0 && vqgpt_st_read_f32(&f, "scalar", out, 0, NULL) == -1);
+  CHECK(out[0] == 1.0f && out[1] == -2.0f && isinf(out[2]) && out[2] > 0 &&
+        out[3] == ldexpf(1, -24));
+  CHECK(vqgpt_st_read_f32(&f, "brain", out, 1, sb) == 0 && out[0] == 1 && out[1] == -5 &&
+        isinf(out[2]) && out[2] < 0);
+  CHECK(vqgpt_st_read_f32(&f, "doubles", out, 1, sd) == 0 && out[0] == 0.1f && isinf(out[1]) &&
+        out[1] < 0);
+  CHECK(vqgpt_st_read_f32(&f, "scalar", out, 1, NULL) == 0 &&
+        vqgpt_st_read_f32(&f, "scalar", out, 0, NULL) == -1);
   CHECK(vqgpt_st_read_f32(&f, "scalar", out, 0, sa) == 0 && out[0] == 42.0f);
   CHECK(vqgpt_st_read_f32(&f, "we\"ird\\name\x01", out, 0, sa) == 0 && out[0] == 42.0f);
   CHECK(vqgpt_st_read_f32(&f, "empty", out, 2, se) == 0);
@@ -143,14 +149,16 @@ static void test_round_trip(void) {
   CHECK(t && t->numel == 0 && t->nbytes == 0 && t->ndim == 2 && t->shape[1] == 7);
   t = vqgpt_st_find(&f, "bytes");
   CHECK(t && t->dtype == ST_U8 && t->nbytes == 5 && memcmp(t->data, u, 5) == 0);
-  CHECK(vqgpt_st_dtype_size(ST_BF16) == 2 && vqgpt_st_dtype_size(ST_I64) == 8 && strcmp(vqgpt_st_dtype_name(ST_BOOL), "BOOL") == 0);
+  CHECK(vqgpt_st_dtype_size(ST_BF16) == 2 && vqgpt_st_dtype_size(ST_I64) == 8 &&
+        strcmp(vqgpt_st_dtype_name(ST_BOOL), "BOOL") == 0);
   CHECK(vqgpt_st_dtype_size((st_dtype)99) == 0);
 
   int32_t io[3];
   CHECK(vqgpt_st_read_i32(&f, "ints", io, 2, si) == 0 && memcmp(io, iv, sizeof iv) == 0);
   CHECK(vqgpt_st_read_i32(&f, "ints", io, 3, NULL) == 0 && io[2] == 2147483647);
   CHECK(vqgpt_st_read_i32(&f, "longs", io, 1, sl) == 0 && io[0] == INT32_MIN && io[1] == 12345);
-  CHECK(vqgpt_st_read_i32(&f, "ints", io, 4, NULL) == -1 && strstr(vqgpt_last_error(), "expected 4 elements"));
+  CHECK(vqgpt_st_read_i32(&f, "ints", io, 4, NULL) == -1 &&
+        strstr(vqgpt_last_error(), "expected 4 elements"));
 
   // Lookup errors name the path, the tensor and both shapes.
   char want[512];
@@ -158,14 +166,17 @@ static void test_round_trip(void) {
   CHECK(vqgpt_st_read_f32(&f, "a.weight", out, 2, wrong) == -1);
   snprintf(want, sizeof want, "%s: tensor 'a.weight' has shape [2, 3], expected [3, 2]", p);
   CHECKF(strcmp(vqgpt_last_error(), want) == 0, "got '%s'", vqgpt_last_error());
-  CHECK(vqgpt_st_read_f32(&f, "a.weight", out, 1, wrong) == -1 && strstr(vqgpt_last_error(), "expected [3]"));
+  CHECK(vqgpt_st_read_f32(&f, "a.weight", out, 1, wrong) == -1 &&
+        strstr(vqgpt_last_error(), "expected [3]"));
   CHECK(vqgpt_st_read_f32(&f, "x", out, 1, sh) == -1);
   snprintf(want, sizeof want, "%s: missing tensor 'x'", p);
   CHECKF(strcmp(vqgpt_last_error(), want) == 0, "got '%s'", vqgpt_last_error());
-  CHECK(vqgpt_st_read_i32(&f, "x", io, 1, sh) == -1 && strstr(vqgpt_last_error(), "missing tensor 'x'"));
-  CHECK(vqgpt_st_read_f32(&f, "ints", out, 2, si) == -1 && strstr(vqgpt_last_error(), "dtype I32") &&
-        strstr(vqgpt_last_error(), p));
-  CHECK(vqgpt_st_read_i32(&f, "a.weight", io, 2, sa) == -1 && strstr(vqgpt_last_error(), "dtype F32"));
+  CHECK(vqgpt_st_read_i32(&f, "x", io, 1, sh) == -1 &&
+        strstr(vqgpt_last_error(), "missing tensor 'x'"));
+  CHECK(vqgpt_st_read_f32(&f, "ints", out, 2, si) == -1 &&
+        strstr(vqgpt_last_error(), "dtype I32") && strstr(vqgpt_last_error(), p));
+  CHECK(vqgpt_st_read_i32(&f, "a.weight", io, 2, sa) == -1 &&
+        strstr(vqgpt_last_error(), "dtype F32"));
   CHECK(vqgpt_st_read_i32(&f, "bytes", io, 1, su) == -1 && strstr(vqgpt_last_error(), "dtype U8"));
   vqgpt_st_close(&f);
   vqgpt_st_close(&f);  // idempotent
@@ -210,8 +221,9 @@ static void test_store_floats_as(void) {
     float v = e ? ldexpf((float)(1024 + m), e - 25) : ldexpf((float)m, -24);
     halves[n++] = (i >> 15) ? -v : v;
   }
-  float ties[6] = {1.0f + ldexpf(1, -11), 1.0f + 3 * ldexpf(1, -11), 65520.0f, 70000.0f,
-                   ldexpf(1, -25), ldexpf(3, -26)};
+  float ties[6] = {
+      1.0f + ldexpf(1, -11), 1.0f + 3 * ldexpf(1, -11), 65520.0f, 70000.0f, ldexpf(1, -25),
+      ldexpf(3, -26)};
   float ties_f16[6] = {1.0f, 1.0f + ldexpf(1, -9), INFINITY, INFINITY, 0.0f, ldexpf(1, -24)};
   float bf_in[3] = {1.0f + ldexpf(1, -8), 1.0f + 3 * ldexpf(1, -8), -2.5f};
   float bf_out[3] = {1.0f, 1.0f + ldexpf(1, -6), -2.5f};
@@ -221,7 +233,8 @@ static void test_store_floats_as(void) {
   vqgpt_st_writer_store_floats_as(w, ST_F16);
   CHECK(vqgpt_st_writer_add(w, "halves", ST_F32, 1, sn, halves) == 0 &&
         vqgpt_st_writer_add(w, "ties", ST_F32, 1, s6, ties) == 0 &&
-        vqgpt_st_writer_add(w, "ints", ST_I32, 1, s2, ints) == 0 && vqgpt_st_writer_save(w, p) == 0);
+        vqgpt_st_writer_add(w, "ints", ST_I32, 1, s2, ints) == 0 &&
+        vqgpt_st_writer_save(w, p) == 0);
   vqgpt_st_writer_free(w);
   st_file f;
   float t6[6];
@@ -229,7 +242,8 @@ static void test_store_floats_as(void) {
   CHECK(vqgpt_st_open(&f, p) == 0);
   CHECK(vqgpt_st_find(&f, "halves") && vqgpt_st_find(&f, "halves")->dtype == ST_F16);
   CHECK(vqgpt_st_find(&f, "ints") && vqgpt_st_find(&f, "ints")->dtype == ST_I32);
-  CHECK(vqgpt_st_read_f32(&f, "halves", back, 1, sn) == 0 && memcmp(back, halves, n * sizeof *back) == 0);
+  CHECK(vqgpt_st_read_f32(&f, "halves", back, 1, sn) == 0 &&
+        memcmp(back, halves, n * sizeof *back) == 0);
   CHECK(vqgpt_st_read_f32(&f, "ties", t6, 1, s6) == 0 && memcmp(t6, ties_f16, sizeof t6) == 0);
   CHECK(vqgpt_st_read_i32(&f, "ints", i2, 1, s2) == 0 && i2[0] == 7 && i2[1] == -7);
   vqgpt_st_close(&f);
@@ -238,7 +252,8 @@ static void test_store_floats_as(void) {
   CHECK(vqgpt_st_writer_add(w, "bf", ST_F32, 1, s3, bf_in) == 0 && vqgpt_st_writer_save(w, p) == 0);
   vqgpt_st_writer_free(w);
   float b3[3];
-  CHECK(vqgpt_st_open(&f, p) == 0 && vqgpt_st_find(&f, "bf") && vqgpt_st_find(&f, "bf")->dtype == ST_BF16);
+  CHECK(vqgpt_st_open(&f, p) == 0 && vqgpt_st_find(&f, "bf") &&
+        vqgpt_st_find(&f, "bf")->dtype == ST_BF16);
   CHECK(vqgpt_st_read_f32(&f, "bf", b3, 1, s3) == 0 && memcmp(b3, bf_out, sizeof b3) == 0);
   vqgpt_st_close(&f);
   unlink(p);
@@ -270,9 +285,12 @@ static void test_f16_exhaustive(void) {
   for (uint32_t i = 0; i < 65536; i++) {
     int sign = i >> 15, e = (i >> 10) & 31, m = i & 1023;
     float ref;
-    if (e == 31) ref = m ? NAN : INFINITY;
-    else if (e == 0) ref = ldexpf((float)m, -24);
-    else ref = ldexpf((float)(1024 + m), e - 25);
+    if (e == 31)
+      ref = m ? NAN : INFINITY;
+    else if (e == 0)
+      ref = ldexpf((float)m, -24);
+    else
+      ref = ldexpf((float)(1024 + m), e - 25);
     if (sign) ref = -ref;
     bool ok = isnan(ref) ? isnan(out[i]) && !!signbit(out[i]) == !!sign
                          : out[i] == ref && !!signbit(out[i]) == !!sign;
@@ -300,7 +318,8 @@ static void test_fixtures(void) {
   CHECK(vqgpt_json_get_int_array(dd, "ch_mult", mult, 4) == 3 && mult[0] == 1 && mult[2] == 2);
   bool dz = true;
   double drop = 1;
-  CHECK(vqgpt_json_get_bool(dd, "double_z", &dz) && !dz && vqgpt_json_get_number(dd, "dropout", &drop) && drop == 0);
+  CHECK(vqgpt_json_get_bool(dd, "double_z", &dz) && !dz &&
+        vqgpt_json_get_number(dd, "dropout", &drop) && drop == 0);
   vqgpt_json_free(c);
   int64_t ws[4] = {64, 16, 3, 3}, es[2] = {64, 16};
   float *wt = malloc(64 * 16 * 9 * sizeof *wt), emb[64 * 16];
@@ -314,7 +333,8 @@ static void test_fixtures(void) {
   CHECK(vqgpt_st_read_f32(&f, "decoder.conv_in.weight", wt, 4, wrong) == -1);
   char want[512];
   snprintf(want, sizeof want,
-           "%s: tensor 'decoder.conv_in.weight' has shape [64, 16, 3, 3], expected [128, 16, 3, 3]", p);
+           "%s: tensor 'decoder.conv_in.weight' has shape [64, 16, 3, 3], expected [128, 16, 3, 3]",
+           p);
   CHECKF(strcmp(vqgpt_last_error(), want) == 0, "got '%s'", vqgpt_last_error());
   free(wt);
   // Every tensor loads through the generic path.
@@ -347,7 +367,8 @@ static void test_fixtures(void) {
   }
   float shift[3];
   int64_t ss[4] = {1, 3, 1, 1};
-  CHECK(vqgpt_st_read_f32(&f, "scaling_layer.shift", shift, 4, ss) == 0 && fabsf(shift[0] + 0.030f) < 1e-3f);
+  CHECK(vqgpt_st_read_f32(&f, "scaling_layer.shift", shift, 4, ss) == 0 &&
+        fabsf(shift[0] + 0.030f) < 1e-3f);
   vqgpt_st_close(&f);
 
   // I32 token ids.
@@ -369,7 +390,9 @@ static void test_fixtures(void) {
     if (f.tensors[i].dtype == ST_I64) {
       int32_t nb = -1;
       found++;
-      CHECK(vqgpt_st_read_i32(&f, f.tensors[i].name, &nb, f.tensors[i].ndim, f.tensors[i].shape) == 0 && nb >= 0);
+      CHECK(vqgpt_st_read_i32(&f, f.tensors[i].name, &nb, f.tensors[i].ndim, f.tensors[i].shape) ==
+                0 &&
+            nb >= 0);
     }
   CHECK(found == 2);
   vqgpt_st_close(&f);
@@ -407,7 +430,8 @@ static void test_hostile(void) {
   pathbuf good_buf = tmp_path("good.safetensors");
   const char *good = good_buf.s;
   st_writer *w = vqgpt_st_writer_new();
-  CHECK(vqgpt_st_writer_meta(w, "format", "t") == 0 && vqgpt_st_writer_add(w, "x", ST_F32, 1, s16, x) == 0 &&
+  CHECK(vqgpt_st_writer_meta(w, "format", "t") == 0 &&
+        vqgpt_st_writer_add(w, "x", ST_F32, 1, s16, x) == 0 &&
         vqgpt_st_writer_add(w, "y", ST_F32, 1, s16, x) == 0 && vqgpt_st_writer_save(w, good) == 0);
   vqgpt_st_writer_free(w);
   size_t n;
@@ -451,77 +475,113 @@ static void test_hostile(void) {
   hostile("\"str\"", 0, "header is not a JSON object");
   hostile("{\"a\":5}", 0, "tensor 'a': entry is not an object");
   hostile("{\"a\":[]}", 0, "tensor 'a': entry is not an object");
-  hostile("{\"a\":{\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "tensor 'a': missing or non-string dtype");
-  hostile("{\"a\":{\"dtype\":4,\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "missing or non-string dtype");
-  hostile("{\"a\":{\"dtype\":\"Q8\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "tensor 'a': unknown dtype 'Q8'");
-  hostile("{\"a\":{\"dtype\":\"f32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "unknown dtype 'f32'");
-  hostile("{\"a\":{\"dtype\":\"F32\",\"data_offsets\":[0,4]}}", 4, "tensor 'a': shape is missing or not an array");
-  hostile("{\"a\":{\"dtype\":\"F32\",\"shape\":4,\"data_offsets\":[0,4]}}", 4, "shape is missing or not an array");
-  hostile("{\"a\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}", 4, "shape is not an array of non-negative integers");
-  hostile("{\"a\":{\"dtype\":\"F32\",\"shape\":[1.5],\"data_offsets\":[0,4]}}", 4, "non-negative integers");
-  hostile("{\"a\":{\"dtype\":\"F32\",\"shape\":[\"1\"],\"data_offsets\":[0,4]}}", 4, "non-negative integers");
-  hostile("{\"a\":{\"dtype\":\"F32\",\"shape\":[1e30],\"data_offsets\":[0,4]}}", 4, "non-negative integers");
-  hostile("{\"a\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,1],\"data_offsets\":[0,4]}}", 4, "9 dims");
+  hostile("{\"a\":{\"shape\":[1],\"data_offsets\":[0,4]}}", 4,
+          "tensor 'a': missing or non-string dtype");
+  hostile("{\"a\":{\"dtype\":4,\"shape\":[1],\"data_offsets\":[0,4]}}", 4,
+          "missing or non-string dtype");
+  hostile("{\"a\":{\"dtype\":\"Q8\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4,
+          "tensor 'a': unknown dtype 'Q8'");
+  hostile("{\"a\":{\"dtype\":\"f32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4,
+          "unknown dtype 'f32'");
+  hostile("{\"a\":{\"dtype\":\"F32\",\"data_offsets\":[0,4]}}", 4,
+          "tensor 'a': shape is missing or not an array");
+  hostile("{\"a\":{\"dtype\":\"F32\",\"shape\":4,\"data_offsets\":[0,4]}}", 4,
+          "shape is missing or not an array");
+  hostile("{\"a\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}", 4,
+          "shape is not an array of non-negative integers");
+  hostile("{\"a\":{\"dtype\":\"F32\",\"shape\":[1.5],\"data_offsets\":[0,4]}}", 4,
+          "non-negative integers");
+  hostile("{\"a\":{\"dtype\":\"F32\",\"shape\":[\"1\"],\"data_offsets\":[0,4]}}", 4,
+          "non-negative integers");
+  hostile("{\"a\":{\"dtype\":\"F32\",\"shape\":[1e30],\"data_offsets\":[0,4]}}", 4,
+          "non-negative integers");
+  hostile("{\"a\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,1],\"data_offsets\":[0,4]}}", 4,
+          "9 dims");
   // Huge shapes whose element or byte count overflows 64 bits.
-  hostile("{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,16],\"data_offsets\":[0,4]}}", 4,
+  hostile("{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,16],\"data_offsets\":[0,4]}}",
+          4, "too large");
+  hostile("{\"a\":{\"dtype\":\"F32\",\"shape\":[4611686018427387904],\"data_offsets\":[0,4]}}", 4,
           "too large");
-  hostile("{\"a\":{\"dtype\":\"F32\",\"shape\":[4611686018427387904],\"data_offsets\":[0,4]}}", 4, "too large");
-  hostile("{\"a\":{\"dtype\":\"I64\",\"shape\":[2305843009213693952,2],\"data_offsets\":[0,0]}}", 4, "too large");
+  hostile("{\"a\":{\"dtype\":\"I64\",\"shape\":[2305843009213693952,2],\"data_offsets\":[0,0]}}", 4,
+          "too large");
   // A product that wraps to exactly the byte count must still fail (2^62 * 4 == 0 mod 2^64).
-  hostile("{\"a\":{\"dtype\":\"F32\",\"shape\":[4611686018427387904],\"data_offsets\":[0,0]}}", 4, "too large");
+  hostile("{\"a\":{\"dtype\":\"F32\",\"shape\":[4611686018427387904],\"data_offsets\":[0,0]}}", 4,
+          "too large");
   // Offsets.
   hostile("{\"a\":{\"dtype\":\"F32\",\"shape\":[1]}}", 4, "tensor 'a': data_offsets is missing");
-  hostile("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4]}}", 4, "data_offsets is missing or not two");
-  hostile("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4,8]}}", 8, "not two non-negative integers");
-  hostile("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[-4,0]}}", 4, "not two non-negative integers");
-  hostile("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,\"4\"]}}", 4, "not two non-negative");
-  hostile("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":\"0,4\"}}", 4, "not two non-negative");
-  hostile("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,4]}}", 8, "[8, 4] begin after end");
+  hostile("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4]}}", 4,
+          "data_offsets is missing or not two");
+  hostile("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4,8]}}", 8,
+          "not two non-negative integers");
+  hostile("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[-4,0]}}", 4,
+          "not two non-negative integers");
+  hostile("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,\"4\"]}}", 4,
+          "not two non-negative");
+  hostile("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":\"0,4\"}}", 4,
+          "not two non-negative");
+  hostile("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,4]}}", 8,
+          "[8, 4] begin after end");
   hostile("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 7,
           "data_offsets [4, 8] past the end of the data section (7 bytes)");
-  hostile("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[18446744073709551612,18446744073709551616]}}",
-          8, "not two non-negative integers");
-  hostile("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[9007199254740992,9007199254740996]}}", 8,
-          "past the end of the data section");
+  hostile(
+      "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[18446744073709551612,"
+      "18446744073709551616]}}",
+      8, "not two non-negative integers");
+  hostile(
+      "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[9007199254740992,9007199254740996]"
+      "}}",
+      8, "past the end of the data section");
   // Byte count against shape and dtype.
   hostile("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,4]}}", 8,
           "tensor 'a': data_offsets span 4 bytes but F32 shape [2] needs 8");
-  hostile("{\"a\":{\"dtype\":\"F16\",\"shape\":[2,2],\"data_offsets\":[0,16]}}", 16, "span 16 bytes but F16 shape [2, 2] needs 8");
+  hostile("{\"a\":{\"dtype\":\"F16\",\"shape\":[2,2],\"data_offsets\":[0,16]}}", 16,
+          "span 16 bytes but F16 shape [2, 2] needs 8");
   hostile("{\"a\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,4]}}", 8, "needs 0");
   // Overlaps, regardless of header order.
-  hostile("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
-          "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", 12,
-          "tensors 'a' [0, 8] and 'b' [4, 12] overlap");
-  hostile("{\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]},"
-          "\"c\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
-          "\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 16, "overlap");
-  hostile("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
-          "\"b\":{\"dtype\":\"I32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8, "overlap");
+  hostile(
+      "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+      "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}",
+      12, "tensors 'a' [0, 8] and 'b' [4, 12] overlap");
+  hostile(
+      "{\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]},"
+      "\"c\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+      "\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}",
+      16, "overlap");
+  hostile(
+      "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+      "\"b\":{\"dtype\":\"I32\",\"shape\":[2],\"data_offsets\":[0,8]}}",
+      8, "overlap");
   // Duplicate names.
-  hostile("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
-          "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8, "duplicate key 'a'");
+  hostile(
+      "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+      "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}",
+      8, "duplicate key 'a'");
   // Metadata.
   hostile("{\"__metadata__\":\"x\"}", 0, "__metadata__ is not an object");
   hostile("{\"__metadata__\":[\"x\"]}", 0, "__metadata__ is not an object");
-  hostile("{\"__metadata__\":{\"format\":\"x\",\"n\":1}}", 0, "__metadata__ value of 'n' is not a string");
+  hostile("{\"__metadata__\":{\"format\":\"x\",\"n\":1}}", 0,
+          "__metadata__ value of 'n' is not a string");
   hostile("{\"__metadata__\":{\"k\":{\"a\":\"b\"}}}", 0, "value of 'k' is not a string");
   hostile("{\"__metadata__\":{\"k\":null}}", 0, "value of 'k' is not a string");
   hostile("{\"__metadata__\":{},\"__metadata__\":{}}", 0, "duplicate key '__metadata__'");
   // A name with a control character (escaped in JSON) still gives a one-line error.
-  hostile("{\"a\\nb\":{\"dtype\":\"Q8\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "tensor 'a?b': unknown dtype");
+  hostile("{\"a\\nb\":{\"dtype\":\"Q8\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4,
+          "tensor 'a?b': unknown dtype");
 
   // The tensors must cover the data section exactly: a gap at the start, between tensors, or
   // bytes after the last one (a header length one short: the JSON still parses, ending in
   // padding, and every tensor would be read one byte off) are errors.
   hostile("{\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[4,8]}}", 8,
           "bytes [0, 4] of the data section belong to no tensor (a gap before 'a')");
-  hostile("{\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]},"
-          "\"b\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[6,8]}}", 8,
-          "bytes [4, 6] of the data section belong to no tensor (a gap between 'a' and 'b')");
+  hostile(
+      "{\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]},"
+      "\"b\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[6,8]}}",
+      8, "bytes [4, 6] of the data section belong to no tensor (a gap between 'a' and 'b')");
   hostile("{\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]}}", 5,
           "1 trailing byte after the tensors' data");
   hostile("{}", 3, "3 trailing bytes");
-  hostile("{\"z\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]}}", 1, "1 trailing byte after");
+  hostile("{\"z\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]}}", 1,
+          "1 trailing byte after");
   {
     // A header length one byte short of a good file's.
     const char *h = "{\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]}}   ";
@@ -537,32 +597,37 @@ static void test_hostile(void) {
   // Adjacent tensors in any header order, and empty ones at any offset, are fine.
   pathbuf ok_buf = tmp_path("ok.safetensors");
   p = ok_buf.s;
-  const char *okh = "{\"z\":{\"dtype\":\"F32\",\"shape\":[0,3],\"data_offsets\":[4,4]},"
-                    "\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]},"
-                    "\"b\":{\"dtype\":\"BOOL\",\"shape\":[2],\"data_offsets\":[5,7]},"
-                    "\"c\":{\"dtype\":\"I8\",\"shape\":[],\"data_offsets\":[4,5]}}  ";
+  const char *okh =
+      "{\"z\":{\"dtype\":\"F32\",\"shape\":[0,3],\"data_offsets\":[4,4]},"
+      "\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]},"
+      "\"b\":{\"dtype\":\"BOOL\",\"shape\":[2],\"data_offsets\":[5,7]},"
+      "\"c\":{\"dtype\":\"I8\",\"shape\":[],\"data_offsets\":[4,5]}}  ";
   craft(p, strlen(okh), okh, 7);
   CHECKF(vqgpt_st_open(&f, p) == 0, "%s", vqgpt_last_error());
   CHECK(f.n_tensors == 4 && vqgpt_st_find(&f, "b") && vqgpt_st_find(&f, "b")->data[0] == 5);
-  CHECK(vqgpt_st_find(&f, "c") && vqgpt_st_find(&f, "c")->ndim == 0 && vqgpt_st_find(&f, "c")->numel == 1);
+  CHECK(vqgpt_st_find(&f, "c") && vqgpt_st_find(&f, "c")->ndim == 0 &&
+        vqgpt_st_find(&f, "c")->numel == 1);
   vqgpt_st_close(&f);
   unlink(p);
 }
 
-// Loaders take every tensor (vqgpt_st_check_all_used), refuse non-finite weights (vqgpt_st_read_weights)
-// and check the format.
+// Loaders take every tensor (vqgpt_st_check_all_used), refuse non-finite weights
+// (vqgpt_st_read_weights) and check the format.
 static void test_used_finite_format(void) {
   pathbuf p_buf = tmp_path("used.safetensors");
   const char *p = p_buf.s;
   float a[3] = {1, 2, 3}, bad[3] = {1, NAN, 3}, inf[2] = {0, -INFINITY};
   int64_t s3[1] = {3}, s2[1] = {2};
   st_writer *w = vqgpt_st_writer_new();
-  CHECK(vqgpt_st_writer_meta(w, "format", "taming-test") == 0 && vqgpt_st_writer_add(w, "a", ST_F32, 1, s3, a) == 0 &&
-        vqgpt_st_writer_add(w, "bad", ST_F32, 1, s3, bad) == 0 && vqgpt_st_writer_add(w, "h.inf", ST_F16, 1, s2, NULL) == -1);
+  CHECK(vqgpt_st_writer_meta(w, "format", "taming-test") == 0 &&
+        vqgpt_st_writer_add(w, "a", ST_F32, 1, s3, a) == 0 &&
+        vqgpt_st_writer_add(w, "bad", ST_F32, 1, s3, bad) == 0 &&
+        vqgpt_st_writer_add(w, "h.inf", ST_F16, 1, s2, NULL) == -1);
   uint16_t hinf[2] = {0x3C00, 0xFC00};  // 1, -inf as halves
   CHECK(vqgpt_st_writer_add(w, "h.inf", ST_F16, 1, s2, hinf) == 0 &&
         vqgpt_st_writer_add(w, "opt.m.x", ST_F32, 1, s2, inf) == 0 &&
-        vqgpt_st_writer_add(w, "blocks.3.attn.mask", ST_F32, 1, s2, inf) == 0 && vqgpt_st_writer_save(w, p) == 0);
+        vqgpt_st_writer_add(w, "blocks.3.attn.mask", ST_F32, 1, s2, inf) == 0 &&
+        vqgpt_st_writer_save(w, p) == 0);
   vqgpt_st_writer_free(w);
   st_file f;
   float out[3];
@@ -573,19 +638,24 @@ static void test_used_finite_format(void) {
   CHECK(vqgpt_st_read_weights(&f, "a", out, 1, s3) == 0 && out[2] == 3);
   CHECK(vqgpt_st_read_weights(&f, "bad", out, 1, s3) == -1 &&
         strstr(vqgpt_last_error(), "tensor 'bad' holds a non-finite value (nan at index 1)"));
-  CHECK(vqgpt_st_read_weights(&f, "h.inf", out, 1, s2) == -1 && strstr(vqgpt_last_error(), "-inf at index 1"));
-  CHECK(vqgpt_st_read_f32(&f, "h.inf", out, 1, s2) == 0 && isinf(out[1]));  // the plain reader keeps them
+  CHECK(vqgpt_st_read_weights(&f, "h.inf", out, 1, s2) == -1 &&
+        strstr(vqgpt_last_error(), "-inf at index 1"));
+  CHECK(vqgpt_st_read_f32(&f, "h.inf", out, 1, s2) == 0 &&
+        isinf(out[1]));  // the plain reader keeps them
   // Read so far: a, bad, h.inf. Unused: opt.m.x and the mask, accepted only by pattern.
   CHECK(vqgpt_st_check_all_used(&f, NULL) == -1 &&
-        strstr(vqgpt_last_error(), "tensor 'opt.m.x' is not part of the model its config describes (2 such tensors)"));
+        strstr(vqgpt_last_error(),
+               "tensor 'opt.m.x' is not part of the model its config describes (2 such tensors)"));
   const char *const only_opt[] = {"opt.*", NULL};
-  CHECK(vqgpt_st_check_all_used(&f, only_opt) == -1 && strstr(vqgpt_last_error(), "'blocks.3.attn.mask'") &&
+  CHECK(vqgpt_st_check_all_used(&f, only_opt) == -1 &&
+        strstr(vqgpt_last_error(), "'blocks.3.attn.mask'") &&
         strstr(vqgpt_last_error(), "(1 such tensor)"));
   const char *const both[] = {"opt.*", "blocks.*.attn.mask", NULL};
   CHECK(vqgpt_st_check_all_used(&f, both) == 0);
   const char *const near[] = {"opt.m", "blocks.*.attn", "*.mask.x", NULL};
   CHECK(vqgpt_st_check_all_used(&f, near) == -1);
-  CHECK(vqgpt_st_mark_used(&f, "opt.m.x") && vqgpt_st_mark_used(&f, "blocks.3.attn.mask") && !vqgpt_st_mark_used(&f, "nope"));
+  CHECK(vqgpt_st_mark_used(&f, "opt.m.x") && vqgpt_st_mark_used(&f, "blocks.3.attn.mask") &&
+        !vqgpt_st_mark_used(&f, "nope"));
   CHECK(vqgpt_st_check_all_used(&f, NULL) == 0);
   vqgpt_st_close(&f);
 
@@ -643,11 +713,13 @@ static void test_atomic_writes(void) {
   CHECK(write_bytes(keep_buf.s, "keep", 4) == 0 && symlink(keep_buf.s, link_buf.s) == 0);
   CHECK(vqgpt_st_writer_save(w, link_buf.s) == -1 &&
         strstr(vqgpt_last_error(), "it exists and is a symbolic link, not a regular file"));
-  CHECK(lstat(link_buf.s, &sb) == 0 && S_ISLNK(sb.st_mode) && stat(keep_buf.s, &sb) == 0 && sb.st_size == 4);
+  CHECK(lstat(link_buf.s, &sb) == 0 && S_ISLNK(sb.st_mode) && stat(keep_buf.s, &sb) == 0 &&
+        sb.st_size == 4);
   CHECK(mkfifo(fifo_buf.s, 0600) == 0);
   CHECK(vqgpt_st_writer_save(w, fifo_buf.s) == -1 && strstr(vqgpt_last_error(), "is a FIFO"));
   CHECK(lstat(fifo_buf.s, &sb) == 0 && S_ISFIFO(sb.st_mode));
-  CHECK(vqgpt_atomic_file_check_target("/dev/null") == -1 && strstr(vqgpt_last_error(), "character device"));
+  CHECK(vqgpt_atomic_file_check_target("/dev/null") == -1 &&
+        strstr(vqgpt_last_error(), "character device"));
   CHECK(vqgpt_atomic_file_check_target(p) == 0 && vqgpt_atomic_file_check_target(bad) == 0);
   unlink(link_buf.s);
   unlink(fifo_buf.s);
@@ -669,7 +741,8 @@ static void test_atomic_writes(void) {
   CHECK(vqgpt_st_writer_save(w, p) == 0);
   CHECK(access(stale, F_OK) != 0 && access(live, F_OK) == 0 && access(other, F_OK) == 0 &&
         access(odd, F_OK) == 0);
-  CHECK(write_bytes(stale, "s", 1) == 0 && vqgpt_atomic_file_remove_stale(p) == 1 && access(stale, F_OK) != 0);
+  CHECK(write_bytes(stale, "s", 1) == 0 && vqgpt_atomic_file_remove_stale(p) == 1 &&
+        access(stale, F_OK) != 0);
   unlink(live);
   unlink(other);
   unlink(odd);

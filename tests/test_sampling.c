@@ -27,7 +27,8 @@ static void test_top_k(void) {
   // Ties with the k-th largest survive: k = 3 keeps 7, 3 and all three 2s.
   float y[8] = {0.5f, 3.0f, -1.0f, 2.0f, 2.0f, 7.0f, 0.0f, 2.0f};
   vqgpt_logits_top_k(y, 8, 3, &s);
-  CHECK(count_finite(y, 8) == 5 && y[3] == 2.0f && y[4] == 2.0f && y[7] == 2.0f && y[0] == -INFINITY);
+  CHECK(count_finite(y, 8) == 5 && y[3] == 2.0f && y[4] == 2.0f && y[7] == 2.0f &&
+        y[0] == -INFINITY);
   float z[8] = {1, 2, 3, 4, 5, 6, 7, 8};
   vqgpt_logits_top_k(z, 8, 8, &s);  // k = V keeps all
   CHECK(count_finite(z, 8) == 8);

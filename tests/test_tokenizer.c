@@ -24,7 +24,8 @@ static void write_captions(const char *path) {
   if (!fp) return;
   for (int i = 0; i < 10; i++)
     for (int c = 0; c < 5; c++) {
-      const char *a = ITEMS[i], *b = ITEMS[(i * 3 + c + 1) % 10], *ca = COLOURS[c], *cb = COLOURS[(c + i + 2) % 5];
+      const char *a = ITEMS[i], *b = ITEMS[(i * 3 + c + 1) % 10], *ca = COLOURS[c],
+                 *cb = COLOURS[(c + i + 2) % 5];
       fprintf(fp, "a %s %s and a %s %s\n", ca, a, cb, b);
       fprintf(fp, "a %s %s to the right of a %s %s\n", cb, b, ca, a);
       fprintf(fp, "%s %s on the left, %s %s on the right\n", ca, a, cb, b);
@@ -49,8 +50,8 @@ static void expect_load_error(const void *data, size_t n, const char *what, cons
     vqgpt_tokenizer_free(tok);
     return;
   }
-  CHECKF(strncmp(vqgpt_last_error(), "model.bin: ", 11) == 0, "%s: error does not name the source: %s", label,
-         vqgpt_last_error());
+  CHECKF(strncmp(vqgpt_last_error(), "model.bin: ", 11) == 0,
+         "%s: error does not name the source: %s", label, vqgpt_last_error());
 }
 
 // Encodes text into ids (room for 256), failing the test if it does not encode.
@@ -84,17 +85,20 @@ static void test_load_and_round_trip(const char *model_path) {
   CHECK(file && n_back == n_file && memcmp(back, file, n_file) == 0);
   free(file);  // load_bytes keeps its own copy
 
-  const char *captions[] = {"a red sneaker and a blue bag", "a blue bag to the right of a red sneaker",
-                            "red sneaker on the left, blue bag on the right", "a white ankle boot and a green t-shirt",
-                            "yellow pullover"};
+  const char *captions[] = {"a red sneaker and a blue bag",
+                            "a blue bag to the right of a red sneaker",
+                            "red sneaker on the left, blue bag on the right",
+                            "a white ankle boot and a green t-shirt", "yellow pullover"};
   for (size_t i = 0; i < sizeof captions / sizeof captions[0]; i++) {
     int32_t ids[256];
     int n = encode(tok, captions[i], ids);
     for (int k = 0; k < n; k++) CHECK(ids[k] >= 4 && ids[k] < VOCAB);  // no special or unknown ids
     char *text = vqgpt_tokenizer_decode(tok, ids, n);
-    CHECKF(text && strcmp(text, captions[i]) == 0, "round trip of '%s' gave '%s'", captions[i], text ? text : "NULL");
+    CHECKF(text && strcmp(text, captions[i]) == 0, "round trip of '%s' gave '%s'", captions[i],
+           text ? text : "NULL");
     free(text);
-    if (mem) CHECKF(same_ids(tok, mem, captions[i]), "file and memory models differ on '%s'", captions[i]);
+    if (mem)
+      CHECKF(same_ids(tok, mem, captions[i]), "file and memory models differ on '%s'", captions[i]);
   }
   // A frequent word is one piece; case, tabs, newlines and extra spaces do not change the ids.
   int32_t ids[256], other[256];
@@ -133,19 +137,22 @@ static void test_id_limits(const char *model_path) {
   // Exactly enough room works; one less is an error that says how many are needed.
   CHECK(vqgpt_tokenizer_encode(tok, caption, ids, need, &n) == 0 && n == need);
   vqgpt_clear_error();
-  expect_error(vqgpt_tokenizer_encode(tok, caption, ids, need - 1, &n) != 0, "tokens, the model takes", "too many ids");
+  expect_error(vqgpt_tokenizer_encode(tok, caption, ids, need - 1, &n) != 0,
+               "tokens, the model takes", "too many ids");
   char want[64];
   snprintf(want, sizeof want, "prompt needs %d tokens, the model takes %d", need, need - 1);
-  CHECKF(strcmp(vqgpt_last_error(), want) == 0 && n == need, "got '%s', n %d", vqgpt_last_error(), n);
+  CHECKF(strcmp(vqgpt_last_error(), want) == 0 && n == need, "got '%s', n %d", vqgpt_last_error(),
+         n);
   // No room at all asks for the count.
   CHECK(vqgpt_tokenizer_encode(tok, caption, NULL, 0, &n) != 0 && n == need);
-  expect_error(vqgpt_tokenizer_encode(tok, caption, ids, -1, &n) != 0, "negative", "negative max_ids");
+  expect_error(vqgpt_tokenizer_encode(tok, caption, ids, -1, &n) != 0, "negative",
+               "negative max_ids");
 
   // Ids outside the vocabulary are refused before SentencePiece sees them.
   int32_t bad[3] = {5, VOCAB, 6};
   vqgpt_clear_error();
-  expect_error(vqgpt_tokenizer_decode(tok, bad, 3) == NULL, "token id 96 at position 1 is outside the vocabulary (0..95)",
-               "id = vocab");
+  expect_error(vqgpt_tokenizer_decode(tok, bad, 3) == NULL,
+               "token id 96 at position 1 is outside the vocabulary (0..95)", "id = vocab");
   bad[1] = -1;
   expect_error(vqgpt_tokenizer_decode(tok, bad, 3) == NULL, "token id -1", "negative id");
   expect_error(vqgpt_tokenizer_decode(tok, bad, -2) == NULL, "negative count", "negative count");
@@ -167,22 +174,24 @@ static void test_hostile_prompts(const char *model_path) {
       {"a red bag\x7f", "control character U+007F (byte 9)"},
       {"a red \xc2\x85 bag", "control character U+0085 (byte 6)"},
       {"a red \xff bag", "not valid UTF-8 (byte 6)"},
-      {"a red \xc0\xaf bag", "not valid UTF-8"},      // overlong '/'
-      {"a red \xe0\x80\xaf bag", "not valid UTF-8"},  // overlong, three bytes
-      {"a red \xed\xa0\x80 bag", "not valid UTF-8"},  // a UTF-16 surrogate
-      {"a red \xf4\x90\x80\x80", "not valid UTF-8"},  // past U+10FFFF
-      {"a red \xe2\x82", "not valid UTF-8 (byte 6)"}, // truncated at the end
-      {"a red \x80 bag", "not valid UTF-8"},          // a lone continuation byte
+      {"a red \xc0\xaf bag", "not valid UTF-8"},       // overlong '/'
+      {"a red \xe0\x80\xaf bag", "not valid UTF-8"},   // overlong, three bytes
+      {"a red \xed\xa0\x80 bag", "not valid UTF-8"},   // a UTF-16 surrogate
+      {"a red \xf4\x90\x80\x80", "not valid UTF-8"},   // past U+10FFFF
+      {"a red \xe2\x82", "not valid UTF-8 (byte 6)"},  // truncated at the end
+      {"a red \x80 bag", "not valid UTF-8"},           // a lone continuation byte
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     int32_t ids[64];
     int n = -1;
     vqgpt_clear_error();
-    expect_error(vqgpt_tokenizer_encode(tok, cases[i].text, ids, 64, &n) != 0, cases[i].what, cases[i].what);
+    expect_error(vqgpt_tokenizer_encode(tok, cases[i].text, ids, 64, &n) != 0, cases[i].what,
+                 cases[i].what);
     CHECK(n == 0);
   }
   int n = -1;
-  expect_error(vqgpt_tokenizer_encode(tok, NULL, NULL, 0, &n) != 0, "prompt is missing", "NULL prompt");
+  expect_error(vqgpt_tokenizer_encode(tok, NULL, NULL, 0, &n) != 0, "prompt is missing",
+               "NULL prompt");
 
   // The byte limit: 64 KiB passes the checks, one byte more does not, and 1 MB is refused
   // without being tokenized.
@@ -194,11 +203,13 @@ static void test_hostile_prompts(const char *model_path) {
     CHECKF(vqgpt_tokenizer_check_text(big) == 0, "64 KiB: %s", vqgpt_last_error());
     big[TOKENIZER_MAX_TEXT_BYTES] = 'a';
     big[TOKENIZER_MAX_TEXT_BYTES + 1] = '\0';
-    expect_error(vqgpt_tokenizer_check_text(big) != 0, "prompt has 65537 bytes, at most 65536 are allowed", "64 KiB + 1");
+    expect_error(vqgpt_tokenizer_check_text(big) != 0,
+                 "prompt has 65537 bytes, at most 65536 are allowed", "64 KiB + 1");
     big[TOKENIZER_MAX_TEXT_BYTES + 1] = ' ';
     big[1 << 20] = '\0';
     int32_t ids[16];
-    expect_error(vqgpt_tokenizer_encode(tok, big, ids, 16, &n) != 0, "prompt has 1048576 bytes", "1 MB prompt");
+    expect_error(vqgpt_tokenizer_encode(tok, big, ids, 16, &n) != 0, "prompt has 1048576 bytes",
+                 "1 MB prompt");
     free(big);
   }
   vqgpt_tokenizer_free(tok);
@@ -217,7 +228,8 @@ static void test_hostile_models(const char *model_path) {
     expect_load_error(good, cut, "not a SentencePiece model", label);
   }
   size_t cuts[] = {n / 2, n - 1000, n - 1};
-  for (size_t i = 0; i < 3; i++) expect_load_error(good, cuts[i], "malformed or truncated", "truncated late");
+  for (size_t i = 0; i < 3; i++)
+    expect_load_error(good, cuts[i], "malformed or truncated", "truncated late");
   expect_load_error(good, 0, "empty tokenizer model", "empty buffer");
   expect_load_error(NULL, 0, "empty tokenizer model", "NULL buffer");
   // Random bytes of several sizes.
@@ -241,10 +253,12 @@ static void test_hostile_models(const char *model_path) {
   // Files: missing, a directory, empty.
   pathbuf missing = tmp_path("missing.model"), empty = tmp_path("empty.model");
   vqgpt_clear_error();
-  expect_error(vqgpt_tokenizer_load_file(missing.s) == NULL, "missing.model: cannot open", "missing file");
+  expect_error(vqgpt_tokenizer_load_file(missing.s) == NULL, "missing.model: cannot open",
+               "missing file");
   expect_error(vqgpt_tokenizer_load_file(tmpdir) == NULL, "not a regular file", "directory");
   CHECK(write_bytes(empty.s, "", 0) == 0);
-  expect_error(vqgpt_tokenizer_load_file(empty.s) == NULL, "empty.model: file is empty", "empty file");
+  expect_error(vqgpt_tokenizer_load_file(empty.s) == NULL, "empty.model: file is empty",
+               "empty file");
   unlink(empty.s);
 }
 
@@ -261,7 +275,9 @@ static void test_mutated_models(const char *model_path) {
     free(m);
     return;
   }
-  const char *texts[] = {"a red sneaker and a blue bag", "\xef\xbc\xb2\xef\xbd\x85" "d \xc2\xbd \xef\xac\x81 \xc3\xa9 \xe2\x91\xa0 x\xe3\x80\x80y",
+  const char *texts[] = {"a red sneaker and a blue bag",
+                         "\xef\xbc\xb2\xef\xbd\x85"
+                         "d \xc2\xbd \xef\xac\x81 \xc3\xa9 \xe2\x91\xa0 x\xe3\x80\x80y",
                          "A\tB  C"};
   int32_t all[VOCAB];
   for (int i = 0; i < VOCAB; i++) all[i] = i;
@@ -285,13 +301,15 @@ static void test_mutated_models(const char *model_path) {
     for (size_t q = 0; q < sizeof texts / sizeof texts[0]; q++) {
       int32_t ids[256];
       int count;
-      if (vqgpt_tokenizer_encode(tok, texts[q], ids, 256, &count) == 0) free(vqgpt_tokenizer_decode(tok, ids, count));
+      if (vqgpt_tokenizer_encode(tok, texts[q], ids, 256, &count) == 0)
+        free(vqgpt_tokenizer_decode(tok, ids, count));
     }
     int size = vqgpt_tokenizer_vocab_size(tok);
     free(vqgpt_tokenizer_decode(tok, all, size < VOCAB ? size : VOCAB));
     vqgpt_tokenizer_free(tok);
   }
-  CHECKF(loaded > 100 && corrupt_table > 50, "loaded %d, corrupt tables %d of 400", loaded, corrupt_table);
+  CHECKF(loaded > 100 && corrupt_table > 50, "loaded %d, corrupt tables %d of 400", loaded,
+         corrupt_table);
   free(good);
   free(m);
 }
@@ -309,7 +327,8 @@ static void list_dir(char *out, size_t cap) {
   closedir(d);
 }
 
-static void expect_train_error(const char *text_path, int vocab, const char *out, const char *what, const char *label) {
+static void expect_train_error(const char *text_path, int vocab, const char *out, const char *what,
+                               const char *label) {
   char before[1024], after[1024];
   list_dir(before, sizeof before);
   vqgpt_clear_error();
@@ -330,9 +349,12 @@ static void test_train(const char *captions, const char *model_path) {
   unlink(again.s);
 
   pathbuf out = tmp_path("out.model"), bad = tmp_path("bad.txt");
-  expect_train_error(captions, 8, out.s, "vocabulary size 8 is outside 16..65536", "vocab too small");
-  expect_train_error(captions, 100000, out.s, "vocabulary size 100000 is outside", "vocab too large");
-  expect_train_error(captions, 5000, out.s, "Vocabulary size too high (5000)", "vocab beyond the text");
+  expect_train_error(captions, 8, out.s, "vocabulary size 8 is outside 16..65536",
+                     "vocab too small");
+  expect_train_error(captions, 100000, out.s, "vocabulary size 100000 is outside",
+                     "vocab too large");
+  expect_train_error(captions, 5000, out.s, "Vocabulary size too high (5000)",
+                     "vocab beyond the text");
   expect_train_error(tmp_path("none.txt").s, VOCAB, out.s, "none.txt: cannot open", "missing text");
   expect_train_error(tmpdir, VOCAB, out.s, "not a regular file", "directory");
   pathbuf nodir = tmp_path("no/such/dir/out.model");

@@ -31,7 +31,8 @@ static void run(int B, int C, int H, int W, uint64_t *rng) {
       for (int x = 0; x < W; x++) {
         double s = 0;
         for (int dy = 0; dy < 2; dy++)
-          for (int dx = 0; dx < 2; dx++) s += g[((size_t)p * 2 * H + 2 * y + dy) * 2 * W + 2 * x + dx];
+          for (int dx = 0; dx < 2; dx++)
+            s += g[((size_t)p * 2 * H + 2 * y + dy) * 2 * W + 2 * x + dx];
         ref[((size_t)p * H + y) * W + x] = s;
       }
   double mr = 0;
@@ -41,8 +42,8 @@ static void run(int B, int C, int H, int W, uint64_t *rng) {
     if (!(d <= md)) md = d;
     if (fabs(ref[i]) > mr) mr = fabs(ref[i]);
   }
-  CHECKF(md / (mr + 1e-6) < 1e-6, "upsample backward %dx%dx%dx%d: relative error %g", B, C, H,
-         W, md / (mr + 1e-6));
+  CHECKF(md / (mr + 1e-6) < 1e-6, "upsample backward %dx%dx%dx%d: relative error %g", B, C, H, W,
+         md / (mr + 1e-6));
 
   // Adjointness <up(x), g> = <x, up^T(g)> in double.
   double l = 0, r = 0;

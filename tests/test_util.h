@@ -21,15 +21,15 @@ static int test_checks = 0;
     }                                                                          \
   } while (0)
 
-#define CHECKF(cond, ...)                                        \
-  do {                                                           \
-    test_checks++;                                               \
-    if (!(cond)) {                                               \
-      test_failures++;                                           \
+#define CHECKF(cond, ...)                                           \
+  do {                                                              \
+    test_checks++;                                                  \
+    if (!(cond)) {                                                  \
+      test_failures++;                                              \
       fprintf(stderr, "%s:%d: CHECK failed: ", __FILE__, __LINE__); \
-      fprintf(stderr, __VA_ARGS__);                              \
-      fputc('\n', stderr);                                       \
-    }                                                            \
+      fprintf(stderr, __VA_ARGS__);                                 \
+      fputc('\n', stderr);                                          \
+    }                                                               \
   } while (0)
 
 // Closing line in the plain form CI reads: "N passed, N failed".
@@ -60,9 +60,9 @@ static inline double rel_err_d(const float *a, const double *ref, size_t n) {
   return md / (mr + 1e-6);
 }
 
-#define CHECK_CLOSE(a, ref, n, tol, what)                                          \
-  do {                                                                             \
-    double e_ = rel_err((a), (ref), (n));                                          \
+#define CHECK_CLOSE(a, ref, n, tol, what)                                                  \
+  do {                                                                                     \
+    double e_ = rel_err((a), (ref), (n));                                                  \
     CHECKF(e_ < (tol), "%s: relative error %.3g exceeds %.3g", (what), e_, (double)(tol)); \
   } while (0)
 

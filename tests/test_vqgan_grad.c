@@ -68,7 +68,8 @@ int main(int argc, char **argv) {
       our_max = fmax(our_max, fabs(ours[k]));
     }
     if (ref_max < noise) {
-      CHECKF(our_max < noise, "grad.%s: reference is zero up to rounding, ours is %.3g", p->name, our_max);
+      CHECKF(our_max < noise, "grad.%s: reference is zero up to rounding, ours is %.3g", p->name,
+             our_max);
     } else {
       double e = rel_err(ours, refs[i], p->numel);
       CHECKF(e < 1e-3, "grad.%s: relative error %.3g", p->name, e);

@@ -71,8 +71,8 @@ static void test_parity(void) {
     sampler_job job;
     job_for(&job, m, wc, classes, given);
     CHECKF(vqgpt_sampler_run(m, &job, out, NULL, NULL) == 0, "case %d: %s", k, vqgpt_last_error());
-    CHECKF(count_diff(out, ref, n) == 0, "case %d (%dx%d): %d of %zu greedy codes differ", k,
-           wc->h, wc->w, count_diff(out, ref, n), n);
+    CHECKF(count_diff(out, ref, n) == 0, "case %d (%dx%d): %d of %zu greedy codes differ", k, wc->h,
+           wc->w, count_diff(out, ref, n), n);
     // Recomputing every prefix gives the same codes as reusing the window's keys and values.
     job.no_kv_reuse = true;
     CHECK(vqgpt_sampler_run(m, &job, again, NULL, NULL) == 0);
@@ -164,8 +164,7 @@ static void test_rule(void) {
     for (int n = w; n < w + 6; n++)
       for (int i = 0; i < n; i++) {
         int l = vqgpt_sampler_window_local(i, n, w);
-        CHECKF(l >= 0 && l < w && i - l >= 0 && i - l + w <= n, "n=%d w=%d i=%d -> %d", n, w, i,
-               l);
+        CHECKF(l >= 0 && l < w && i - l >= 0 && i - l + w <= n, "n=%d w=%d i=%d -> %d", n, w, i, l);
       }
   CHECK(vqgpt_sampler_window_extent(3, 16) == 3 && vqgpt_sampler_window_extent(40, 16) == 16);
 }
@@ -226,7 +225,8 @@ static void test_errors(void) {
   sampler_job job;
   job_for(&job, m, &wc, cls, init);
   job.keep = 118;
-  CHECK(vqgpt_sampler_run(m, &job, out, NULL, NULL) != 0 && strstr(vqgpt_last_error(), "keeping 118"));
+  CHECK(vqgpt_sampler_run(m, &job, out, NULL, NULL) != 0 &&
+        strstr(vqgpt_last_error(), "keeping 118"));
   job.keep = 117;  // everything kept: nothing to draw, the codes are the given ones
   CHECK(vqgpt_sampler_run(m, &job, out, NULL, NULL) == 0 && out[116] == 0);
   job.keep = 10;
@@ -235,12 +235,13 @@ static void test_errors(void) {
         strstr(vqgpt_last_error(), "initial code 64"));
   init[9] = 0;
   job.window_w = 7;  // 1 + 4 * 7 - 1 = 28 positions > block_size 25
-  CHECK(vqgpt_sampler_run(m, &job, out, NULL, NULL) != 0 && strstr(vqgpt_last_error(), "block_size"));
+  CHECK(vqgpt_sampler_run(m, &job, out, NULL, NULL) != 0 &&
+        strstr(vqgpt_last_error(), "block_size"));
   vqgpt_gpt_free(m);
 }
 
-// window_tiny saved as F16: sampled with half-precision weights (vqgpt_gpt_load_for_sampling), every
-// case's greedy codes equal those of the same file in float32, window moves (prefills)
+// window_tiny saved as F16: sampled with half-precision weights (vqgpt_gpt_load_for_sampling),
+// every case's greedy codes equal those of the same file in float32, window moves (prefills)
 // included, with and without K/V reuse.
 static void test_half_weights(void) {
   gpt *m = vqgpt_gpt_load(fixture_path("window_tiny.safetensors"));
@@ -260,7 +261,8 @@ static void test_half_weights(void) {
       sampler_job job;
       job_for(&job, a, wc, classes, wc->keep ? given : NULL);
       job.no_kv_reuse = !reuse;
-      CHECK(vqgpt_sampler_run(a, &job, oa, NULL, NULL) == 0 && vqgpt_sampler_run(h, &job, oh, NULL, NULL) == 0);
+      CHECK(vqgpt_sampler_run(a, &job, oa, NULL, NULL) == 0 &&
+            vqgpt_sampler_run(h, &job, oh, NULL, NULL) == 0);
       CHECKF(count_diff(oa, oh, n) == 0, "case %d: %d half-weight greedy codes differ", k,
              count_diff(oa, oh, n));
     }

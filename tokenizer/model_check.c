@@ -5,7 +5,12 @@
 
 // ModelProto fields (sentencepiece_model.proto): pieces = 1, trainer_spec = 2,
 // normalizer_spec = 3, denormalizer_spec = 5; NormalizerSpec.precompiled_charsmap = 2.
-enum { MODEL_PIECES = 1, MODEL_TRAINER_SPEC = 2, MODEL_NORMALIZER_SPEC = 3, MODEL_DENORMALIZER_SPEC = 5 };
+enum {
+  MODEL_PIECES = 1,
+  MODEL_TRAINER_SPEC = 2,
+  MODEL_NORMALIZER_SPEC = 3,
+  MODEL_DENORMALIZER_SPEC = 5
+};
 enum { NORMALIZER_CHARSMAP = 2 };
 
 typedef struct {
@@ -33,16 +38,24 @@ static bool next_field(const unsigned char *p, size_t n, size_t *i, proto_field 
   f->data = NULL;
   f->len = 0;
   switch (key & 7) {
-    case 0: return read_varint(p, n, i, &v);
-    case 1: if (n - *i < 8) return false; *i += 8; return true;
-    case 5: if (n - *i < 4) return false; *i += 4; return true;
+    case 0:
+      return read_varint(p, n, i, &v);
+    case 1:
+      if (n - *i < 8) return false;
+      *i += 8;
+      return true;
+    case 5:
+      if (n - *i < 4) return false;
+      *i += 4;
+      return true;
     case 2:
       if (!read_varint(p, n, i, &v) || v > n - *i) return false;
       f->data = p + *i;
       f->len = (size_t)v;
       *i += (size_t)v;
       return true;
-    default: return false;  // groups: not in a ModelProto
+    default:
+      return false;  // groups: not in a ModelProto
   }
 }
 

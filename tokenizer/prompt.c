@@ -91,8 +91,8 @@ int vqgpt_caption_read(const char *image_path, char **text) {
     goto done;
   }
   size_t len = (size_t)got;
-  while (len > 0 && (s[len - 1] == '\n' || s[len - 1] == '\r' || s[len - 1] == ' ' ||
-                     s[len - 1] == '\t'))
+  while (len > 0 &&
+         (s[len - 1] == '\n' || s[len - 1] == '\r' || s[len - 1] == ' ' || s[len - 1] == '\t'))
     len--;
   s[len] = '\0';
   if (memchr(s, '\0', len) || strchr(s, '\n')) {

@@ -80,7 +80,8 @@ extern "C" tokenizer_spm *vqgpt_tokenizer_spm_load(const void *data, size_t n, c
   tokenizer_spm *sp = nullptr;
   try {
     sp = new tokenizer_spm;
-    auto status = sp->processor.LoadFromSerializedProto(absl::string_view(static_cast<const char *>(data), n));
+    auto status = sp->processor.LoadFromSerializedProto(
+        absl::string_view(static_cast<const char *>(data), n));
     if (!status.ok()) {
       fail(source, "not a SentencePiece model: " + readable(status, "malformed"));
       delete sp;
@@ -101,12 +102,14 @@ extern "C" tokenizer_spm *vqgpt_tokenizer_spm_load(const void *data, size_t n, c
 
 extern "C" void vqgpt_tokenizer_spm_free(tokenizer_spm *sp) { delete sp; }
 
-extern "C" int vqgpt_tokenizer_spm_encode(const tokenizer_spm *sp, const char *text, size_t n, int32_t *ids, int max_ids,
-                                          int *n_ids) {
+extern "C" int vqgpt_tokenizer_spm_encode(const tokenizer_spm *sp, const char *text, size_t n,
+                                          int32_t *ids, int max_ids, int *n_ids) {
   try {
     std::vector<int> out;
     auto status = sp->processor.Encode(absl::string_view(text, n), &out);
-    if (!status.ok()) return vqgpt_error("cannot tokenize the prompt: %s", readable(status, "internal error").c_str());
+    if (!status.ok())
+      return vqgpt_error("cannot tokenize the prompt: %s",
+                         readable(status, "internal error").c_str());
     *n_ids = static_cast<int>(out.size());
     for (size_t i = 0; i < out.size() && i < static_cast<size_t>(max_ids); i++) ids[i] = out[i];
     return 0;
@@ -137,8 +140,9 @@ extern "C" char *vqgpt_tokenizer_spm_decode(const tokenizer_spm *sp, const int32
   }
 }
 
-extern "C" int vqgpt_tokenizer_spm_train(const char *const *lines, size_t n_lines, int vocab_size, int max_line_bytes,
-                                         const char *source, void **model, size_t *n) {
+extern "C" int vqgpt_tokenizer_spm_train(const char *const *lines, size_t n_lines, int vocab_size,
+                                         int max_line_bytes, const char *source, void **model,
+                                         size_t *n) {
   *model = nullptr;
   *n = 0;
   try {
@@ -163,7 +167,8 @@ extern "C" int vqgpt_tokenizer_spm_train(const char *const *lines, size_t n_line
     LineIterator it(lines, n_lines);
     std::string proto;
     auto status = sentencepiece::SentencePieceTrainer::Train(options, &it, &proto);
-    if (!status.ok()) return fail(source, "cannot train a tokenizer: " + readable(status, "internal error"));
+    if (!status.ok())
+      return fail(source, "cannot train a tokenizer: " + readable(status, "internal error"));
     *model = std::malloc(proto.size() ? proto.size() : 1);
     if (!*model) return fail(source, "out of memory");
     std::memcpy(*model, proto.data(), proto.size());

@@ -87,9 +87,12 @@ int vqgpt_tokenizer_check_text(const char *text) {
     return vqgpt_error("prompt has %zu bytes, at most %d are allowed", n, TOKENIZER_MAX_TEXT_BYTES);
   if (n == 0) return vqgpt_error("prompt is empty");
   switch (find_text_problem((const unsigned char *)text, n, &at, &cp)) {
-    case TEXT_BAD_UTF8: return vqgpt_error("prompt is not valid UTF-8 (byte %zu)", at);
-    case TEXT_CONTROL: return vqgpt_error("prompt contains control character U+%04X (byte %zu)", (unsigned)cp, at);
-    case TEXT_OK: break;
+    case TEXT_BAD_UTF8:
+      return vqgpt_error("prompt is not valid UTF-8 (byte %zu)", at);
+    case TEXT_CONTROL:
+      return vqgpt_error("prompt contains control character U+%04X (byte %zu)", (unsigned)cp, at);
+    case TEXT_OK:
+      break;
   }
   if (only_spaces((const unsigned char *)text, n)) return vqgpt_error("prompt is only whitespace");
   return 0;
@@ -99,7 +102,8 @@ int vqgpt_tokenizer_check_text(const char *text) {
 
 // Reads a whole regular file of 1 to `limit` bytes into a malloc'd buffer with a NUL after the
 // data. `what` names the expected content in errors ("a tokenizer model").
-static int read_file(const char *path, size_t limit, const char *what, unsigned char **data, size_t *n) {
+static int read_file(const char *path, size_t limit, const char *what, unsigned char **data,
+                     size_t *n) {
   *data = NULL;
   *n = 0;
   FILE *fp = fopen(path, "rb");
@@ -113,7 +117,8 @@ static int read_file(const char *path, size_t limit, const char *what, unsigned 
   else if (st.st_size == 0)
     rc = vqgpt_file_error(path, false, "file is empty (expected %s)", what);
   else if ((unsigned long long)st.st_size > limit)
-    rc = vqgpt_file_error(path, false, "%lld bytes, too large for %s (at most %zu)", (long long)st.st_size, what, limit);
+    rc = vqgpt_file_error(path, false, "%lld bytes, too large for %s (at most %zu)",
+                          (long long)st.st_size, what, limit);
   if (!rc) {
     size_t size = (size_t)st.st_size;
     *data = malloc(size + 1);
@@ -190,7 +195,8 @@ const void *vqgpt_tokenizer_model_bytes(const vqgpt_tokenizer *tok, size_t *n) {
 
 // ---- encode / decode ---------------------------------------------------------------------
 
-int vqgpt_tokenizer_encode(const vqgpt_tokenizer *tok, const char *text, int32_t *ids, int max_ids, int *n_ids) {
+int vqgpt_tokenizer_encode(const vqgpt_tokenizer *tok, const char *text, int32_t *ids, int max_ids,
+                           int *n_ids) {
   *n_ids = 0;
   if (max_ids < 0) return vqgpt_error("vqgpt_tokenizer_encode: negative max_ids %d", max_ids);
   if (vqgpt_tokenizer_check_text(text)) return -1;
@@ -229,7 +235,8 @@ char *vqgpt_tokenizer_decode(const vqgpt_tokenizer *tok, const int32_t *ids, int
 
 // Splits the caption file's text (NUL-terminated, modified in place) into checked lines:
 // *lines points into text, blank lines left out, tabs and CRs turned into spaces.
-static int caption_lines(const char *path, char *text, size_t size, char ***lines, size_t *n_lines) {
+static int caption_lines(const char *path, char *text, size_t size, char ***lines,
+                         size_t *n_lines) {
   size_t cap = 1;
   for (size_t i = 0; i < size; i++) cap += text[i] == '\n';
   *lines = malloc(cap * sizeof **lines);
@@ -245,12 +252,13 @@ static int caption_lines(const char *path, char *text, size_t size, char ***line
     text_problem p = find_text_problem((const unsigned char *)line, len, &at, &cp);
     int rc = 0;
     if (len > TOKENIZER_MAX_TEXT_BYTES)
-      rc = vqgpt_file_error(path, false, "line %zu has %zu bytes, at most %d are allowed", number, len,
-                            TOKENIZER_MAX_TEXT_BYTES);
+      rc = vqgpt_file_error(path, false, "line %zu has %zu bytes, at most %d are allowed", number,
+                            len, TOKENIZER_MAX_TEXT_BYTES);
     else if (p == TEXT_BAD_UTF8)
       rc = vqgpt_file_error(path, false, "line %zu is not valid UTF-8 (byte %zu)", number, at);
     else if (p == TEXT_CONTROL)
-      rc = vqgpt_file_error(path, false, "line %zu contains control character U+%04X", number, (unsigned)cp);
+      rc = vqgpt_file_error(path, false, "line %zu contains control character U+%04X", number,
+                            (unsigned)cp);
     if (rc) {
       free(*lines);
       *lines = NULL;
@@ -271,14 +279,17 @@ static int caption_lines(const char *path, char *text, size_t size, char ***line
 
 int vqgpt_tokenizer_train(const char *text_path, int vocab_size, const char *out_model_path) {
   if (vocab_size < TOKENIZER_MIN_VOCAB || vocab_size > TOKENIZER_MAX_VOCAB)
-    return vqgpt_error("vocabulary size %d is outside %d..%d", vocab_size, TOKENIZER_MIN_VOCAB, TOKENIZER_MAX_VOCAB);
+    return vqgpt_error("vocabulary size %d is outside %d..%d", vocab_size, TOKENIZER_MIN_VOCAB,
+                       TOKENIZER_MAX_VOCAB);
   struct stat in, out_st;
-  if (stat(text_path, &in) == 0 && stat(out_model_path, &out_st) == 0 && in.st_dev == out_st.st_dev &&
-      in.st_ino == out_st.st_ino)
-    return vqgpt_file_error(out_model_path, false, "is the caption file: the model would replace it");
+  if (stat(text_path, &in) == 0 && stat(out_model_path, &out_st) == 0 &&
+      in.st_dev == out_st.st_dev && in.st_ino == out_st.st_ino)
+    return vqgpt_file_error(out_model_path, false,
+                            "is the caption file: the model would replace it");
   unsigned char *text;
   size_t size;
-  if (read_file(text_path, TOKENIZER_MAX_CAPTION_FILE_BYTES, "a caption file", &text, &size)) return -1;
+  if (read_file(text_path, TOKENIZER_MAX_CAPTION_FILE_BYTES, "a caption file", &text, &size))
+    return -1;
   char **lines = NULL;
   size_t n_lines = 0;
   int rc = caption_lines(text_path, (char *)text, size, &lines, &n_lines);
@@ -288,8 +299,8 @@ int vqgpt_tokenizer_train(const char *text_path, int vocab_size, const char *out
   void *model = NULL;
   size_t n_model = 0;
   if (!rc) {
-    rc = vqgpt_tokenizer_spm_train((const char *const *)lines, n_lines, vocab_size, TOKENIZER_MAX_TEXT_BYTES, text_path,
-                                   &model, &n_model);
+    rc = vqgpt_tokenizer_spm_train((const char *const *)lines, n_lines, vocab_size,
+                                   TOKENIZER_MAX_TEXT_BYTES, text_path, &model, &n_model);
     if (!rc && fwrite(model, 1, n_model, out.fp) != n_model)
       rc = vqgpt_file_error(out_model_path, false, "cannot write: %s", strerror(errno));
     if (rc)

@@ -13,7 +13,8 @@
 #define TOKENIZER_MAX_TEXT_BYTES 65536
 // Largest model accepted (a 64k-piece model is about 2 MiB; more is not a tokenizer).
 #define TOKENIZER_MAX_MODEL_BYTES (64 << 20)
-// Vocabulary sizes vqgpt_tokenizer_train accepts; the text may allow fewer (the error says how many).
+// Vocabulary sizes vqgpt_tokenizer_train accepts; the text may allow fewer (the error says how
+// many).
 #define TOKENIZER_MIN_VOCAB 16
 #define TOKENIZER_MAX_VOCAB 65536
 
@@ -47,7 +48,8 @@ int vqgpt_tokenizer_check_text(const char *text);
 // unk id). The text is checked as by vqgpt_tokenizer_check_text, and tab/newline/CR become spaces.
 // When more than max_ids ids would be needed it fails ("prompt needs 31 tokens, the model
 // takes 24") and *n_ids is the number needed; on other errors *n_ids is 0.
-int vqgpt_tokenizer_encode(const vqgpt_tokenizer *tok, const char *text, int32_t *ids, int max_ids, int *n_ids);
+int vqgpt_tokenizer_encode(const vqgpt_tokenizer *tok, const char *text, int32_t *ids, int max_ids,
+                           int *n_ids);
 
 // Ids -> text, malloc'd (caller frees); every id must be in [0, vocab size). Control pieces
 // (pad, bos, eos) decode to nothing.

@@ -65,10 +65,14 @@ static int hex4(parser *p, unsigned *out) {
   for (int i = 0; i < 4; i++) {
     char c = p->s[p->pos + i];
     v <<= 4;
-    if (c >= '0' && c <= '9') v |= (unsigned)(c - '0');
-    else if (c >= 'a' && c <= 'f') v |= (unsigned)(c - 'a' + 10);
-    else if (c >= 'A' && c <= 'F') v |= (unsigned)(c - 'A' + 10);
-    else return fail(p, "invalid hex digit in \\u escape");
+    if (c >= '0' && c <= '9')
+      v |= (unsigned)(c - '0');
+    else if (c >= 'a' && c <= 'f')
+      v |= (unsigned)(c - 'a' + 10);
+    else if (c >= 'A' && c <= 'F')
+      v |= (unsigned)(c - 'A' + 10);
+    else
+      return fail(p, "invalid hex digit in \\u escape");
   }
   p->pos += 4;
   *out = v;
@@ -105,10 +109,14 @@ static size_t utf8_seq(const unsigned char *s, size_t avail) {
   size_t n;
   unsigned cp, min;
   if (c < 0x80) return 1;
-  if ((c & 0xE0) == 0xC0) n = 2, cp = c & 0x1F, min = 0x80;
-  else if ((c & 0xF0) == 0xE0) n = 3, cp = c & 0x0F, min = 0x800;
-  else if ((c & 0xF8) == 0xF0) n = 4, cp = c & 0x07, min = 0x10000;
-  else return 0;
+  if ((c & 0xE0) == 0xC0)
+    n = 2, cp = c & 0x1F, min = 0x80;
+  else if ((c & 0xF0) == 0xE0)
+    n = 3, cp = c & 0x0F, min = 0x800;
+  else if ((c & 0xF8) == 0xF0)
+    n = 4, cp = c & 0x07, min = 0x10000;
+  else
+    return 0;
   if (avail < n) return 0;
   for (size_t i = 1; i < n; i++) {
     if ((s[i] & 0xC0) != 0x80) return 0;
@@ -151,14 +159,30 @@ static int parse_string(parser *p, char **out) {
     p->pos++;
     char e = p->s[p->pos++];
     switch (e) {
-      case '"': buf[n++] = '"'; break;
-      case '\\': buf[n++] = '\\'; break;
-      case '/': buf[n++] = '/'; break;
-      case 'b': buf[n++] = '\b'; break;
-      case 'f': buf[n++] = '\f'; break;
-      case 'n': buf[n++] = '\n'; break;
-      case 'r': buf[n++] = '\r'; break;
-      case 't': buf[n++] = '\t'; break;
+      case '"':
+        buf[n++] = '"';
+        break;
+      case '\\':
+        buf[n++] = '\\';
+        break;
+      case '/':
+        buf[n++] = '/';
+        break;
+      case 'b':
+        buf[n++] = '\b';
+        break;
+      case 'f':
+        buf[n++] = '\f';
+        break;
+      case 'n':
+        buf[n++] = '\n';
+        break;
+      case 'r':
+        buf[n++] = '\r';
+        break;
+      case 't':
+        buf[n++] = '\t';
+        break;
       case 'u': {
         unsigned cp;
         if (hex4(p, &cp)) goto bad;
@@ -351,8 +375,10 @@ static int parse_value(parser *p, json_value *out) {
   if (p->pos >= p->len) return fail(p, "value expected");
   char c = p->s[p->pos];
   switch (c) {
-    case '{': return parse_container(p, out, true);
-    case '[': return parse_container(p, out, false);
+    case '{':
+      return parse_container(p, out, true);
+    case '[':
+      return parse_container(p, out, false);
     case '"':
       p->pos++;
       if (parse_string(p, &out->string)) return -1;

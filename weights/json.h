@@ -13,10 +13,10 @@ typedef struct json_value {
   json_type type;
   bool boolean;
   double number;
-  char *string;                 // JSON_STRING (NUL-terminated, unescaped)
-  size_t count;                 // JSON_ARRAY / JSON_OBJECT: number of items
-  struct json_value *items;     // array elements or object values
-  char **keys;                  // JSON_OBJECT: keys, parallel to items
+  char *string;              // JSON_STRING (NUL-terminated, unescaped)
+  size_t count;              // JSON_ARRAY / JSON_OBJECT: number of items
+  struct json_value *items;  // array elements or object values
+  char **keys;               // JSON_OBJECT: keys, parallel to items
 } json_value;
 
 // Parses exactly `len` bytes (no NUL needed). On error returns NULL and sets

@@ -67,7 +67,8 @@ static const char *shape_str(char *buf, size_t cap, int ndim, const int64_t *sha
 }
 
 // Product of dims times the element size, or false on size_t overflow.
-static bool byte_count(int ndim, const int64_t *shape, size_t esize, size_t *numel, size_t *nbytes) {
+static bool byte_count(int ndim, const int64_t *shape, size_t esize, size_t *numel,
+                       size_t *nbytes) {
   size_t n = 1;
   for (int i = 0; i < ndim; i++)
     if (shape[i] == 0) n = 0;
@@ -116,7 +117,8 @@ static int parse_tensor(const char *path, const char *name, const json_value *e,
   int64_t begin, end;
   if (!off || off->type != JSON_ARRAY || off->count != 2 || !nonneg_int(&off->items[0], &begin) ||
       !nonneg_int(&off->items[1], &end))
-    return fail(path, "tensor '%s': data_offsets is missing or not two non-negative integers", name);
+    return fail(path, "tensor '%s': data_offsets is missing or not two non-negative integers",
+                name);
   if (begin > end)
     return fail(path, "tensor '%s': data_offsets [%" PRId64 ", %" PRId64 "] begin after end", name,
                 begin, end);
@@ -178,17 +180,22 @@ static int check_layout(const char *path, st_file *f, const uint8_t *base, size_
       rc = fail(path, "tensors '%s' [%zu, %zu] and '%s' [%zu, %zu] overlap", a->name, ab,
                 ab + a->nbytes, b->name, bb, bb + b->nbytes);
     } else if (bb > end) {
-      rc = prev ? fail(path, "bytes [%zu, %zu] of the data section belong to no tensor (a gap "
-                             "between '%s' and '%s')", end, bb, prev, b->name)
-                : fail(path, "bytes [0, %zu] of the data section belong to no tensor (a gap "
-                             "before '%s')", bb, b->name);
+      rc = prev ? fail(path,
+                       "bytes [%zu, %zu] of the data section belong to no tensor (a gap "
+                       "between '%s' and '%s')",
+                       end, bb, prev, b->name)
+                : fail(path,
+                       "bytes [0, %zu] of the data section belong to no tensor (a gap "
+                       "before '%s')",
+                       bb, b->name);
     }
     end = bb + b->nbytes;
     prev = b->name;
   }
   if (!rc && end != data_size)
-    rc = fail(path, "%zu trailing byte%s after the tensors' data (the data section has %zu bytes, "
-                    "the tensors cover %zu): a wrong header length or a corrupt file",
+    rc = fail(path,
+              "%zu trailing byte%s after the tensors' data (the data section has %zu bytes, "
+              "the tensors cover %zu): a wrong header length or a corrupt file",
               data_size - end, data_size - end == 1 ? "" : "s", data_size, end);
   free(by);
   return rc;
@@ -199,8 +206,8 @@ static int parse_header(st_file *f, const char *path) {
   uint64_t hlen = 0;
   for (int i = 7; i >= 0; i--) hlen = hlen << 8 | m[i];
   if (hlen > ST_MAX_HEADER)
-    return fail(path, "header length %" PRIu64 " is absurdly large (limit %" PRIu64 " bytes)",
-                hlen, ST_MAX_HEADER);
+    return fail(path, "header length %" PRIu64 " is absurdly large (limit %" PRIu64 " bytes)", hlen,
+                ST_MAX_HEADER);
   if (hlen > f->map_size - 8)
     return fail(path, "header length %" PRIu64 " is past the end of the file (%zu bytes)", hlen,
                 f->map_size);
@@ -239,8 +246,10 @@ static int parse_header(st_file *f, const char *path) {
     rc = parse_tensor(path, key, &root->items[i], data_base, data_size, t);
     if (!rc) {
       t->name = strdup(key);
-      if (!t->name) rc = fail(path, "out of memory");
-      else f->n_tensors++;
+      if (!t->name)
+        rc = fail(path, "out of memory");
+      else
+        f->n_tensors++;
     }
   }
   if (!rc) rc = check_layout(path, f, data_base, data_size);
@@ -368,7 +377,8 @@ static const st_tensor *lookup(const st_file *f, const char *name, int ndim, con
   return t;
 }
 
-int vqgpt_st_read_f32(const st_file *f, const char *name, float *dst, int ndim, const int64_t *shape) {
+int vqgpt_st_read_f32(const st_file *f, const char *name, float *dst, int ndim,
+                      const int64_t *shape) {
   const st_tensor *t = lookup(f, name, ndim, shape);
   if (!t) return -1;
   const uint8_t *p = t->data;
@@ -399,7 +409,8 @@ int vqgpt_st_read_f32(const st_file *f, const char *name, float *dst, int ndim, 
   }
 }
 
-int vqgpt_st_read_i32(const st_file *f, const char *name, int32_t *dst, int ndim, const int64_t *shape) {
+int vqgpt_st_read_i32(const st_file *f, const char *name, int32_t *dst, int ndim,
+                      const int64_t *shape) {
   const st_tensor *t = lookup(f, name, ndim, shape);
   if (!t) return -1;
   size_t n = t->numel;
@@ -421,12 +432,15 @@ int vqgpt_st_read_i32(const st_file *f, const char *name, int32_t *dst, int ndim
   return 0;
 }
 
-int vqgpt_st_read_weights(const st_file *f, const char *name, float *dst, int ndim, const int64_t *shape) {
+int vqgpt_st_read_weights(const st_file *f, const char *name, float *dst, int ndim,
+                          const int64_t *shape) {
   if (vqgpt_st_read_f32(f, name, dst, ndim, shape)) return -1;
   size_t n = vqgpt_st_find(f, name)->numel, bad = vqgpt_first_nonfinite(dst, n);
   if (bad < n)
-    return fail(f->path, "tensor '%s' holds a non-finite value (%g at index %zu): a diverged or "
-                "corrupt model", name, dst[bad], bad);
+    return fail(f->path,
+                "tensor '%s' holds a non-finite value (%g at index %zu): a diverged or "
+                "corrupt model",
+                name, dst[bad], bad);
   return 0;
 }
 
@@ -453,21 +467,22 @@ int vqgpt_st_check_all_used(const st_file *f, const char *const *accept) {
   for (size_t i = 0; i < f->n_tensors; i++) {
     if (f->used[i]) continue;
     bool ok = false;
-    for (const char *const *p = accept; p && *p && !ok; p++) ok = glob_match(*p, f->tensors[i].name);
+    for (const char *const *p = accept; p && *p && !ok; p++)
+      ok = glob_match(*p, f->tensors[i].name);
     if (ok) continue;
     if (!n_unused++) first = i;
   }
   if (!n_unused) return 0;
-  return fail(f->path, "tensor '%s' is not part of the model its config describes (%zu such "
-              "tensor%s): a wrong config or a file of another model", f->tensors[first].name,
-              n_unused, n_unused == 1 ? "" : "s");
+  return fail(f->path,
+              "tensor '%s' is not part of the model its config describes (%zu such "
+              "tensor%s): a wrong config or a file of another model",
+              f->tensors[first].name, n_unused, n_unused == 1 ? "" : "s");
 }
 
 int vqgpt_st_check_format(const st_file *f, const char *want, const char *what) {
   const char *have = vqgpt_st_meta(f, "format");
   if (!have) return fail(f->path, "no 'format' in the metadata: not %s ('%s')", what, want);
-  if (strcmp(have, want))
-    return fail(f->path, "format is '%s', not %s ('%s')", have, what, want);
+  if (strcmp(have, want)) return fail(f->path, "format is '%s', not %s ('%s')", have, what, want);
   return 0;
 }
 
@@ -500,7 +515,8 @@ uint16_t vqgpt_st_f32_to_f16(float f) {
   uint32_t x;
   memcpy(&x, &f, 4);
   uint32_t sign = (x >> 16) & 0x8000, ax = x & 0x7fffffff;
-  if (ax >= 0x7f800000) return (uint16_t)(sign | 0x7c00 | (ax > 0x7f800000 ? 0x200 | ((ax >> 13) & 0x3ff) : 0));
+  if (ax >= 0x7f800000)
+    return (uint16_t)(sign | 0x7c00 | (ax > 0x7f800000 ? 0x200 | ((ax >> 13) & 0x3ff) : 0));
   if (ax >= 0x477ff000) return (uint16_t)(sign | 0x7c00);  // rounds past 65504
   if (ax < 0x38800000) {  // below the smallest normal half: a subnormal (or zero)
     if (ax < 0x33000000) return (uint16_t)sign;
@@ -551,8 +567,10 @@ static bool write_tensor(const st_writer *w, const wtensor *t, FILE *fp) {
 
 st_writer *vqgpt_st_writer_new(void) {
   st_writer *w = calloc(1, sizeof *w);
-  if (!w) vqgpt_error("safetensors writer: out of memory");
-  else w->float_storage = ST_F32;
+  if (!w)
+    vqgpt_error("safetensors writer: out of memory");
+  else
+    w->float_storage = ST_F32;
   return w;
 }
 
@@ -571,12 +589,13 @@ void vqgpt_st_writer_free(st_writer *w) {
 
 static int check_text(const char *what, const char *s) {
   if (!s) return fail("safetensors writer", "%s is NULL", what);
-  if (!vqgpt_json_utf8_valid(s, strlen(s))) return fail("safetensors writer", "%s is not valid UTF-8", what);
+  if (!vqgpt_json_utf8_valid(s, strlen(s)))
+    return fail("safetensors writer", "%s is not valid UTF-8", what);
   return 0;
 }
 
-int vqgpt_st_writer_add(st_writer *w, const char *name, st_dtype dtype, int ndim, const int64_t *shape,
-                        const void *data) {
+int vqgpt_st_writer_add(st_writer *w, const char *name, st_dtype dtype, int ndim,
+                        const int64_t *shape, const void *data) {
   if (!w) return vqgpt_error("safetensors writer: no writer (out of memory?)");
   if (check_text("tensor name", name)) return -1;
   if (strcmp(name, "__metadata__") == 0)
@@ -730,7 +749,8 @@ int vqgpt_st_writer_save(st_writer *w, const char *path) {
   }
   if ((uint64_t)b.n > ST_MAX_HEADER) {
     free(b.s);
-    return vqgpt_error("%s: cannot write: header of %zu bytes exceeds the format's limit", path, b.n);
+    return vqgpt_error("%s: cannot write: header of %zu bytes exceeds the format's limit", path,
+                       b.n);
   }
 
   atomic_file af;

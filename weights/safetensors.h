@@ -50,14 +50,17 @@ const char *vqgpt_st_dtype_name(st_dtype t);
 
 // Copies tensor `name` into dst as float32 (from F32/F16/BF16/F64), checking that it exists
 // and has exactly the given shape. Errors read "<path>: tensor '<name>' ...".
-int vqgpt_st_read_f32(const st_file *f, const char *name, float *dst, int ndim, const int64_t *shape);
+int vqgpt_st_read_f32(const st_file *f, const char *name, float *dst, int ndim,
+                      const int64_t *shape);
 // As above for integers (I32/I64 into int32, range-checked).
 // For both readers, shape may be NULL to accept any shape: `ndim` is then the element count
 // that dst holds, and the tensor must have exactly that many elements.
-int vqgpt_st_read_i32(const st_file *f, const char *name, int32_t *dst, int ndim, const int64_t *shape);
+int vqgpt_st_read_i32(const st_file *f, const char *name, int32_t *dst, int ndim,
+                      const int64_t *shape);
 // vqgpt_st_read_f32 for weights and training state: a NaN or an infinity is an error naming the
 // tensor and the index.
-int vqgpt_st_read_weights(const st_file *f, const char *name, float *dst, int ndim, const int64_t *shape);
+int vqgpt_st_read_weights(const st_file *f, const char *name, float *dst, int ndim,
+                          const int64_t *shape);
 
 // Model loaders take every tensor of a file, so that a file with tensors its config does not
 // describe (a config without attention for a file with attention weights, say) is refused
@@ -76,8 +79,8 @@ int vqgpt_st_check_format(const st_file *f, const char *want, const char *what);
 // metadata, then writes header + data to "<path>.tmp.<pid>", fsyncs, and renames onto path.
 typedef struct st_writer st_writer;
 st_writer *vqgpt_st_writer_new(void);
-int vqgpt_st_writer_add(st_writer *w, const char *name, st_dtype dtype, int ndim, const int64_t *shape,
-                        const void *data);
+int vqgpt_st_writer_add(st_writer *w, const char *name, st_dtype dtype, int ndim,
+                        const int64_t *shape, const void *data);
 int vqgpt_st_writer_meta(st_writer *w, const char *key, const char *value);
 // Stores every F32 tensor as F16 or BF16 (round to nearest even) when saving; ST_F32 (the
 // default) stores them as they are. Other types are unaffected.

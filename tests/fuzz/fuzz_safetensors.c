@@ -6,7 +6,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (vqgpt_st_open(&f, fuzz_file(data, size)) == 0) {
     for (size_t i = 0; i < f.n_tensors; i++) {
       float v[64];
-      if (f.tensors[i].numel <= 64) vqgpt_st_read_f32(&f, f.tensors[i].name, v, (int)f.tensors[i].numel, NULL);
+      if (f.tensors[i].numel <= 64)
+        vqgpt_st_read_f32(&f, f.tensors[i].name, v, (int)f.tensors[i].numel, NULL);
     }
     vqgpt_st_close(&f);
   }
