@@ -6,6 +6,7 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/models.h"
 #include "core/error.h"
 #include "stage1_vqgan/vqgan.h"
 #include "stage2_transformer/gpt.h"
@@ -126,10 +127,8 @@ int cmd_info(int argc, char **argv) {
   else if (format && !strcmp(format, "taming-gpt"))
     rc = (g = vqgpt_gpt_load(in)) ? 0 : -1;
   if (!rc && g && g->cfg.cond == GPT_COND_TEXT) {
-    vqgpt_tokenizer *tok = g->card.tokenizer ? vqgpt_tokenizer_load_bytes(
-                                                   g->card.tokenizer, g->card.tokenizer_bytes, in)
-                                             : NULL;
-    if (!tok) rc = vqgpt_error("%s: a text model without a usable tokenizer", in);
+    vqgpt_tokenizer *tok = cli_gpt_tokenizer(g, in);
+    if (!tok) rc = -1;
     vqgpt_tokenizer_free(tok);
   }
   if (rc) {

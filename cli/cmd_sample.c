@@ -202,10 +202,7 @@ static int make_conditions(const sample_args *a, sample_run *r, float cfg_scale)
     }
   } else if (c->cond == GPT_COND_TEXT) {
     if (!a->prompt) return cli_fail(CMD, "%s is text-conditional: give --prompt TEXT", r->gpt_path);
-    if (!r->m->card.tokenizer)
-      return cli_fail(CMD, "%s: text model without a tokenizer", r->gpt_path);
-    vqgpt_tokenizer *tok =
-        vqgpt_tokenizer_load_bytes(r->m->card.tokenizer, r->m->card.tokenizer_bytes, r->gpt_path);
+    vqgpt_tokenizer *tok = cli_gpt_tokenizer(r->m, r->gpt_path);
     int rc = tok ? vqgpt_prompt_encode(c, tok, a->prompt, false, r->cond, NULL) : -1;
     vqgpt_tokenizer_free(tok);
     if (rc) return cli_fail(CMD, "%s", vqgpt_last_error());

@@ -15,6 +15,7 @@
 #include "core/clock.h"
 #include "core/dist.h"
 #include "cli/commands.h"
+#include "cli/models.h"
 #include "cli/folder_report.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
@@ -533,9 +534,7 @@ int cmd_train_gpt(int argc, char **argv) {
 
   // The tokenizer (before any encoding): given, or the one the text model trained further carries.
   if (captions) {
-    tok = from_model
-              ? vqgpt_tokenizer_load_bytes(m->card.tokenizer, m->card.tokenizer_bytes, model_path)
-              : vqgpt_tokenizer_load_file(tok_path);
+    tok = from_model ? cli_gpt_tokenizer(m, model_path) : vqgpt_tokenizer_load_file(tok_path);
     if (!tok) {
       cli_fail(CMD, "%s", vqgpt_last_error());
       goto done;

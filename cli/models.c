@@ -98,3 +98,11 @@ int cli_check_vqgan(const gpt *m, const char *gpt_path, const vqgan *vq, const c
   vqgpt_json_free(v);
   return rc;
 }
+
+vqgpt_tokenizer *cli_gpt_tokenizer(const gpt *m, const char *gpt_path) {
+  if (!m->card.tokenizer) {
+    vqgpt_error("%s: text model without a tokenizer", gpt_path);
+    return NULL;
+  }
+  return vqgpt_tokenizer_load_bytes(m->card.tokenizer, m->card.tokenizer_bytes, gpt_path);
+}
