@@ -400,6 +400,11 @@ int vqgpt_image_resize(image_rgb *out, const image_rgb *in, int w, int h) {
   if (!out->rgb) return vqgpt_error("out of memory resizing to %dx%d", w, h);
   out->w = w;
   out->h = h;
+  // The filter is not the identity at scale 1 (it shifts pixels by up to ~30 levels).
+  if (w == in->w && h == in->h) {
+    memcpy(out->rgb, in->rgb, (size_t)w * h * 3);
+    return 0;
+  }
   if (!stbir_resize_uint8(in->rgb, in->w, in->h, 0, out->rgb, w, h, 0, 3)) {
     vqgpt_image_free(out);
     return vqgpt_error("resize to %dx%d failed", w, h);

@@ -1,7 +1,8 @@
 // Image input: PNG (libpng) and JPEG (libjpeg-turbo) in every layout the header promises,
 // everything else refused by magic bytes, hostile files (found by fuzzing the old decoder)
 // refused with one line, inputs that are not regular files refused without blocking, and
-// image folders with links, loops and bad files. All test images are made here.
+// image folders with links, loops and bad files; an image at the size asked for kept exact. All
+// test images are made here.
 #define _XOPEN_SOURCE 700  // nftw
 #include <ftw.h>
 #include <png.h>
@@ -457,6 +458,29 @@ static void test_folder_links(void) {
   vqgpt_image_folder_free(&f);
 }
 
+// Training crops at an image's own size are its pixels: the resampling filter is not the
+// identity at scale 1, so images already at the size asked for must not go through it.
+static void test_same_size_is_exact(void) {
+  image_rgb img = pattern(24, 16), out;
+  CHECK(vqgpt_image_resize(&out, &img, 24, 16) == 0);
+  CHECKF(out.w == 24 && out.h == 16 && !memcmp(out.rgb, img.rgb, (size_t)24 * 16 * 3),
+         "a resize to the same size changed the pixels");
+  vqgpt_image_free(&out);
+  pathbuf dir = tmp_path("own_size");
+  CHECK(mkdir(dir.s, 0700) == 0);
+  CHECK(vqgpt_image_save_png(&img, tmp_path("own_size/a.png").s) == 0);
+  image_dataset d;
+  CHECKF(vqgpt_image_dataset_load(&d, dir.s, 16, 24, 16) == 0, "%s", vqgpt_last_error());
+  if (d.n == 1) {
+    float x[3 * 16 * 24], want[3 * 16 * 24];
+    vqgpt_image_dataset_center_crop(&d, 0, x);
+    vqgpt_image_to_tensor(&img, want);
+    CHECKF(!memcmp(x, want, sizeof x), "a crop at the image's own size is not its pixels");
+    vqgpt_image_dataset_free(&d);
+  }
+  vqgpt_image_free(&img);
+}
+
 static void test_dataset_bad_files(void) {
   // Ten good images and one bad: the bad one is skipped and named.
   pathbuf few = tmp_path("few_bad");
@@ -517,6 +541,7 @@ int main(void) {
   test_not_regular();
   test_folder_links();
   test_dataset_bad_files();
+  test_same_size_is_exact();
   nftw(tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
   return test_finish("test_image");
 }
