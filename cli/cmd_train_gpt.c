@@ -1,8 +1,8 @@
-// vqgpt train-gpt: encodes an image folder once with a frozen VQGAN (random crops and flips,
-// cached as .npy beside the output) and trains the GPT on the code grids: unconditional,
-// class-conditional (sub-folders) or text-conditional (a caption file beside each image), with
-// optional condition dropout for guidance; progress on stderr, validation loss, checkpoints and
-// exact resume.
+// vqgpt train-gpt: encodes an image folder once with a frozen VQGAN (random crops, and flips
+// unless captions could name sides; cached as .npy beside the output) and trains the GPT on the
+// code grids: unconditional, class-conditional (sub-folders) or text-conditional (a caption file
+// beside each image), with optional condition dropout for guidance; progress on stderr, validation
+// loss, checkpoints and exact resume.
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -70,7 +70,7 @@ static int hash_file(const char *path, uint64_t *out) {
 
 // Everything the cached codes depend on, as one line of text.
 static char *cache_key(const char *vqgan_path, const image_folder *f, bool classes, long crops,
-                       uint64_t seed, int scale, int crop_w, int crop_h) {
+                       bool flip, uint64_t seed, int scale, int crop_w, int crop_h) {
   uint64_t vh = 0, lh = 0xcbf29ce484222325ULL;
   if (hash_file(vqgan_path, &vh)) return NULL;
   for (size_t i = 0; i < f->n_images; i++) {
@@ -92,8 +92,9 @@ static char *cache_key(const char *vqgan_path, const image_folder *f, bool class
   }
   snprintf(key, 512,
            "vqgpt-codes 1 vqgan=%016" PRIx64 " images=%zu list=%016" PRIx64
-           " classes=%d crops=%ld seed=%" PRIu64 " scale=%d crop=%dx%d\n",
-           vh, f->n_images, lh, classes ? f->n_classes : 0, crops, seed, scale, crop_w, crop_h);
+           " classes=%d crops=%ld flip=%d seed=%" PRIu64 " scale=%d crop=%dx%d\n",
+           vh, f->n_images, lh, classes ? f->n_classes : 0, crops, flip, seed, scale, crop_w,
+           crop_h);
   return key;
 }
 
@@ -166,16 +167,18 @@ static int load_cache(code_set *cs, const char *key, const char *key_path, const
   return 1;
 }
 
-// Crops, flips and encodes every image `crops` times; writes the cache (codes, labels, then
-// the key last, so an interrupted write is never mistaken for a valid cache).
+// Crops (and with `flip` mirrors half of them) and encodes every image `crops` times; writes the
+// cache (codes, labels, then the key last, so an interrupted write is never mistaken for a valid
+// cache).
 static int encode_folder(code_set *cs, vqgan *vq, const char *dir, const image_folder *scan,
-                         bool classes, long crops, uint64_t seed, int scale, int crop_w, int crop_h,
-                         const char *key, const char *key_path, const char *codes_path,
+                         bool classes, long crops, bool flip, uint64_t seed, int scale, int crop_w,
+                         int crop_h, const char *key, const char *key_path, const char *codes_path,
                          const char *labels_path, const char *sources_path) {
   int f = vqgpt_vqgan_factor(vq), h = crop_h / f, w = crop_w / f;
   size_t per = (size_t)3 * crop_w * crop_h;
   image_dataset ds;
-  fprintf(stderr, "loading images from %s ...\n", dir);
+  fprintf(stderr, "loading images from %s (%s) ...\n", dir,
+          flip ? "half the crops mirrored" : "none mirrored");
   if (vqgpt_image_dataset_load(&ds, dir, scale, crop_w, crop_h)) return -1;
   cli_report_folder(CMD, dir, &ds.folder);
   size_t n = ds.n * (size_t)crops;
@@ -208,7 +211,7 @@ static int encode_folder(code_set *cs, vqgan *vq, const char *dir, const image_f
     int B = (int)(n - i0 < ENCODE_BATCH ? n - i0 : ENCODE_BATCH);
     for (int b = 0; b < B; b++) {
       size_t img = (i0 + b) / (size_t)crops;
-      vqgpt_image_dataset_random_crop(&ds, img, &rng, x + (size_t)b * per);
+      vqgpt_image_dataset_random_crop(&ds, img, &rng, flip, x + (size_t)b * per);
       if (classes) cs->labels[i0 + b] = ds.folder.labels[img];
     }
     if (vqgpt_vqgan_encode(vq, x, B, crop_h, crop_w, cs->codes + i0 * h * w, NULL, NULL)) goto done;
@@ -347,7 +350,7 @@ static char *with_suffix(const char *path, const char *suffix) {
 int cmd_train_gpt(int argc, char **argv) {
   const char *vqgan_path = NULL, *data = NULL, *out = NULL, *size_s = NULL, *tok_path = NULL,
              *init_path = NULL;
-  bool classes = false, captions = false, resume = false, overwrite = false;
+  bool classes = false, captions = false, resume = false, overwrite = false, no_flip = false;
   long scale = 0, text_len = 32;
   double cond_drop = 0;
   long steps = 1000, batch = 8, warmup = 100, seed = 0, crops = 1, n_layer = 8, n_head = 8,
@@ -392,6 +395,8 @@ int cmd_train_gpt(int argc, char **argv) {
       {"val-fraction", OPT_FLOAT, &val_fraction, "share of the crops held out for validation"},
       {"seed", OPT_INT, &seed, "random seed (init, crops, split, order, corruption, dropout)"},
       {"crops", OPT_INT, &crops, "random crops encoded per image"},
+      {"no-flip", OPT_FLAG, &no_flip,
+       "never mirror the crops (always so with --captions: a caption can say left or right)"},
       {"n-layer", OPT_INT, &n_layer, "transformer blocks (new models)", .given = &n_layer_given},
       {"n-head", OPT_INT, &n_head, "attention heads (new models)", .given = &n_head_given},
       {"n-embd", OPT_INT, &n_embd, "embedding width (new models)", .given = &n_embd_given},
@@ -564,7 +569,9 @@ int cmd_train_gpt(int argc, char **argv) {
              n_classes);
     goto done;
   }
-  key = cache_key(vqgan_path, &folder, classes, crops, o.seed, (int)scale, crop_w, crop_h);
+  // A mirrored image would contradict a caption naming what is on the left and on the right.
+  const bool flip = !no_flip && !captions;
+  key = cache_key(vqgan_path, &folder, classes, crops, flip, o.seed, (int)scale, crop_w, crop_h);
   int n_max = (int)(folder.n_images * (size_t)crops);
   gpt_config text_cfg = {.cond = GPT_COND_TEXT,
                          .n_codes = vc->n_embed,
@@ -592,7 +599,7 @@ int cmd_train_gpt(int argc, char **argv) {
                           sources_path, h, w, n_max, crops);
   if (cached) {
     fprintf(stderr, "reusing cached codes %s (%d grids of %dx%d)\n", codes_path, cs.n, h, w);
-  } else if (encode_folder(&cs, vq, data, &folder, classes, crops, o.seed, (int)scale, crop_w,
+  } else if (encode_folder(&cs, vq, data, &folder, classes, crops, flip, o.seed, (int)scale, crop_w,
                            crop_h, key, key_path, codes_path, labels_path, sources_path)) {
     vqgpt_image_folder_free(&folder);
     cli_fail(CMD, "%s", vqgpt_last_error());

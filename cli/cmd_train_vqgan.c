@@ -433,7 +433,7 @@ int cmd_train_vqgan(int argc, char **argv) {
     // Every rank draws the whole batch (the same stream as one process), keeping its rows.
     for (long b = 0; b < a.batch; b++)
       vqgpt_image_dataset_random_crop(&s.data, s.train_idx[vqgpt_rng_below(&rng, s.n_train)], &rng,
-                                      b >= lo && b < lo + local ? x + per * (b - lo) : NULL);
+                                      true, b >= lo && b < lo + local ? x + per * (b - lo) : NULL);
     vqgan_step_stats ss;
     if (vqgpt_vqgan_trainer_step(tr, x, step, &ss)) {
       // Counted as the progress lines count (step N is the N-th); the diverged state is not saved.

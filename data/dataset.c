@@ -103,11 +103,12 @@ void vqgpt_image_dataset_free(image_dataset *d) {
   memset(d, 0, sizeof *d);
 }
 
-void vqgpt_image_dataset_random_crop(const image_dataset *d, size_t i, uint64_t *rng, float *x) {
+void vqgpt_image_dataset_random_crop(const image_dataset *d, size_t i, uint64_t *rng, bool may_flip,
+                                     float *x) {
   const image_rgb *img = &d->images[i];
   int x0 = (int)vqgpt_rng_below(rng, (uint64_t)(img->w - d->crop_w + 1));
   int y0 = (int)vqgpt_rng_below(rng, (uint64_t)(img->h - d->crop_h + 1));
-  int flip = vqgpt_rng_uniform(rng) < 0.5f;
+  int flip = vqgpt_rng_uniform(rng) < 0.5f && may_flip;
   if (x) vqgpt_image_crop_to_tensor(img, x0, y0, d->crop_w, d->crop_h, flip, x);
 }
 

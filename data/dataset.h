@@ -5,6 +5,7 @@
 #ifndef VQGPT_DATASET_H
 #define VQGPT_DATASET_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,9 +30,11 @@ typedef struct {
 int vqgpt_image_dataset_load(image_dataset *d, const char *dir, int scale, int crop_w, int crop_h);
 void vqgpt_image_dataset_free(image_dataset *d);
 
-// x (3, crop_h, crop_w) in [-1, 1]: a uniformly random crop, mirrored with probability 1/2.
+// x (3, crop_h, crop_w) in [-1, 1]: a uniformly random crop, mirrored with probability 1/2 when
+// `may_flip` (the draw is made either way, so both settings take the same crops).
 // x NULL: only the random draws (a data-parallel rank skipping another rank's row).
-void vqgpt_image_dataset_random_crop(const image_dataset *d, size_t i, uint64_t *rng, float *x);
+void vqgpt_image_dataset_random_crop(const image_dataset *d, size_t i, uint64_t *rng, bool may_flip,
+                                     float *x);
 // x (3, crop_h, crop_w): the center crop, for validation.
 void vqgpt_image_dataset_center_crop(const image_dataset *d, size_t i, float *x);
 

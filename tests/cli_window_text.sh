@@ -79,6 +79,24 @@ ok "train tokenizer" "$VQGPT" train-tokenizer --text captions.txt --vocab 40 --o
 TRAIN=(train-gpt --vqgan "$VQ" --tokenizer tok.model --steps 6 --batch 4 --n-layer 1 --n-head 2 --n-embd 16 --log-every 3 --eval-every 3 --val-fraction 0.25)
 ok "train text GPT" "$VQGPT" "${TRAIN[@]}" --data data --captions --cond-drop 0.2 --text-len 20 --out text.safetensors
 check "caption count: $(grep captions err.txt)" grep -q "captions: 8 read, 0 truncated" err.txt
+check "loading line does not say none are mirrored: $(head -n 3 err.txt)" grep -q "(none mirrored)" err.txt
+# Captions can name sides, so their images are never mirrored: every cached grid is an image's
+# own encoding. The same folder without captions mirrors half its crops (unless --no-flip).
+for i in 0 1 2 3 4 5 6 7; do
+  ok "encode image $i" "$VQGPT" encode --vqgan "$VQ" --image data/img$i.png --out enc$i.npy
+done
+ONLY_OWN='import sys, numpy as np
+own = {np.load("enc%d.npy" % i).tobytes() for i in range(8)}
+grids = np.load(sys.argv[1])
+sys.exit(0 if grids.shape[0] >= 8 and all(g.tobytes() in own for g in grids) else 1)'
+check "a captioned image was mirrored" $PY -c "$ONLY_OWN" text.safetensors.codes.npy
+UNCOND=(train-gpt --vqgan "$VQ" --data data --steps 1 --batch 4 --n-layer 1 --n-head 2 --n-embd 16 --crops 4)
+ok "train unconditional on the same folder" "$VQGPT" "${UNCOND[@]}" --out flip.safetensors
+check "without captions no crop was mirrored" ! $PY -c "$ONLY_OWN" flip.safetensors.codes.npy
+ok "train unconditional, --no-flip" "$VQGPT" "${UNCOND[@]}" --no-flip --out noflip.safetensors
+check "--no-flip mirrored a crop" $PY -c "$ONLY_OWN" noflip.safetensors.codes.npy
+ok "--no-flip on a cache made with flips" "$VQGPT" "${UNCOND[@]}" --no-flip --out flip.safetensors --overwrite
+check "the cache made with flips was reused without them" $PY -c "$ONLY_OWN" flip.safetensors.codes.npy
 ok "train text GPT, short prompts" "$VQGPT" "${TRAIN[@]}" --data data --captions --text-len 4 --out short.safetensors
 check "truncation not counted: $(grep captions err.txt)" grep -q "captions: 8 read, 8 truncated to 4 tokens" err.txt
 NOFILES="x.png"
