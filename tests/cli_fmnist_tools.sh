@@ -2,7 +2,8 @@
 # tools/fmnist_folders.py (items and pairs folders) and the torch-free parts of
 # tools/fmnist_eval.py (grid splitting, colour detector, PNG reader). Args: the vqgpt binary and
 # the fixtures dir (unused). Needs numpy and the Debian package dataset-fashion-mnist; skips
-# only when the data set is absent. Does not train the classifier.
+# only when the data set is absent. Does not train the classifier. Also tools/readme_pictures.py
+# (its class picture, with the shipped class model).
 # Usage: cli_fmnist_tools.sh <vqgpt binary> <fixtures dir>
 set -uo pipefail
 tools=$(realpath "$(dirname "$(realpath "$0")")/../tools")
@@ -131,5 +132,26 @@ print("ok: folders, pixels, captions, held-out rule, determinism data, colour de
       if not errors else "%d failures" % len(errors))
 sys.exit(1 if errors else 0)
 PY
+
+# tools/readme_pictures.py: the class picture with the shipped class model, one row per class,
+# each row the cells of `vqgpt sample --class K --num 8 --seed 1`.
+VQGPT=$(realpath "$1")
+mkdir -p pics
+ok "readme_pictures classes" $PY "$tools/readme_pictures.py" --vqgpt "$VQGPT" --out pics --only fmnist_classes
+ok "class 3, 8 samples" "$VQGPT" sample --class 3 --num 8 --seed 1 --out c3.png
+check "the picture's row 3 is not class 3's samples" $PY - "$tools" pics/fmnist_classes.png c3.png <<'PY'
+import sys
+sys.path.insert(0, sys.argv[1])
+import fmnist_folders as F
+pic, grid = F.read_png(sys.argv[2]), F.read_png(sys.argv[3])
+if pic.shape != (10 * 36 + 4, 8 * 36 + 4, 3):
+    sys.exit(1)
+for k in range(8):  # the grid has 3 columns, a border of 2; the picture a gap of 4
+    cell = grid[2 + (k // 3) * 34:][:32, 2 + (k % 3) * 34:][:, :32]
+    if not (pic[4 + 3 * 36:][:32, 4 + k * 36:][:, :32] == cell).all():
+        sys.exit(1)
+PY
+NOFILES="pics/completion.png" ERR_PREFIX="readme_pictures.py: " bad "completion without photographs" "completion needs --photos" \
+  $PY "$tools/readme_pictures.py" --vqgpt "$VQGPT" --out pics --only completion
 
 finish cli_fmnist_tools
