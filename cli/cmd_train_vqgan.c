@@ -25,7 +25,7 @@ typedef struct {
   long size, scale, steps, batch, disc_start, seed, log_every, sample_every, save_every, n_val;
   long ndf, disc_layers, n_embed, reinit_every;
   double lr, disc_weight, perceptual_weight, codebook_weight;
-  bool resume, overwrite;
+  bool resume, overwrite, no_flip;
 } train_args;
 
 static int read_file(const char *path, char **out) {
@@ -180,15 +180,22 @@ static int file_exists(const char *p) {
 // The settings that shape a run, recorded in the checkpoint's train_state ("settings": flag ->
 // value as text) so that --resume can refuse a run that would silently differ. --steps may
 // change (a run is extended); logging and checkpoint intervals do not change the run.
-#define N_SETTINGS 16
+// A setting added later has `legacy`: what a checkpoint that does not record it was trained
+// with, or NULL when that is unknown (it is then not checked for such a checkpoint).
+#define N_SETTINGS 18
 typedef struct {
   const char *flag;
   char value[48];
+  bool added_later;
+  const char *legacy;
 } run_setting;
 
 static int run_settings(run_setting *s, const train_args *a, size_t n_images, bool have_lpips) {
   int n = 0;
-#define SET(name, ...) (s[n].flag = name, snprintf(s[n].value, sizeof s[n].value, __VA_ARGS__), n++)
+#define SET(name, ...) \
+  (s[n] = (run_setting){.flag = name}, snprintf(s[n].value, sizeof s[n].value, __VA_ARGS__), n++)
+#define SET_LATER(name, legacy_value, ...) \
+  (SET(name, __VA_ARGS__), s[n - 1].added_later = true, s[n - 1].legacy = legacy_value)
   SET("--batch", "%ld", a->batch);
   SET("--size", "%ld", a->size);
   SET("--lr", "%.9g", a->lr);
@@ -205,6 +212,9 @@ static int run_settings(run_setting *s, const train_args *a, size_t n_images, bo
   SET("--val", "%ld", a->n_val);
   SET("--seed", "%ld", a->seed);
   SET("--data (images found)", "%zu", n_images);
+  SET_LATER("--scale", NULL, "%ld", a->scale ? a->scale : a->size);
+  SET_LATER("--no-flip", "no", "%s", a->no_flip ? "yes" : "no");  // older vqgpt always mirrored
+#undef SET_LATER
 #undef SET
   return n;
 }
@@ -237,6 +247,8 @@ static int check_resume_settings(const char *path, const char *state, const run_
   }
   for (int i = 0; i < n && !rc; i++) {
     const char *was = vqgpt_json_get_string(rec, s[i].flag);
+    if (!was && s[i].added_later) was = s[i].legacy;
+    if (!was && s[i].added_later) continue;
     if (!was)
       rc = vqgpt_error("%s: the checkpoint does not record %s", path, s[i].flag);
     else if (strcmp(was, s[i].value))
@@ -308,6 +320,7 @@ int cmd_train_vqgan(int argc, char **argv) {
        1, 1000000000},
       {"save-every", OPT_INT, &a.save_every, "steps between checkpoints", 1, 1000000000},
       {"seed", OPT_INT, &a.seed, "random seed (weights, crops, flips)", 0, LONG_MAX},
+      {"no-flip", OPT_FLAG, &a.no_flip, "never mirror the crops (by default half are mirrored)"},
       {"resume", OPT_FLAG, &a.resume,
        "continue from --out exactly where it stopped (same settings)"},
       {"overwrite", OPT_FLAG, &a.overwrite, "start afresh even if --out exists"},
@@ -433,7 +446,8 @@ int cmd_train_vqgan(int argc, char **argv) {
     // Every rank draws the whole batch (the same stream as one process), keeping its rows.
     for (long b = 0; b < a.batch; b++)
       vqgpt_image_dataset_random_crop(&s.data, s.train_idx[vqgpt_rng_below(&rng, s.n_train)], &rng,
-                                      true, b >= lo && b < lo + local ? x + per * (b - lo) : NULL);
+                                      !a.no_flip,
+                                      b >= lo && b < lo + local ? x + per * (b - lo) : NULL);
     vqgan_step_stats ss;
     if (vqgpt_vqgan_trainer_step(tr, x, step, &ss)) {
       // Counted as the progress lines count (step N is the N-th); the diverged state is not saved.

@@ -147,6 +147,26 @@ bad_last "resume, other GAN weight" "--disc-weight is 0.5 for this run but the c
   "$VQGPT" train-vqgan "${VQARGS[@]}" --steps 4 --lr 1e-3 --disc-start 1 --disc-weight 0.5 --out v.safetensors --resume
 bad_last "resume, other seed" "--seed is 4 for this run" \
   "$VQGPT" train-vqgan "${VQARGS[@]}" --steps 4 --lr 1e-3 --disc-start 1 --seed 4 --out v.safetensors --resume
+bad_last "resume, other scale" "--scale is 48 for this run but the checkpoint was trained with 32" \
+  "$VQGPT" train-vqgan "${VQARGS[@]}" --steps 4 --lr 1e-3 --disc-start 1 --scale 48 --out v.safetensors --resume
+bad_last "resume, no mirroring" "--no-flip is yes for this run but the checkpoint was trained with no" \
+  "$VQGPT" train-vqgan "${VQARGS[@]}" --steps 4 --lr 1e-3 --disc-start 1 --no-flip --out v.safetensors --resume
+# A checkpoint of a vqgpt that recorded neither (it always mirrored; its scale is unknown).
+$PY - v.safetensors old.safetensors <<'PY'
+import json, struct, sys
+raw = open(sys.argv[1], "rb").read(); n = struct.unpack("<Q", raw[:8])[0]
+h = json.loads(raw[8:8 + n]); st = json.loads(h["__metadata__"]["train_state"])
+del st["settings"]["--scale"], st["settings"]["--no-flip"]
+h["__metadata__"]["train_state"] = json.dumps(st)
+hb = json.dumps(h).encode(); hb += b" " * (-len(hb) % 8)
+open(sys.argv[2], "wb").write(struct.pack("<Q", len(hb)) + hb + raw[8 + n:])
+PY
+cp old.safetensors old_before.safetensors
+bad_last "resume an older checkpoint without mirroring" "--no-flip is yes for this run but the checkpoint was trained with no" \
+  "$VQGPT" train-vqgan "${VQARGS[@]}" --steps 3 --lr 1e-3 --disc-start 1 --no-flip --out old.safetensors --resume
+check "a refused resume changed the older checkpoint" cmp -s old.safetensors old_before.safetensors
+ok "resume an older checkpoint (scale not recorded)" \
+  "$VQGPT" train-vqgan "${VQARGS[@]}" --steps 3 --lr 1e-3 --disc-start 1 --scale 48 --out old.safetensors --resume
 bad_last "resume, other codebook size" "\"n_embed\" is 64 in the checkpoint, 32 in this run" \
   "$VQGPT" train-vqgan "${VQARGS[@]}" --steps 4 --lr 1e-3 --disc-start 1 --n-embed 32 --out v.safetensors --resume
 bad_last "resume of a GPT file" "format is 'taming-gpt', not a VQGAN checkpoint" \

@@ -481,6 +481,40 @@ static void test_same_size_is_exact(void) {
   vqgpt_image_free(&img);
 }
 
+// A random crop as large as the image is the image, mirrored about half the time when allowed
+// and never when not; both settings make the same draws.
+static void test_random_crop_mirroring(void) {
+  image_rgb img = pattern(24, 16);
+  pathbuf dir = tmp_path("mirror");
+  CHECK(mkdir(dir.s, 0700) == 0);
+  CHECK(vqgpt_image_save_png(&img, tmp_path("mirror/a.png").s) == 0);
+  image_dataset d;
+  CHECKF(vqgpt_image_dataset_load(&d, dir.s, 16, 24, 16) == 0, "%s", vqgpt_last_error());
+  if (d.n == 1) {
+    enum { N = 3 * 16 * 24 };
+    static float x[N], plain[N], mirrored[N];
+    vqgpt_image_to_tensor(&img, plain);
+    for (int c = 0; c < 3; c++)
+      for (int y = 0; y < 16; y++)
+        for (int i = 0; i < 24; i++)
+          mirrored[(c * 16 + y) * 24 + i] = plain[(c * 16 + y) * 24 + 23 - i];
+    uint64_t rng_on = 7, rng_off = 7;
+    int n_mirrored = 0, n_other = 0;
+    for (int k = 0; k < 64; k++) {
+      vqgpt_image_dataset_random_crop(&d, 0, &rng_on, true, x);
+      n_mirrored += !memcmp(x, mirrored, sizeof x);
+      n_other += memcmp(x, mirrored, sizeof x) && memcmp(x, plain, sizeof x);
+      vqgpt_image_dataset_random_crop(&d, 0, &rng_off, false, x);
+      CHECKF(!memcmp(x, plain, sizeof x), "draw %d mirrored a crop that may not be", k);
+    }
+    CHECKF(n_mirrored >= 16 && n_mirrored <= 48 && n_other == 0,
+           "%d of 64 crops mirrored, %d neither the image nor its mirror", n_mirrored, n_other);
+    CHECKF(rng_on == rng_off, "the two settings made different draws");
+    vqgpt_image_dataset_free(&d);
+  }
+  vqgpt_image_free(&img);
+}
+
 static void test_dataset_bad_files(void) {
   // Ten good images and one bad: the bad one is skipped and named.
   pathbuf few = tmp_path("few_bad");
@@ -542,6 +576,7 @@ int main(void) {
   test_folder_links();
   test_dataset_bad_files();
   test_same_size_is_exact();
+  test_random_crop_mirroring();
   nftw(tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
   return test_finish("test_image");
 }
