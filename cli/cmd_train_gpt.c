@@ -572,6 +572,10 @@ int cmd_train_gpt(int argc, char **argv) {
   // A mirrored image would contradict a caption naming what is on the left and on the right.
   const bool flip = !no_flip && !captions;
   key = cache_key(vqgan_path, &folder, classes, crops, flip, o.seed, (int)scale, crop_w, crop_h);
+  char data_settings[96];  // recorded in the checkpoint: a resume must make its codes the same way
+  snprintf(data_settings, sizeof data_settings, "--size %dx%d --scale %ld --crops %ld%s", crop_w,
+           crop_h, scale, crops, flip ? "" : " --no-flip");
+  o.data_settings = data_settings;
   int n_max = (int)(folder.n_images * (size_t)crops);
   gpt_config text_cfg = {.cond = GPT_COND_TEXT,
                          .n_codes = vc->n_embed,

@@ -24,6 +24,10 @@ typedef struct {
   float cond_drop;     // probability of replacing the condition by the null one (guidance)
   float val_fraction;  // share of the samples held out for validation
   uint64_t seed;       // split, data order, corruption and dropout
+  // How the caller made the code grids (crop size, scale, crops per image, mirroring), as text
+  // without quotes or backslashes, or NULL: recorded in checkpoints, and a resume whose codes
+  // were made otherwise is refused (checkpoints from before it are not checked).
+  const char *data_settings;
   // Data-parallel training (core/dist.h): the ranks (vqgpt_dist_size()) sharing each batch, 1 for
   // one process; not part of the run's recorded settings. Every rank draws the whole batch
   // (the same random stream as one process) and trains on rows [rank * batch_size / ranks,

@@ -192,6 +192,21 @@ bad_last "train-gpt resume, other batch" "--batch is 1 for this run but the chec
   "$VQGPT" train-gpt "${GPTARGS[@]}" --steps 4 --lr 1e-3 --batch 1 --out g.safetensors --resume
 bad_last "train-gpt resume, other shape" "--n-layer is 2 for this run but g.safetensors has 1" \
   "$VQGPT" train-gpt "${GPTARGS[@]}" --steps 4 --lr 1e-3 --n-layer 2 --out g.safetensors --resume
+bad_last "train-gpt resume, no mirroring" "codes were made with --size 32x32 --scale 32 --crops 1, this run's with --size 32x32 --scale 32 --crops 1 --no-flip" \
+  "$VQGPT" train-gpt "${GPTARGS[@]}" --steps 4 --lr 1e-3 --no-flip --out g.safetensors --resume
+bad_last "train-gpt resume, other scale" "this run's with --size 32x32 --scale 40 --crops 1" \
+  "$VQGPT" train-gpt "${GPTARGS[@]}" --steps 4 --lr 1e-3 --scale 40 --out g.safetensors --resume
+# A checkpoint of a vqgpt that did not record how its codes were made is not checked for it.
+$PY - g.safetensors g_old.safetensors <<'PY'
+import json, struct, sys
+raw = open(sys.argv[1], "rb").read(); n = struct.unpack("<Q", raw[:8])[0]
+h = json.loads(raw[8:8 + n]); st = json.loads(h["__metadata__"]["train_state"])
+del st["data"]
+h["__metadata__"]["train_state"] = json.dumps(st)
+hb = json.dumps(h).encode(); hb += b" " * (-len(hb) % 8)
+open(sys.argv[2], "wb").write(struct.pack("<Q", len(hb)) + hb + raw[8 + n:])
+PY
+ok "train-gpt resume of an older checkpoint" "$VQGPT" train-gpt "${GPTARGS[@]}" --steps 3 --lr 1e-3 --no-flip --out g_old.safetensors --resume
 ok "train-gpt resume, same settings" "$VQGPT" train-gpt "${GPTARGS[@]}" --steps 3 --lr 1e-3 --out g.safetensors --resume
 bad_last "train-gpt resume of a VQGAN file" "not a GPT model" \
   "$VQGPT" train-gpt "${GPTARGS[@]}" --steps 4 --out v.safetensors --resume
