@@ -458,6 +458,17 @@ static void test_folder_links(void) {
   vqgpt_image_folder_free(&f);
 }
 
+// A training set of one image in a new folder `name`, loaded at the image's own size.
+static bool load_one_image_set(image_dataset *d, const char *name, const image_rgb *img) {
+  char file[256];
+  snprintf(file, sizeof file, "%s/a.png", name);
+  CHECK(mkdir(tmp_path(name).s, 0700) == 0);
+  CHECK(vqgpt_image_save_png(img, tmp_path(file).s) == 0);
+  int rc = vqgpt_image_dataset_load(d, tmp_path(name).s, img->h, img->w, img->h);
+  CHECKF(rc == 0, "%s", vqgpt_last_error());
+  return rc == 0 && d->n == 1;
+}
+
 // Training crops at an image's own size are its pixels: the resampling filter is not the
 // identity at scale 1, so images already at the size asked for must not go through it.
 static void test_same_size_is_exact(void) {
@@ -466,12 +477,8 @@ static void test_same_size_is_exact(void) {
   CHECKF(out.w == 24 && out.h == 16 && !memcmp(out.rgb, img.rgb, (size_t)24 * 16 * 3),
          "a resize to the same size changed the pixels");
   vqgpt_image_free(&out);
-  pathbuf dir = tmp_path("own_size");
-  CHECK(mkdir(dir.s, 0700) == 0);
-  CHECK(vqgpt_image_save_png(&img, tmp_path("own_size/a.png").s) == 0);
   image_dataset d;
-  CHECKF(vqgpt_image_dataset_load(&d, dir.s, 16, 24, 16) == 0, "%s", vqgpt_last_error());
-  if (d.n == 1) {
+  if (load_one_image_set(&d, "own_size", &img)) {
     float x[3 * 16 * 24], want[3 * 16 * 24];
     vqgpt_image_dataset_center_crop(&d, 0, x);
     vqgpt_image_to_tensor(&img, want);
@@ -485,12 +492,8 @@ static void test_same_size_is_exact(void) {
 // and never when not; both settings make the same draws.
 static void test_random_crop_mirroring(void) {
   image_rgb img = pattern(24, 16);
-  pathbuf dir = tmp_path("mirror");
-  CHECK(mkdir(dir.s, 0700) == 0);
-  CHECK(vqgpt_image_save_png(&img, tmp_path("mirror/a.png").s) == 0);
   image_dataset d;
-  CHECKF(vqgpt_image_dataset_load(&d, dir.s, 16, 24, 16) == 0, "%s", vqgpt_last_error());
-  if (d.n == 1) {
+  if (load_one_image_set(&d, "mirror", &img)) {
     enum { N = 3 * 16 * 24 };
     static float x[N], plain[N], mirrored[N];
     vqgpt_image_to_tensor(&img, plain);
