@@ -217,43 +217,34 @@ size_t vqgpt_gpt_count_params(const gpt_config *c) {
   return V * C + Tb * C + L * per_layer + 2 * C + V * C;
 }
 
+// The next n floats of a block being laid out.
+static float *take(float **q, size_t n) {
+  float *at = *q;
+  *q += n;
+  return at;
+}
+
 // Points the views of one parameter-sized block, in the fixed layout order.
 static void point_params(gpt_params *p, float *base, const gpt_config *c) {
   size_t V = c->vocab_size, C = c->n_embd, L = c->n_layer, Tb = c->block_size;
   float *q = base;
-  p->tok_emb = q;
-  q += V * C;
-  p->pos_emb = q;
-  q += Tb * C;
-  p->ln1_w = q;
-  q += L * C;
-  p->ln1_b = q;
-  q += L * C;
-  p->qkv_w = q;
-  q += L * 3 * C * C;
-  p->qkv_b = q;
-  q += L * 3 * C;
-  p->proj_w = q;
-  q += L * C * C;
-  p->proj_b = q;
-  q += L * C;
-  p->ln2_w = q;
-  q += L * C;
-  p->ln2_b = q;
-  q += L * C;
-  p->fc_w = q;
-  q += L * 4 * C * C;
-  p->fc_b = q;
-  q += L * 4 * C;
-  p->fcproj_w = q;
-  q += L * 4 * C * C;
-  p->fcproj_b = q;
-  q += L * C;
-  p->lnf_w = q;
-  q += C;
-  p->lnf_b = q;
-  q += C;
-  p->head_w = q;
+  p->tok_emb = take(&q, V * C);
+  p->pos_emb = take(&q, Tb * C);
+  p->ln1_w = take(&q, L * C);
+  p->ln1_b = take(&q, L * C);
+  p->qkv_w = take(&q, L * 3 * C * C);
+  p->qkv_b = take(&q, L * 3 * C);
+  p->proj_w = take(&q, L * C * C);
+  p->proj_b = take(&q, L * C);
+  p->ln2_w = take(&q, L * C);
+  p->ln2_b = take(&q, L * C);
+  p->fc_w = take(&q, L * 4 * C * C);
+  p->fc_b = take(&q, L * 4 * C);
+  p->fcproj_w = take(&q, L * 4 * C * C);
+  p->fcproj_b = take(&q, L * C);
+  p->lnf_w = take(&q, C);
+  p->lnf_b = take(&q, C);
+  p->head_w = take(&q, V * C);
 }
 
 static void add_tensor(gpt *m, const char *name, const float *at, int ndim, int64_t d0, int64_t d1,
