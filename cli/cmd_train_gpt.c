@@ -68,9 +68,10 @@ static int hash_file(const char *path, uint64_t *out) {
   return 0;
 }
 
-// Everything the cached codes depend on, as one line of text.
-static char *cache_key(const char *vqgan_path, const image_folder *f, bool classes, long crops,
-                       bool flip, uint64_t seed, int scale, int crop_w, int crop_h) {
+// Everything the cached codes depend on, as one line of text. `data_settings`: how the images
+// are cropped, scaled and mirrored (the text the checkpoint records too).
+static char *cache_key(const char *vqgan_path, const image_folder *f, bool classes, uint64_t seed,
+                       const char *data_settings) {
   uint64_t vh = 0, lh = 0xcbf29ce484222325ULL;
   if (hash_file(vqgan_path, &vh)) return NULL;
   for (size_t i = 0; i < f->n_images; i++) {
@@ -92,9 +93,8 @@ static char *cache_key(const char *vqgan_path, const image_folder *f, bool class
   }
   snprintf(key, 512,
            "vqgpt-codes 1 vqgan=%016" PRIx64 " images=%zu list=%016" PRIx64
-           " classes=%d crops=%ld flip=%d seed=%" PRIu64 " scale=%d crop=%dx%d\n",
-           vh, f->n_images, lh, classes ? f->n_classes : 0, crops, flip, seed, scale, crop_w,
-           crop_h);
+           " classes=%d seed=%" PRIu64 " %s\n",
+           vh, f->n_images, lh, classes ? f->n_classes : 0, seed, data_settings);
   return key;
 }
 
@@ -571,11 +571,12 @@ int cmd_train_gpt(int argc, char **argv) {
   }
   // A mirrored image would contradict a caption naming what is on the left and on the right.
   const bool flip = !no_flip && !captions;
-  key = cache_key(vqgan_path, &folder, classes, crops, flip, o.seed, (int)scale, crop_w, crop_h);
-  char data_settings[96];  // recorded in the checkpoint: a resume must make its codes the same way
+  // How the codes are made: the cache's key and the checkpoint record it (a resume must match).
+  char data_settings[96];
   snprintf(data_settings, sizeof data_settings, "--size %dx%d --scale %ld --crops %ld%s", crop_w,
            crop_h, scale, crops, flip ? "" : " --no-flip");
   o.data_settings = data_settings;
+  key = cache_key(vqgan_path, &folder, classes, o.seed, data_settings);
   int n_max = (int)(folder.n_images * (size_t)crops);
   gpt_config text_cfg = {.cond = GPT_COND_TEXT,
                          .n_codes = vc->n_embed,

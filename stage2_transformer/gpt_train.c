@@ -315,20 +315,17 @@ static char *state_json(const gpt_trainer *tr) {
   size_t n = 2048 + strlen(data);
   char *s = malloc(n);
   if (!s) return NULL;
-  int len = snprintf(
-      s, n,
-      "{\"step\": %ld, \"rng\": \"%" PRIu64
-      "\", \"epoch\": %ld, \"cursor\": %d, "
-      "\"n_samples\": %d, \"h\": %d, \"w\": %d, \"n_val\": %d, \"options\": {"
-      "\"batch_size\": %d, \"steps\": %ld, \"lr\": %.9g, \"min_lr\": %.9g, \"warmup\": %ld, "
-      "\"weight_decay\": %.9g, \"beta1\": %.9g, \"beta2\": %.9g, \"eps\": %.9g, "
-      "\"grad_clip\": %.9g, \"pkeep\": %.9g, \"cond_drop\": %.9g, \"val_fraction\": %.9g, "
-      "\"seed\": \"%" PRIu64 "\"}}",
-      tr->step, tr->rng, tr->epoch, tr->cursor, tr->data.n, tr->data.h, tr->data.w, tr->n_val,
-      o->batch_size, o->steps, o->lr, o->min_lr, o->warmup, o->weight_decay, o->beta1, o->beta2,
-      o->eps, o->grad_clip, o->pkeep, o->cond_drop, o->val_fraction, o->seed);
-  if (o->data_settings && len > 0 && (size_t)len < n)
-    snprintf(s + len - 1, n - (size_t)len + 1, ", \"data\": \"%s\"}", data);
+  snprintf(s, n,
+           "{\"step\": %ld, \"rng\": \"%" PRIu64
+           "\", \"epoch\": %ld, \"cursor\": %d, "
+           "\"n_samples\": %d, \"h\": %d, \"w\": %d, \"n_val\": %d, \"options\": {"
+           "\"batch_size\": %d, \"steps\": %ld, \"lr\": %.9g, \"min_lr\": %.9g, \"warmup\": %ld, "
+           "\"weight_decay\": %.9g, \"beta1\": %.9g, \"beta2\": %.9g, \"eps\": %.9g, "
+           "\"grad_clip\": %.9g, \"pkeep\": %.9g, \"cond_drop\": %.9g, \"val_fraction\": %.9g, "
+           "\"seed\": \"%" PRIu64 "\"}, \"data\": \"%s\"}",
+           tr->step, tr->rng, tr->epoch, tr->cursor, tr->data.n, tr->data.h, tr->data.w, tr->n_val,
+           o->batch_size, o->steps, o->lr, o->min_lr, o->warmup, o->weight_decay, o->beta1,
+           o->beta2, o->eps, o->grad_clip, o->pkeep, o->cond_drop, o->val_fraction, o->seed, data);
   return s;
 }
 
@@ -487,7 +484,8 @@ int vqgpt_gpt_trainer_resume(gpt_trainer *tr, const char *path) {
   }
   if (vqgpt_gpt_train_options_check(&opt) || check_same_options(path, &opt, &tr->opt)) goto done;
   const char *data_was = vqgpt_json_get_string(root, "data");
-  if (data_was && tr->opt.data_settings && strcmp(data_was, tr->opt.data_settings)) {
+  // "" or absent: made by a caller that did not say, or by an older vqgpt; not checked.
+  if (data_was && *data_was && tr->opt.data_settings && strcmp(data_was, tr->opt.data_settings)) {
     vqgpt_error(
         "%s: the checkpoint's codes were made with %s, this run's with %s (resume with the "
         "same settings; only --steps may change)",
